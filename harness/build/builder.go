@@ -143,6 +143,8 @@ type backend interface {
 	build(ctx context.Context, j job) (Result, error)
 	// runTAP runs `make -C <suite> check` for each suite in the build tree.
 	runTAP(ctx context.Context, r Result, suites []string, out io.Writer) error
+	// exec runs args in the build tree as the build's user.
+	exec(ctx context.Context, r Result, args []string, out io.Writer) error
 }
 
 // job is one build to make.
@@ -355,6 +357,20 @@ func (b *Builder) RunTAP(ctx context.Context, r Result, out io.Writer, suites ..
 	}
 	b.log.logf("%s: TAP suites passed in %s", r.Spec, time.Since(start).Round(time.Second))
 	return log, nil
+}
+
+// Exec runs a command in r's build tree as r's user (for the container
+// backend in a new container from r.Image, removed afterwards) and returns
+// its output; a non-zero exit is an error that includes the output.
+func (b *Builder) Exec(ctx context.Context, r Result, args ...string) (string, error) {
+	if r.Backend != b.backend.name() {
+		return "", fmt.Errorf("exec: build is from the %s backend, this builder uses %s", r.Backend, b.backend.name())
+	}
+	var out strings.Builder
+	if err := b.backend.exec(ctx, r, args, &out); err != nil {
+		return out.String(), fmt.Errorf("exec %s in %s: %w\n%s", strings.Join(args, " "), r.Spec, err, tail(out.String(), 20))
+	}
+	return out.String(), nil
 }
 
 // checkTAPLog rejects logs where TAP tests did not really run.

@@ -438,6 +438,17 @@ func (c *containerBackend) runTAP(ctx context.Context, r Result, suites []string
 	return nil
 }
 
+func (c *containerBackend) exec(ctx context.Context, r Result, args []string, out io.Writer) error {
+	code, err := RunInImage(ctx, r.Image, ImageUser, ImageBuildTree, args, out)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("exit status %d", code)
+	}
+	return nil
+}
+
 // RunInImage runs cmd in a new container from image as user in dir,
 // streaming its output to out, waits for it to exit and returns the exit
 // code. The container is removed in every case, also when ctx is cancelled

@@ -127,3 +127,11 @@ func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, o
 	}
 	return nil
 }
+
+func (n *nativeBackend) exec(ctx context.Context, r Result, args []string, out io.Writer) error {
+	acct, err := EnsureAccount(ctx, n.b.cfg.buildUser, n.b.cfg.log)
+	if err != nil {
+		return err
+	}
+	return runAs(ctx, acct, r.BuildTree, out, acct.Env(), args...)
+}
