@@ -1,0 +1,207 @@
+// Command pgbb-status reads the backup status file of a pg_basebackup run
+// and says whether the backup can be used, is still being written, or must
+// be removed and taken again.
+//
+//	pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE
+//
+// DIR is a backup directory (its backup_status is read), FILE a status file
+// written elsewhere with --status-file. Exit codes:
+//
+//	0   completed and durable
+//	1   not complete: no status file, unreadable or invalid, "in progress"
+//	    with the writing process gone, or "in progress" on another host
+//	2   failed (the reason is printed)
+//	3   still running (this host, pid alive, its start time matching)
+//	4   completed but not durable (--no-sync)
+//	64  usage error (also for -h)
+//
+// --wait polls every --interval (default 1s) until the verdict is final
+// (completed, failed, or "in progress" with the process gone) or --timeout
+// (default: none) expires; then the exit code is that of the last verdict.
+// A directory without a status file is never final.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options is the parsed command line.
+type options struct {
+	json     bool
+	wait     bool
+	timeout  time.Duration
+	interval time.Duration
+	path     string
+}
+
+// errUsage is a command line error already reported.
+var errUsage = errors.New("usage")
+
+// parseArgs accepts flags before and after the one path argument.
+func parseArgs(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("pgbb-status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.wait, "wait", false, "poll until the verdict is final (or --timeout)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: give up after this long (0: never)")
+	fs.DurationVar(&o.interval, "interval", time.Second, "with --wait: time between checks")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nexit codes: 0 completed and durable, 1 not complete, 2 failed, 3 still running,\n"+
+			"4 completed but not durable, 64 usage error\n")
+	}
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		paths = append(paths, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case len(paths) != 1:
+		return nil, usagef(stderr, "want one DIR or FILE, got %d", len(paths))
+	case paths[0] == "":
+		return nil, usagef(stderr, "empty path")
+	case !o.wait && (set["timeout"] || set["interval"]):
+		return nil, usagef(stderr, "--timeout and --interval need --wait")
+	case o.timeout < 0:
+		return nil, usagef(stderr, "--timeout must not be negative")
+	case o.interval <= 0:
+		return nil, usagef(stderr, "--interval must be positive")
+	}
+	o.path = paths[0]
+	return o, nil
+}
+
+func usagef(stderr io.Writer, format string, args ...any) error {
+	fmt.Fprintf(stderr, "pgbb-status: "+format+"\n", args...)
+	fmt.Fprintf(stderr, "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n")
+	return errUsage
+}
+
+// run is the command; it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...status.Option) int {
+	o, err := parseArgs(args, stderr)
+	if err != nil {
+		return status.ExitUsage
+	}
+	var r *status.Report
+	if o.wait {
+		if o.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+		}
+		r = status.Wait(ctx, o.path, o.interval, opts...)
+	} else {
+		r = status.Check(o.path, opts...)
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(stderr, "pgbb-status: %v\n", err)
+		}
+	} else {
+		writeText(stdout, r)
+	}
+	return r.ExitCode
+}
+
+// writeText prints r for people.
+func writeText(w io.Writer, r *status.Report) {
+	fmt.Fprintf(w, "%s: %s\n", r.Path, r.Summary)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(w, "  %-12s %s\n", name, fmt.Sprintf(format, args...))
+	}
+	if r.Error != "" {
+		row("error", "%s", r.Error)
+	}
+	if s := r.Status; s != nil {
+		row("status file", "%s (format %d, checksum %08X ok)", r.StatusFile, s.Version, s.Checksum)
+		row("status", "%s", s.State)
+		row("started", "%s by pid %d on host %s", timeOrUnknown(s.StartTime), s.PID, s.Host)
+		if s.State != status.StateInProgress {
+			row("ended", "%s", timeOrUnknown(s.EndTime))
+		}
+		row("label", "%s", s.Label)
+		row("program", "%s", s.ProgramVersion)
+		dest := "format " + s.Format
+		if s.Target != "" {
+			dest = "target " + s.Target
+		}
+		sync := "sync on"
+		if !s.Sync {
+			sync = "sync off (--no-sync)"
+		}
+		row("backup", "%s, WAL method %s, %s", dest, s.WALMethod, sync)
+		if s.Started {
+			end := "..."
+			if s.State == status.StateCompleted {
+				end = s.EndLSN.String()
+			}
+			row("WAL", "%s to %s on timeline %d, system identifier %d", s.StartLSN, end, s.Timeline, s.SystemID)
+		}
+		if s.State == status.StateCompleted {
+			row("durable", "%s", map[bool]string{true: "yes", false: "no"}[s.Durable])
+		}
+		if s.State == status.StateFailed {
+			row("reason", "%s", s.Reason)
+		}
+	}
+	if l := r.Liveness; l != nil {
+		row("liveness", "%s", l.Reason)
+	}
+	if h := r.Heuristic; h != nil {
+		row("HEURISTIC", "(no status file; a guess from the files present, never proof)")
+		row("", "backup_manifest %s, backup_manifest.tmp %s, backup_status.tmp %s",
+			present(h.BackupManifest), present(h.BackupManifestTmp), present(h.StatusTmp))
+		row("", "%s", h.Guess)
+	}
+	verdict := r.Verdict.String()
+	if r.TimedOut {
+		verdict += ", gave up waiting"
+	}
+	fmt.Fprintf(w, "exit %d (%s)\n", r.ExitCode, verdict)
+}
+
+func present(b bool) string {
+	if b {
+		return "present"
+	}
+	return "absent"
+}
+
+func timeOrUnknown(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return strings.TrimSpace(t.UTC().Format(status.TimeLayout))
+}

@@ -1,0 +1,340 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Verdict is what a reader should do with a backup. Its zero value,
+// NotComplete, is the safe one.
+type Verdict int
+
+const (
+	// NotComplete: do not use the backup. There is no status file, it
+	// cannot be read, it says "in progress" and the writing process is gone
+	// (remove the directory and retry), or it says "in progress" and
+	// whether the process runs cannot be told (another host, or an
+	// uncertain check). Exit code 1.
+	NotComplete Verdict = iota
+	// Completed: the backup is complete and was synced to disk. Exit code 0.
+	Completed
+	// CompletedNotDurable: the backup is complete but was taken with
+	// --no-sync, so a crash of the machine since may have lost part of
+	// it. Exit code 4.
+	CompletedNotDurable
+	// Failed: pg_basebackup exited with an error, named in
+	// Status.Reason. Exit code 2.
+	Failed
+	// Running: the status file says "in progress" and names a process on
+	// this host that is pg_basebackup and started no later than the
+	// recorded start time. Exit code 3.
+	Running
+)
+
+// Exit codes of pgbb-status besides those of the verdicts.
+const (
+	// ExitUsage is the exit code for a bad command line.
+	ExitUsage = 64
+)
+
+// ExitCode returns the exit code pgbb-status uses for v:
+// 0 Completed, 1 NotComplete, 2 Failed, 3 Running, 4 CompletedNotDurable.
+func (v Verdict) ExitCode() int {
+	switch v {
+	case Completed:
+		return 0
+	case Failed:
+		return 2
+	case Running:
+		return 3
+	case CompletedNotDurable:
+		return 4
+	}
+	return 1
+}
+
+// String returns the name of v used in JSON output.
+func (v Verdict) String() string {
+	switch v {
+	case Completed:
+		return "completed"
+	case CompletedNotDurable:
+		return "completed-not-durable"
+	case Failed:
+		return "failed"
+	case Running:
+		return "running"
+	}
+	return "not-complete"
+}
+
+// MarshalText encodes v as its String.
+func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+
+// DefaultStartSlack is how much later than START TIME the writing process
+// may have started and still count as the writer. START TIME is recorded
+// at second resolution some time after pg_basebackup started, and the
+// process start time derived from /proc is only as exact as the boot time.
+const DefaultStartSlack = 2 * time.Second
+
+// Liveness is the result of the liveness check of an "in progress" file.
+type Liveness struct {
+	// ThisHost is the host name of the machine the check ran on.
+	ThisHost string `json:"this_host,omitempty"`
+	// SameHost says the status file was written on this machine.
+	SameHost bool `json:"same_host"`
+	// Process describes the recorded pid on this machine, if examined.
+	Process *ProcessInfo `json:"process,omitempty"`
+	// Alive says the recorded process is pg_basebackup, still runs and is
+	// the one that wrote the file.
+	Alive bool `json:"alive"`
+	// Certain says the check could tell; if false, Alive is false too
+	// but the run may well be alive.
+	Certain bool `json:"certain"`
+	// Reason explains the result in a sentence.
+	Reason string `json:"reason"`
+}
+
+// Decide turns a parsed status into a verdict, asking p whether an "in
+// progress" run is alive; slack is as DefaultStartSlack. final says the
+// state cannot change by itself any more: every verdict but Running and an
+// uncertain NotComplete (another host, or a check that could not tell).
+func Decide(s *Status, p Processes, slack time.Duration) (v Verdict, final bool, l *Liveness) {
+	switch s.State {
+	case StateCompleted:
+		if s.Durable {
+			return Completed, true, nil
+		}
+		return CompletedNotDurable, true, nil
+	case StateFailed:
+		return Failed, true, nil
+	case StateInProgress:
+		l = liveness(s, p, slack)
+		switch {
+		case l.Alive:
+			return Running, false, l
+		case !l.Certain:
+			return NotComplete, false, l
+		}
+		return NotComplete, true, l
+	}
+	return NotComplete, true, nil
+}
+
+// liveness checks whether the process recorded in an "in progress" status
+// is still the one running the backup.
+func liveness(s *Status, p Processes, slack time.Duration) *Liveness {
+	l := &Liveness{}
+	host, err := p.Hostname()
+	if err != nil {
+		l.Reason = fmt.Sprintf("cannot tell whether pid %d runs: this machine's host name: %v", s.PID, err)
+		return l
+	}
+	l.ThisHost = host
+	if host != s.Host {
+		l.Reason = fmt.Sprintf("written on host %q, this is %q: cannot tell from here whether pid %d still runs", s.Host, host, s.PID)
+		return l
+	}
+	l.SameHost = true
+	info, err := p.Process(s.PID)
+	if err != nil {
+		l.Reason = fmt.Sprintf("cannot tell whether pid %d runs: %v", s.PID, err)
+		return l
+	}
+	l.Process = &info
+	l.Certain = true
+	switch {
+	case !info.Exists:
+		l.Reason = fmt.Sprintf("pid %d is gone: the run died", s.PID)
+	case info.Zombie:
+		l.Reason = fmt.Sprintf("pid %d has exited (zombie): the run died", s.PID)
+	case info.Name != WriterName:
+		l.Reason = fmt.Sprintf("pid %d is now %q, not %s: the run died and its pid was reused", s.PID, info.Name, WriterName)
+	case s.StartTime.IsZero():
+		l.Certain = false
+		l.Reason = fmt.Sprintf("pid %d is %s, but the file records no start time to tell whether it is the writer", s.PID, WriterName)
+	case info.StartTime.After(s.StartTime.Add(slack)):
+		l.Reason = fmt.Sprintf("pid %d is a %s started at %s, after the recorded start %s: the run died and its pid was reused",
+			s.PID, WriterName, info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+	default:
+		l.Alive = true
+		l.Reason = fmt.Sprintf("pid %d is %s, started at %s, by the recorded start %s", s.PID, WriterName,
+			info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+	}
+	return l
+}
+
+// Heuristic is the evidence found in a backup directory without a status
+// file, as left by a stock pg_basebackup (or --no-status-file, or a run
+// that has not written its status file yet). It is a guess, never proof:
+// a verdict drawn from it is never Completed.
+type Heuristic struct {
+	// BackupManifest: backup_manifest exists. A stock pg_basebackup
+	// renames backup_manifest.tmp to it after its final sync, so the
+	// backup probably completed; but without --no-sync the rename itself
+	// may not be durable, and its absence proves nothing with
+	// --no-manifest.
+	BackupManifest bool `json:"backup_manifest"`
+	// BackupManifestTmp: backup_manifest.tmp exists: the manifest was
+	// being received or synced when the run stopped or is still running.
+	BackupManifestTmp bool `json:"backup_manifest_tmp"`
+	// StatusTmp: backup_status.tmp exists; alone, this means nothing.
+	StatusTmp bool `json:"backup_status_tmp"`
+	// Guess says in a sentence what the evidence suggests.
+	Guess string `json:"guess"`
+}
+
+// heuristic gathers the evidence in dir.
+func heuristic(dir string) *Heuristic {
+	exists := func(name string) bool {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		return err == nil
+	}
+	h := &Heuristic{
+		BackupManifest:    exists("backup_manifest"),
+		BackupManifestTmp: exists("backup_manifest.tmp"),
+		StatusTmp:         exists(TempFileName),
+	}
+	switch {
+	case h.BackupManifest && h.BackupManifestTmp:
+		h.Guess = "both backup_manifest and backup_manifest.tmp exist, which a single pg_basebackup run does not leave: do not trust this directory"
+	case h.BackupManifest:
+		h.Guess = "backup_manifest exists, so a stock pg_basebackup probably got to its end; this is no proof of a complete or durable backup"
+	case h.BackupManifestTmp:
+		h.Guess = "backup_manifest.tmp exists: the run stopped, or is still running, before renaming the manifest; the backup is not complete"
+	default:
+		h.Guess = "no manifest: the run stopped or is still running before receiving it, or used --no-manifest; nothing tells which"
+	}
+	return h
+}
+
+// Report is the result of Check: what was found, and the verdict.
+type Report struct {
+	// Path is the directory or file examined.
+	Path string `json:"path"`
+	// StatusFile is the status file read (or looked for).
+	StatusFile string `json:"status_file"`
+	// Verdict decides; ExitCode is Verdict.ExitCode().
+	Verdict  Verdict `json:"verdict"`
+	ExitCode int     `json:"exit_code"`
+	// Final says the verdict cannot change by itself any more; see Decide.
+	// A missing or unreadable status file is not final: the run may not
+	// have written it yet.
+	Final bool `json:"final"`
+	// Summary says the verdict in a sentence.
+	Summary string `json:"summary"`
+	// Status is the parsed status file, if it could be read.
+	Status *Status `json:"status,omitempty"`
+	// Err says why the status file could not be used; Error is its text.
+	Err   error  `json:"-"`
+	Error string `json:"error,omitempty"`
+	// Liveness is the liveness check of an "in progress" file.
+	Liveness *Liveness `json:"liveness,omitempty"`
+	// Heuristic is the evidence of a directory without a status file.
+	Heuristic *Heuristic `json:"heuristic,omitempty"`
+	// TimedOut says Wait gave up before a final verdict.
+	TimedOut bool `json:"timed_out,omitempty"`
+}
+
+// config holds the options of Check and Wait.
+type config struct {
+	procs Processes
+	slack time.Duration
+}
+
+// Option changes how Check and Wait decide.
+type Option func(*config)
+
+// WithProcesses makes the liveness check ask p instead of Procfs{}.
+func WithProcesses(p Processes) Option { return func(c *config) { c.procs = p } }
+
+// WithStartSlack sets how much later than START TIME the writing process
+// may have started (default DefaultStartSlack).
+func WithStartSlack(d time.Duration) Option { return func(c *config) { c.slack = d } }
+
+// Check examines path, a backup directory (whose FileName it reads) or a
+// status file, and decides. It never returns Completed or
+// CompletedNotDurable unless the status file parsed and says so. A
+// directory without a status file gets heuristic evidence instead.
+func Check(path string, opts ...Option) *Report {
+	c := config{procs: Procfs{}, slack: DefaultStartSlack}
+	for _, o := range opts {
+		o(&c)
+	}
+	r := &Report{Path: path, StatusFile: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return r.unreadable(err, "cannot examine "+path)
+	}
+	isDir := fi.IsDir()
+	if isDir {
+		r.StatusFile = filepath.Join(path, FileName)
+	}
+	s, err := ReadFile(r.StatusFile)
+	switch {
+	case err != nil && isDir && errors.Is(err, fs.ErrNotExist):
+		r.Heuristic = heuristic(path)
+		return r.unreadable(err, "no status file (stock pg_basebackup, --no-status-file, or not written yet): not known to be complete; heuristic evidence only")
+	case err != nil:
+		return r.unreadable(err, "status file cannot be used")
+	}
+	r.Status = s
+	r.Verdict, r.Final, r.Liveness = Decide(s, c.procs, c.slack)
+	r.ExitCode = r.Verdict.ExitCode()
+	switch r.Verdict {
+	case Completed:
+		r.Summary = "completed and durable"
+	case CompletedNotDurable:
+		r.Summary = "completed but not durable (--no-sync): a crash of the machine since may have lost part of it"
+	case Failed:
+		r.Summary = "failed: " + s.Reason
+	case Running:
+		r.Summary = "still running: " + r.Liveness.Reason
+	default:
+		if r.Liveness != nil && r.Liveness.Certain {
+			r.Summary = "not complete, and no longer running: " + r.Liveness.Reason + "; remove it before retrying"
+		} else if r.Liveness != nil {
+			r.Summary = "in progress, but whether it still runs is unknown: " + r.Liveness.Reason
+		} else {
+			r.Summary = "not complete"
+		}
+	}
+	return r
+}
+
+// unreadable fills in r for a status file that cannot be used.
+func (r *Report) unreadable(err error, summary string) *Report {
+	r.Verdict = NotComplete
+	r.ExitCode = NotComplete.ExitCode()
+	r.Final = false
+	r.Err = err
+	r.Error = err.Error()
+	r.Summary = summary
+	return r
+}
+
+// Wait checks path every interval until the verdict is final or ctx is
+// done, and returns the last report; if ctx ended first, its TimedOut is
+// set. Give ctx a deadline: a directory that never gets a status file is
+// never final.
+func Wait(ctx context.Context, path string, interval time.Duration, opts ...Option) *Report {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		r := Check(path, opts...)
+		if r.Final {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			r.TimedOut = true
+			return r
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,60 @@
+// Package status reads the backup status file that the patched
+// pg_basebackup writes, and decides whether a backup directory can be used,
+// is still being written, or must be removed and taken again.
+//
+// # The file
+//
+// pg_basebackup writes backup_status into the target directory, or wherever
+// --status-file says. Every version of the file is written to
+// backup_status.tmp and renamed into place, so a reader sees a whole old or a
+// whole new version; the temporary file's presence alone means nothing. The
+// file is a sequence of "KEY: value" lines in a fixed order:
+//
+//	BACKUP STATUS FORMAT: 1
+//	STATUS: in progress | completed | failed
+//	START TIME: 2026-11-25 09:18:00 UTC
+//	PID: 1234
+//	HOST: hostname
+//	LABEL: pg_basebackup base backup
+//	PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6
+//	FORMAT: plain | tar                (or TARGET: server:/path with --target)
+//	WAL METHOD: stream | fetch | none
+//	SYNC: on | off
+//	START WAL LOCATION: 0/2000028      (these three once the server started the backup)
+//	START TIMELINE: 1
+//	SYSTEM IDENTIFIER: 7441234567890123456
+//	END WAL LOCATION: 0/2000100        (completed only)
+//	END TIME: 2026-11-25 09:20:00 UTC  (completed and failed)
+//	DURABLE: yes | no                  (completed only)
+//	REASON: error while ...            (failed only)
+//	CHECKSUM: 1A2B3C4D
+//
+// The last line is the CRC-32C (Castagnoli) of all preceding bytes, as eight
+// upper-case hexadecimal digits. Control characters in values are replaced by
+// '?' by the writer.
+//
+// # Strictness
+//
+// [Parse] accepts exactly what the writer produces and nothing else: an
+// unknown format version, an unknown, duplicate, missing or misplaced key, a
+// value not in its canonical form, a line that is not "KEY: value", a
+// carriage return or other control character, bytes that are not UTF-8, a
+// missing or wrong checksum line, or anything after it, is an error. So a
+// file that parses as completed is byte for byte what [Status.Encode]
+// produces for it. [ReadFile] and [ReadDir] add the file-system checks: a
+// size limit ([MaxSize]), a regular file only, and no symlink that leaves the
+// directory it is in.
+//
+// # Deciding
+//
+// [Check] reads a directory or file and returns a [Report] whose [Verdict]
+// maps to the exit codes of pgbb-status (see [Verdict.ExitCode]). Whether an
+// "in progress" run is still alive is asked of a [Processes] implementation;
+// [Procfs] answers from Linux /proc, tests use a fake. A directory without a
+// status file (a stock pg_basebackup) is described by heuristic evidence
+// only, and never judged completed.
+//
+// The key table of each format version lives in one place (see spec.go), so
+// that a later version can add keys (progress, phase, directories) without
+// touching the parser's framing or the decision logic.
+package status

@@ -1,0 +1,242 @@
+package status
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxSize is the largest status file Parse, ReadFile and ReadDir accept, in
+// bytes. A real file is well under 2 KiB (a label is at most 1023 bytes).
+const MaxSize = 64 << 10
+
+// ParseError is a status file that is not well-formed: it says what is
+// wrong, and where.
+type ParseError struct {
+	// Path is the file, when known.
+	Path string
+	// Line is the 1-based line number, 0 for the file as a whole.
+	Line int
+	// Msg says what is wrong.
+	Msg string
+}
+
+// Error formats e as "path:line: msg".
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+func lineErrorf(line int, format string, args ...any) *ParseError {
+	return &ParseError{Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Parse parses the contents of a status file. It accepts exactly what
+// pg_basebackup writes: see the package documentation. Any error is a
+// *ParseError. A Status with State StateCompleted is returned only for a
+// file that ends in a correct checksum line and whose every line is in
+// place and in canonical form.
+func Parse(data []byte) (*Status, error) {
+	if len(data) > MaxSize {
+		return nil, &ParseError{Msg: fmt.Sprintf("file is %d bytes, more than the limit of %d", len(data), MaxSize)}
+	}
+	if len(data) == 0 {
+		return nil, &ParseError{Msg: "file is empty"}
+	}
+	if !utf8.Valid(data) {
+		i := 0
+		for i < len(data) {
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return nil, lineErrorf(lineOf(data, i), "byte 0x%02X at offset %d is not UTF-8", data[i], i)
+	}
+	if data[len(data)-1] != '\n' {
+		return nil, lineErrorf(lineOf(data, len(data)-1),
+			"last line does not end in a newline: the file was cut short (no CHECKSUM line)")
+	}
+	lines := strings.Split(string(data[:len(data)-1]), "\n")
+	for i, l := range lines {
+		if j := strings.IndexFunc(l, isControl); j >= 0 {
+			return nil, lineErrorf(i+1, "control character 0x%02X in column %d", l[j], j+1)
+		}
+	}
+
+	// The first line says how to read the rest.
+	key, value, err := splitLine(lines[0])
+	if err != nil {
+		return nil, lineErrorf(1, "%v", err)
+	}
+	if key != keyVersion {
+		return nil, lineErrorf(1, "first line is %q, want %q", key, keyVersion+": N")
+	}
+	version, err := parseVersion(value)
+	if err != nil {
+		return nil, lineErrorf(1, "%v", err)
+	}
+	spec, ok := specFor(version)
+	if !ok {
+		return nil, lineErrorf(1, "unsupported format version %d (this reader knows %d)", version, FormatVersion)
+	}
+
+	// The last line frames the rest: a file without it was cut short.
+	last := len(lines)
+	sum, err := parseChecksumLine(lines[last-1])
+	if err != nil || last == 1 {
+		return nil, lineErrorf(last, "file does not end with a CHECKSUM line: it was cut short or damaged")
+	}
+	body := data[:len(data)-len(lines[last-1])-1]
+	if got := crc32c(body); got != sum {
+		return nil, lineErrorf(last, "checksum mismatch: the file says %08X, its contents have %08X", sum, got)
+	}
+
+	s := &Status{Version: version, Checksum: sum}
+	at := map[string]int{keyVersion: 1}
+	next := 0 // index in spec.keys of the next key allowed
+	for i, l := range lines[1 : last-1] {
+		n := i + 2
+		key, value, err := splitLine(l)
+		if err != nil {
+			return nil, lineErrorf(n, "%v", err)
+		}
+		j := indexKey(spec, key)
+		switch {
+		case key == keyChecksum:
+			return nil, lineErrorf(n, "CHECKSUM line before the end of the file")
+		case key == keyVersion:
+			return nil, lineErrorf(n, "duplicate %s (first on line 1)", key)
+		case j < 0:
+			return nil, lineErrorf(n, "unknown key %q in format version %d", key, version)
+		case at[key] != 0:
+			return nil, lineErrorf(n, "duplicate %s (first on line %d)", key, at[key])
+		case j < next:
+			return nil, lineErrorf(n, "%s out of place: it comes before %s", key, previousKey(spec, at, j))
+		}
+		if j > 0 && s.State == StateUnknown {
+			return nil, lineErrorf(n, "%s before STATUS", key)
+		}
+		if err := spec.keys[j].set(s, value); err != nil {
+			return nil, lineErrorf(n, "%s: %v", key, err)
+		}
+		at[key] = n
+		next = j + 1
+	}
+
+	// Every key must be where its state wants it.
+	for _, k := range spec.keys {
+		line, present := at[k.key]
+		switch need := k.need(s.State); {
+		case need == required && !present:
+			return nil, lineErrorf(missingAt(spec, at, k.key, last), "%s missing (required when %s)", k.key, stateWord(s.State))
+		case need == forbidden && present:
+			return nil, lineErrorf(line, "%s not allowed when %s", k.key, stateWord(s.State))
+		}
+	}
+	if err := spec.check(s, at); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// stateWord names a state for error messages, also when STATUS is missing.
+func stateWord(s State) string {
+	if s == StateUnknown {
+		return "STATUS is missing"
+	}
+	return s.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// splitLine splits "KEY: value".
+func splitLine(l string) (key, value string, err error) {
+	key, value, ok := strings.Cut(l, ": ")
+	if !ok {
+		if l == "" {
+			return "", "", fmt.Errorf("empty line")
+		}
+		return "", "", fmt.Errorf("%q is not a KEY: value line", truncate(l, 60))
+	}
+	if key == "" {
+		return "", "", fmt.Errorf("line has no key")
+	}
+	return key, value, nil
+}
+
+// parseChecksumLine reads "CHECKSUM: XXXXXXXX", eight upper-case hex digits.
+func parseChecksumLine(l string) (uint32, error) {
+	v, ok := strings.CutPrefix(l, keyChecksum+": ")
+	if !ok || len(v) != 8 {
+		return 0, fmt.Errorf("not a checksum line")
+	}
+	var sum uint32
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case '0' <= c && c <= '9':
+			sum = sum<<4 | uint32(c-'0')
+		case 'A' <= c && c <= 'F':
+			sum = sum<<4 | uint32(c-'A'+10)
+		default:
+			return 0, fmt.Errorf("not a checksum line")
+		}
+	}
+	return sum, nil
+}
+
+func indexKey(spec *formatSpec, key string) int {
+	for i, k := range spec.keys {
+		if k.key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// previousKey names the key present in the file that should have come after
+// the key with index j.
+func previousKey(spec *formatSpec, at map[string]int, j int) string {
+	for _, k := range spec.keys[j+1:] {
+		if at[k.key] != 0 {
+			return fmt.Sprintf("%s (line %d)", k.key, at[k.key])
+		}
+	}
+	return "the keys before it"
+}
+
+// missingAt is the line where a missing key should have been: that of the
+// next key present after it, or the checksum line.
+func missingAt(spec *formatSpec, at map[string]int, key string, checksumLine int) int {
+	j := indexKey(spec, key)
+	for _, k := range spec.keys[j+1:] {
+		if at[k.key] != 0 {
+			return at[k.key]
+		}
+	}
+	return checksumLine
+}
+
+// lineOf is the 1-based line number of the byte at offset i.
+func lineOf(data []byte, i int) int { return bytes.Count(data[:i], []byte("\n")) + 1 }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

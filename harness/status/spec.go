@@ -1,0 +1,257 @@
+package status
+
+import "fmt"
+
+// The keys of format version 1, in file order.
+const (
+	keyVersion        = "BACKUP STATUS FORMAT"
+	keyStatus         = "STATUS"
+	keyStartTime      = "START TIME"
+	keyPID            = "PID"
+	keyHost           = "HOST"
+	keyLabel          = "LABEL"
+	keyProgramVersion = "PROGRAM VERSION"
+	keyFormat         = "FORMAT"
+	keyTarget         = "TARGET"
+	keyWALMethod      = "WAL METHOD"
+	keySync           = "SYNC"
+	keyStartLSN       = "START WAL LOCATION"
+	keyTimeline       = "START TIMELINE"
+	keySystemID       = "SYSTEM IDENTIFIER"
+	keyEndLSN         = "END WAL LOCATION"
+	keyEndTime        = "END TIME"
+	keyDurable        = "DURABLE"
+	keyReason         = "REASON"
+	keyChecksum       = "CHECKSUM"
+)
+
+// presence says whether a key must, may or must not appear.
+type presence int
+
+const (
+	forbidden presence = iota
+	optional
+	required
+)
+
+func (p presence) String() string {
+	return [...]string{"not allowed", "optional", "required"}[p]
+}
+
+// keySpec describes one key of a format version.
+type keySpec struct {
+	key string
+	// need says, given the STATUS (always known before any key that
+	// depends on it), whether the key must appear.
+	need func(State) presence
+	// set checks that value is in its canonical form and stores it.
+	set func(s *Status, value string) error
+}
+
+// formatSpec is everything Parse knows about one format version: its keys in
+// file order (the CHECKSUM line is not among them; it frames every version)
+// and the rules that involve more than one key.
+type formatSpec struct {
+	version int
+	keys    []keySpec
+	// check runs after every line was parsed; at holds the line number of
+	// each key present.
+	check func(s *Status, at map[string]int) error
+}
+
+// specFor returns the key table of a format version.
+func specFor(version int) (*formatSpec, bool) {
+	switch version {
+	case 1:
+		return specV1(), true
+	}
+	return nil, false
+}
+
+func always(State) presence { return required }
+func maybe(State) presence  { return optional }
+
+// startNeed is the need of the three start lines: a completed backup was
+// started; before the server answered, a run may be in progress or fail.
+func startNeed(s State) presence {
+	if s == StateCompleted {
+		return required
+	}
+	return optional
+}
+
+// only returns a need that requires the key in the given states and forbids
+// it in all others.
+func only(states ...State) func(State) presence {
+	return func(s State) presence {
+		for _, t := range states {
+			if s == t {
+				return required
+			}
+		}
+		return forbidden
+	}
+}
+
+// specV1 is format version 1, as written by write_backup_status in
+// patches/pg18/0002.
+func specV1() *formatSpec {
+	return &formatSpec{
+		version: 1,
+		keys: []keySpec{
+			{keyStatus, always, func(s *Status, v string) error {
+				st, ok := parseState(v)
+				if !ok {
+					return fmt.Errorf("unknown status %q (want in progress, completed or failed)", v)
+				}
+				s.State = st
+				return nil
+			}},
+			{keyStartTime, always, func(s *Status, v string) (err error) {
+				s.StartTime, err = parseTime(v)
+				return err
+			}},
+			{keyPID, always, func(s *Status, v string) error {
+				n, err := parseDecimal(v, 31)
+				if err != nil || n == 0 {
+					return fmt.Errorf("%q is not a process id", v)
+				}
+				s.PID = int(n)
+				return nil
+			}},
+			{keyHost, always, text(func(s *Status) *string { return &s.Host }, true)},
+			{keyLabel, always, text(func(s *Status) *string { return &s.Label }, true)},
+			{keyProgramVersion, always, text(func(s *Status) *string { return &s.ProgramVersion }, false)},
+			{keyFormat, maybe, oneOf(func(s *Status) *string { return &s.Format }, "plain", "tar")},
+			{keyTarget, maybe, text(func(s *Status) *string { return &s.Target }, false)},
+			{keyWALMethod, always, oneOf(func(s *Status) *string { return &s.WALMethod }, "stream", "fetch", "none")},
+			{keySync, always, flag(func(s *Status) *bool { return &s.Sync }, "on", "off")},
+			{keyStartLSN, startNeed, func(s *Status, v string) (err error) {
+				s.StartLSN, err = parseLSN(v)
+				s.Started = true
+				return err
+			}},
+			{keyTimeline, startNeed, func(s *Status, v string) error {
+				n, err := parseDecimal(v, 32)
+				if err != nil || n == 0 {
+					return fmt.Errorf("%q is not a timeline", v)
+				}
+				s.Timeline = uint32(n)
+				return nil
+			}},
+			{keySystemID, startNeed, func(s *Status, v string) error {
+				n, err := parseDecimal(v, 64)
+				if err != nil {
+					return fmt.Errorf("%q is not a system identifier", v)
+				}
+				s.SystemID = n
+				return nil
+			}},
+			{keyEndLSN, only(StateCompleted), func(s *Status, v string) (err error) {
+				s.EndLSN, err = parseLSN(v)
+				return err
+			}},
+			{keyEndTime, only(StateCompleted, StateFailed), func(s *Status, v string) (err error) {
+				s.EndTime, err = parseTime(v)
+				return err
+			}},
+			{keyDurable, only(StateCompleted), flag(func(s *Status) *bool { return &s.Durable }, "yes", "no")},
+			{keyReason, only(StateFailed), text(func(s *Status) *string { return &s.Reason }, false)},
+		},
+		check: checkV1,
+	}
+}
+
+// checkV1 holds the rules of version 1 that involve more than one key. The
+// start lines are optional while in progress or failed (the server may not
+// have started the backup yet), but all three or none.
+func checkV1(s *Status, at map[string]int) error {
+	_, hasFormat := at[keyFormat]
+	_, hasTarget := at[keyTarget]
+	switch {
+	case hasFormat && hasTarget:
+		return lineErrorf(at[keyTarget], "both FORMAT (line %d) and TARGET", at[keyFormat])
+	case !hasFormat && !hasTarget:
+		return lineErrorf(at[keyWALMethod], "neither FORMAT nor TARGET before WAL METHOD")
+	}
+	start := []string{keyStartLSN, keyTimeline, keySystemID}
+	n := 0
+	for _, k := range start {
+		if _, ok := at[k]; ok {
+			n++
+		}
+	}
+	if n != 0 && n != len(start) {
+		for _, k := range start {
+			if _, ok := at[k]; !ok {
+				return lineErrorf(lastLine(at), "%s missing: START WAL LOCATION, START TIMELINE and SYSTEM IDENTIFIER come together", k)
+			}
+		}
+	}
+	if s.State == StateCompleted {
+		if s.EndLSN < s.StartLSN {
+			return lineErrorf(at[keyEndLSN], "END WAL LOCATION %s is before START WAL LOCATION %s", s.EndLSN, s.StartLSN)
+		}
+		if s.Durable != s.Sync {
+			return lineErrorf(at[keyDurable], "DURABLE: %s contradicts SYNC: %s", yesNo(s.Durable), onOff(s.Sync))
+		}
+	}
+	return nil
+}
+
+// lastLine is the highest line number in at.
+func lastLine(at map[string]int) int {
+	m := 0
+	for _, l := range at {
+		m = max(m, l)
+	}
+	return m
+}
+
+// text stores a free-text value; control characters were rejected already.
+func text(field func(*Status) *string, mayBeEmpty bool) func(*Status, string) error {
+	return func(s *Status, v string) error {
+		if v == "" && !mayBeEmpty {
+			return fmt.Errorf("empty value")
+		}
+		*field(s) = v
+		return nil
+	}
+}
+
+// oneOf stores a value that must be one of values.
+func oneOf(field func(*Status) *string, values ...string) func(*Status, string) error {
+	return func(s *Status, v string) error {
+		for _, w := range values {
+			if v == w {
+				*field(s) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %q", v, values)
+	}
+}
+
+// flag stores a boolean written as yes or no.
+func flag(field func(*Status) *bool, yes, no string) func(*Status, string) error {
+	return func(s *Status, v string) error {
+		switch v {
+		case yes:
+			*field(s) = true
+		case no:
+			*field(s) = false
+		default:
+			return fmt.Errorf("%q is neither %s nor %s", v, yes, no)
+		}
+		return nil
+	}
+}
+
+// parseVersion reads the value of the first line.
+func parseVersion(v string) (int, error) {
+	n, err := parseDecimal(v, 31)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a format version", v)
+	}
+	return int(n), nil
+}

@@ -1,0 +1,275 @@
+package status
+
+import (
+	"fmt"
+	"hash/crc32"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FileName is the name of the status file in a backup directory.
+const FileName = "backup_status"
+
+// TempFileName is the temporary file pg_basebackup writes before renaming it
+// to FileName. Its presence alone means nothing.
+const TempFileName = FileName + ".tmp"
+
+// FormatVersion is the newest format version this package reads.
+const FormatVersion = 1
+
+// TimeLayout is the layout of START TIME and END TIME (always UTC).
+const TimeLayout = "2006-01-02 15:04:05 UTC"
+
+// unknownTime is what the writer puts in a time field when it cannot format
+// the time.
+const unknownTime = "unknown"
+
+// State is the STATUS line of a status file.
+type State int
+
+const (
+	// StateUnknown is the zero State; Parse never returns it.
+	StateUnknown State = iota
+	// StateInProgress says the backup was running when the file was written.
+	// A killed run leaves it behind too.
+	StateInProgress
+	// StateCompleted says every file of the backup was written (and, if
+	// Status.Durable, synced) before the file was.
+	StateCompleted
+	// StateFailed says pg_basebackup exited with an error; Status.Reason
+	// names the step.
+	StateFailed
+)
+
+// String returns the STATUS value of s, as written in the file.
+func (s State) String() string {
+	switch s {
+	case StateInProgress:
+		return "in progress"
+	case StateCompleted:
+		return "completed"
+	case StateFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// MarshalText encodes s as its STATUS value.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// parseState returns the State of a STATUS value.
+func parseState(v string) (State, bool) {
+	for _, s := range []State{StateInProgress, StateCompleted, StateFailed} {
+		if v == s.String() {
+			return s, true
+		}
+	}
+	return StateUnknown, false
+}
+
+// LSN is a write-ahead log location, written as two upper-case hexadecimal
+// numbers without leading zeros, "0/2000028".
+type LSN uint64
+
+// String formats l as PostgreSQL does, "%X/%X".
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
+
+// MarshalText encodes l as its String.
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// parseLSN accepts exactly the form String produces.
+func parseLSN(v string) (LSN, error) {
+	hi, lo, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a WAL location (want HEX/HEX)", v)
+	}
+	h, err1 := parseHex32(hi)
+	l, err2 := parseHex32(lo)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q is not a WAL location (want upper-case HEX/HEX without leading zeros)", v)
+	}
+	return LSN(uint64(h)<<32 | uint64(l)), nil
+}
+
+// parseHex32 accepts 1 to 8 upper-case hexadecimal digits without leading
+// zeros.
+func parseHex32(s string) (uint32, error) {
+	if s == "" || len(s) > 8 || (len(s) > 1 && s[0] == '0') {
+		return 0, strconv.ErrSyntax
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return 0, strconv.ErrSyntax
+		}
+	}
+	n, err := strconv.ParseUint(s, 16, 32)
+	return uint32(n), err
+}
+
+// parseDecimal accepts a decimal number without sign or leading zeros that
+// fits in bits.
+func parseDecimal(s string, bits int) (uint64, error) {
+	if s == "" || (len(s) > 1 && s[0] == '0') {
+		return 0, strconv.ErrSyntax
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, strconv.ErrSyntax
+		}
+	}
+	return strconv.ParseUint(s, 10, bits)
+}
+
+// parseTime accepts TimeLayout exactly (zero-padded, UTC), or "unknown",
+// which the writer uses when it cannot format the time; that gives the zero
+// time.
+func parseTime(v string) (time.Time, error) {
+	if v == unknownTime {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(TimeLayout, v)
+	if err != nil || t.Format(TimeLayout) != v {
+		return time.Time{}, fmt.Errorf("%q is not a time of the form %q", v, TimeLayout)
+	}
+	return t, nil
+}
+
+// formatTime is the inverse of parseTime.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return unknownTime
+	}
+	return t.UTC().Format(TimeLayout)
+}
+
+// Status is the parsed content of a status file. Fields that the file does
+// not have in its state are zero; see the package documentation for which
+// lines appear when.
+type Status struct {
+	// Version is the BACKUP STATUS FORMAT.
+	Version int `json:"format_version"`
+	// State is the STATUS.
+	State State `json:"state"`
+	// StartTime is the START TIME, when pg_basebackup wrote the first
+	// version of the file, at second resolution. Zero if the writer wrote
+	// "unknown".
+	StartTime time.Time `json:"start_time,omitzero"`
+	// PID is the process id of pg_basebackup on Host.
+	PID int `json:"pid"`
+	// Host is the host name of the machine pg_basebackup ran on.
+	Host string `json:"host"`
+	// Label is the backup label, control characters replaced by '?'.
+	Label string `json:"label"`
+	// ProgramVersion is pg_basebackup's version string.
+	ProgramVersion string `json:"program_version"`
+	// Format is "plain" or "tar"; empty when Target is set.
+	Format string `json:"format,omitempty"`
+	// Target is the --target of a server-side backup; empty otherwise.
+	Target string `json:"target,omitempty"`
+	// WALMethod is "stream", "fetch" or "none".
+	WALMethod string `json:"wal_method"`
+	// Sync says whether pg_basebackup syncs what it writes (no --no-sync).
+	Sync bool `json:"sync"`
+	// Started says the server started the backup: StartLSN, Timeline and
+	// SystemID are set. Always true for a completed backup.
+	Started bool `json:"started"`
+	// StartLSN is the START WAL LOCATION.
+	StartLSN LSN `json:"start_lsn,omitzero"`
+	// Timeline is the START TIMELINE.
+	Timeline uint32 `json:"timeline,omitzero"`
+	// SystemID is the SYSTEM IDENTIFIER of the backed-up cluster.
+	SystemID uint64 `json:"system_identifier,omitzero"`
+	// EndLSN is the END WAL LOCATION (completed only).
+	EndLSN LSN `json:"end_lsn,omitzero"`
+	// EndTime is the END TIME (completed and failed). Zero if not present
+	// or if the writer wrote "unknown".
+	EndTime time.Time `json:"end_time,omitzero"`
+	// Durable is DURABLE: yes (completed only): everything was synced.
+	Durable bool `json:"durable"`
+	// Reason is the REASON of a failed backup, naming the step that failed.
+	Reason string `json:"reason,omitempty"`
+	// Checksum is the CRC-32C of the file up to the CHECKSUM line.
+	Checksum uint32 `json:"checksum"`
+}
+
+// crc32c is the CRC-32C (Castagnoli) of b, as on the CHECKSUM line.
+func crc32c(b []byte) uint32 {
+	return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+}
+
+// sanitize replaces control characters byte by byte, as the writer does.
+func sanitize(v string) string {
+	b := []byte(v)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// Encode returns the file pg_basebackup writes for s, with its checksum
+// line; it sets s.Checksum. It writes what the fields say, following the
+// writer (write_backup_status in the patch) line by line, so that for every
+// s that Parse returned, Encode gives back the parsed bytes. Encoding a
+// Status that Parse would reject (for example a completed one that was not
+// Started) gives a file that Parse rejects.
+func (s *Status) Encode() []byte {
+	var b strings.Builder
+	line := func(key, value string) {
+		b.WriteString(key)
+		b.WriteString(": ")
+		b.WriteString(sanitize(value))
+		b.WriteByte('\n')
+	}
+	line(keyVersion, strconv.Itoa(s.Version))
+	line(keyStatus, s.State.String())
+	line(keyStartTime, formatTime(s.StartTime))
+	line(keyPID, strconv.Itoa(s.PID))
+	line(keyHost, s.Host)
+	line(keyLabel, s.Label)
+	line(keyProgramVersion, s.ProgramVersion)
+	if s.Target != "" {
+		line(keyTarget, s.Target)
+	} else {
+		line(keyFormat, s.Format)
+	}
+	line(keyWALMethod, s.WALMethod)
+	line(keySync, onOff(s.Sync))
+	if s.Started {
+		line(keyStartLSN, s.StartLSN.String())
+		line(keyTimeline, strconv.FormatUint(uint64(s.Timeline), 10))
+		line(keySystemID, strconv.FormatUint(s.SystemID, 10))
+	}
+	if s.State == StateCompleted {
+		line(keyEndLSN, s.EndLSN.String())
+	}
+	if s.State != StateInProgress {
+		line(keyEndTime, formatTime(s.EndTime))
+	}
+	if s.State == StateCompleted {
+		line(keyDurable, yesNo(s.Durable))
+	}
+	if s.State == StateFailed {
+		line(keyReason, s.Reason)
+	}
+	body := []byte(b.String())
+	s.Checksum = crc32c(body)
+	return fmt.Appendf(body, "%s: %08X\n", keyChecksum, s.Checksum)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
