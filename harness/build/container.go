@@ -425,8 +425,9 @@ func removeRootfs(root string) error {
 func (c *containerBackend) runTAP(ctx context.Context, r Result, suites []string, out io.Writer) error {
 	var script strings.Builder
 	script.WriteString("set -e\n")
-	for _, s := range suites {
-		fmt.Fprintf(&script, "echo '+ make -C %s check'\nmake -C %s check\n", s, s)
+	for i, s := range suites {
+		args := tapMakeArgs(i, s)
+		fmt.Fprintf(&script, "echo '+ %s'\n%s\n", strings.Join(args, " "), strings.Join(args, " "))
 	}
 	code, err := RunInImage(ctx, r.Image, ImageUser, ImageBuildTree, []string{"bash", "-c", script.String()}, out)
 	if err != nil {

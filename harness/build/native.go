@@ -119,9 +119,10 @@ func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, o
 		return fmt.Errorf("build tree %s belongs to %s, TAP would run as %s", r.BuildTree, r.User, acct.Name)
 	}
 	env := acct.Env()
-	for _, s := range suites {
-		fmt.Fprintf(out, "+ make -C %s check\n", s)
-		if err := runAs(ctx, acct, r.BuildTree, out, env, "make", "-C", s, "check"); err != nil {
+	for i, s := range suites {
+		args := tapMakeArgs(i, s)
+		fmt.Fprintf(out, "+ %s\n", strings.Join(args, " "))
+		if err := runAs(ctx, acct, r.BuildTree, out, env, args...); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,293 @@
+package fault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+// Target is the run a fault is injected into.
+type Target struct {
+	// PID is the pg_basebackup process (leader of its own process group).
+	PID int
+	// Phases follows the run.
+	Phases *Tracker
+	// Done is closed when the pg_basebackup process has exited.
+	Done <-chan struct{}
+	// Cluster is the source cluster.
+	Cluster *cluster.Cluster
+	// Calibration is the timeline of a clean run of the same scenario.
+	Calibration Timeline
+	// Rand is the trial's seeded random source.
+	Rand *rand.Rand
+}
+
+// Injection records what a fault did.
+type Injection struct {
+	// Plan is the fault plan's name.
+	Plan string `json:"plan"`
+	// Fired says whether the fault was injected (the run may have ended
+	// before its time came).
+	Fired bool `json:"fired"`
+	// Anchor and Offset say when the fault was scheduled: Offset after the
+	// run reached phase Anchor.
+	Anchor string        `json:"anchor,omitempty"`
+	Offset time.Duration `json:"offset_ns,omitempty"`
+	// At is when it fired, since the run's start.
+	At time.Duration `json:"at_ns,omitempty"`
+	// Phase is the run's phase when it fired.
+	Phase string `json:"phase,omitempty"`
+	// Finishing says whether the schedule aimed at the finishing part of
+	// the run (after the last data file was received).
+	Finishing bool `json:"finishing,omitempty"`
+	// Detail says what exactly was done.
+	Detail string `json:"detail,omitempty"`
+	// ServerStopped says the source server was stopped and must be
+	// restarted after the trial.
+	ServerStopped bool `json:"server_stopped,omitempty"`
+}
+
+// Fault is one fault plan.
+type Fault interface {
+	// Name is the plan's name in scenarios and reports.
+	Name() string
+	// Available says why the plan cannot run for a scenario, or nil.
+	Available(s scenario.Scenario) error
+	// Inject waits for the plan's moment and injects the fault, unless
+	// the run ends first.
+	Inject(ctx context.Context, t *Target) (Injection, error)
+}
+
+// ByName returns the fault plan of a name.
+func ByName(name string) (Fault, error) {
+	switch name {
+	case scenario.PlanNone:
+		return none{}, nil
+	case scenario.PlanKill:
+		return signalFault{name: name, sig: syscall.SIGKILL}, nil
+	case scenario.PlanTerm:
+		return signalFault{name: name, sig: syscall.SIGTERM}, nil
+	case scenario.PlanInt:
+		return signalFault{name: name, sig: syscall.SIGINT}, nil
+	case scenario.PlanKillWALChild:
+		return walChildKill{}, nil
+	case scenario.PlanTerminateWalsender:
+		return walsenderTerminate{}, nil
+	case scenario.PlanServerStop:
+		return serverStop{}, nil
+	case scenario.PlanSyscallKill:
+		return syscallKill{}, nil
+	}
+	return nil, fmt.Errorf("unknown fault plan %q", name)
+}
+
+var (
+	_ Fault = none{}
+	_ Fault = signalFault{}
+	_ Fault = walChildKill{}
+	_ Fault = walsenderTerminate{}
+	_ Fault = serverStop{}
+	_ Fault = syscallKill{}
+)
+
+// FinishingShare is the share of random-time faults aimed at the finishing
+// part of a run (after the last data file was received): at least a third.
+const FinishingShare = 0.4
+
+// schedule picks when a random-time fault fires: with FinishingShare
+// probability uniformly over the finishing part of the calibrated run
+// (anchored at the phase that starts it), else uniformly over the whole
+// run (anchored at the start). from moves the start of the window to a
+// later phase.
+func schedule(rng *rand.Rand, cal Timeline, from Phase) (anchor Phase, offset time.Duration, finishing bool) {
+	total := cal.Total()
+	fin, hasFin := cal.FinishStart()
+	u := rng.Float64()
+	if hasFin && rng.Float64() < FinishingShare {
+		anchor := PhaseEndOfData
+		if _, ok := cal.At(PhaseEndOfData); !ok {
+			for _, p := range []Phase{PhaseWALWait, PhaseSync, PhaseRename, PhaseCompleted} {
+				if _, ok := cal.At(p); ok {
+					anchor = p
+					break
+				}
+			}
+		}
+		// A little past the calibrated end too: runs vary.
+		return anchor, time.Duration(u * 1.1 * float64(total-fin)), true
+	}
+	startAt, ok := cal.At(from)
+	if !ok {
+		from, startAt = PhaseStart, 0
+	}
+	return from, time.Duration(u * 1.05 * float64(total-startAt)), false
+}
+
+// wait waits for anchor plus offset; false when the run ended first.
+func wait(ctx context.Context, t *Target, anchor Phase, offset time.Duration) bool {
+	if !t.Phases.Wait(ctx, anchor, t.Done) {
+		return false
+	}
+	timer := time.NewTimer(offset)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		select {
+		case <-t.Done:
+			return false
+		default:
+			return true
+		}
+	case <-t.Done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// fired fills in the moment of an injection.
+func fired(inj *Injection, t *Target) {
+	inj.Fired = true
+	inj.At = t.Phases.Elapsed()
+	inj.Phase = t.Phases.Current().String()
+}
+
+// none is the control: no fault.
+type none struct{}
+
+func (none) Name() string                        { return scenario.PlanNone }
+func (none) Available(s scenario.Scenario) error { return nil }
+func (none) Inject(ctx context.Context, t *Target) (Injection, error) {
+	return Injection{Plan: scenario.PlanNone}, nil
+}
+
+// signalFault sends a signal to the pg_basebackup process (not its group:
+// an orchestrator's timeout signals the process it started) at a random
+// time.
+type signalFault struct {
+	name string
+	sig  syscall.Signal
+}
+
+func (f signalFault) Name() string                        { return f.name }
+func (f signalFault) Available(s scenario.Scenario) error { return nil }
+func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseStart)
+	inj := Injection{Plan: f.name, Anchor: anchor.String(), Offset: off, Finishing: fin, Detail: f.sig.String()}
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	fired(&inj, t)
+	if err := syscall.Kill(t.PID, f.sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return inj, fmt.Errorf("%s: kill %d: %w", f.name, t.PID, err)
+	}
+	return inj, nil
+}
+
+// walChildKill kills only the WAL streaming child of pg_basebackup.
+type walChildKill struct{}
+
+func (walChildKill) Name() string { return scenario.PlanKillWALChild }
+func (walChildKill) Available(s scenario.Scenario) error {
+	if s.WALMethod != "stream" {
+		return errors.New("needs wal_method stream")
+	}
+	return nil
+}
+func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	kids := proc.Children(t.PID)
+	if len(kids) == 0 {
+		inj.Detail = "no WAL child alive at the scheduled time"
+		return inj, nil
+	}
+	fired(&inj, t)
+	inj.Detail = fmt.Sprintf("SIGKILL to WAL child %d", kids[0])
+	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return inj, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return inj, nil
+}
+
+// walsenderTerminate terminates the backup's walsenders on the server
+// (pg_terminate_backend): the base backup one, the WAL streaming one, or
+// both, chosen at random.
+type walsenderTerminate struct{}
+
+func (walsenderTerminate) Name() string                        { return scenario.PlanTerminateWalsender }
+func (walsenderTerminate) Available(s scenario.Scenario) error { return nil }
+func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	which := []string{"backup", "streaming", "all"}[t.Rand.IntN(3)]
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	// Connect before the moment, so the fault lands on time.
+	conn, err := t.Cluster.Connect(ctx, cluster.Database)
+	if err != nil {
+		return inj, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	defer conn.Close(context.Background())
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	q := `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a LEFT JOIN pg_stat_replication r ON r.pid = a.pid
+	      WHERE a.backend_type = 'walsender' AND a.application_name = 'pg_basebackup'`
+	switch which {
+	case "backup":
+		q += ` AND r.state = 'backup'`
+	case "streaming":
+		q += ` AND r.state IS DISTINCT FROM 'backup'`
+	}
+	fired(&inj, t)
+	tag, err := conn.Exec(ctx, q)
+	if err != nil {
+		return inj, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	inj.Detail = fmt.Sprintf("terminated %s walsenders (%d)", which, tag.RowsAffected())
+	if tag.RowsAffected() == 0 {
+		inj.Fired = false
+	}
+	return inj, nil
+}
+
+// serverStop stops the source server in immediate mode mid-backup.
+type serverStop struct{}
+
+func (serverStop) Name() string                        { return scenario.PlanServerStop }
+func (serverStop) Available(s scenario.Scenario) error { return nil }
+func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseCheckpoint)
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	fired(&inj, t)
+	inj.ServerStopped = true
+	inj.Detail = "pg_ctl stop -m immediate"
+	if err := t.Cluster.Stop(ctx, "immediate"); err != nil {
+		return inj, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return inj, nil
+}
+
+// syscallKill is plan 2, SIGKILL at the Nth file-system call of the
+// process tree; not implemented yet.
+type syscallKill struct{}
+
+func (syscallKill) Name() string { return scenario.PlanSyscallKill }
+func (syscallKill) Available(s scenario.Scenario) error {
+	return errors.New("fault plan kill-syscall (ptrace) is not implemented yet")
+}
+func (f syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) {
+	return Injection{Plan: f.Name()}, f.Available(scenario.Scenario{})
+}

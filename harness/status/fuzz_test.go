@@ -1,0 +1,104 @@
+package status
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// bitwiseCRC32C is CRC-32C computed bit by bit, as the TAP test does,
+// independently of hash/crc32.
+func bitwiseCRC32C(data []byte) uint32 {
+	crc := ^uint32(0)
+	for _, b := range data {
+		crc ^= uint32(b)
+		for range 8 {
+			if crc&1 != 0 {
+				crc = crc>>1 ^ 0x82F63B78
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	return ^crc
+}
+
+// framed matches a whole file of "KEY: value" lines ending in a checksum
+// line, with nothing else around it.
+var framed = regexp.MustCompile(`\A(?:[A-Z][A-Z ]*: [^\x00-\x1f\x7f]*\n)+CHECKSUM: ([0-9A-F]{8})\n\z`)
+
+// checkCompletedProperty fails t unless data, which Parse accepted as s, is
+// byte for byte a well-formed file with a correct checksum.
+func checkAccepted(t *testing.T, data []byte, s *Status) {
+	t.Helper()
+	m := framed.FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("accepted (%v) a file that is not framed as KEY: value lines and a checksum line:\n%q", s.State, data)
+	}
+	body := data[:len(data)-len("CHECKSUM: 12345678\n")]
+	if want := fmt.Sprintf("%08X", bitwiseCRC32C(body)); string(m[1]) != want {
+		t.Fatalf("accepted (%v) a file whose checksum %s is not %s:\n%q", s.State, m[1], want, data)
+	}
+	if again := s.Encode(); !bytes.Equal(again, data) {
+		t.Fatalf("accepted (%v) a file that does not encode back to itself:\n%q\nencodes as\n%q", s.State, data, again)
+	}
+	if s.State == StateCompleted && (!s.Started || s.EndLSN < s.StartLSN || s.Durable != s.Sync) {
+		t.Fatalf("accepted an inconsistent completed file:\n%q", data)
+	}
+}
+
+// FuzzParse holds the reader's promise: nothing that is not byte for byte
+// a well-formed file with a correct checksum parses, so nothing else parses
+// as completed; and whatever parses encodes back to the same bytes. The
+// seed corpus holds every prefix of real completed files, which must all be
+// rejected.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/real/*")
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seed files in testdata/real: %v", err)
+	}
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for n := 0; n <= len(data); n++ {
+			f.Add(data[:n])
+		}
+	}
+	for _, s := range []*Status{completedStatus(), inProgressStatus(false), failedStatus(true)} {
+		f.Add(s.Encode())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data)
+		if err != nil {
+			if s != nil {
+				t.Fatalf("Parse returned a status and an error %v", err)
+			}
+			if _, ok := err.(*ParseError); !ok {
+				t.Fatalf("error %T %v, want *ParseError", err, err)
+			}
+			return
+		}
+		checkAccepted(t, data, s)
+	})
+}
+
+// TestPrefixesOfCompleted is the seed property without fuzzing: every
+// proper prefix of a completed file is rejected.
+func TestPrefixesOfCompleted(t *testing.T) {
+	data := completedStatus().Encode()
+	for n := range len(data) {
+		if s, err := Parse(data[:n]); err == nil {
+			t.Fatalf("prefix of %d bytes parses as %v", n, s.State)
+		}
+	}
+	s, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, data, s)
+}

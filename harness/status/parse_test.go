@@ -1,0 +1,382 @@
+package status
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// completedStatus is a valid completed status, like the one in the package
+// documentation.
+func completedStatus() *Status {
+	return &Status{
+		Version:        1,
+		State:          StateCompleted,
+		StartTime:      time.Date(2026, 11, 25, 9, 18, 0, 0, time.UTC),
+		PID:            1234,
+		Host:           "db1",
+		Label:          "pg_basebackup base backup",
+		ProgramVersion: "pg_basebackup (PostgreSQL) 18.6",
+		Format:         "plain",
+		WALMethod:      "stream",
+		Sync:           true,
+		Started:        true,
+		StartLSN:       0x2000028,
+		Timeline:       1,
+		SystemID:       7441234567890123456,
+		EndLSN:         0x2000100,
+		EndTime:        time.Date(2026, 11, 25, 9, 20, 0, 0, time.UTC),
+		Durable:        true,
+	}
+}
+
+// inProgressStatus is a valid "in progress" status, before the server
+// started the backup when started is false.
+func inProgressStatus(started bool) *Status {
+	s := completedStatus()
+	s.State = StateInProgress
+	s.EndLSN, s.EndTime, s.Durable = 0, time.Time{}, false
+	if !started {
+		s.Started, s.StartLSN, s.Timeline, s.SystemID = false, 0, 0, 0
+	}
+	return s
+}
+
+// failedStatus is a valid failed status.
+func failedStatus(started bool) *Status {
+	s := inProgressStatus(started)
+	s.State = StateFailed
+	s.EndTime = time.Date(2026, 11, 25, 9, 19, 0, 0, time.UTC)
+	s.Reason = "error while receiving the backup"
+	return s
+}
+
+// seal appends the checksum line to body.
+func seal(body string) []byte {
+	return fmt.Appendf([]byte(body), "CHECKSUM: %08X\n", crc32c([]byte(body)))
+}
+
+// bodyLines returns the lines of a sealed file without the checksum line.
+func bodyLines(file []byte) []string {
+	lines := strings.Split(strings.TrimSuffix(string(file), "\n"), "\n")
+	return lines[:len(lines)-1]
+}
+
+// join makes a sealed file of lines.
+func join(lines []string) []byte { return seal(strings.Join(lines, "\n") + "\n") }
+
+const docExample = `BACKUP STATUS FORMAT: 1
+STATUS: completed
+START TIME: 2026-11-25 09:18:00 UTC
+PID: 1234
+HOST: db1
+LABEL: pg_basebackup base backup
+PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6
+FORMAT: plain
+WAL METHOD: stream
+SYNC: on
+START WAL LOCATION: 0/2000028
+START TIMELINE: 1
+SYSTEM IDENTIFIER: 7441234567890123456
+END WAL LOCATION: 0/2000100
+END TIME: 2026-11-25 09:20:00 UTC
+DURABLE: yes
+`
+
+func TestEncodeMatchesDocumentedFormat(t *testing.T) {
+	got := completedStatus().Encode()
+	if want := seal(docExample); !bytes.Equal(got, want) {
+		t.Fatalf("Encode:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestRealFiles reads files written by the patched pg_basebackup 18.6 (see
+// testdata/real/README): each parses, and encodes back to the same bytes.
+func TestRealFiles(t *testing.T) {
+	want := map[string]State{
+		"completed_plain":       StateCompleted,
+		"completed_nosync_tar":  StateCompleted,
+		"completed_fetch_label": StateCompleted,
+		"completed_stdout":      StateCompleted,
+		"completed_target":      StateCompleted,
+		"failed_receiving":      StateFailed,
+		"in_progress_killed":    StateInProgress,
+	}
+	for name, state := range want {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", "real", name)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.State != state {
+				t.Errorf("state %v, want %v", s.State, state)
+			}
+			if got := s.Encode(); !bytes.Equal(got, data) {
+				t.Errorf("Encode does not give back the file:\n%s\nwant:\n%s", got, data)
+			}
+		})
+	}
+	s, err := ReadFile("testdata/real/completed_fetch_label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Label != "héllo?tab" || s.WALMethod != "fetch" || s.Sync || s.Durable {
+		t.Errorf("completed_fetch_label: %+v", s)
+	}
+	s, err = ReadFile("testdata/real/completed_target")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Target != "server:/tmp/pgbbF/out/target" || s.Format != "" {
+		t.Errorf("completed_target: target %q format %q", s.Target, s.Format)
+	}
+}
+
+// TestValid parses well-formed files of every state and checks round trips.
+func TestValid(t *testing.T) {
+	target := completedStatus()
+	target.Format, target.Target = "", "server:/srv/backup"
+	nosync := completedStatus()
+	nosync.Sync, nosync.Durable = false, false
+	empty := inProgressStatus(false)
+	empty.Label, empty.Host = "", ""
+	unknownTimes := failedStatus(true)
+	unknownTimes.StartTime, unknownTimes.EndTime = time.Time{}, time.Time{}
+	big := completedStatus()
+	big.SystemID, big.StartLSN, big.EndLSN, big.Timeline, big.PID = 1<<64-1, 0xFFFFFFFF00000000, 0xFFFFFFFFFFFFFFFF, 1<<32-1, 1<<31-1
+	for name, s := range map[string]*Status{
+		"completed":               completedStatus(),
+		"completed target":        target,
+		"completed not durable":   nosync,
+		"in progress":             inProgressStatus(true),
+		"in progress not started": inProgressStatus(false),
+		"empty label and host":    empty,
+		"failed":                  failedStatus(true),
+		"failed not started":      failedStatus(false),
+		"unknown times":           unknownTimes,
+		"largest numbers":         big,
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := s.Encode()
+			got, err := Parse(data)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, data)
+			}
+			if *got != *s {
+				t.Errorf("Parse:\n%+v\nwant\n%+v", got, s)
+			}
+			if again := got.Encode(); !bytes.Equal(again, data) {
+				t.Errorf("round trip:\n%s\nwant\n%s", again, data)
+			}
+		})
+	}
+}
+
+// TestInvalid: each file is rejected, with an error naming the line.
+func TestInvalid(t *testing.T) {
+	valid := string(completedStatus().Encode())
+	body := docExample
+	replace := func(old, new string) []byte {
+		if !strings.Contains(body, old) {
+			t.Fatalf("test bug: %q not in the example", old)
+		}
+		return seal(strings.Replace(body, old, new, 1))
+	}
+	tests := []struct {
+		name string
+		data []byte
+		line int
+		msg  string
+	}{
+		{"empty", nil, 0, "empty"},
+		{"only newline", []byte("\n"), 1, "empty line"},
+		{"no final newline", []byte(strings.TrimSuffix(valid, "\n")), 17, "does not end in a newline"},
+		{"no checksum line", []byte(body), 16, "does not end with a CHECKSUM line"},
+		{"checksum only", []byte("BACKUP STATUS FORMAT: 1\n"), 1, "CHECKSUM"},
+		{"wrong checksum", []byte(valid[:len(valid)-9] + "00000000\n"), 17, "checksum mismatch: the file says 00000000"},
+		{"lower-case checksum", []byte(body + "CHECKSUM: " + strings.ToLower(fmt.Sprintf("%08X", crc32c([]byte(body))|0xA0000000)) + "\n"), 17, "CHECKSUM line"},
+		{"checksum too short", []byte(valid[:len(valid)-2] + "\n"), 17, "CHECKSUM line"},
+		{"checksum with space", []byte(valid[:len(valid)-1] + " \n"), 17, "CHECKSUM line"},
+		{"data after checksum", []byte(valid + "X: y\n"), 18, "CHECKSUM line"},
+		{"two checksum lines", seal(valid), 17, "CHECKSUM line before the end"},
+		{"version 2", replace("FORMAT: 1", "FORMAT: 2"), 1, "unsupported format version 2"},
+		{"version 0", replace("FORMAT: 1", "FORMAT: 0"), 1, "unsupported format version 0"},
+		{"version 01", replace("FORMAT: 1", "FORMAT: 01"), 1, "not a format version"},
+		{"version word", replace("FORMAT: 1", "FORMAT: one"), 1, "not a format version"},
+		{"version not first", seal(strings.Replace(body, "BACKUP STATUS FORMAT: 1\nSTATUS: completed\n", "STATUS: completed\nBACKUP STATUS FORMAT: 1\n", 1)), 1, "first line"},
+		{"CRLF", seal(strings.ReplaceAll(body, "\n", "\r\n")), 1, "control character 0x0D"},
+		{"NUL in label", replace("base backup", "base\x00backup"), 6, "control character 0x00"},
+		{"tab in label", replace("base backup", "base\tbackup"), 6, "control character 0x09"},
+		{"DEL in host", replace("HOST: db1", "HOST: db\x7f"), 5, "control character 0x7F"},
+		{"latin-1 label", replace("base backup", "base b\xe4ckup"), 6, "not UTF-8"},
+		{"empty line", replace("HOST: db1\n", "HOST: db1\n\n"), 6, "empty line"},
+		{"no space after colon", replace("PID: 1234", "PID:1234"), 4, "not a KEY: value line"},
+		{"lower-case key", replace("PID: 1234", "pid: 1234"), 4, `unknown key "pid"`},
+		{"unknown key", replace("SYNC: on\n", "SYNC: on\nCOMPRESSION: none\n"), 11, `unknown key "COMPRESSION"`},
+		{"key with trailing space", replace("PID: 1234", "PID : 1234"), 4, `unknown key "PID "`},
+		{"duplicate status", replace("STATUS: completed\n", "STATUS: completed\nSTATUS: completed\n"), 3, "duplicate STATUS (first on line 2)"},
+		{"duplicate version", replace("STATUS: completed\n", "STATUS: completed\nBACKUP STATUS FORMAT: 1\n"), 3, "duplicate BACKUP STATUS FORMAT"},
+		{"out of order", replace("HOST: db1\nLABEL: pg_basebackup base backup\n", "LABEL: pg_basebackup base backup\nHOST: db1\n"), 6, "HOST out of place: it comes before LABEL (line 5)"},
+		{"status missing", replace("STATUS: completed\n", ""), 2, "START TIME before STATUS"},
+		{"status unknown", replace("STATUS: completed", "STATUS: complete"), 2, `unknown status "complete"`},
+		{"status upper case", replace("STATUS: completed", "STATUS: COMPLETED"), 2, "unknown status"},
+		{"start time local", replace("09:18:00 UTC", "09:18:00 CET"), 3, "not a time"},
+		{"start time unpadded", replace("09:18:00 UTC", "9:18:00 UTC"), 3, "not a time"},
+		{"start time leap second", replace("09:18:00 UTC", "09:18:60 UTC"), 3, "not a time"},
+		{"start time empty", replace("START TIME: 2026-11-25 09:18:00 UTC", "START TIME: "), 3, "not a time"},
+		{"pid zero", replace("PID: 1234", "PID: 0"), 4, "not a process id"},
+		{"pid negative", replace("PID: 1234", "PID: -1"), 4, "not a process id"},
+		{"pid plus", replace("PID: 1234", "PID: +1234"), 4, "not a process id"},
+		{"pid leading zero", replace("PID: 1234", "PID: 01234"), 4, "not a process id"},
+		{"pid too large", replace("PID: 1234", "PID: 2147483648"), 4, "not a process id"},
+		{"pid space", replace("PID: 1234", "PID: 1234 "), 4, "not a process id"},
+		{"program version empty", replace("PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6", "PROGRAM VERSION: "), 7, "empty value"},
+		{"format zip", replace("FORMAT: plain", "FORMAT: zip"), 8, "not one of"},
+		{"format and target", replace("FORMAT: plain\n", "FORMAT: plain\nTARGET: server:/x\n"), 9, "both FORMAT (line 8) and TARGET"},
+		{"target before format", replace("FORMAT: plain\n", "TARGET: server:/x\nFORMAT: plain\n"), 9, "FORMAT out of place"},
+		{"neither format nor target", replace("FORMAT: plain\n", ""), 8, "neither FORMAT nor TARGET"},
+		{"empty target", replace("FORMAT: plain", "TARGET: "), 8, "empty value"},
+		{"wal method", replace("WAL METHOD: stream", "WAL METHOD: Stream"), 9, "not one of"},
+		{"sync yes", replace("SYNC: on", "SYNC: yes"), 10, "neither on nor off"},
+		{"lsn lower case", replace("0/2000028", "0/2000a28"), 11, "not a WAL location"},
+		{"lsn leading zero", replace("0/2000028", "0/02000028"), 11, "not a WAL location"},
+		{"lsn too long", replace("0/2000028", "0/100000000"), 11, "not a WAL location"},
+		{"lsn no slash", replace("0/2000028", "02000028"), 11, "not a WAL location"},
+		{"timeline zero", replace("START TIMELINE: 1", "START TIMELINE: 0"), 12, "not a timeline"},
+		{"timeline too large", replace("START TIMELINE: 1", "START TIMELINE: 4294967296"), 12, "not a timeline"},
+		{"system identifier hex", replace("7441234567890123456", "0x67436B2C1E0E1C40"), 13, "not a system identifier"},
+		{"system identifier too large", replace("7441234567890123456", "18446744073709551616"), 13, "not a system identifier"},
+		{"end before start", replace("END WAL LOCATION: 0/2000100", "END WAL LOCATION: 0/2000000"), 14, "before START WAL LOCATION"},
+		{"durable maybe", replace("DURABLE: yes", "DURABLE: maybe"), 16, "neither yes nor no"},
+		{"durable but no sync", replace("SYNC: on", "SYNC: off"), 16, "DURABLE: yes contradicts SYNC: off"},
+		{"not durable but sync", replace("DURABLE: yes", "DURABLE: no"), 16, "DURABLE: no contradicts SYNC: on"},
+		{"reason in completed", replace("DURABLE: yes\n", "DURABLE: yes\nREASON: x\n"), 17, "REASON not allowed when completed"},
+		{"failed without reason", join(bodyLines(failedStatus(true).Encode())[:14]), 15, "REASON missing (required when failed)"},
+		{"failed with durable", join(append(bodyLines(failedStatus(true).Encode())[:14], "DURABLE: yes", "REASON: x")), 15, "DURABLE not allowed when failed"},
+		{"in progress with end time", join(append(bodyLines(inProgressStatus(true).Encode()), "END TIME: 2026-11-25 09:20:00 UTC")), 14, "END TIME not allowed when in progress"},
+		{"in progress with end lsn", join(append(bodyLines(inProgressStatus(true).Encode()), "END WAL LOCATION: 0/3000000")), 14, "END WAL LOCATION not allowed when in progress"},
+		{"in progress partial start", join(bodyLines(inProgressStatus(true).Encode())[:11]), 11, "START TIMELINE missing: START WAL LOCATION, START TIMELINE and SYSTEM IDENTIFIER come together"},
+		{"in progress only timeline", join(append(bodyLines(inProgressStatus(false).Encode()), "START TIMELINE: 1")), 11, "START WAL LOCATION missing"},
+		{"completed not started", completedNotStarted(), 11, "START WAL LOCATION missing (required when completed)"},
+		{"over the size limit", bigFile(), 0, "more than the limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse(tc.data)
+			if err == nil {
+				t.Fatalf("parsed as %v:\n%s", s.State, tc.data)
+			}
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %T %v, want *ParseError", err, err)
+			}
+			if pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) {
+				t.Errorf("error %q (line %d), want line %d containing %q", err, pe.Line, tc.line, tc.msg)
+			}
+		})
+	}
+}
+
+// completedNotStarted is a completed file without the three start lines.
+func completedNotStarted() []byte {
+	s := completedStatus()
+	s.Started = false
+	return s.Encode()
+}
+
+// bigFile is a valid in-progress file with a label that makes it exceed
+// MaxSize.
+func bigFile() []byte {
+	s := inProgressStatus(true)
+	s.Label = strings.Repeat("x", MaxSize)
+	return s.Encode()
+}
+
+// TestEveryLine changes each line of valid files of every state in the ways
+// a damaged or forged file might, always with a correct checksum: removing
+// it, duplicating it, swapping it with the next. None may parse as
+// completed, and for a completed file none may parse at all (every line of a
+// completed file is mandatory).
+func TestEveryLine(t *testing.T) {
+	for name, s := range map[string]*Status{
+		"completed":          completedStatus(),
+		"in progress":        inProgressStatus(true),
+		"in progress bare":   inProgressStatus(false),
+		"failed":             failedStatus(true),
+		"failed not started": failedStatus(false),
+	} {
+		lines := bodyLines(s.Encode())
+		try := func(what string, mutated []string, mayParse bool) {
+			data := join(mutated)
+			got, err := Parse(data)
+			if err == nil && (!mayParse || got.State == StateCompleted) {
+				t.Errorf("%s: %s: parsed as %v:\n%s", name, what, got.State, data)
+			}
+		}
+		for i := range lines {
+			// Removing a start line of a run that is not completed
+			// leaves a partial group: still invalid. Removing the whole
+			// group is tested in TestValid.
+			removed := append(append([]string{}, lines[:i]...), lines[i+1:]...)
+			try(fmt.Sprintf("without line %d %q", i+1, lines[i]), removed, false)
+			dup := append(append([]string{}, lines[:i+1]...), lines[i:]...)
+			try(fmt.Sprintf("line %d %q twice", i+1, lines[i]), dup, false)
+			if i+1 < len(lines) {
+				swapped := append([]string{}, lines...)
+				swapped[i], swapped[i+1] = swapped[i+1], swapped[i]
+				try(fmt.Sprintf("lines %d and %d swapped", i+1, i+2), swapped, false)
+			}
+		}
+	}
+}
+
+// TestTruncated cuts a valid completed file at every byte: no prefix
+// parses at all, and so none as completed. It also flips every bit of it.
+func TestTruncated(t *testing.T) {
+	for _, path := range []string{"testdata/real/completed_plain", "testdata/real/completed_target"} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < len(data); n++ {
+			if s, err := Parse(data[:n]); err == nil {
+				t.Errorf("%s cut to %d bytes parses as %v", path, n, s.State)
+			}
+		}
+		for i := range data {
+			for bit := 0; bit < 8; bit++ {
+				flipped := bytes.Clone(data)
+				flipped[i] ^= 1 << bit
+				if s, err := Parse(flipped); err == nil {
+					t.Errorf("%s with bit %d of byte %d flipped parses as %v", path, bit, i, s.State)
+				}
+			}
+		}
+	}
+}
+
+func TestParseErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		err  ParseError
+		want string
+	}{
+		{ParseError{Path: "/b/backup_status", Line: 3, Msg: "bad"}, "/b/backup_status:3: bad"},
+		{ParseError{Path: "/b/backup_status", Msg: "bad"}, "/b/backup_status: bad"},
+		{ParseError{Line: 3, Msg: "bad"}, "3: bad"},
+		{ParseError{Msg: "bad"}, "bad"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}

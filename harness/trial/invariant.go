@@ -1,0 +1,87 @@
+package trial
+
+import (
+	"fmt"
+
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+// Invariant names.
+const (
+	// InvCompletedVerified: a status file that says completed is a backup
+	// the oracle finds complete.
+	InvCompletedVerified = "completed-is-complete"
+	// InvExit0Completed: exit 0 leaves a status file that says completed.
+	InvExit0Completed = "exit0-is-completed"
+	// InvErrorNotCompleted: an error exit never leaves completed.
+	InvErrorNotCompleted = "error-exit-not-completed"
+	// InvNotTorn: the status file is never torn or damaged (a torn file
+	// that says completed is the worst case, named in the message).
+	InvNotTorn = "status-not-torn"
+	// InvDurable: a completed status says DURABLE: yes exactly when the
+	// backup was synced.
+	InvDurable = "durable-matches-sync"
+)
+
+// Invariants lists every invariant.
+func Invariants() []string {
+	return []string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}
+}
+
+// Violation is one broken invariant.
+type Violation struct {
+	Invariant string `json:"invariant"`
+	Message   string `json:"message"`
+}
+
+// Check returns the invariants r breaks. The status file invariants apply
+// only to builds that write one.
+func Check(r *Record, s scenario.Scenario) []Violation {
+	var vs []Violation
+	add := func(inv, format string, args ...any) {
+		vs = append(vs, Violation{Invariant: inv, Message: fmt.Sprintf(format, args...)})
+	}
+	if !r.StatusFile {
+		return nil
+	}
+	if r.StatusCompleted() {
+		switch {
+		case r.Oracle == nil:
+			add(InvCompletedVerified, "status says completed but the oracle did not run")
+		case !r.Oracle.Complete:
+			add(InvCompletedVerified, "status says completed but the oracle rejects the backup: %s", r.Oracle.Reason)
+		}
+		want := "yes"
+		if !s.Sync {
+			want = "no"
+		}
+		if r.Status.Durable != want {
+			add(InvDurable, "status says completed with DURABLE: %q, want %q (sync %t)", r.Status.Durable, want, s.Sync)
+		}
+	}
+	if r.Exited0() && !r.StatusCompleted() {
+		add(InvExit0Completed, "pg_basebackup exited 0 but the status file says %s", describe(r.Status))
+	}
+	if r.ErrorExit() && r.StatusCompleted() {
+		add(InvErrorNotCompleted, "pg_basebackup exited %d but the status file says completed", r.Exit.Code)
+	}
+	if r.Status.Present && !r.Status.Valid {
+		if r.Status.ClaimsCompleted {
+			add(InvNotTorn, "torn status file reads \"STATUS: completed\": %s", r.Status.Error)
+		} else {
+			add(InvNotTorn, "status file is invalid: %s", r.Status.Error)
+		}
+	}
+	return vs
+}
+
+// describe summarises a status file for messages.
+func describe(sf StatusFile) string {
+	switch {
+	case !sf.Present:
+		return "nothing (no file)"
+	case !sf.Valid:
+		return "nothing valid (" + sf.Error + ")"
+	}
+	return fmt.Sprintf("%q", sf.State)
+}

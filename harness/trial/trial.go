@@ -1,0 +1,337 @@
+// Package trial runs one pg_basebackup under one fault plan against the
+// source cluster while the workload writes, observes every signal an
+// operator could use afterwards (exit code, "base backup completed" in the
+// log, backup_manifest, the status file), asks the oracle for the truth,
+// and checks the invariants. A Record is the trial's evidence.
+package trial
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/workload"
+)
+
+// Spec is one trial to run.
+type Spec struct {
+	// ID names the trial: <scenario>/<index>.
+	ID string
+	// Index is the trial's number within its scenario.
+	Index int
+	// Scenario gives pg_basebackup's options.
+	Scenario scenario.Scenario
+	// Fault is the fault plan.
+	Fault fault.Fault
+	// Seed seeds every random choice of the trial.
+	Seed uint64
+	// BinDir holds the PostgreSQL programs; Acct runs them.
+	BinDir string
+	Acct   build.Account
+	// Variant is "patched" or "stock"; StatusFile says whether the build
+	// writes a status file (invariants on it apply only then).
+	Variant    string
+	StatusFile bool
+	// Dir is the trial's scratch directory (created; the caller removes it).
+	Dir string
+	// Cluster is the started source cluster; Workload writes to it.
+	Cluster  *cluster.Cluster
+	Workload *workload.Workload
+	// Calibration is a clean run's timeline (empty for the calibration run).
+	Calibration fault.Timeline
+	// Status reads the status file (default DefaultStatusReader).
+	Status StatusReader
+	// ForceOracle runs the oracle whatever the signals say.
+	ForceOracle bool
+}
+
+// Exit is how pg_basebackup ended.
+type Exit struct {
+	// Code is the exit code, -1 when killed by a signal.
+	Code int `json:"code"`
+	// Signal names the signal that killed it.
+	Signal string `json:"signal,omitempty"`
+	// Hung says it did not exit in time and was killed by the harness.
+	Hung bool `json:"hung,omitempty"`
+}
+
+// Orphans records processes of pg_basebackup's group alive after it exited
+// (the forked WAL streaming child survives its parent's SIGKILL).
+type Orphans struct {
+	// Alive says some were alive after a short grace period.
+	Alive bool `json:"alive"`
+	// PIDs lists them.
+	PIDs []int `json:"pids,omitempty"`
+}
+
+// Record is the evidence of one trial, saved as JSON.
+type Record struct {
+	ID         string `json:"id"`
+	Scenario   string `json:"scenario"`
+	Index      int    `json:"index"`
+	Plan       string `json:"plan"`
+	Seed       uint64 `json:"seed"`
+	Variant    string `json:"variant"`
+	StatusFile bool   `json:"status_file_expected"`
+	// Args is pg_basebackup's command line.
+	Args  []string  `json:"args"`
+	Start time.Time `json:"start"`
+	// Duration is pg_basebackup's run time; Elapsed the whole trial's.
+	Duration time.Duration `json:"duration_ns"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Exit     Exit          `json:"exit"`
+	Fault    fault.Injection `json:"fault"`
+	// Timeline is when the run reached each phase.
+	Timeline fault.Timeline `json:"timeline"`
+	Orphans  Orphans        `json:"orphans"`
+	// The operator's signals.
+	LogCompleted    bool       `json:"log_completed"`
+	TargetPresent   bool       `json:"target_present"`
+	ManifestPresent bool       `json:"manifest_present"`
+	ManifestTmp     bool       `json:"manifest_tmp_present,omitempty"`
+	Status          StatusFile `json:"status"`
+	// Canary marks before the start and after the end of the run.
+	Before workload.Mark `json:"canary_before"`
+	After  workload.Mark `json:"canary_after"`
+	// Oracle is the ground truth, when it ran; OracleWhy says why it ran.
+	Oracle    *oracle.Verdict `json:"oracle,omitempty"`
+	OracleWhy string          `json:"oracle_why,omitempty"`
+	// Violations are the invariants this trial broke.
+	Violations []Violation `json:"violations,omitempty"`
+	// LogTail is the end of pg_basebackup's output.
+	LogTail string `json:"log_tail,omitempty"`
+	// Dir is where the trial's files are (kept for failing trials).
+	Dir string `json:"dir,omitempty"`
+	// Replay is the command that replays this trial.
+	Replay string `json:"replay,omitempty"`
+}
+
+// Exited0 says pg_basebackup exited with code 0.
+func (r *Record) Exited0() bool { return r.Exit.Signal == "" && !r.Exit.Hung && r.Exit.Code == 0 }
+
+// ErrorExit says pg_basebackup exited on its own with a non-zero code.
+func (r *Record) ErrorExit() bool { return r.Exit.Signal == "" && !r.Exit.Hung && r.Exit.Code != 0 }
+
+// StatusCompleted says the status file is valid and says completed.
+func (r *Record) StatusCompleted() bool { return r.Status.Valid && r.Status.State == "completed" }
+
+// Run runs the trial. An error means the harness could not run it (the
+// cluster is gone, the disk is full), not that pg_basebackup failed.
+func Run(ctx context.Context, s Spec) (*Record, error) {
+	if s.Status == nil {
+		s.Status = DefaultStatusReader()
+	}
+	rng := rand.New(rand.NewPCG(s.Seed, 0x9bb))
+	rec := &Record{
+		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
+		Variant: s.Variant, StatusFile: s.StatusFile, Dir: s.Dir, Start: time.Now().UTC(),
+	}
+	if err := mkdirOwned(s.Acct, s.Dir); err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	target := filepath.Join(s.Dir, "target")
+	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", target,
+		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
+		"--label=pgbb " + s.ID}
+	args = append(args, s.Scenario.Args()...)
+	if s.Scenario.Format == "plain" {
+		for i, ts := range s.Cluster.Tablespaces {
+			m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
+			args = append(args, "--tablespace-mapping="+ts+"="+m)
+		}
+	}
+	rec.Args = args
+	logPath := filepath.Join(s.Dir, "pg_basebackup.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	defer logFile.Close()
+
+	rec.Before = s.Workload.Mark()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	cmd := proc.Command(ctx, s.Acct, []string{"TZ=UTC"}, args...)
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	cmd.Dir = s.Dir
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		pr.Close()
+		return nil, fmt.Errorf("trial %s: start pg_basebackup: %w", s.ID, err)
+	}
+	pw.Close()
+	pid := cmd.Process.Pid
+	tracker := fault.NewTracker(start)
+	var logMu sync.Mutex
+	var logText strings.Builder
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			tracker.Line(line)
+			logMu.Lock()
+			fmt.Fprintf(logFile, "%+8.3fs %s\n", time.Since(start).Seconds(), line)
+			logText.WriteString(line + "\n")
+			logMu.Unlock()
+		}
+		pr.Close()
+	}()
+
+	done := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		tracker.Observe(fault.PhaseExited)
+		close(done)
+	}()
+
+	faultCtx, cancelFault := context.WithCancel(ctx)
+	injDone := make(chan struct{})
+	go func() {
+		defer close(injDone)
+		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
+			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
+			Calibration: s.Calibration, Rand: rng,
+		})
+		if err != nil && faultCtx.Err() == nil {
+			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")
+		}
+		rec.Fault = inj
+	}()
+
+	limit := 10*s.Calibration.Total() + 60*time.Second
+	select {
+	case <-done:
+	case <-time.After(limit):
+		rec.Exit.Hung = true
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+	case <-ctx.Done():
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+		cancelFault()
+		<-injDone
+		return nil, ctx.Err()
+	}
+	rec.Duration = time.Since(start)
+	cancelFault()
+	<-injDone
+	rec.Exit.Code = cmd.ProcessState.ExitCode()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		rec.Exit.Signal = ws.Signal().String()
+	}
+	_ = waitErr
+
+	// The WAL streaming child can outlive its parent; give it a moment to
+	// notice, then record and kill whatever of the group is left, before
+	// anything reads the target.
+	time.Sleep(300 * time.Millisecond)
+	if alive := proc.GroupMembers(pid); len(alive) > 0 {
+		rec.Orphans = Orphans{Alive: true, PIDs: alive}
+	}
+	if _, err := proc.KillGroup(pid, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	select {
+	case <-logDone:
+	case <-time.After(5 * time.Second):
+	}
+	rec.After = s.Workload.Mark()
+	rec.Timeline = tracker.Timeline()
+
+	if rec.Fault.ServerStopped {
+		if err := s.Cluster.Start(ctx, 120*time.Second); err != nil {
+			return nil, fmt.Errorf("trial %s: restart source server after %s: %w", s.ID, rec.Plan, err)
+		}
+	}
+
+	// The operator's view.
+	logMu.Lock()
+	out := logText.String()
+	logMu.Unlock()
+	rec.LogCompleted = strings.Contains(out, "base backup completed")
+	rec.LogTail = proc.Tail(out, 6)
+	if _, err := os.Stat(target); err == nil {
+		rec.TargetPresent = true
+	}
+	if _, err := os.Stat(filepath.Join(target, "backup_manifest")); err == nil {
+		rec.ManifestPresent = true
+	}
+	if _, err := os.Stat(filepath.Join(target, "backup_manifest.tmp")); err == nil {
+		rec.ManifestTmp = true
+	}
+	rec.Status = s.Status.Read(filepath.Join(target, "backup_status"))
+
+	// The truth, for every claimed completion and a sample of the rest.
+	var why []string
+	if rec.StatusCompleted() || rec.Status.ClaimsCompleted {
+		why = append(why, "status completed")
+	}
+	if rec.Exited0() {
+		why = append(why, "exit 0")
+	}
+	if rec.LogCompleted {
+		why = append(why, "log line")
+	}
+	if rec.ManifestPresent {
+		why = append(why, "manifest")
+	}
+	if s.ForceOracle {
+		why = append(why, "forced")
+	}
+	if len(why) == 0 && rec.TargetPresent && rng.Float64() < s.Scenario.OracleSample {
+		why = append(why, "sample")
+	}
+	if len(why) > 0 {
+		rec.OracleWhy = strings.Join(why, ", ")
+		v, err := oracle.Judge(ctx, oracle.Input{
+			BinDir: s.BinDir, Acct: s.Acct, Target: target, Format: s.Scenario.Format,
+			WALMethod: s.Scenario.WALMethod, Scratch: filepath.Join(s.Dir, "oracle"),
+			Before: rec.Before, After: rec.After,
+		})
+		if err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil, fmt.Errorf("trial %s: oracle: scratch disk full: %w", s.ID, err)
+			}
+			return nil, fmt.Errorf("trial %s: oracle: %w", s.ID, err)
+		}
+		rec.Oracle = &v
+		// The oracle's copy is large and no longer needed.
+		os.RemoveAll(filepath.Join(s.Dir, "oracle", "data"))
+	}
+	rec.Violations = Check(rec, s.Scenario)
+	rec.Elapsed = time.Since(start)
+	return rec, nil
+}
+
+// mkdirOwned creates dir for the account.
+func mkdirOwned(a build.Account, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if a.Switch {
+		return os.Chown(dir, int(a.UID), int(a.GID))
+	}
+	return nil
+}
