@@ -30,7 +30,7 @@ func bitwiseCRC32C(data []byte) uint32 {
 // line, with nothing else around it.
 var framed = regexp.MustCompile(`\A(?:[A-Z][A-Z ]*: [^\x00-\x1f\x7f]*\n)+CHECKSUM: ([0-9A-F]{8})\n\z`)
 
-// checkCompletedProperty fails t unless data, which Parse accepted as s, is
+// checkAccepted fails t unless data, which Parse accepted as s, is
 // byte for byte a well-formed file with a correct checksum.
 func checkAccepted(t *testing.T, data []byte, s *Status) {
 	t.Helper()
@@ -73,18 +73,30 @@ func FuzzParse(f *testing.F) {
 		f.Add(s.Encode())
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse(data)
-		if err != nil {
-			if s != nil {
-				t.Fatalf("Parse returned a status and an error %v", err)
-			}
-			if _, ok := err.(*ParseError); !ok {
-				t.Fatalf("error %T %v, want *ParseError", err, err)
-			}
-			return
-		}
-		checkAccepted(t, data, s)
+		// As is: random bytes almost never carry a correct checksum, so
+		// this mostly exercises the framing.
+		parseAndCheck(t, data)
+		// Sealed: data as the body, with a correct checksum line
+		// appended, as a writer that computed the checksum of garbage
+		// would produce. This exercises the line grammar.
+		parseAndCheck(t, seal(string(data)))
 	})
+}
+
+// parseAndCheck parses data and checks the property on what it accepts.
+func parseAndCheck(t *testing.T, data []byte) {
+	t.Helper()
+	s, err := Parse(data)
+	if err != nil {
+		if s != nil {
+			t.Fatalf("Parse returned a status and an error %v", err)
+		}
+		if _, ok := err.(*ParseError); !ok {
+			t.Fatalf("error %T %v, want *ParseError", err, err)
+		}
+		return
+	}
+	checkAccepted(t, data, s)
 }
 
 // TestPrefixesOfCompleted is the seed property without fuzzing: every
