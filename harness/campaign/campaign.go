@@ -1,0 +1,368 @@
+// Package campaign runs crash scenarios end to end, top to bottom: for
+// each scenario, start a source cluster per worker, load its dataset,
+// start the write workload, calibrate with a clean run (the control, which
+// must pass), then run the trials, each with its fault plan and seed, save
+// one JSON record per trial, and keep the directories of failing trials
+// with the command that replays them.
+package campaign
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/trial"
+	"github.com/pgbb/pgbb/harness/workload"
+)
+
+// Config says what a campaign runs and where.
+type Config struct {
+	// Scenarios to run, in order.
+	Scenarios []scenario.Scenario
+	// BinDir holds the PostgreSQL programs under test; Acct runs them.
+	BinDir string
+	Acct   build.Account
+	// Variant ("patched", "stock" or a patch series label) and whether
+	// the build writes a status file.
+	Variant    string
+	StatusFile bool
+	// Parallel is the number of workers (each with its own cluster).
+	Parallel int
+	// Seed is the campaign seed.
+	Seed int64
+	// Scratch is the root of clusters and trial directories.
+	Scratch string
+	// RunDir receives the JSON records.
+	RunDir string
+	// Keep keeps every trial directory, not only failing ones.
+	Keep bool
+	// Replay runs only the trial of this id (<scenario>/<index>).
+	Replay string
+	// ReplayCommand returns the command line that replays a trial.
+	ReplayCommand func(id string) string
+	// Log receives progress lines; OnRecord is called for every record.
+	Log      io.Writer
+	OnRecord func(*trial.Record)
+}
+
+// Result is what a campaign produced.
+type Result struct {
+	// Records are every trial's record, calibration runs included.
+	Records []*trial.Record
+	// Skipped counts trials not started because a scenario's budget ran
+	// out, per scenario.
+	Skipped map[string]int
+	// Elapsed is the campaign's wall time.
+	Elapsed time.Duration
+}
+
+// TrialSeed derives a trial's seed from the campaign seed, the scenario
+// and the trial index, so that any trial can be replayed alone.
+func TrialSeed(seed int64, scenarioName string, index int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%s/%d", seed, scenarioName, index)
+	return h.Sum64()
+}
+
+// ParseID splits a trial id into scenario and index.
+func ParseID(id string) (string, int, error) {
+	i := strings.LastIndexByte(id, '/')
+	if i < 0 {
+		return "", 0, fmt.Errorf("trial id %q: want <scenario>/<index>", id)
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	if err != nil || n < 0 {
+		return "", 0, fmt.Errorf("trial id %q: want <scenario>/<index>", id)
+	}
+	return id[:i], n, nil
+}
+
+// Validate checks, before anything starts, that every scenario's fault
+// plans can run.
+func Validate(scs []scenario.Scenario) error {
+	for _, s := range scs {
+		for _, p := range s.Faults {
+			f, err := fault.ByName(p)
+			if err != nil {
+				return fmt.Errorf("%s:%d: %w", s.File, s.Line, err)
+			}
+			if err := f.Available(s); err != nil {
+				return fmt.Errorf("%s:%d: fault plan %s: %w", s.File, s.Line, p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run runs the campaign. It returns the records gathered so far also when
+// it fails (for example on Ctrl-C).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	start := time.Now()
+	res := &Result{Skipped: map[string]int{}}
+	if cfg.Parallel < 1 {
+		cfg.Parallel = 1
+	}
+	if err := Validate(cfg.Scenarios); err != nil {
+		return res, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.RunDir, "trials"), 0o755); err != nil {
+		return res, fmt.Errorf("run directory: %w", err)
+	}
+	if err := mkdirReachable(cfg.Acct, cfg.Scratch); err != nil {
+		return res, fmt.Errorf("scratch directory: %w", err)
+	}
+	if err := checkSpace(cfg.Scratch, cfg.Scenarios, cfg.Parallel); err != nil {
+		return res, err
+	}
+	c := &campaign{cfg: cfg, res: res}
+	var replayScenario string
+	replayIndex := -1
+	if cfg.Replay != "" {
+		var err error
+		if replayScenario, replayIndex, err = ParseID(cfg.Replay); err != nil {
+			return res, err
+		}
+	}
+	found := false
+	for _, s := range cfg.Scenarios {
+		if replayScenario != "" && s.Name != replayScenario {
+			continue
+		}
+		found = true
+		if err := c.scenario(ctx, s, replayIndex); err != nil {
+			res.Elapsed = time.Since(start)
+			return res, fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+	}
+	if replayScenario != "" && !found {
+		return res, fmt.Errorf("replay %s: no scenario %q among those given", cfg.Replay, replayScenario)
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+type campaign struct {
+	cfg Config
+	mu  sync.Mutex
+	res *Result
+}
+
+func (c *campaign) logf(format string, args ...any) {
+	if c.cfg.Log != nil {
+		fmt.Fprintf(c.cfg.Log, "pgbb-crash: "+format+"\n", args...)
+	}
+}
+
+// scenario runs one scenario's trials over the workers; with replay >= 0
+// only that trial.
+func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, replay int) error {
+	seed := c.cfg.Seed
+	if s.Seed != 0 {
+		seed = s.Seed
+	}
+	var indices []int
+	if replay >= 0 {
+		if replay >= s.Trials {
+			return fmt.Errorf("replay: scenario %s has trials 0-%d", s.Name, s.Trials-1)
+		}
+		indices = []int{replay}
+	} else {
+		for i := 0; i < s.Trials; i++ {
+			indices = append(indices, i)
+		}
+	}
+	workers := min(c.cfg.Parallel, len(indices))
+	queue := make(chan int, len(indices))
+	for _, i := range indices {
+		queue <- i
+	}
+	close(queue)
+	var deadline time.Time
+	if s.Budget > 0 {
+		deadline = time.Now().Add(s.Budget)
+	}
+	c.logf("scenario %s: %d trials, %d workers, plans %s", s.Name, len(indices), workers, strings.Join(s.Faults, ","))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			if err := c.worker(ctx, s, seed, w, queue, deadline); err != nil {
+				errs <- fmt.Errorf("worker %d: %w", w, err)
+				cancel()
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if !errors.Is(err, context.Canceled) || len(all) == 0 {
+			all = append(all, err)
+		}
+	}
+	if len(all) > 0 {
+		return all[0]
+	}
+	return ctx.Err()
+}
+
+// worker owns one source cluster and runs trials from the queue on it.
+func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, w int, queue <-chan int, deadline time.Time) error {
+	dir := filepath.Join(c.cfg.Scratch, s.Name, fmt.Sprintf("w%d", w))
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := mkdirReachable(c.cfg.Acct, dir); err != nil {
+		return err
+	}
+	cl := cluster.New(c.cfg.BinDir, c.cfg.Acct, filepath.Join(dir, "cluster"), "", cluster.WithTCP(true))
+	defer func() {
+		cl.Cleanup()
+		if ctx.Err() == nil || !c.cfg.Keep {
+			os.RemoveAll(filepath.Join(dir, "cluster"))
+		}
+	}()
+	if err := cl.Init(ctx); err != nil {
+		return err
+	}
+	if err := cl.Start(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	if err := cl.LoadDataset(ctx, filepath.Join(dir, "cluster"), s.Scale, s.Tablespaces); err != nil {
+		return err
+	}
+	wl, err := workload.Start(ctx, cl.ConnString(cluster.Database), s.Scale, s.Clients, TrialSeed(seed, s.Name, -1-w))
+	if err != nil {
+		return err
+	}
+	defer wl.Stop()
+	// Let the workload get going before the control run.
+	time.Sleep(300 * time.Millisecond)
+
+	spec := func(id string, index int, f fault.Fault, cal fault.Timeline) trial.Spec {
+		return trial.Spec{
+			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
+			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile,
+			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: cl, Workload: wl, Calibration: cal,
+		}
+	}
+	// The control: a clean run, whose timeline calibrates the faults; it
+	// must pass like any trial, and the oracle always checks it.
+	none, _ := fault.ByName(scenario.PlanNone)
+	cs := spec(fmt.Sprintf("%s/control-w%d", s.Name, w), -1-w, none, nil)
+	cs.Dir = filepath.Join(dir, "control")
+	cs.ForceOracle = true
+	crec, err := trial.Run(ctx, cs)
+	if err != nil {
+		return fmt.Errorf("control run: %w", err)
+	}
+	if !crec.Exited0() || crec.Oracle == nil || !crec.Oracle.Complete {
+		why := "pg_basebackup exited " + strconv.Itoa(crec.Exit.Code)
+		if crec.Oracle != nil && crec.Oracle.Reason != "" {
+			why = crec.Oracle.Reason
+		}
+		crec.Violations = append(crec.Violations, trial.Violation{Invariant: "control-passes", Message: "the clean run failed: " + why})
+	}
+	cal := crec.Timeline
+	c.finish(crec)
+	for index := range queue {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			c.mu.Lock()
+			c.res.Skipped[s.Name]++
+			c.mu.Unlock()
+			continue
+		}
+		f, err := fault.ByName(s.Faults[index%len(s.Faults)])
+		if err != nil {
+			return err
+		}
+		rec, err := trial.Run(ctx, spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal))
+		if err != nil {
+			return err
+		}
+		c.finish(rec)
+		if !cl.Running() {
+			return fmt.Errorf("source server of %s is down after trial %s", s.Name, rec.ID)
+		}
+	}
+	return nil
+}
+
+// finish saves a record, keeps or removes its directory, and reports it.
+func (c *campaign) finish(rec *trial.Record) {
+	if len(rec.Violations) > 0 && c.cfg.ReplayCommand != nil {
+		rec.Replay = c.cfg.ReplayCommand(rec.ID)
+	}
+	if len(rec.Violations) == 0 && !c.cfg.Keep {
+		os.RemoveAll(rec.Dir)
+		rec.Dir = ""
+	}
+	name := strings.ReplaceAll(rec.ID, "/", "-") + ".json"
+	if data, err := json.MarshalIndent(rec, "", "  "); err == nil {
+		if err := os.WriteFile(filepath.Join(c.cfg.RunDir, "trials", name), append(data, '\n'), 0o644); err != nil {
+			c.logf("save record %s: %v", rec.ID, err)
+		}
+	}
+	c.mu.Lock()
+	c.res.Records = append(c.res.Records, rec)
+	c.mu.Unlock()
+	if c.cfg.OnRecord != nil {
+		c.cfg.OnRecord(rec)
+	}
+}
+
+// mkdirReachable creates dir, owned by the account, and checks the
+// account can reach it.
+func mkdirReachable(a build.Account, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if a.Switch {
+		if err := os.Chown(dir, int(a.UID), int(a.GID)); err != nil {
+			return err
+		}
+	}
+	return a.CheckReachable(dir)
+}
+
+// checkSpace fails early, with a clear message, when the scratch file
+// system cannot hold the clusters and backups of the campaign: per worker
+// a cluster, a backup, and the oracle's copy of it, about 3 x 40 MB per
+// unit of pgbench scale plus 100 MB.
+func checkSpace(dir string, scs []scenario.Scenario, parallel int) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("scratch directory %s: %w", dir, err)
+	}
+	free := uint64(st.Bavail) * uint64(st.Bsize)
+	var need uint64
+	for _, s := range scs {
+		n := uint64(parallel) * (uint64(s.Scale)*(1+uint64(s.Tablespaces))*3*40 + 100) << 20
+		need = max(need, n)
+	}
+	if free < need {
+		return fmt.Errorf("scratch directory %s has %d MB free, the campaign needs about %d MB: free space or set -scratch", dir, free>>20, need>>20)
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+// Command pgbb-crash runs the crash campaign: it builds (or reuses) the
+// PostgreSQL under test, runs the scenarios' trials with their fault
+// plans, prints a summary table and writes one JSON record per trial, a
+// summary and an HTML report with a chart into the run directory. It exits
+// 1 when any invariant was violated, 2 when the campaign could not run.
+//
+//	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock] [-patches DIR]
+//	           [-backend auto|native|container] [-parallel N] [-seed N] [-replay ID] [-keep]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/pgsrc"
+	"github.com/pgbb/pgbb/harness/report"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+func main() {
+	code, err := run()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+type options struct {
+	scenarios string
+	pg        string
+	variant   string
+	patches   string
+	backend   string
+	parallel  int
+	seed      int64
+	replay    string
+	keep      bool
+	out       string
+	scratch   string
+}
+
+func run() (int, error) {
+	var o options
+	flag.StringVar(&o.scenarios, "scenarios", "scenarios/smoke", "scenario files or directories, comma-separated")
+	flag.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
+	flag.StringVar(&o.variant, "variant", string(build.Patched), "patched or stock")
+	flag.StringVar(&o.patches, "patches", "", "patch series directory (default patches/pg<version>)")
+	flag.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
+	flag.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
+	flag.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
+	flag.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
+	flag.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
+	flag.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<variant>)")
+	flag.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return 2, fmt.Errorf("unexpected arguments %v", flag.Args())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	major, err := pgsrc.ParseMajor(o.pg)
+	if err != nil {
+		return 2, err
+	}
+	variant, err := build.ParseVariant(o.variant)
+	if err != nil {
+		return 2, err
+	}
+	if variant == build.Stock && o.patches != "" {
+		return 2, errors.New("-patches applies to the patched variant only")
+	}
+	var paths []string
+	for _, p := range strings.Split(o.scenarios, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			paths = append(paths, p)
+		}
+	}
+	scs, err := scenario.LoadPaths(paths...)
+	if err != nil {
+		return 2, err
+	}
+	if err := campaign.Validate(scs); err != nil {
+		return 2, err
+	}
+	switch o.backend {
+	case build.BackendAuto, build.BackendNative:
+		if o.backend == build.BackendAuto {
+			fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (the container backend of the crash harness is not implemented yet)")
+		}
+	case build.BackendContainer:
+		return 2, errors.New("-backend container: the crash harness runs trials natively only so far; use -backend native")
+	default:
+		return 2, fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
+	}
+	if o.seed == 0 {
+		o.seed = time.Now().UnixNano() % 1_000_000_007
+	}
+
+	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(os.Stderr))...)
+	if err != nil {
+		return 2, err
+	}
+	spec := build.Spec{Major: major, Variant: variant}
+	label := string(variant)
+	if o.patches != "" {
+		abs, err := filepath.Abs(o.patches)
+		if err != nil {
+			return 2, err
+		}
+		spec.PatchDir = abs
+		spec.Name = "series-" + filepath.Base(abs)
+		label = spec.Name
+	}
+	res, err := b.Build(ctx, spec)
+	if err != nil {
+		return 2, err
+	}
+	if err := ensureAmcheck(ctx, b, res); err != nil {
+		return 2, err
+	}
+	acct, err := build.EnsureAccount(ctx, res.User, os.Stderr)
+	if err != nil {
+		return 2, err
+	}
+	statusFile, err := writesStatusFile(res)
+	if err != nil {
+		return 2, err
+	}
+
+	runDir := o.out
+	if runDir == "" {
+		runDir = filepath.Join(b.CacheDir(), "crash", time.Now().UTC().Format("20060102-150405")+"-"+fmt.Sprintf("%d-%s", major, label))
+	}
+	scratch := o.scratch
+	ownScratch := false
+	if scratch == "" {
+		if scratch, err = os.MkdirTemp("", "pgbb-crash-"); err != nil {
+			return 2, fmt.Errorf("scratch directory: %w", err)
+		}
+		ownScratch = true
+	}
+	fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (%s), status file %t, seed %d, %d scenarios, parallel %d\n",
+		res.Version, label, res.Backend, statusFile, o.seed, len(scs), o.parallel)
+	fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s\n", runDir, scratch)
+
+	total := 0
+	for _, s := range scs {
+		total += s.Trials + min(o.parallel, s.Trials)
+	}
+	if o.replay != "" {
+		total = 2
+	}
+	prog := &progress{w: os.Stderr, total: total}
+	cfg := campaign.Config{
+		Scenarios: scs, BinDir: res.BinDir, Acct: acct, Variant: label, StatusFile: statusFile,
+		Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
+		Replay: o.replay, Log: os.Stderr, OnRecord: prog.record,
+		ReplayCommand: func(id string) string { return replayCommand(o, major, id) },
+	}
+	if o.replay != "" {
+		cfg.Parallel = 1
+	}
+	result, runErr := campaign.Run(ctx, cfg)
+	if ownScratch {
+		removeEmpty(scratch)
+	}
+	sum := report.Summarize(result.Records)
+	fmt.Println()
+	report.WriteTable(os.Stdout, sum)
+	for name, n := range result.Skipped {
+		fmt.Printf("scenario %s: %d trials skipped (budget)\n", name, n)
+	}
+	elapsed := result.Elapsed
+	if n := len(result.Records); n > 0 && elapsed > 0 {
+		fmt.Printf("%d trials in %s (%.1f trials/min)\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes())
+	}
+	title := fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s, seed %d", res.Version, label, o.seed)
+	if err := report.Save(runDir, sum, title); err != nil {
+		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
+	} else {
+		fmt.Printf("records and report: %s\n", filepath.Join(runDir, "report.html"))
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return 2, errors.New("interrupted; servers stopped, scratch removed except kept trials")
+		}
+		return 2, runErr
+	}
+	if len(sum.Violations) > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// writesStatusFile asks pg_basebackup --help whether it knows
+// --status-file.
+func writesStatusFile(res build.Result) (bool, error) {
+	out, err := runOutput(filepath.Join(res.BinDir, "pg_basebackup"), "--help")
+	if err != nil {
+		return false, fmt.Errorf("pg_basebackup --help: %w", err)
+	}
+	return strings.Contains(out, "--status-file"), nil
+}
+
+// ensureAmcheck installs contrib/amcheck into the build (the oracle runs
+// pg_amcheck, which needs the extension) when it is missing.
+func ensureAmcheck(ctx context.Context, b *build.Builder, res build.Result) error {
+	if _, err := os.Stat(filepath.Join(res.Prefix, "share", "extension", "amcheck.control")); err == nil {
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "pgbb-crash: installing contrib/amcheck into the build (for pg_amcheck)")
+	if _, err := b.Exec(ctx, res, "make", "-C", "contrib/amcheck", "install"); err != nil {
+		return fmt.Errorf("install amcheck: %w", err)
+	}
+	return nil
+}
+
+// replayCommand is the one command that replays a trial.
+func replayCommand(o options, major int, id string) string {
+	parts := []string{"go run ./harness/cmd/pgbb-crash", "-pg", fmt.Sprint(major), "-variant", o.variant}
+	if o.patches != "" {
+		parts = append(parts, "-patches", o.patches)
+	}
+	parts = append(parts, "-scenarios", o.scenarios, "-seed", fmt.Sprint(o.seed), "-replay", id)
+	return strings.Join(parts, " ")
+}
+
+// progress prints a bar and one line per trial.
+type progress struct {
+	mu         sync.Mutex
+	w          io.Writer
+	done       int
+	total      int
+	violations int
+}
+
+func (p *progress) record(r *trial.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	p.violations += len(r.Violations)
+	const width = 20
+	n := min(width, p.done*width/max(1, p.total))
+	bar := strings.Repeat("#", n) + strings.Repeat(".", width-n)
+	at := "no fault"
+	if r.Fault.Fired {
+		at = "@" + r.Fault.Phase
+	}
+	exit := fmt.Sprint(r.Exit.Code)
+	if r.Exit.Signal != "" {
+		exit = r.Exit.Signal
+	}
+	st := "-"
+	switch {
+	case r.Status.Valid:
+		st = r.Status.State
+	case r.Status.Present:
+		st = "INVALID"
+	}
+	or := "-"
+	if r.Oracle != nil {
+		or = "incomplete"
+		if r.Oracle.Complete {
+			or = "complete"
+		}
+	}
+	mark := "ok"
+	if len(r.Violations) > 0 {
+		mark = "VIOLATION " + r.Violations[0].Invariant
+	}
+	orphan := ""
+	if r.Orphans.Alive {
+		orphan = " orphan"
+	}
+	fmt.Fprintf(p.w, "[%s] %d/%d %-28s %-20s %-14s exit=%-8s status=%-11s oracle=%-10s%s %s (%s)\n", bar, p.done, p.total, r.ID, r.Plan, at,
+		exit, st, or, orphan, mark, r.Elapsed.Round(100*time.Millisecond))
+}
+
+// removeEmpty removes empty directories under root, bottom up, and root
+// itself when it ends up empty.
+func removeEmpty(root string) {
+	var dirs []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i])
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// runOutput runs a program and returns its output.
+func runOutput(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}

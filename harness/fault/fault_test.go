@@ -1,0 +1,60 @@
+package fault
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestScheduleWeightsTheFinishingPhase(t *testing.T) {
+	cal := Timeline{"start": 0, "checkpoint": 10 * time.Millisecond, "receiving": 200 * time.Millisecond,
+		"end-of-data": 1800 * time.Millisecond, "sync": 1900 * time.Millisecond, "exited": 2 * time.Second}
+	rng := rand.New(rand.NewPCG(1, 2))
+	late := 0
+	const n = 3000
+	for i := 0; i < n; i++ {
+		anchor, off, fin := schedule(rng, cal, PhaseStart)
+		at, _ := cal.At(anchor)
+		if fin != (anchor == PhaseEndOfData) {
+			t.Fatalf("finishing %t with anchor %s", fin, anchor)
+		}
+		if at+off >= 1800*time.Millisecond {
+			late++
+		}
+		if at+off > 2200*time.Millisecond {
+			t.Fatalf("scheduled at %s, past the run", at+off)
+		}
+	}
+	if late < n/3 {
+		t.Fatalf("%d of %d faults after the last data file; want at least a third", late, n)
+	}
+}
+
+func TestTracker(t *testing.T) {
+	tr := NewTracker(time.Now())
+	done := make(chan struct{})
+	go func() {
+		tr.Line("pg_basebackup: initiating base backup, waiting for checkpoint to complete")
+		tr.Line("pg_basebackup: write-ahead log start point: 0/2000028 on timeline 1")
+		tr.Line("pg_basebackup: syncing data to disk ...")
+	}()
+	if !tr.Wait(context.Background(), PhaseReceiving, done) {
+		t.Fatal("receiving not seen")
+	}
+	if tr.Wait(context.Background(), PhaseWALWait, done) {
+		// wal-wait was skipped (sync came first): Wait says it was not reached.
+		t.Fatal("wal-wait reported as reached")
+	}
+	if tr.Current() != PhaseSync {
+		t.Fatalf("current %s", tr.Current())
+	}
+	close(done)
+	if tr.Wait(context.Background(), PhaseCompleted, done) {
+		t.Fatal("completed reported after exit")
+	}
+	tl := tr.Timeline()
+	if _, ok := tl.At(PhaseCheckpoint); !ok {
+		t.Fatalf("timeline %v", tl)
+	}
+}

@@ -1,0 +1,50 @@
+package oracle
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgbb/pgbb/harness/workload"
+)
+
+func TestCheckCanary(t *testing.T) {
+	seq := func(lo, hi int64) []int64 {
+		var s []int64
+		for i := lo; i <= hi; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
+	before := workload.Mark{Committed: 100, Attempted: 101}
+	after := workload.Mark{Committed: 150, Attempted: 151}
+	if d, p := CheckCanary(seq(1, 140), before, after); d != "" || p != "" {
+		t.Fatalf("good rows flagged: %q %q", d, p)
+	}
+	if d, p := CheckCanary(seq(1, 100), before, after); d != "" || p != "" {
+		t.Fatalf("rows up to the mark flagged: %q %q", d, p)
+	}
+	missing := append(seq(1, 49), seq(51, 120)...)
+	d, p := CheckCanary(missing, before, after)
+	if d == "" || !strings.Contains(p, "missing") {
+		t.Fatalf("missing row 50 not flagged: %q %q", d, p)
+	}
+	if _, p := CheckCanary(seq(1, 90), before, after); !strings.Contains(p, "missing") {
+		t.Fatalf("truncated rows not flagged: %q", p)
+	}
+	if _, p := CheckCanary(append(seq(1, 100), 999), before, after); !strings.Contains(p, "newer than any attempted") {
+		t.Fatalf("future row not flagged: %q", p)
+	}
+}
+
+func TestRanges(t *testing.T) {
+	got := Ranges([]int64{1, 2, 3, 5, 7, 8})
+	want := []Range{{1, 3}, {5, 5}, {7, 8}}
+	if len(got) != len(want) {
+		t.Fatalf("%v", got)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%v, want %v", got, want)
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package trial
+
+import (
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+func completed(durable string) StatusFile {
+	return StatusFile{Present: true, Valid: true, State: "completed", Durable: durable, ClaimsCompleted: true}
+}
+
+func TestCheckFlagsViolations(t *testing.T) {
+	synced := scenario.Defaults()
+	unsynced := scenario.Defaults()
+	unsynced.Sync = false
+	good := &oracle.Verdict{Complete: true}
+	bad := &oracle.Verdict{Complete: false, Reason: "start: WAL ends before end of online backup"}
+	cases := []struct {
+		name string
+		rec  Record
+		sc   scenario.Scenario
+		want []string
+	}{
+		{"clean run", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, synced, nil},
+		{"killed in progress", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}}, synced, nil},
+		{"killed after completion", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: completed("yes"), Oracle: good}, synced, nil},
+		{"error exit failed", Record{StatusFile: true, Exit: Exit{Code: 1}, Status: StatusFile{Present: true, Valid: true, State: "failed"}}, synced, nil},
+		{"completed but incomplete", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: completed("yes"), Oracle: bad}, synced, []string{InvCompletedVerified}},
+		{"completed unverified", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes")}, synced, []string{InvCompletedVerified}},
+		{"exit 0 in progress", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, Oracle: good}, synced, []string{InvExit0Completed}},
+		{"exit 0 no file", Record{StatusFile: true, Exit: Exit{Code: 0}, Oracle: good}, synced, []string{InvExit0Completed}},
+		{"error exit completed", Record{StatusFile: true, Exit: Exit{Code: 1}, Status: completed("yes"), Oracle: good}, synced, []string{InvErrorNotCompleted}},
+		{"torn completed", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, ClaimsCompleted: true, Error: "checksum"}}, synced, []string{InvNotTorn}},
+		{"durable under no-sync", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, unsynced, []string{InvDurable}},
+		{"not durable with sync", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, synced, []string{InvDurable}},
+		{"stock build: no status invariants", Record{StatusFile: false, Exit: Exit{Code: 0}, Oracle: bad}, synced, nil},
+		{"hung is not exit 0", Record{StatusFile: true, Exit: Exit{Code: 0, Hung: true}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}}, synced, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, v := range Check(&c.rec, c.sc) {
+				got = append(got, v.Invariant)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Errorf("violations %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func statusText(state string, extra ...string) string {
+	body := "BACKUP STATUS FORMAT: 1\nSTATUS: " + state + "\nPID: 1\n" + strings.Join(extra, "")
+	return body + fmt.Sprintf("CHECKSUM: %08X\n", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func TestLocalStatusReader(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "backup_status")
+	r := DefaultStatusReader()
+	if sf := r.Read(p); sf.Present {
+		t.Fatalf("absent file read as %+v", sf)
+	}
+	ok := statusText("completed", "DURABLE: yes\n")
+	os.WriteFile(p, []byte(ok), 0o644)
+	if sf := r.Read(p); !sf.Valid || sf.State != "completed" || sf.Durable != "yes" {
+		t.Fatalf("valid file read as %+v", sf)
+	}
+	for name, text := range map[string]string{
+		"truncated":   ok[:len(ok)-5],
+		"no checksum": ok[:strings.Index(ok, "CHECKSUM")],
+		"damaged":     strings.Replace(ok, "PID: 1", "PID: 2", 1),
+		"bad state":   statusText("done"),
+	} {
+		os.WriteFile(p, []byte(text), 0o644)
+		sf := r.Read(p)
+		if sf.Valid || !sf.Present || sf.Error == "" {
+			t.Errorf("%s: read as %+v", name, sf)
+		}
+		rec := &Record{StatusFile: true, Status: sf, Exit: Exit{Code: -1, Signal: "killed"}}
+		if vs := Check(rec, scenario.Defaults()); len(vs) != 1 || vs[0].Invariant != InvNotTorn {
+			t.Errorf("%s: violations %v", name, vs)
+		}
+	}
+}
