@@ -13,7 +13,7 @@ export BACKEND
 # The integration tests build PostgreSQL 18 and 15 and run TAP suites.
 INTEGRATION_TIMEOUT ?= 80m
 
-.PHONY: help build test vet unit integration bench-build crash clean
+.PHONY: help build test vet unit integration bench-build bench-overhead crash clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -39,6 +39,9 @@ integration: ## real builds (broken/trivial patch, 18 and 15 patched) and upstre
 
 bench-build: ## cold and warm build times per backend (removes the project's images first)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkBuild -benchtime 1x -timeout 90m ./harness/build
+
+bench-overhead: ## what the status file costs: stock vs patched 18.6 pg_basebackup of a ~300 MB cluster, interleaved
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkStatusFileOverhead -benchtime 1x -timeout 60m ./harness/overhead
 
 crash: ## the crash campaign (issue C) -- not implemented yet
 	@echo "make crash: the crash harness (issue C) is not implemented yet" >&2
