@@ -96,7 +96,7 @@ func TestEncodeMatchesDocumentedFormat(t *testing.T) {
 }
 
 // TestRealFiles reads files written by the patched pg_basebackup 18.6 (see
-// testdata/real/README): each parses, and encodes back to the same bytes.
+// testdata/README): each parses, and encodes back to the same bytes.
 func TestRealFiles(t *testing.T) {
 	want := map[string]State{
 		"completed_plain":       StateCompleted,

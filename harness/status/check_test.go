@@ -1,0 +1,299 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeProcesses is a machine with a host name and a table of processes.
+type fakeProcesses struct {
+	host    string
+	hostErr error
+	procs   map[int]ProcessInfo
+	procErr error
+}
+
+var _ Processes = fakeProcesses{}
+
+func (f fakeProcesses) Hostname() (string, error) { return f.host, f.hostErr }
+
+func (f fakeProcesses) Process(pid int) (ProcessInfo, error) {
+	if f.procErr != nil {
+		return ProcessInfo{}, f.procErr
+	}
+	return f.procs[pid], nil
+}
+
+// machine returns a fake db1 running process 1234 with the given name,
+// started at offset from the START TIME of inProgressStatus.
+func machine(name string, offset time.Duration) fakeProcesses {
+	start := inProgressStatus(true).StartTime
+	return fakeProcesses{host: "db1", procs: map[int]ProcessInfo{
+		1234: {Exists: true, Name: name, StartTime: start.Add(offset)},
+	}}
+}
+
+func TestDecide(t *testing.T) {
+	nosync := completedStatus()
+	nosync.Sync, nosync.Durable = false, false
+	unknownStart := inProgressStatus(true)
+	unknownStart.StartTime = time.Time{}
+	zombie := machine(WriterName, -time.Second)
+	zombie.procs[1234] = ProcessInfo{Exists: true, Zombie: true, Name: WriterName, StartTime: zombie.procs[1234].StartTime}
+
+	tests := []struct {
+		name    string
+		status  *Status
+		procs   fakeProcesses
+		verdict Verdict
+		exit    int
+		final   bool
+		reason  string // in Liveness.Reason
+	}{
+		{"completed", completedStatus(), fakeProcesses{}, Completed, 0, true, ""},
+		{"completed, no sync", nosync, fakeProcesses{}, CompletedNotDurable, 4, true, ""},
+		{"failed", failedStatus(true), fakeProcesses{}, Failed, 2, true, ""},
+		{"completed, its process still there", completedStatus(), machine(WriterName, 0), Completed, 0, true, ""},
+		{"running", inProgressStatus(true), machine(WriterName, -time.Second), Running, 3, false, "started at"},
+		{"running, not started on the server", inProgressStatus(false), machine(WriterName, -time.Second), Running, 3, false, ""},
+		{"running, started within the slack", inProgressStatus(true), machine(WriterName, 2*time.Second), Running, 3, false, ""},
+		{"pid reused by a later pg_basebackup", inProgressStatus(true), machine(WriterName, 3*time.Second), NotComplete, 1, true, "pid was reused"},
+		{"pid reused by another program", inProgressStatus(true), machine("postgres", -time.Second), NotComplete, 1, true, `now "postgres"`},
+		{"pid gone", inProgressStatus(true), fakeProcesses{host: "db1"}, NotComplete, 1, true, "is gone"},
+		{"zombie", inProgressStatus(true), zombie, NotComplete, 1, true, "zombie"},
+		{"another host", inProgressStatus(true), fakeProcesses{host: "db2", procs: machine(WriterName, 0).procs}, NotComplete, 1, false, `written on host "db1", this is "db2"`},
+		{"host name unknown", inProgressStatus(true), fakeProcesses{hostErr: errors.New("boom")}, NotComplete, 1, false, "host name: boom"},
+		{"process table unreadable", inProgressStatus(true), fakeProcesses{host: "db1", procErr: errors.New("hidepid")}, NotComplete, 1, false, "hidepid"},
+		{"start time unknown", unknownStart, machine(WriterName, 0), NotComplete, 1, false, "no start time"},
+		{"start time unknown, pid gone", unknownStart, fakeProcesses{host: "db1"}, NotComplete, 1, true, "is gone"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, final, l := Decide(tc.status, tc.procs, DefaultStartSlack)
+			if v != tc.verdict || v.ExitCode() != tc.exit || final != tc.final {
+				t.Errorf("verdict %v exit %d final %v, want %v exit %d final %v", v, v.ExitCode(), final, tc.verdict, tc.exit, tc.final)
+			}
+			if tc.status.State != StateInProgress {
+				if l != nil {
+					t.Errorf("liveness checked for a %v file", tc.status.State)
+				}
+				return
+			}
+			if l == nil || !strings.Contains(l.Reason, tc.reason) {
+				t.Errorf("liveness %+v, want a reason containing %q", l, tc.reason)
+			}
+			if l != nil && l.Alive != (v == Running) {
+				t.Errorf("alive %v with verdict %v", l.Alive, v)
+			}
+		})
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	want := map[Verdict]int{Completed: 0, NotComplete: 1, Failed: 2, Running: 3, CompletedNotDurable: 4}
+	for v, code := range want {
+		if v.ExitCode() != code {
+			t.Errorf("%v: exit %d, want %d", v, v.ExitCode(), code)
+		}
+	}
+	if Verdict(0) != NotComplete || Verdict(99).ExitCode() != 1 {
+		t.Error("the zero or an unknown verdict must be NotComplete, exit 1")
+	}
+}
+
+func TestCheckDirectory(t *testing.T) {
+	procs := WithProcesses(machine(WriterName, 0))
+	for name, tc := range map[string]struct {
+		data    []byte
+		verdict Verdict
+	}{
+		"completed":   {completedStatus().Encode(), Completed},
+		"failed":      {failedStatus(true).Encode(), Failed},
+		"running":     {inProgressStatus(true).Encode(), Running},
+		"torn":        {completedStatus().Encode()[:100], NotComplete},
+		"version 2":   {[]byte(strings.Replace(string(completedStatus().Encode()), "FORMAT: 1", "FORMAT: 2", 1)), NotComplete},
+		"empty":       {nil, NotComplete},
+		"not durable": {func() []byte { s := completedStatus(); s.Sync, s.Durable = false, false; return s.Encode() }(), CompletedNotDurable},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, FileName, tc.data)
+			for _, path := range []string{dir, filepath.Join(dir, FileName)} {
+				r := Check(path, procs)
+				if r.Verdict != tc.verdict || r.ExitCode != tc.verdict.ExitCode() {
+					t.Errorf("%s: %v exit %d (%s), want %v", path, r.Verdict, r.ExitCode, r.Summary, tc.verdict)
+				}
+				if r.StatusFile != filepath.Join(dir, FileName) || r.Heuristic != nil {
+					t.Errorf("%s: status file %q, heuristic %+v", path, r.StatusFile, r.Heuristic)
+				}
+				if (r.Err != nil) != (tc.verdict == NotComplete) || (r.Err != nil) != (r.Status == nil) {
+					t.Errorf("%s: err %v, status %v", path, r.Err, r.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckHeuristic(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+		guess string
+	}{
+		{"empty directory", nil, "no manifest"},
+		{"manifest", []string{"PG_VERSION", "backup_manifest"}, "probably got to its end"},
+		{"manifest being written", []string{"PG_VERSION", "backup_manifest.tmp"}, "not complete"},
+		{"both manifests", []string{"backup_manifest", "backup_manifest.tmp"}, "do not trust"},
+		{"status temporary file only", []string{TempFileName, "backup_manifest"}, "probably"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tc.files {
+				writeFile(t, dir, f, completedStatus().Encode())
+			}
+			r := Check(dir, WithProcesses(fakeProcesses{}))
+			if r.Verdict != NotComplete || r.ExitCode != 1 || r.Final {
+				t.Errorf("%v exit %d final %v, want not-complete, 1, not final", r.Verdict, r.ExitCode, r.Final)
+			}
+			h := r.Heuristic
+			if h == nil {
+				t.Fatal("no heuristic evidence")
+			}
+			has := func(name string) bool {
+				for _, f := range tc.files {
+					if f == name {
+						return true
+					}
+				}
+				return false
+			}
+			if h.BackupManifest != has("backup_manifest") || h.BackupManifestTmp != has("backup_manifest.tmp") || h.StatusTmp != has(TempFileName) {
+				t.Errorf("evidence %+v for files %v", h, tc.files)
+			}
+			if !strings.Contains(h.Guess, tc.guess) || !strings.Contains(r.Summary, "heuristic") {
+				t.Errorf("guess %q summary %q, want %q and the word heuristic", h.Guess, r.Summary, tc.guess)
+			}
+		})
+	}
+}
+
+func TestCheckMissingPath(t *testing.T) {
+	r := Check(filepath.Join(t.TempDir(), "nonexistent"))
+	if r.Verdict != NotComplete || r.Err == nil || r.Heuristic != nil {
+		t.Errorf("%+v", r)
+	}
+	// A status file named directly that is missing gets no heuristic.
+	dir := t.TempDir()
+	writeFile(t, dir, "backup_manifest", nil)
+	r = Check(filepath.Join(dir, "elsewhere_status"))
+	if r.Verdict != NotComplete || r.Heuristic != nil {
+		t.Errorf("%+v", r)
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	r := Check(dir, WithProcesses(machine(WriterName, 0)))
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	st := got["status"].(map[string]any)
+	for k, want := range map[string]any{
+		"verdict": "running", "exit_code": 3.0, "final": false,
+	} {
+		if got[k] != want {
+			t.Errorf("%s: %v, want %v", k, got[k], want)
+		}
+	}
+	for k, want := range map[string]any{
+		"state": "in progress", "start_lsn": "0/2000028", "start_time": "2026-11-25T09:18:00Z",
+		"system_identifier": 7441234567890123456.0, "pid": 1234.0,
+	} {
+		if st[k] != want {
+			t.Errorf("status.%s: %v, want %v", k, st[k], want)
+		}
+	}
+	for _, k := range []string{"end_time", "end_lsn", "reason", "target"} {
+		if _, ok := st[k]; ok {
+			t.Errorf("status.%s present in an in-progress report", k)
+		}
+	}
+}
+
+// TestWait: a run that completes while waited for; one that stays running
+// until the timeout, which keeps its verdict.
+func TestWait(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	var checks atomic.Int32
+	procs := countingProcesses{machine(WriterName, 0), &checks}
+	go func() {
+		for checks.Load() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		// Replace it as pg_basebackup does: temporary file and rename.
+		tmp := writeFile(t, dir, TempFileName, completedStatus().Encode())
+		if err := os.Rename(tmp, filepath.Join(dir, FileName)); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := Wait(ctx, dir, 5*time.Millisecond, WithProcesses(procs))
+	if r.Verdict != Completed || r.TimedOut {
+		t.Fatalf("%v timed out %v: %s", r.Verdict, r.TimedOut, r.Summary)
+	}
+
+	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	r = Wait(ctx, dir, 5*time.Millisecond, WithProcesses(procs))
+	if r.Verdict != Running || r.ExitCode != 3 || !r.TimedOut {
+		t.Fatalf("%v exit %d timed out %v", r.Verdict, r.ExitCode, r.TimedOut)
+	}
+
+	// A final state ends the wait at once.
+	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	start := time.Now()
+	r = Wait(context.Background(), dir, time.Hour, WithProcesses(fakeProcesses{host: "db1"}))
+	if r.Verdict != NotComplete || !r.Final || time.Since(start) > time.Minute {
+		t.Fatalf("dead run: %v final %v", r.Verdict, r.Final)
+	}
+}
+
+// countingProcesses counts the liveness checks.
+type countingProcesses struct {
+	fakeProcesses
+	n *atomic.Int32
+}
+
+func (c countingProcesses) Process(pid int) (ProcessInfo, error) {
+	c.n.Add(1)
+	return c.fakeProcesses.Process(pid)
+}
+
+func TestStartSlackOption(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	procs := WithProcesses(machine(WriterName, 5*time.Second))
+	if r := Check(dir, procs); r.Verdict != NotComplete {
+		t.Errorf("default slack: %v", r.Verdict)
+	}
+	if r := Check(dir, procs, WithStartSlack(10*time.Second)); r.Verdict != Running {
+		t.Errorf("slack 10s: %v", r.Verdict)
+	}
+}

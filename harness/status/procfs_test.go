@@ -1,0 +1,159 @@
+package status
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat(t *testing.T) {
+	// Field 22 is 4242 in each; names with spaces and parentheses.
+	tail := " S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 20 21\n"
+	for _, name := range []string{"pg_basebackup", "a b", "x) S 1 (y", ")", ""} {
+		got, state, ticks, err := parseProcStat([]byte("99 (" + name + ")" + tail))
+		if err != nil || got != name || state != "S" || ticks != 4242 {
+			t.Errorf("%q: %q %q %d %v", name, got, state, ticks, err)
+		}
+	}
+	for _, bad := range []string{"", "99 pg_basebackup S 1", "99 (x) S 1 2 3", "99 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 -5 20"} {
+		if _, _, _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestProcfsFakeRoot reads a made-up /proc.
+func TestProcfsFakeRoot(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "stat", []byte("cpu 1 2 3\nbtime 1795000000\nprocesses 5\n"))
+	writeFile(t, root, "77/stat", []byte("77 (pg_basebackup) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12345 20 21\n"))
+	writeFile(t, root, "78/stat", []byte("78 (pg_basebackup) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12345 20 21\n"))
+	p := Procfs{Root: root}
+	info, err := p.Process(77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No self/auxv in the fake root: 100 ticks a second.
+	want := time.Unix(1795000000, 0).Add(123*time.Second + 450*time.Millisecond)
+	if !info.Exists || info.Zombie || info.Name != "pg_basebackup" || !info.StartTime.Equal(want) {
+		t.Errorf("77: %+v, want start %v", info, want)
+	}
+	if info, err := p.Process(78); err != nil || !info.Zombie {
+		t.Errorf("78: %+v %v, want a zombie", info, err)
+	}
+	if info, err := p.Process(79); err != nil || info.Exists {
+		t.Errorf("79: %+v %v, want gone", info, err)
+	}
+	if _, err := p.Process(0); err == nil {
+		t.Error("pid 0 accepted")
+	}
+	// A pid present, but no btime: cannot tell.
+	bare := t.TempDir()
+	writeFile(t, bare, "77/stat", []byte("77 (pg_basebackup) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12345 20 21\n"))
+	if _, err := (Procfs{Root: bare}).Process(77); err == nil {
+		t.Error("no /proc/stat: no error")
+	}
+}
+
+// TestProcfsSelf reads this test process from the real /proc.
+func TestProcfsSelf(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	before := time.Now()
+	info, err := Procfs{}.Process(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Exists || info.Zombie || info.Name == "" {
+		t.Errorf("%+v", info)
+	}
+	if info.StartTime.After(before.Add(2*time.Second)) || info.StartTime.Before(before.Add(-time.Hour)) {
+		t.Errorf("start time %v, now %v", info.StartTime, before)
+	}
+	if hz := clockTicks("/proc"); hz == 0 {
+		t.Error("no clock ticks")
+	}
+}
+
+// TestLivenessRealProcess runs a process named pg_basebackup (a copy of
+// sleep) and checks an "in progress" status naming it with the real
+// Procfs: running while it runs, dead after it was killed, and dead when the
+// status file's start time is before the process started (a reused pid).
+func TestLivenessRealProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	bin := filepath.Join(t.TempDir(), WriterName)
+	copyFile(t, sleep, bin)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	s := inProgressStatus(true)
+	s.Host, s.PID = host, cmd.Process.Pid
+	s.StartTime = time.Now().UTC().Truncate(time.Second)
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, s.Encode())
+	r := Check(dir)
+	if r.Verdict != Running || r.ExitCode != 3 {
+		t.Fatalf("live process: %v (%s)", r.Verdict, r.Summary)
+	}
+
+	// The same pid, but the file says the run started a minute before the
+	// process: that is a reused pid.
+	old := *s
+	old.StartTime = s.StartTime.Add(-time.Minute)
+	writeFile(t, dir, FileName, old.Encode())
+	if r := Check(dir); r.Verdict != NotComplete || !r.Final {
+		t.Fatalf("reused pid: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+
+	writeFile(t, dir, FileName, s.Encode())
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Not reaped yet: a zombie, which is dead too.
+	time.Sleep(100 * time.Millisecond)
+	if r := Check(dir); r.Verdict != NotComplete || !r.Final {
+		t.Fatalf("zombie: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+	cmd.Wait()
+	if r := Check(dir); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
+		t.Fatalf("reaped: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+

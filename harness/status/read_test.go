@@ -1,0 +1,210 @@
+package status
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// writeFile writes data to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestReadDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, completedStatus().Encode())
+	s, err := ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != StateCompleted {
+		t.Errorf("state %v", s.State)
+	}
+}
+
+func TestReadDirMissing(t *testing.T) {
+	dir := t.TempDir()
+	// The temporary file alone is no status file.
+	writeFile(t, dir, TempFileName, completedStatus().Encode())
+	_, err := ReadDir(dir)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("error %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestReadFileParseErrorHasPath(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "elsewhere_status", []byte("BACKUP STATUS FORMAT: 2\n"))
+	_, err := ReadFile(path)
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.Path != path || pe.Line != 1 {
+		t.Fatalf("error %v, want a ParseError at %s:1", err, path)
+	}
+	if !strings.HasPrefix(err.Error(), path+":1: unsupported format version 2") {
+		t.Errorf("error text %q", err)
+	}
+}
+
+func TestSymlinks(t *testing.T) {
+	outside := t.TempDir()
+	good := writeFile(t, outside, "status", completedStatus().Encode())
+	tests := []struct {
+		name   string
+		target func(dir string) string // what the backup_status symlink points to
+		ok     bool
+	}{
+		{"to a file in the same directory", func(dir string) string {
+			writeFile(t, dir, "real_status", completedStatus().Encode())
+			return "real_status"
+		}, true},
+		{"to a file in a subdirectory", func(dir string) string {
+			writeFile(t, dir, "sub/status", completedStatus().Encode())
+			return "sub/status"
+		}, true},
+		{"absolute, to a file in the same directory", func(dir string) string {
+			return writeFile(t, dir, "real_status", completedStatus().Encode())
+		}, true},
+		{"to a file in another directory", func(string) string { return good }, false},
+		{"relative, out of the directory", func(dir string) string {
+			rel, err := filepath.Rel(dir, good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rel
+		}, false},
+		{"through a symlink in the directory that leads out", func(dir string) string {
+			if err := os.Symlink(outside, filepath.Join(dir, "sub")); err != nil {
+				t.Fatal(err)
+			}
+			return "sub/status"
+		}, false},
+		{"dangling", func(string) string { return "nonexistent" }, false},
+		{"to itself", func(string) string { return FileName }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Symlink(tc.target(dir), filepath.Join(dir, FileName)); err != nil {
+				t.Fatal(err)
+			}
+			s, err := ReadDir(dir)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.ok:
+				if s.State != StateCompleted {
+					t.Fatalf("state %v", s.State)
+				}
+			case err == nil:
+				t.Fatalf("followed the symlink: state %v", s.State)
+			case !errors.Is(err, ErrSymlinkOutside):
+				t.Fatalf("error %v, want ErrSymlinkOutside", err)
+			case errors.Is(err, fs.ErrNotExist):
+				t.Fatalf("error %v is taken for a missing status file", err)
+			}
+			if r := Check(dir); !tc.ok && (r.Verdict != NotComplete || r.ExitCode != 1) {
+				t.Errorf("Check: %v exit %d", r.Verdict, r.ExitCode)
+			}
+		})
+	}
+}
+
+// TestBackupDirectoryIsSymlink: only the file's own symlink is checked; the
+// directory may be reached through one (a "latest" link).
+func TestBackupDirectoryIsSymlink(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "b1/"+FileName, completedStatus().Encode())
+	if err := os.Symlink("b1", filepath.Join(root, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(FileName, filepath.Join(root, "b1", "alias")); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(root, "latest", FileName), filepath.Join(root, "latest", "alias")} {
+		if _, err := ReadFile(path); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	s := inProgressStatus(true)
+	// Just at the limit: a valid file still parses.
+	s.Label = ""
+	s.Label = strings.Repeat("x", MaxSize-len(s.Encode()))
+	if n := len(s.Encode()); n != MaxSize {
+		t.Fatalf("test bug: %d bytes", n)
+	}
+	writeFile(t, dir, FileName, s.Encode())
+	if _, err := ReadDir(dir); err != nil {
+		t.Fatalf("file of %d bytes: %v", MaxSize, err)
+	}
+	// One byte more is refused before parsing.
+	s.Label += "x"
+	writeFile(t, dir, FileName, s.Encode())
+	if _, err := ReadDir(dir); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("file of %d bytes: error %v, want ErrTooLarge", MaxSize+1, err)
+	}
+	// A huge sparse file is refused without reading it.
+	f, err := os.Create(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 40); err != nil {
+		t.Skipf("cannot make a sparse file: %v", err)
+	}
+	f.Close()
+	if _, err := ReadDir(dir); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("sparse file: error %v, want ErrTooLarge", err)
+	}
+}
+
+func TestNotRegular(t *testing.T) {
+	t.Run("directory", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, FileName), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadDir(dir); !errors.Is(err, ErrNotRegular) {
+			t.Fatalf("error %v, want ErrNotRegular", err)
+		}
+	})
+	t.Run("fifo", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := syscall.Mkfifo(filepath.Join(dir, FileName), 0o644); err != nil {
+			t.Skipf("mkfifo: %v", err)
+		}
+		// Must not block waiting for a writer.
+		if _, err := ReadDir(dir); !errors.Is(err, ErrNotRegular) {
+			t.Fatalf("error %v, want ErrNotRegular", err)
+		}
+	})
+}
+
+func TestUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads everything")
+	}
+	dir := t.TempDir()
+	path := writeFile(t, dir, FileName, completedStatus().Encode())
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadDir(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("error %v, want permission denied", err)
+	}
+}
