@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// alive is a machine "db1" on which pid 1234 is pg_basebackup, started at
+// the start time of inProgress.
+type alive struct{}
+
+func (alive) Hostname() (string, error) { return "db1", nil }
+func (alive) Process(pid int) (status.ProcessInfo, error) {
+	if pid != 1234 {
+		return status.ProcessInfo{}, nil
+	}
+	return status.ProcessInfo{Exists: true, Name: status.WriterName, StartTime: time.Date(2026, 11, 25, 9, 18, 0, 0, time.UTC)}, nil
+}
+
+func statusOf(state status.State, sync bool) *status.Status {
+	s := &status.Status{
+		Version: 1, State: state, StartTime: time.Date(2026, 11, 25, 9, 18, 0, 0, time.UTC),
+		PID: 1234, Host: "db1", Label: "nightly", ProgramVersion: "pg_basebackup (PostgreSQL) 18.6",
+		Format: "plain", WALMethod: "stream", Sync: sync,
+		Started: true, StartLSN: 0x2000028, Timeline: 1, SystemID: 7441234567890123456,
+	}
+	switch state {
+	case status.StateCompleted:
+		s.EndLSN, s.EndTime, s.Durable = 0x2000100, s.StartTime.Add(time.Minute), sync
+	case status.StateFailed:
+		s.EndTime, s.Reason = s.StartTime.Add(time.Minute), "error while syncing the backup to disk"
+	}
+	return s
+}
+
+// backupDir makes a backup directory holding data as its status file.
+func backupDir(t *testing.T, data []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if data != nil {
+		if err := os.WriteFile(filepath.Join(dir, status.FileName), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb, status.WithProcesses(alive{}))
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+		code int
+		want string
+	}{
+		{"completed", statusOf(status.StateCompleted, true).Encode(), 0, "completed and durable"},
+		{"not durable", statusOf(status.StateCompleted, false).Encode(), 4, "not durable"},
+		{"failed", statusOf(status.StateFailed, true).Encode(), 2, "failed: error while syncing the backup to disk"},
+		{"running", statusOf(status.StateInProgress, true).Encode(), 3, "still running"},
+		{"torn", statusOf(status.StateCompleted, true).Encode()[:200], 1, "cannot be used"},
+		{"no status file", nil, 1, "HEURISTIC"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := backupDir(t, tc.data)
+			code, out, _ := runCmd(t, dir)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want %d; output:\n%s\nwant it to contain %q", code, tc.code, out, tc.want)
+			}
+			code, out, _ = runCmd(t, "--json", dir)
+			var r map[string]any
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("--json: %v\n%s", err, out)
+			}
+			if code != tc.code || r["exit_code"] != float64(tc.code) {
+				t.Errorf("--json: exit %d, exit_code %v, want %d", code, r["exit_code"], tc.code)
+			}
+		})
+	}
+}
+
+func TestDead(t *testing.T) {
+	s := statusOf(status.StateInProgress, true)
+	s.PID = 999
+	code, out, _ := runCmd(t, backupDir(t, s.Encode()))
+	if code != 1 || !strings.Contains(out, "pid 999 is gone") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestStatusFileElsewhere(t *testing.T) {
+	dir := backupDir(t, statusOf(status.StateCompleted, true).Encode())
+	code, out, _ := runCmd(t, filepath.Join(dir, status.FileName), "--json")
+	if code != 0 || !strings.Contains(out, `"verdict": "completed"`) {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		nil,
+		{dir, dir},
+		{"--bogus", dir},
+		{"--timeout", "1s", dir},
+		{"--interval", "1s", dir},
+		{"--wait", "--interval", "0s", dir},
+		{"--wait", "--timeout", "-1s", dir},
+		{"--wait", "--timeout", "soon", dir},
+		{""},
+		{"-h"},
+		{"--help"},
+	} {
+		code, out, errs := runCmd(t, args...)
+		if code != status.ExitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
+
+func TestWaitTimeout(t *testing.T) {
+	dir := backupDir(t, statusOf(status.StateInProgress, true).Encode())
+	start := time.Now()
+	code, out, _ := runCmd(t, dir, "--wait", "--timeout", "100ms", "--interval", "10ms")
+	if code != 3 || !strings.Contains(out, "gave up waiting") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	code, out, _ = runCmd(t, "--json", "--wait", "--timeout=50ms", "--interval=10ms", backupDir(t, nil))
+	if code != 1 || !strings.Contains(out, `"timed_out": true`) {
+		t.Errorf("no status file: exit %d:\n%s", code, out)
+	}
+}
+
+func TestWaitUntilFinal(t *testing.T) {
+	dir := backupDir(t, statusOf(status.StateInProgress, true).Encode())
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		tmp := filepath.Join(dir, status.TempFileName)
+		if err := os.WriteFile(tmp, statusOf(status.StateFailed, true).Encode(), 0o644); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, status.FileName)); err != nil {
+			t.Error(err)
+		}
+	}()
+	code, out, _ := runCmd(t, "--wait", "--timeout", "20s", "--interval", "10ms", dir)
+	if code != 2 || strings.Contains(out, "gave up") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
