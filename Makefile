@@ -13,7 +13,13 @@ export BACKEND
 # The integration tests build PostgreSQL 18 and 15 and run TAP suites.
 INTEGRATION_TIMEOUT ?= 80m
 
-.PHONY: help build test vet unit integration bench-build bench-overhead crash clean
+# `make` installs pgbb-status into BINDIR; `make test` fuzzes its parser.
+BINDIR   ?= $(CURDIR)/bin
+FUZZTIME ?= 20s
+
+.DEFAULT_GOAL := install
+
+.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead crash clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -23,16 +29,23 @@ help: ## list the targets
 	@echo "Variables: PG=18|15 (build), VARIANT=patched|stock (build), BACKEND=auto|container|native,"
 	@echo "           PGSRC=path (own source tree or tarball), PGBB_CACHE=dir, BASE_IMAGE=image"
 
+install: ## install the status reader pgbb-status into BINDIR (default ./bin); the default target
+	GOBIN=$(BINDIR) $(GO) install ./harness/cmd/pgbb-status
+	@echo "installed $(BINDIR)/pgbb-status"
+
 build: ## build PostgreSQL (PG=18|15, VARIANT=patched|stock, BACKEND=auto) and print where it is
 	$(GO) run ./harness/cmd/pgbb-build -pg $(PG) -variant $(VARIANT) -backend $(BACKEND)
 
-test: vet unit integration ## go vet, unit tests, then build 18 and 15 patched and run their TAP suites
+test: vet unit fuzz integration ## go vet, unit tests, fuzzing, then build 18 and 15 patched and run their TAP suites
 
 vet:
 	$(GO) vet ./...
 
 unit: ## fast unit tests only (what `go test ./...` runs)
 	$(GO) test -count=1 ./...
+
+fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 
 integration: ## real builds (broken/trivial patch, 18 and 15 patched) and upstream TAP suites
 	PGBB_INTEGRATION=1 $(GO) test -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
