@@ -48,7 +48,7 @@ fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 
 integration: ## real builds (broken/trivial patch, 18 and 15 patched) and upstream TAP suites
-	PGBB_INTEGRATION=1 $(GO) test -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
+	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
 
 bench-build: ## cold and warm build times per backend (removes the project's images first)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkBuild -benchtime 1x -timeout 90m ./harness/build

@@ -376,10 +376,7 @@ func (b *Builder) Exec(ctx context.Context, r Result, args ...string) (string, e
 // tapMakeArgs is the command of the i-th suite: the first one makes the
 // temporary installation `make check` uses, later ones reuse it.
 func tapMakeArgs(i int, suite string) []string {
-	// The TAP scripts mostly wait (servers starting, backups, fsync), so
-	// they run in parallel; PostgreSQL::Test::Cluster gives each its own
-	// ports and directories.
-	args := []string{"make", "-C", suite, "check", "PROVE_FLAGS=-j4"}
+	args := []string{"make", "-C", suite, "check"}
 	if i > 0 {
 		args = append(args, "NO_TEMP_INSTALL=1")
 	}

@@ -477,7 +477,7 @@ func RunInImage(ctx context.Context, image, user, dir string, cmd []string, out 
 		}
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if terr := testcontainers.TerminateContainer(c, testcontainers.StopContext(tctx)); terr != nil && err == nil {
+		if terr := testcontainers.TerminateContainer(c, testcontainers.StopContext(tctx), testcontainers.StopTimeout(2*time.Second)); terr != nil && err == nil {
 			err = fmt.Errorf("remove container of %s: %w", image, terr)
 		}
 	}()

@@ -272,6 +272,9 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	cs.ForceOracle = true
 	crec, err := trial.Run(ctx, cs)
 	if err != nil {
+		if !c.cfg.Keep {
+			os.RemoveAll(cs.Dir)
+		}
 		return fmt.Errorf("control run: %w", err)
 	}
 	if !crec.Exited0() || crec.Oracle == nil || !crec.Oracle.Complete {
@@ -297,8 +300,12 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		if err != nil {
 			return err
 		}
-		rec, err := trial.Run(ctx, spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal))
+		ts := spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal)
+		rec, err := trial.Run(ctx, ts)
 		if err != nil {
+			if !c.cfg.Keep {
+				os.RemoveAll(ts.Dir)
+			}
 			return err
 		}
 		c.finish(rec)

@@ -57,18 +57,27 @@ func TestCheckFlagsViolations(t *testing.T) {
 }
 
 func statusText(state string, extra ...string) string {
-	body := "BACKUP STATUS FORMAT: 1\nSTATUS: " + state + "\nPID: 1\n" + strings.Join(extra, "")
+	body := "BACKUP STATUS FORMAT: 1\nSTATUS: " + state + "\nSTART TIME: 2026-11-25 09:18:00 UTC\nPID: 1\nHOST: h\nLABEL: l\n" +
+		"PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6\nFORMAT: plain\nWAL METHOD: stream\nSYNC: on\n" + strings.Join(extra, "")
 	return body + fmt.Sprintf("CHECKSUM: %08X\n", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
 }
 
-func TestLocalStatusReader(t *testing.T) {
+const completedExtra = "START WAL LOCATION: 0/2000028\nSTART TIMELINE: 1\nSYSTEM IDENTIFIER: 7441234567890123456\n" +
+	"END WAL LOCATION: 0/2000100\nEND TIME: 2026-11-25 09:20:00 UTC\nDURABLE: yes\n"
+
+func TestStatusReaders(t *testing.T) {
+	for name, r := range map[string]StatusReader{"harness/status": DefaultStatusReader(), "local": LocalStatusReader()} {
+		t.Run(name, func(t *testing.T) { testStatusReader(t, r) })
+	}
+}
+
+func testStatusReader(t *testing.T, r StatusReader) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "backup_status")
-	r := DefaultStatusReader()
 	if sf := r.Read(p); sf.Present {
 		t.Fatalf("absent file read as %+v", sf)
 	}
-	ok := statusText("completed", "DURABLE: yes\n")
+	ok := statusText("completed", completedExtra)
 	os.WriteFile(p, []byte(ok), 0o644)
 	if sf := r.Read(p); !sf.Valid || sf.State != "completed" || sf.Durable != "yes" {
 		t.Fatalf("valid file read as %+v", sf)

@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"os"
 	"strings"
+
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // StatusFile is what a trial learns from a backup status file.
@@ -29,14 +31,49 @@ type StatusFile struct {
 	TmpPresent bool `json:"tmp_present,omitempty"`
 }
 
-// StatusReader reads a status file. The default is the harness/status
-// package; localStatusReader is a stand-in with the same verdicts.
+// StatusReader reads a status file.
 type StatusReader interface {
 	Read(path string) StatusFile
 }
 
-// DefaultStatusReader is the reader trials use.
-func DefaultStatusReader() StatusReader { return localStatusReader{} }
+// DefaultStatusReader is the reader trials use: the project's status
+// package (harness/status), the same code pgbb-status runs.
+func DefaultStatusReader() StatusReader { return pkgStatusReader{} }
+
+// LocalStatusReader is a small independent reader of the same format,
+// kept as a cross-check of harness/status.
+func LocalStatusReader() StatusReader { return localStatusReader{} }
+
+// pkgStatusReader reads with harness/status.
+type pkgStatusReader struct{}
+
+func (pkgStatusReader) Read(path string) StatusFile {
+	var sf StatusFile
+	if _, err := os.Stat(path + ".tmp"); err == nil {
+		sf.TmpPresent = true
+	}
+	data, rerr := os.ReadFile(path)
+	if rerr != nil && os.IsNotExist(rerr) {
+		return sf
+	}
+	sf.Present = true
+	sf.ClaimsCompleted = bytes.Contains(data, []byte("\nSTATUS: completed\n"))
+	st, err := status.ReadFile(path)
+	if err != nil {
+		sf.Error = err.Error()
+		return sf
+	}
+	sf.Valid = true
+	sf.State = st.State.String()
+	if st.State == status.StateCompleted {
+		sf.Durable = "no"
+		if st.Durable {
+			sf.Durable = "yes"
+		}
+	}
+	sf.Reason = st.Reason
+	return sf
+}
 
 // localStatusReader checks the format of the patch: "KEY: value" lines,
 // BACKUP STATUS FORMAT first, CHECKSUM (CRC-32C of every preceding byte,

@@ -235,8 +235,15 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		return nil, ctx.Err()
 	}
 	rec.Duration = time.Since(start)
+	// A fault returns soon after the run ended (a server stop finishes
+	// its pg_ctl first); only a stuck one is cancelled.
+	select {
+	case <-injDone:
+	case <-time.After(90 * time.Second):
+		cancelFault()
+		<-injDone
+	}
 	cancelFault()
-	<-injDone
 	rec.Exit.Code = cmd.ProcessState.ExitCode()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		rec.Exit.Signal = ws.Signal().String()

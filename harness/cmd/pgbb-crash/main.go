@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -127,21 +126,11 @@ func run() (int, error) {
 		spec.Name = "series-" + filepath.Base(abs)
 		label = spec.Name
 	}
-	res, err := b.Build(ctx, spec)
+	tgt, err := campaign.Prepare(ctx, b, spec, os.Stderr)
 	if err != nil {
 		return 2, err
 	}
-	if err := ensureAmcheck(ctx, b, res); err != nil {
-		return 2, err
-	}
-	acct, err := build.EnsureAccount(ctx, res.User, os.Stderr)
-	if err != nil {
-		return 2, err
-	}
-	statusFile, err := writesStatusFile(res)
-	if err != nil {
-		return 2, err
-	}
+	res, acct, statusFile := tgt.Build, tgt.Acct, tgt.StatusFile
 
 	runDir := o.out
 	if runDir == "" {
@@ -206,29 +195,6 @@ func run() (int, error) {
 		return 1, nil
 	}
 	return 0, nil
-}
-
-// writesStatusFile asks pg_basebackup --help whether it knows
-// --status-file.
-func writesStatusFile(res build.Result) (bool, error) {
-	out, err := runOutput(filepath.Join(res.BinDir, "pg_basebackup"), "--help")
-	if err != nil {
-		return false, fmt.Errorf("pg_basebackup --help: %w", err)
-	}
-	return strings.Contains(out, "--status-file"), nil
-}
-
-// ensureAmcheck installs contrib/amcheck into the build (the oracle runs
-// pg_amcheck, which needs the extension) when it is missing.
-func ensureAmcheck(ctx context.Context, b *build.Builder, res build.Result) error {
-	if _, err := os.Stat(filepath.Join(res.Prefix, "share", "extension", "amcheck.control")); err == nil {
-		return nil
-	}
-	fmt.Fprintln(os.Stderr, "pgbb-crash: installing contrib/amcheck into the build (for pg_amcheck)")
-	if _, err := b.Exec(ctx, res, "make", "-C", "contrib/amcheck", "install"); err != nil {
-		return fmt.Errorf("install amcheck: %w", err)
-	}
-	return nil
 }
 
 // replayCommand is the one command that replays a trial.
@@ -314,8 +280,3 @@ func envOr(k, def string) string {
 	return def
 }
 
-// runOutput runs a program and returns its output.
-func runOutput(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	return string(out), err
-}

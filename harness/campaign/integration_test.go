@@ -1,0 +1,83 @@
+package campaign
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/report"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+// TestIntegrationCrash runs a handful of real trials natively against the
+// patched 18 build (built or reused): the control and process kills must
+// give records with no invariant violation, and every completed status must
+// have been verified by the oracle. Opt in with PGBB_INTEGRATION=1 (make
+// test sets it); with it set, missing prerequisites fail the test.
+func TestIntegrationCrash(t *testing.T) {
+	if os.Getenv("PGBB_INTEGRATION") != "1" {
+		t.Skip("set PGBB_INTEGRATION=1 to run real crash trials")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(&log))...)
+	if err != nil {
+		t.Fatalf("builder: %v", err)
+	}
+	tgt, err := Prepare(ctx, b, build.Spec{Major: 18, Variant: build.Patched}, &log)
+	if err != nil {
+		t.Fatalf("prepare patched 18: %v\n%s", err, log.String())
+	}
+	if !tgt.StatusFile {
+		t.Fatal("the patched pg_basebackup does not know --status-file")
+	}
+	sc, err := scenario.Parse("integration.json", []byte(`{
+		"name": "integration",
+		"format": "plain",
+		"wal_method": "stream",
+		"no_clean": true,
+		"faults": ["kill", "term", "kill-wal-child", "terminate-walsender"],
+		"trials": 6
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scratch, err := os.MkdirTemp("", "pgbb-crash-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(scratch)
+	runDir := t.TempDir()
+	res, err := Run(ctx, Config{
+		Scenarios: []scenario.Scenario{sc}, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: "patched",
+		StatusFile: true, Parallel: 2, Seed: 42, Scratch: scratch, RunDir: runDir,
+		ReplayCommand: func(id string) string { return "replay " + id },
+	})
+	if err != nil {
+		t.Fatalf("campaign: %v", err)
+	}
+	if got := len(res.Records); got != 6+2 {
+		t.Fatalf("%d records, want 6 trials + 2 controls", got)
+	}
+	sum := report.Summarize(res.Records)
+	var tb strings.Builder
+	report.WriteTable(&tb, sum)
+	t.Logf("\n%s", tb.String())
+	if len(sum.Violations) > 0 {
+		t.Fatalf("invariant violations:\n%s", strings.Join(sum.Violations, "\n"))
+	}
+	for _, r := range res.Records {
+		if r.StatusCompleted() && (r.Oracle == nil || !r.Oracle.Complete) {
+			t.Errorf("%s: completed without a complete oracle verdict", r.ID)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(runDir, "trials", "*.json"))
+	if len(files) != len(res.Records) {
+		t.Errorf("%d record files for %d records", len(files), len(res.Records))
+	}
+}

@@ -1,0 +1,53 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgbb/pgbb/harness/build"
+)
+
+// Target is the PostgreSQL build a campaign runs against.
+type Target struct {
+	// Build is the build.
+	Build build.Result
+	// Acct runs its programs.
+	Acct build.Account
+	// StatusFile says whether its pg_basebackup writes a status file.
+	StatusFile bool
+}
+
+// Prepare builds (or reuses) spec with b, installs contrib/amcheck into it
+// when missing (the oracle runs pg_amcheck), finds the account that runs
+// it, and asks pg_basebackup whether it writes a status file.
+func Prepare(ctx context.Context, b *build.Builder, spec build.Spec, log io.Writer) (Target, error) {
+	res, err := b.Build(ctx, spec)
+	if err != nil {
+		return Target{}, err
+	}
+	if res.Backend != build.BackendNative {
+		return Target{}, fmt.Errorf("the crash harness runs natively only so far, the build is from the %s backend", res.Backend)
+	}
+	if _, err := os.Stat(filepath.Join(res.Prefix, "share", "extension", "amcheck.control")); err != nil {
+		if log != nil {
+			fmt.Fprintln(log, "pgbb-crash: installing contrib/amcheck into the build (the oracle runs pg_amcheck)")
+		}
+		if _, err := b.Exec(ctx, res, "make", "-C", "contrib/amcheck", "install"); err != nil {
+			return Target{}, fmt.Errorf("install amcheck: %w", err)
+		}
+	}
+	acct, err := build.EnsureAccount(ctx, res.User, log)
+	if err != nil {
+		return Target{}, err
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(res.BinDir, "pg_basebackup"), "--help").CombinedOutput()
+	if err != nil {
+		return Target{}, fmt.Errorf("pg_basebackup --help: %w", err)
+	}
+	return Target{Build: res, Acct: acct, StatusFile: strings.Contains(string(out), "--status-file")}, nil
+}
