@@ -44,8 +44,7 @@ func run() error {
 	defer stop()
 
 	if *clean {
-		removed, err := build.RemoveImages(ctx, os.Stderr)
-		fmt.Printf("removed %d images\n", removed)
+		_, err := build.RemoveImages(ctx, os.Stderr)
 		return err
 	}
 
