@@ -1,0 +1,168 @@
+"""Remake the known-bad variants.
+
+Usage: make_variants.py PG18_TREE OUT_DIR
+
+PG18_TREE is a git checkout of the 18.6 release tree whose HEAD has the series
+of patches/pg18 applied as commits; each variant becomes one commit on a
+branch bad-NAME and one patch, numbered after the series, in OUT_DIR/NAME.
+"""
+import subprocess, os, sys, re
+tree = sys.argv[1]
+out = sys.argv[2]
+pbc = 'src/bin/pg_basebackup/pg_basebackup.c'
+FINAL = '''	if (status_path != NULL)
+	{
+		status_phase = "finishing";
+		if (!write_backup_status("completed", xlogend, NULL, do_sync))
+			exit(1);
+	}
+'''
+
+def git(*a):
+    return subprocess.check_output(['git', '-C', tree] + list(a)).decode()
+
+def edit(path, old, new, count=1):
+    p = os.path.join(tree, path)
+    s = open(p).read()
+    assert s.count(old) == count, (path, old[:200], s.count(old))
+    open(p, 'w').write(s.replace(old, new))
+
+EARLY = FINAL.replace('''			exit(1);
+	}
+''', '''			exit(1);
+		status_claimed_completed = true;
+	}
+''')
+
+def claim_early():
+    """Once "completed" is written early, later progress writes are skipped,
+    as they would be by a developer who thought the backup was done."""
+    edit(pbc, '''static const char *status_phase = "starting";
+''', '''static const char *status_phase = "starting";
+static bool status_claimed_completed = false;
+''')
+    edit(pbc, '''	status_phase = phase;
+	if (status_path != NULL &&''', '''	status_phase = phase;
+	if (status_path != NULL && !status_claimed_completed &&''')
+    edit(pbc, '''	if (status_path == NULL || status_interval <= 0 ||''',
+         '''	if (status_path == NULL || status_claimed_completed || status_interval <= 0 ||''')
+
+def move_final_before(anchor):
+    """Remove the final completed write and insert it before anchor."""
+    claim_early()
+    edit(pbc, FINAL, '')
+    edit(pbc, anchor, EARLY + '\n' + anchor)
+
+variants = {}
+
+def v(name, subject, body):
+    def deco(f):
+        variants[name] = (subject, body, f)
+        return f
+    return deco
+
+@v('status-before-sync', 'Write the completed status before syncing',
+   'The status says "completed" before the data has been synced and the\nmanifest renamed: a crash or kill during the sync leaves a "completed"\nbackup that is not on disk, or has no backup_manifest.')
+def _():
+    move_final_before('''	/*
+	 * Make data persistent on disk once backup is completed. For tar format''')
+
+@v('status-before-wal-child', 'Write the completed status before the WAL streamer finished',
+   'The status says "completed" before pg_basebackup waited for the WAL\nstreaming child: the WAL needed to make the backup consistent may not\nbe there yet.')
+def _():
+    claim_early()
+    edit(pbc, FINAL, '')
+    edit(pbc, '''	if (bgchild > 0)
+	{
+#ifndef WIN32
+		int			status;''', EARLY + '''
+	if (bgchild > 0)
+	{
+#ifndef WIN32
+		int			status;''')
+
+@v('status-before-manifest-rename', 'Write the completed status before renaming the manifest',
+   'The status says "completed" after the sync but before backup_manifest.tmp\nis renamed to backup_manifest.')
+def _():
+    move_final_before('''	/*
+	 * After synchronizing data to disk, perform a durable rename of''')
+
+@v('status-in-place', 'Rewrite the status file in place',
+   'The status file is truncated and written in place instead of through a\ntemporary file and a rename: a crash or kill in the middle leaves an\nempty or partial file.')
+def _():
+    edit(pbc, '''	snprintf(tmppath, sizeof(tmppath), "%s.tmp", status_path);
+	fd = open(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY,''', '''	snprintf(tmppath, sizeof(tmppath), "%s", status_path);
+	fd = open(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY,''')
+    edit(pbc, '''	if (durable)
+	{
+		/* durable_rename emits its own log message in case of failure */
+		if (durable_rename(tmppath, status_path) != 0)
+			goto done;
+	}
+	else if (rename(tmppath, status_path) != 0)
+	{
+		pg_log_error("could not rename file \\"%s\\" to \\"%s\\": %m",
+					 tmppath, status_path);
+		goto done;
+	}
+''', '''	if (durable && fsync_fname(status_path, false) != 0)
+		goto done;
+''')
+
+@v('no-fsync-tmp', 'Rename the status file without syncing it first',
+   'The temporary status file is renamed into place without being synced:\nafter a power loss the rename may survive while the contents do not.')
+def _():
+    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
+		if (durable_rename(tmppath, status_path) != 0)
+			goto done;''', '''		if (rename(tmppath, status_path) != 0 ||
+			fsync_parent_path(status_path) != 0)
+			goto done;''')
+
+@v('no-dir-fsync', 'Do not sync the directory after renaming the status file',
+   'The status file is synced and renamed, but the directory is not synced:\nafter a power loss the rename may be lost.')
+def _():
+    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
+		if (durable_rename(tmppath, status_path) != 0)
+			goto done;''', '''		if (fsync_fname(tmppath, false) != 0 ||
+			rename(tmppath, status_path) != 0)
+			goto done;''')
+
+@v('ignore-sync-errors', 'Ignore errors of the final sync',
+   'Errors met during the final sync are logged but ignored, as before\n0001: a file that could not be opened is never synced, yet the backup\nis reported as completed.')
+def _():
+    edit(pbc, '''		if (sync_result != 0)
+			pg_fatal("could not synchronize backup to disk");''', '''		(void) sync_result;''')
+
+@v('no-exclude', 'Neither exclude nor drop an incoming backup_status',
+   'The server sends a backup_status found in its data directory, and\npg_basebackup extracts it: in plain format, the stale file of an\nearlier backup overwrites the status of this one.')
+def _():
+    edit('src/backend/backup/basebackup.c', '''	{"backup_status", false},
+''', '')
+    edit(pbc, '''	if (exclude_status_file)
+		streamer = astreamer_member_filter_new(streamer, BACKUP_STATUS_FILE);
+''', '')
+
+@v('nosync-claims-durable', 'Claim durability with --no-sync',
+   'A completed backup taken with --no-sync says DURABLE: yes.')
+def _():
+    edit(pbc, '''append_status_line(&buf, "DURABLE", do_sync ? "yes" : "no");''',
+         '''append_status_line(&buf, "DURABLE", "yes");''')
+
+@v('bad-checksum', 'Checksum the status file without its first line',
+   'The CRC-32C covers the status file without its first line, so that no\nreader accepts the file: every completed backup looks incomplete.')
+def _():
+    edit(pbc, '''	COMP_CRC32C(crc, buf.data, buf.len);''', '''	COMP_CRC32C(crc, buf.data + 1, buf.len - 1);''')
+
+base = git('rev-parse', 'HEAD').strip()
+for name, (subject, body, f) in variants.items():
+    git('checkout', '-q', '-B', 'bad-' + name, base)
+    f()
+    git('-c', 'user.name=pgbb', '-c', 'user.email=pgbb@example.org', 'commit', '-qa',
+        '-m', 'KNOWN BAD: ' + subject + '\n\n' + body + '\n\nThis is a deliberate mistake, kept to prove that the harness catches it.\nNever apply it.')
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        os.remove(os.path.join(d, old))
+    git('format-patch', '-q', '--no-signature', '--start-number', '4', '-o', d, 'HEAD~1')
+    print(name, sorted(os.listdir(d)))
+git('checkout', '-q', 'master')
