@@ -154,6 +154,7 @@ def _():
     edit(pbc, '''	COMP_CRC32C(crc, buf.data, buf.len);''', '''	COMP_CRC32C(crc, buf.data + 1, buf.len - 1);''')
 
 base = git('rev-parse', 'HEAD').strip()
+orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
 for name, (subject, body, f) in variants.items():
     git('checkout', '-q', '-B', 'bad-' + name, base)
     f()
@@ -165,4 +166,4 @@ for name, (subject, body, f) in variants.items():
         os.remove(os.path.join(d, old))
     git('format-patch', '-q', '--no-signature', '--start-number', '4', '-o', d, 'HEAD~1')
     print(name, sorted(os.listdir(d)))
-git('checkout', '-q', 'master')
+git('checkout', '-q', orig)
