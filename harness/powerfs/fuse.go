@@ -92,7 +92,7 @@ func (fs *FS) Unmount() error {
 	}
 	select {
 	case <-m.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(200 * time.Millisecond):
 		// The server stops when the last user closes its files.
 	}
 	return nil
