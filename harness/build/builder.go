@@ -270,7 +270,7 @@ func (b *Builder) plan(ctx context.Context, spec Spec) (job, error) {
 	if j.key, err = Key(spec, src.SHA256, patches, extra...); err != nil {
 		return job{}, err
 	}
-	j.name = fmt.Sprintf("%d-%s-%s", spec.Major, sanitize(spec.label()), j.key[:16])
+	j.name = fmt.Sprintf("%d-%s-%s", spec.Major, spec.Variant, j.key[:16])
 	return j, nil
 }
 

@@ -49,8 +49,10 @@ type Spec struct {
 	// PatchDir overrides the patch series of a patched build (forks,
 	// known-bad variants); empty means patches/pg<Major> in the repository.
 	PatchDir string
-	// Name labels a build from a PatchDir override in image tags and logs
-	// (e.g. "bad-nosync"); empty means the variant name.
+	// Name labels a build from a PatchDir override in logs and in the
+	// image's org.pgbb.variant label (e.g. "bad-nosync"); empty means the
+	// variant name. Tags and cache names hold only the variant and the key,
+	// so the same patches under two names share one build.
 	Name string
 }
 
@@ -68,7 +70,7 @@ func (s Spec) Validate() error {
 	return nil
 }
 
-// label is the variant part of image tags and cache names.
+// label names the build in logs.
 func (s Spec) label() string {
 	if s.Name != "" {
 		return s.Name

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,8 +276,8 @@ func TestPatchSeriesEmpty(t *testing.T) {
 	}
 }
 
-// TestRealTreePatches applies the test patches to the real 18.6 tree: the
-// trivial one applies, the broken one fails naming its second hunk. It
+// TestRealTreePatches applies the test patches to the real trees: the
+// trivial ones apply to 18.6 and 15.18, the broken one fails naming its second hunk. It
 // downloads the pinned source, so it runs with PGBB_INTEGRATION=1.
 func TestRealTreePatches(t *testing.T) {
 	if os.Getenv("PGBB_INTEGRATION") == "" {
@@ -292,12 +293,23 @@ func TestRealTreePatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trivial, err := PatchSeries("testdata/pg18-trivial")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Prepare(ctx, src, trivial, filepath.Join(t.TempDir(), "trivial")); err != nil {
-		t.Fatalf("trivial patch: %v", err)
+	for _, major := range []int{18, 15} {
+		s, err := r.Identify(ctx, major, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trivial, err := PatchSeries(fmt.Sprintf("testdata/pg%d-trivial", major))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dest := filepath.Join(t.TempDir(), "trivial")
+		if _, err := r.Prepare(ctx, s, trivial, dest); err != nil {
+			t.Fatalf("trivial patch on %s: %v", s.Version, err)
+		}
+		got, err := os.ReadFile(filepath.Join(dest, "src/bin/pg_basebackup/pg_basebackup.c"))
+		if err != nil || !strings.Contains(string(got), "pgbb harness test: a trivial patch") {
+			t.Fatalf("trivial patch on %s: line missing (%v)", s.Version, err)
+		}
 	}
 	broken, err := PatchSeries("testdata/pg18-broken")
 	if err != nil {
