@@ -20,14 +20,25 @@
 //	FORMAT: plain | tar                (or TARGET: server:/path with --target)
 //	WAL METHOD: stream | fetch | none
 //	SYNC: on | off
+//	UPDATE INTERVAL: 5                 (patch 0003: seconds between progress rewrites, 0 = none)
+//	DIRECTORY: created|existing /path  (patch 0003: zero or more; or "unprintable")
 //	START WAL LOCATION: 0/2000028      (these three once the server started the backup)
 //	START TIMELINE: 1
 //	SYSTEM IDENTIFIER: 7441234567890123456
+//	PHASE: receiving data              (patch 0003, these four in progress only:
+//	UPDATE TIME: 2026-11-25 09:19:00 UTC   starting, receiving data, waiting for WAL,
+//	BYTES RECEIVED: 73728                  syncing, finishing; BYTES TOTAL only if
+//	BYTES TOTAL: 37661696                  the server estimated the size)
 //	END WAL LOCATION: 0/2000100        (completed only)
 //	END TIME: 2026-11-25 09:20:00 UTC  (completed and failed)
 //	DURABLE: yes | no                  (completed only)
 //	REASON: error while ...            (failed only)
 //	CHECKSUM: 1A2B3C4D
+//
+// The lines marked "patch 0003" (progress and directories, issue G) come
+// together: a file has UPDATE INTERVAL and then, while in progress, PHASE,
+// UPDATE TIME and BYTES RECEIVED, or none of them (a file written by the
+// first version of the patch). Both read as format 1.
 //
 // The last line is the CRC-32C (Castagnoli) of all preceding bytes, as eight
 // upper-case hexadecimal digits. Control characters in values are replaced by
@@ -55,6 +66,6 @@
 // only, and never judged completed.
 //
 // The key table of each format version lives in one place (see spec.go), so
-// that a later version can add keys (progress, phase, directories) without
-// touching the parser's framing or the decision logic.
+// that keys can be added without touching the parser's framing or the
+// decision logic.
 package status

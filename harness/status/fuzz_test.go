@@ -56,7 +56,7 @@ func checkAccepted(t *testing.T, data []byte, s *Status) {
 // seed corpus holds every prefix of real completed files, which must all be
 // rejected.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob("testdata/real/*")
+	files, err := filepath.Glob("testdata/real/*/*")
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no seed files in testdata/real: %v", err)
 	}
@@ -69,7 +69,8 @@ func FuzzParse(f *testing.F) {
 			f.Add(data[:n])
 		}
 	}
-	for _, s := range []*Status{completedStatus(), inProgressStatus(false), failedStatus(true)} {
+	for _, s := range []*Status{completedStatus(), inProgressStatus(false), failedStatus(true),
+		withProgress(completedStatus()), withProgress(inProgressStatus(true)), withProgress(failedStatus(false))} {
 		f.Add(s.Encode())
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -122,7 +122,9 @@ func Parse(data []byte) (*Status, error) {
 			return nil, lineErrorf(n, "duplicate %s (first on line 1)", key)
 		case j < 0:
 			return nil, lineErrorf(n, "unknown key %q in format version %d", key, version)
-		case at[key] != 0:
+		case at[key] != 0 && spec.repeated[key] && j == next-1:
+			// another line of a repeated key, right after the last
+		case at[key] != 0 && !spec.repeated[key]:
 			return nil, lineErrorf(n, "duplicate %s (first on line %d)", key, at[key])
 		case j < next:
 			return nil, lineErrorf(n, "%s out of place: it comes before %s", key, previousKey(spec, at, j))
@@ -133,7 +135,9 @@ func Parse(data []byte) (*Status, error) {
 		if err := spec.keys[j].set(s, value); err != nil {
 			return nil, lineErrorf(n, "%s: %v", key, err)
 		}
-		at[key] = n
+		if at[key] == 0 {
+			at[key] = n
+		}
 		next = j + 1
 	}
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // completedStatus is a valid completed status, like the one in the package
@@ -33,6 +35,18 @@ func completedStatus() *Status {
 		EndTime:        time.Date(2026, 11, 25, 9, 20, 0, 0, time.UTC),
 		Durable:        true,
 	}
+}
+
+// withProgress adds the lines of patch 0003 to s: an update interval, two
+// directories, and while in progress the phase and byte counts.
+func withProgress(s *Status) *Status {
+	s.Progress, s.UpdateInterval = true, 5
+	s.Directories = []Directory{{Path: "/backups/b1", Created: true}, {Path: "/backups/b1 wal"}}
+	if s.State == StateInProgress {
+		s.Phase, s.UpdateTime = PhaseReceiving, s.StartTime.Add(10*time.Second)
+		s.BytesReceived, s.BytesTotal = 8192, 37661696
+	}
+	return s
 }
 
 // inProgressStatus is a valid "in progress" status, before the server
@@ -99,13 +113,23 @@ func TestEncodeMatchesDocumentedFormat(t *testing.T) {
 // testdata/README): each parses, and encodes back to the same bytes.
 func TestRealFiles(t *testing.T) {
 	want := map[string]State{
-		"completed_plain":       StateCompleted,
-		"completed_nosync_tar":  StateCompleted,
-		"completed_fetch_label": StateCompleted,
-		"completed_stdout":      StateCompleted,
-		"completed_target":      StateCompleted,
-		"failed_receiving":      StateFailed,
-		"in_progress_killed":    StateInProgress,
+		"0002/completed_plain":                   StateCompleted,
+		"0002/completed_nosync_tar":              StateCompleted,
+		"0002/completed_fetch_label":             StateCompleted,
+		"0002/completed_stdout":                  StateCompleted,
+		"0002/completed_target":                  StateCompleted,
+		"0002/failed_receiving":                  StateFailed,
+		"0002/in_progress_killed":                StateInProgress,
+		"0003/completed_plain_tablespace_waldir": StateCompleted,
+		"0003/completed_nosync_tar_nointerval":   StateCompleted,
+		"0003/completed_existing_label":          StateCompleted,
+		"0003/completed_stdout":                  StateCompleted,
+		"0003/failed_receiving":                  StateFailed,
+		"0003/in_progress_killed":                StateInProgress,
+	}
+	files, _ := filepath.Glob("testdata/real/*/*")
+	if len(files) != len(want) {
+		t.Errorf("%d files in testdata/real, %d in the test", len(files), len(want))
 	}
 	for name, state := range want {
 		t.Run(name, func(t *testing.T) {
@@ -126,19 +150,45 @@ func TestRealFiles(t *testing.T) {
 			}
 		})
 	}
-	s, err := ReadFile("testdata/real/completed_fetch_label")
+	s, err := ReadFile("testdata/real/0002/completed_fetch_label")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Label != "héllo?tab" || s.WALMethod != "fetch" || s.Sync || s.Durable {
 		t.Errorf("completed_fetch_label: %+v", s)
 	}
-	s, err = ReadFile("testdata/real/completed_target")
+	s, err = ReadFile("testdata/real/0002/completed_target")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Target != "server:/tmp/pgbbF/out/target" || s.Format != "" {
 		t.Errorf("completed_target: target %q format %q", s.Target, s.Format)
+	}
+	s, err = ReadFile("testdata/real/0003/completed_plain_tablespace_waldir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDirs := []Directory{
+		{Path: "/tmp/pgbbF/out3/plain", Created: true},
+		{Path: "/tmp/pgbbF/out3/plain_wal", Created: true},
+		{Path: "/tmp/pgbbF/out3/plain_ts", Created: true},
+	}
+	if diff := cmp.Diff(wantDirs, s.Directories); diff != "" || !s.Progress || s.UpdateInterval != 5 {
+		t.Errorf("completed_plain_tablespace_waldir: interval %d, directories (-want +got):\n%s", s.UpdateInterval, diff)
+	}
+	s, err = ReadFile("testdata/real/0003/in_progress_killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Phase != PhaseReceiving || s.BytesReceived != 73728 || s.BytesTotal != 37661696 || s.UpdateTime.IsZero() || s.UpdateInterval != 1 {
+		t.Errorf("in_progress_killed: %+v", s)
+	}
+	s, err = ReadFile("testdata/real/0003/completed_existing_label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Label != "label: with colon  " || len(s.Directories) != 1 || s.Directories[0].Created {
+		t.Errorf("completed_existing_label: label %q, directories %+v", s.Label, s.Directories)
 	}
 }
 
@@ -154,17 +204,32 @@ func TestValid(t *testing.T) {
 	unknownTimes.StartTime, unknownTimes.EndTime = time.Time{}, time.Time{}
 	big := completedStatus()
 	big.SystemID, big.StartLSN, big.EndLSN, big.Timeline, big.PID = 1<<64-1, 0xFFFFFFFF00000000, 0xFFFFFFFFFFFFFFFF, 1<<32-1, 1<<31-1
+	progressStarting := withProgress(inProgressStatus(false))
+	progressStarting.Phase, progressStarting.BytesReceived, progressStarting.BytesTotal = PhaseStarting, 0, 0
+	progressNoDirs := withProgress(completedStatus())
+	progressNoDirs.Directories, progressNoDirs.UpdateInterval = nil, 0
+	progressOdd := withProgress(failedStatus(true))
+	progressOdd.Directories = []Directory{{Unprintable: true}, {Path: "/", Created: true}, {Path: "/x/created y"}}
+	progressUnknownTime := withProgress(inProgressStatus(true))
+	progressUnknownTime.UpdateTime, progressUnknownTime.BytesTotal = time.Time{}, 0
 	for name, s := range map[string]*Status{
-		"completed":               completedStatus(),
-		"completed target":        target,
-		"completed not durable":   nosync,
-		"in progress":             inProgressStatus(true),
-		"in progress not started": inProgressStatus(false),
-		"empty label and host":    empty,
-		"failed":                  failedStatus(true),
-		"failed not started":      failedStatus(false),
-		"unknown times":           unknownTimes,
-		"largest numbers":         big,
+		"progress completed":              withProgress(completedStatus()),
+		"progress in progress":            withProgress(inProgressStatus(true)),
+		"progress starting":               progressStarting,
+		"progress failed":                 withProgress(failedStatus(false)),
+		"progress no directories":         progressNoDirs,
+		"progress odd directories":        progressOdd,
+		"progress unknown time, no total": progressUnknownTime,
+		"completed":                       completedStatus(),
+		"completed target":                target,
+		"completed not durable":           nosync,
+		"in progress":                     inProgressStatus(true),
+		"in progress not started":         inProgressStatus(false),
+		"empty label and host":            empty,
+		"failed":                          failedStatus(true),
+		"failed not started":              failedStatus(false),
+		"unknown times":                   unknownTimes,
+		"largest numbers":                 big,
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := s.Encode()
@@ -172,8 +237,8 @@ func TestValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
 			}
-			if *got != *s {
-				t.Errorf("Parse:\n%+v\nwant\n%+v", got, s)
+			if diff := cmp.Diff(s, got); diff != "" {
+				t.Errorf("Parse (-want +got):\n%s", diff)
 			}
 			if again := got.Encode(); !bytes.Equal(again, data) {
 				t.Errorf("round trip:\n%s\nwant\n%s", again, data)
@@ -269,6 +334,23 @@ func TestInvalid(t *testing.T) {
 		{"in progress only timeline", join(append(bodyLines(inProgressStatus(false).Encode()), "START TIMELINE: 1")), 11, "START WAL LOCATION missing"},
 		{"completed not started", completedNotStarted(), 11, "START WAL LOCATION missing (required when completed)"},
 		{"over the size limit", bigFile(), 0, "more than the limit"},
+		{"directory without interval", progressWithout(completedStatus(), keyUpdateInterval), 11, "DIRECTORY without UPDATE INTERVAL"},
+		{"phase without interval", progressWithout(inProgressStatus(true), keyUpdateInterval), 11, "DIRECTORY without UPDATE INTERVAL"},
+		{"progress without phase", progressWithout(inProgressStatus(true), keyPhase), 20, "PHASE missing (required when in progress with UPDATE INTERVAL)"},
+		{"progress without update time", progressWithout(inProgressStatus(true), keyUpdateTime), 20, "UPDATE TIME missing"},
+		{"progress without bytes received", progressWithout(inProgressStatus(true), keyBytesReceived), 20, "BYTES RECEIVED missing"},
+		{"phase in completed", progressWith(completedStatus(), "END WAL LOCATION", "PHASE: finishing"), 17, "PHASE not allowed when completed"},
+		{"bytes in failed", progressWith(failedStatus(true), "END TIME", "BYTES RECEIVED: 5"), 17, "BYTES RECEIVED not allowed when failed"},
+		{"unknown phase", progressReplace(inProgressStatus(true), "PHASE: receiving data", "PHASE: Receiving data"), 17, "unknown phase"},
+		{"bytes total zero", progressReplace(inProgressStatus(true), "BYTES TOTAL: 37661696", "BYTES TOTAL: 0"), 20, "not a positive number"},
+		{"bytes received negative", progressReplace(inProgressStatus(true), "BYTES RECEIVED: 8192", "BYTES RECEIVED: -1"), 19, "not a number of bytes"},
+		{"interval negative", progressReplace(completedStatus(), "UPDATE INTERVAL: 5", "UPDATE INTERVAL: -5"), 11, "not a number of seconds"},
+		{"directory relative", progressReplace(completedStatus(), "DIRECTORY: created /backups/b1\n", "DIRECTORY: created backups/b1\n"), 12, "is not \"created PATH\""},
+		{"directory how", progressReplace(completedStatus(), "DIRECTORY: created /backups/b1\n", "DIRECTORY: made /backups/b1\n"), 12, "is not \"created PATH\""},
+		{"directory empty", progressReplace(completedStatus(), "DIRECTORY: created /backups/b1\n", "DIRECTORY: \n"), 12, "is not"},
+		{"directory split", progressReplace(completedStatus(), "DIRECTORY: existing /backups/b1 wal\n", "START WAL LOCATION: 0/2000028\nDIRECTORY: existing /backups/b1 wal\n"), 14, "DIRECTORY out of place: it comes before START WAL LOCATION (line 13)"},
+		{"directory after start", progressReplace(completedStatus(), "DIRECTORY: existing /backups/b1 wal\nSTART WAL LOCATION: 0/2000028\n", "START WAL LOCATION: 0/2000028\nDIRECTORY: existing /backups/b1 wal\n"), 14, "DIRECTORY out of place"},
+		{"interval after directory", progressReplace(completedStatus(), "UPDATE INTERVAL: 5\nDIRECTORY: created /backups/b1\n", "DIRECTORY: created /backups/b1\nUPDATE INTERVAL: 5\n"), 12, "UPDATE INTERVAL out of place"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,6 +367,39 @@ func TestInvalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// progressWithout is s with progress lines, the line of key removed.
+func progressWithout(s *Status, key string) []byte {
+	var out []string
+	for _, l := range bodyLines(withProgress(s).Encode()) {
+		if !strings.HasPrefix(l, key+": ") {
+			out = append(out, l)
+		}
+	}
+	return join(out)
+}
+
+// progressWith is s with progress lines and line added before the line of
+// key.
+func progressWith(s *Status, key, line string) []byte {
+	var out []string
+	for _, l := range bodyLines(withProgress(s).Encode()) {
+		if strings.HasPrefix(l, key+": ") {
+			out = append(out, line)
+		}
+		out = append(out, l)
+	}
+	return join(out)
+}
+
+// progressReplace is s with progress lines, old replaced by new.
+func progressReplace(s *Status, old, new string) []byte {
+	body := strings.Join(bodyLines(withProgress(s).Encode()), "\n") + "\n"
+	if !strings.Contains(body, old) {
+		panic("test bug: " + old + " not in\n" + body)
+	}
+	return seal(strings.Replace(body, old, new, 1))
 }
 
 // completedNotStarted is a completed file without the three start lines.
@@ -304,37 +419,54 @@ func bigFile() []byte {
 
 // TestEveryLine changes each line of valid files of every state in the ways
 // a damaged or forged file might, always with a correct checksum: removing
-// it, duplicating it, swapping it with the next. None may parse as
-// completed, and for a completed file none may parse at all (every line of a
-// completed file is mandatory).
+// it, duplicating it, swapping it with the next. None may parse, except
+// where the result is itself a file a writer could have written: without a
+// DIRECTORY or BYTES TOTAL line, or without UPDATE INTERVAL in a completed
+// or failed file with no DIRECTORY lines (the first version of the patch),
+// or with a DIRECTORY line twice. Those must parse as the same state and
+// encode back to themselves.
 func TestEveryLine(t *testing.T) {
+	noDirs := func(s *Status) *Status { s.Directories = nil; return s }
 	for name, s := range map[string]*Status{
-		"completed":          completedStatus(),
-		"in progress":        inProgressStatus(true),
-		"in progress bare":   inProgressStatus(false),
-		"failed":             failedStatus(true),
-		"failed not started": failedStatus(false),
+		"completed":                   completedStatus(),
+		"in progress":                 inProgressStatus(true),
+		"in progress bare":            inProgressStatus(false),
+		"failed":                      failedStatus(true),
+		"failed not started":          failedStatus(false),
+		"progress completed":          withProgress(completedStatus()),
+		"progress in progress":        withProgress(inProgressStatus(true)),
+		"progress in progress bare":   withProgress(inProgressStatus(false)),
+		"progress failed":             withProgress(failedStatus(true)),
+		"progress completed, no dirs": noDirs(withProgress(completedStatus())),
+		"progress failed, no dirs":    noDirs(withProgress(failedStatus(false))),
 	} {
 		lines := bodyLines(s.Encode())
+		key := func(l string) string { k, _, _ := strings.Cut(l, ": "); return k }
 		try := func(what string, mutated []string, mayParse bool) {
 			data := join(mutated)
 			got, err := Parse(data)
-			if err == nil && (!mayParse || got.State == StateCompleted) {
+			switch {
+			case err != nil:
+			case !mayParse:
 				t.Errorf("%s: %s: parsed as %v:\n%s", name, what, got.State, data)
+			case got.State != s.State:
+				t.Errorf("%s: %s: parsed as %v, not %v", name, what, got.State, s.State)
+			default:
+				checkAccepted(t, data, got)
 			}
 		}
 		for i := range lines {
-			// Removing a start line of a run that is not completed
-			// leaves a partial group: still invalid. Removing the whole
-			// group is tested in TestValid.
+			k := key(lines[i])
+			removable := k == keyDirectory || k == keyBytesTotal ||
+				(k == keyUpdateInterval && s.State != StateInProgress && len(s.Directories) == 0)
 			removed := append(append([]string{}, lines[:i]...), lines[i+1:]...)
-			try(fmt.Sprintf("without line %d %q", i+1, lines[i]), removed, false)
+			try(fmt.Sprintf("without line %d %q", i+1, lines[i]), removed, removable)
 			dup := append(append([]string{}, lines[:i+1]...), lines[i:]...)
-			try(fmt.Sprintf("line %d %q twice", i+1, lines[i]), dup, false)
+			try(fmt.Sprintf("line %d %q twice", i+1, lines[i]), dup, k == keyDirectory)
 			if i+1 < len(lines) {
 				swapped := append([]string{}, lines...)
 				swapped[i], swapped[i+1] = swapped[i+1], swapped[i]
-				try(fmt.Sprintf("lines %d and %d swapped", i+1, i+2), swapped, false)
+				try(fmt.Sprintf("lines %d and %d swapped", i+1, i+2), swapped, k == keyDirectory && key(lines[i+1]) == keyDirectory)
 			}
 		}
 	}
@@ -343,7 +475,7 @@ func TestEveryLine(t *testing.T) {
 // TestTruncated cuts a valid completed file at every byte: no prefix
 // parses at all, and so none as completed. It also flips every bit of it.
 func TestTruncated(t *testing.T) {
-	for _, path := range []string{"testdata/real/completed_plain", "testdata/real/completed_target"} {
+	for _, path := range []string{"testdata/real/0002/completed_plain", "testdata/real/0002/completed_target", "testdata/real/0003/completed_plain_tablespace_waldir"} {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

@@ -15,9 +15,15 @@ const (
 	keyTarget         = "TARGET"
 	keyWALMethod      = "WAL METHOD"
 	keySync           = "SYNC"
+	keyUpdateInterval = "UPDATE INTERVAL"
+	keyDirectory      = "DIRECTORY"
 	keyStartLSN       = "START WAL LOCATION"
 	keyTimeline       = "START TIMELINE"
 	keySystemID       = "SYSTEM IDENTIFIER"
+	keyPhase          = "PHASE"
+	keyUpdateTime     = "UPDATE TIME"
+	keyBytesReceived  = "BYTES RECEIVED"
+	keyBytesTotal     = "BYTES TOTAL"
 	keyEndLSN         = "END WAL LOCATION"
 	keyEndTime        = "END TIME"
 	keyDurable        = "DURABLE"
@@ -54,8 +60,10 @@ type keySpec struct {
 type formatSpec struct {
 	version int
 	keys    []keySpec
+	// repeated are the keys that may appear on several lines in a row.
+	repeated map[string]bool
 	// check runs after every line was parsed; at holds the line number of
-	// each key present.
+	// the first line of each key present.
 	check func(s *Status, at map[string]int) error
 }
 
@@ -78,6 +86,15 @@ func startNeed(s State) presence {
 		return required
 	}
 	return optional
+}
+
+// inProgress is the need of the progress lines: optional while in progress
+// (checkV1 requires them when UPDATE INTERVAL is there), never otherwise.
+func inProgress(s State) presence {
+	if s == StateInProgress {
+		return optional
+	}
+	return forbidden
 }
 
 // only returns a need that requires the key in the given states and forbids
@@ -126,6 +143,22 @@ func specV1() *formatSpec {
 			{keyTarget, maybe, text(func(s *Status) *string { return &s.Target }, false)},
 			{keyWALMethod, always, oneOf(func(s *Status) *string { return &s.WALMethod }, "stream", "fetch", "none")},
 			{keySync, always, flag(func(s *Status) *bool { return &s.Sync }, "on", "off")},
+			// Patch 0003: progress and directories. Optional as a
+			// group (see checkV1), so that files of the first version
+			// of the patch still read.
+			{keyUpdateInterval, maybe, func(s *Status, v string) error {
+				n, err := parseDecimal(v, 31)
+				if err != nil {
+					return fmt.Errorf("%q is not a number of seconds", v)
+				}
+				s.Progress, s.UpdateInterval = true, int(n)
+				return nil
+			}},
+			{keyDirectory, maybe, func(s *Status, v string) error {
+				d, err := parseDirectory(v)
+				s.Directories = append(s.Directories, d)
+				return err
+			}},
 			{keyStartLSN, startNeed, func(s *Status, v string) (err error) {
 				s.StartLSN, err = parseLSN(v)
 				s.Started = true
@@ -147,6 +180,31 @@ func specV1() *formatSpec {
 				s.SystemID = n
 				return nil
 			}},
+			{keyPhase, inProgress, func(s *Status, v string) error {
+				if Phase(v).Order() == 0 {
+					return fmt.Errorf("unknown phase %q (want one of %q)", v, phases())
+				}
+				s.Phase = Phase(v)
+				return nil
+			}},
+			{keyUpdateTime, inProgress, func(s *Status, v string) (err error) {
+				s.UpdateTime, err = parseTime(v)
+				return err
+			}},
+			{keyBytesReceived, inProgress, func(s *Status, v string) (err error) {
+				s.BytesReceived, err = parseDecimal(v, 64)
+				if err != nil {
+					return fmt.Errorf("%q is not a number of bytes", v)
+				}
+				return nil
+			}},
+			{keyBytesTotal, inProgress, func(s *Status, v string) (err error) {
+				s.BytesTotal, err = parseDecimal(v, 64)
+				if err != nil || s.BytesTotal == 0 {
+					return fmt.Errorf("%q is not a positive number of bytes", v)
+				}
+				return nil
+			}},
 			{keyEndLSN, only(StateCompleted), func(s *Status, v string) (err error) {
 				s.EndLSN, err = parseLSN(v)
 				return err
@@ -158,7 +216,8 @@ func specV1() *formatSpec {
 			{keyDurable, only(StateCompleted), flag(func(s *Status) *bool { return &s.Durable }, "yes", "no")},
 			{keyReason, only(StateFailed), text(func(s *Status) *string { return &s.Reason }, false)},
 		},
-		check: checkV1,
+		repeated: map[string]bool{keyDirectory: true},
+		check:    checkV1,
 	}
 }
 
@@ -173,6 +232,20 @@ func checkV1(s *Status, at map[string]int) error {
 		return lineErrorf(at[keyTarget], "both FORMAT (line %d) and TARGET", at[keyFormat])
 	case !hasFormat && !hasTarget:
 		return lineErrorf(at[keyWALMethod], "neither FORMAT nor TARGET before WAL METHOD")
+	}
+	// The lines of patch 0003 come with UPDATE INTERVAL, and while in
+	// progress, PHASE, UPDATE TIME and BYTES RECEIVED always do.
+	for _, k := range []string{keyDirectory, keyPhase, keyUpdateTime, keyBytesReceived, keyBytesTotal} {
+		if line, ok := at[k]; ok && !s.Progress {
+			return lineErrorf(line, "%s without UPDATE INTERVAL", k)
+		}
+	}
+	if s.Progress && s.State == StateInProgress {
+		for _, k := range []string{keyPhase, keyUpdateTime, keyBytesReceived} {
+			if _, ok := at[k]; !ok {
+				return lineErrorf(lastLine(at)+1, "%s missing (required when in progress with UPDATE INTERVAL)", k)
+			}
+		}
 	}
 	start := []string{keyStartLSN, keyTimeline, keySystemID}
 	n := 0

@@ -144,6 +144,73 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(TimeLayout)
 }
 
+// Phase is the PHASE of an "in progress" file with progress lines. The
+// writer moves through the phases in the order of the constants.
+type Phase string
+
+// The phases, in order.
+const (
+	PhaseStarting      Phase = "starting"
+	PhaseReceiving     Phase = "receiving data"
+	PhaseWaitingForWAL Phase = "waiting for WAL"
+	PhaseSyncing       Phase = "syncing"
+	PhaseFinishing     Phase = "finishing"
+)
+
+// phases lists the phases in order.
+func phases() []Phase {
+	return []Phase{PhaseStarting, PhaseReceiving, PhaseWaitingForWAL, PhaseSyncing, PhaseFinishing}
+}
+
+// Order returns the position of p among the phases, counting from 1, or 0
+// for an unknown phase (as is the empty Phase of a file without one).
+func (p Phase) Order() int {
+	for i, q := range phases() {
+		if p == q {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Directory is a DIRECTORY line: a directory the run created or filled.
+type Directory struct {
+	// Path is the absolute path; empty if Unprintable.
+	Path string `json:"path,omitempty"`
+	// Created says the run created the directory (remove it to clean
+	// up); otherwise it existed, empty, before the run (empty it).
+	Created bool `json:"created"`
+	// Unprintable says the path has a control character and was not
+	// recorded: the reader cannot clean up after the run by itself.
+	Unprintable bool `json:"unprintable,omitempty"`
+}
+
+// String returns the DIRECTORY value of d.
+func (d Directory) String() string {
+	switch {
+	case d.Unprintable:
+		return unprintable
+	case d.Created:
+		return "created " + d.Path
+	}
+	return "existing " + d.Path
+}
+
+const unprintable = "unprintable"
+
+// parseDirectory accepts what Directory.String produces, with an absolute
+// path.
+func parseDirectory(v string) (Directory, error) {
+	if v == unprintable {
+		return Directory{Unprintable: true}, nil
+	}
+	how, path, _ := strings.Cut(v, " ")
+	if (how != "created" && how != "existing") || !strings.HasPrefix(path, "/") {
+		return Directory{}, fmt.Errorf("%q is not \"created PATH\", \"existing PATH\" (absolute) or \"unprintable\"", v)
+	}
+	return Directory{Path: path, Created: how == "created"}, nil
+}
+
 // Status is the parsed content of a status file. Fields that the file does
 // not have in its state are zero; see the package documentation for which
 // lines appear when.
@@ -172,6 +239,17 @@ type Status struct {
 	WALMethod string `json:"wal_method"`
 	// Sync says whether pg_basebackup syncs what it writes (no --no-sync).
 	Sync bool `json:"sync"`
+	// Progress says the file has the progress and directory lines:
+	// UPDATE INTERVAL, DIRECTORY, and while in progress PHASE, UPDATE
+	// TIME, BYTES RECEIVED and BYTES TOTAL (patch 0003). Files of the
+	// first version of the patch have none of them.
+	Progress bool `json:"progress"`
+	// UpdateInterval is the UPDATE INTERVAL, the seconds between
+	// progress rewrites while data arrives; 0 if they are disabled.
+	UpdateInterval int `json:"update_interval"`
+	// Directories are the DIRECTORY lines, in file order: the target,
+	// the --waldir directory, the tablespace directories.
+	Directories []Directory `json:"directories,omitempty"`
 	// Started says the server started the backup: StartLSN, Timeline and
 	// SystemID are set. Always true for a completed backup.
 	Started bool `json:"started"`
@@ -181,6 +259,17 @@ type Status struct {
 	Timeline uint32 `json:"timeline,omitzero"`
 	// SystemID is the SYSTEM IDENTIFIER of the backed-up cluster.
 	SystemID uint64 `json:"system_identifier,omitzero"`
+	// Phase is the PHASE (in progress with Progress only).
+	Phase Phase `json:"phase,omitempty"`
+	// UpdateTime is the UPDATE TIME, when this version of the file was
+	// written (in progress with Progress only).
+	UpdateTime time.Time `json:"update_time,omitzero"`
+	// BytesReceived is the BYTES RECEIVED so far (in progress with
+	// Progress only).
+	BytesReceived uint64 `json:"bytes_received,omitzero"`
+	// BytesTotal is the BYTES TOTAL, the server's estimate of the size of
+	// the backup; 0 if it gave none (in progress with Progress only).
+	BytesTotal uint64 `json:"bytes_total,omitzero"`
 	// EndLSN is the END WAL LOCATION (completed only).
 	EndLSN LSN `json:"end_lsn,omitzero"`
 	// EndTime is the END TIME (completed and failed). Zero if not present
@@ -238,10 +327,24 @@ func (s *Status) Encode() []byte {
 	}
 	line(keyWALMethod, s.WALMethod)
 	line(keySync, onOff(s.Sync))
+	if s.Progress {
+		line(keyUpdateInterval, strconv.Itoa(s.UpdateInterval))
+		for _, d := range s.Directories {
+			line(keyDirectory, d.String())
+		}
+	}
 	if s.Started {
 		line(keyStartLSN, s.StartLSN.String())
 		line(keyTimeline, strconv.FormatUint(uint64(s.Timeline), 10))
 		line(keySystemID, strconv.FormatUint(s.SystemID, 10))
+	}
+	if s.Progress && s.State == StateInProgress {
+		line(keyPhase, string(s.Phase))
+		line(keyUpdateTime, formatTime(s.UpdateTime))
+		line(keyBytesReceived, strconv.FormatUint(s.BytesReceived, 10))
+		if s.BytesTotal > 0 {
+			line(keyBytesTotal, strconv.FormatUint(s.BytesTotal, 10))
+		}
 	}
 	if s.State == StateCompleted {
 		line(keyEndLSN, s.EndLSN.String())

@@ -162,6 +162,18 @@ func writeText(w io.Writer, r *status.Report) {
 			sync = "sync off (--no-sync)"
 		}
 		row("backup", "%s, WAL method %s, %s", dest, s.WALMethod, sync)
+		for _, d := range s.Directories {
+			row("directory", "%s", d)
+		}
+		if s.Phase != "" {
+			row("phase", "%s, updated %s (every %s)", s.Phase, timeOrUnknown(s.UpdateTime), interval(s.UpdateInterval))
+			if s.BytesTotal > 0 {
+				row("progress", "%d of %d bytes (%.1f%%, the total is the server's estimate)",
+					s.BytesReceived, s.BytesTotal, 100*float64(s.BytesReceived)/float64(s.BytesTotal))
+			} else {
+				row("progress", "%d bytes", s.BytesReceived)
+			}
+		}
 		if s.Started {
 			end := "..."
 			if s.State == status.StateCompleted {
@@ -190,6 +202,13 @@ func writeText(w io.Writer, r *status.Report) {
 		verdict += ", gave up waiting"
 	}
 	fmt.Fprintf(w, "exit %d (%s)\n", r.ExitCode, verdict)
+}
+
+func interval(seconds int) string {
+	if seconds == 0 {
+		return "phase change only"
+	}
+	return (time.Duration(seconds) * time.Second).String()
 }
 
 func present(b bool) string {
