@@ -126,6 +126,8 @@ func TestRealFiles(t *testing.T) {
 		"0003/completed_stdout":                  StateCompleted,
 		"0003/failed_receiving":                  StateFailed,
 		"0003/in_progress_killed":                StateInProgress,
+		"0003-pg15/completed_plain":              StateCompleted,
+		"0003-pg15/completed_nosync_tar_fetch":   StateCompleted,
 	}
 	files, _ := filepath.Glob("testdata/real/*/*")
 	if len(files) != len(want) {
