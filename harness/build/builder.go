@@ -309,20 +309,6 @@ func Key(spec Spec, sourceSHA256 string, patches []string, extra ...string) (str
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// sanitize keeps a label usable in image tags and file names.
-func sanitize(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	return b.String()
-}
-
 // DefaultTAPSuites are the upstream TAP suites the project's patch touches.
 func DefaultTAPSuites() []string {
 	return []string{"src/bin/pg_basebackup", "src/bin/pg_verifybackup"}
