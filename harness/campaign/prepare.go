@@ -33,13 +33,33 @@ func Prepare(ctx context.Context, b *build.Builder, spec build.Spec, log io.Writ
 	if res.Backend != build.BackendNative {
 		return Target{}, fmt.Errorf("the crash harness runs natively only so far, the build is from the %s backend", res.Backend)
 	}
-	if _, err := os.Stat(filepath.Join(res.Prefix, "share", "extension", "amcheck.control")); err != nil {
+	if !hasAmcheck(res.Prefix) {
 		if log != nil {
 			fmt.Fprintln(log, "pgbb-crash: installing contrib/amcheck into the build (the oracle runs pg_amcheck)")
 		}
 		if _, err := b.Exec(ctx, res, "make", "-C", "contrib/amcheck", "install"); err != nil {
 			return Target{}, fmt.Errorf("install amcheck: %w", err)
 		}
+	}
+	return Installed(ctx, res, log)
+}
+
+// hasAmcheck says whether the installation has the amcheck extension
+// (share/ is share/postgresql/ unless the prefix names postgres).
+func hasAmcheck(prefix string) bool {
+	for _, d := range []string{"share/postgresql/extension", "share/extension"} {
+		if _, err := os.Stat(filepath.Join(prefix, d, "amcheck.control")); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Installed describes an existing installation (res.Prefix, res.BinDir,
+// res.User) as a campaign target, without building anything.
+func Installed(ctx context.Context, res build.Result, log io.Writer) (Target, error) {
+	if !hasAmcheck(res.Prefix) {
+		return Target{}, fmt.Errorf("installation %s has no amcheck extension (contrib/amcheck); the oracle needs it", res.Prefix)
 	}
 	acct, err := build.EnsureAccount(ctx, res.User, log)
 	if err != nil {

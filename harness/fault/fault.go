@@ -101,33 +101,44 @@ var (
 // part of a run (after the last data file was received): at least a third.
 const FinishingShare = 0.4
 
-// schedule picks when a random-time fault fires: with FinishingShare
-// probability uniformly over the finishing part of the calibrated run
-// (anchored at the phase that starts it), else uniformly over the whole
-// run (anchored at the start). from moves the start of the window to a
-// later phase.
+// schedule picks when a random-time fault fires, over the calibrated run
+// from phase from until the run's exit (see scheduleWindow).
 func schedule(rng *rand.Rand, cal Timeline, from Phase) (anchor Phase, offset time.Duration, finishing bool) {
-	total := cal.Total()
-	fin, hasFin := cal.FinishStart()
+	return scheduleWindow(rng, cal, from, PhaseExited)
+}
+
+// scheduleWindow picks when a random-time fault fires, within the window
+// of the calibrated run from phase from until phase to (or the next phase
+// reached after it): with FinishingShare probability uniformly over the
+// finishing part of the window (after the last data file was received),
+// anchored at the phase that starts it, else uniformly over the whole
+// window, anchored at from. Anchoring at phases of the live run, not at
+// its start, keeps late faults late although runs vary in speed.
+func scheduleWindow(rng *rand.Rand, cal Timeline, from, to Phase) (anchor Phase, offset time.Duration, finishing bool) {
+	end, ok := cal.At(to)
+	for p := to; !ok && p < PhaseExited; {
+		p++
+		end, ok = cal.At(p)
+	}
+	if !ok {
+		end = cal.Total()
+	}
 	u := rng.Float64()
-	if hasFin && rng.Float64() < FinishingShare {
+	if fin, hasFin := cal.FinishStart(); hasFin && fin < end && rng.Float64() < FinishingShare {
 		anchor := PhaseEndOfData
-		if _, ok := cal.At(PhaseEndOfData); !ok {
-			for _, p := range []Phase{PhaseWALWait, PhaseSync, PhaseRename, PhaseCompleted} {
-				if _, ok := cal.At(p); ok {
-					anchor = p
-					break
-				}
+		for _, p := range []Phase{PhaseEndOfData, PhaseWALWait, PhaseSync, PhaseRename, PhaseCompleted} {
+			if _, ok := cal.At(p); ok {
+				anchor = p
+				break
 			}
 		}
-		// A little past the calibrated end too: runs vary.
-		return anchor, time.Duration(u * 1.1 * float64(total-fin)), true
+		return anchor, time.Duration(u * float64(end-fin)), true
 	}
 	startAt, ok := cal.At(from)
 	if !ok {
 		from, startAt = PhaseStart, 0
 	}
-	return from, time.Duration(u * 1.05 * float64(total-startAt)), false
+	return from, time.Duration(u * float64(end-startAt)), false
 }
 
 // wait waits for anchor plus offset; false when the run ended first.
@@ -202,7 +213,8 @@ func (walChildKill) Available(s scenario.Scenario) error {
 	return nil
 }
 func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	// The child lives from the start of data until the WAL wait ends.
+	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration, PhaseReceiving, PhaseSync)
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	if !wait(ctx, t, anchor, off) {
 		return inj, ctx.Err()
@@ -228,7 +240,8 @@ type walsenderTerminate struct{}
 func (walsenderTerminate) Name() string                        { return scenario.PlanTerminateWalsender }
 func (walsenderTerminate) Available(s scenario.Scenario) error { return nil }
 func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	// The walsenders serve the run until the WAL wait ends.
+	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration, PhaseReceiving, PhaseSync)
 	which := []string{"backup", "streaming", "all"}[t.Rand.IntN(3)]
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	// Connect before the moment, so the fault lands on time.

@@ -22,12 +22,19 @@ func TestScheduleWeightsTheFinishingPhase(t *testing.T) {
 		if at+off >= 1800*time.Millisecond {
 			late++
 		}
-		if at+off > 2200*time.Millisecond {
+		if at+off > 2*time.Second {
 			t.Fatalf("scheduled at %s, past the run", at+off)
 		}
 	}
 	if late < n/3 {
 		t.Fatalf("%d of %d faults after the last data file; want at least a third", late, n)
+	}
+	for i := 0; i < n; i++ {
+		anchor, off, _ := scheduleWindow(rng, cal, PhaseReceiving, PhaseSync)
+		at, _ := cal.At(anchor)
+		if at+off < 200*time.Millisecond || at+off > 1900*time.Millisecond {
+			t.Fatalf("window receiving-sync: scheduled at %s", at+off)
+		}
 	}
 }
 

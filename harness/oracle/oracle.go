@@ -295,7 +295,7 @@ func (j *judge) start(ctx context.Context) (string, error, bool) {
 func (j *judge) amcheck(ctx context.Context) (string, error, bool) {
 	out, err := proc.Run(ctx, j.in.Acct, nil, filepath.Join(j.in.BinDir, "pg_amcheck"),
 		"-h", j.srv.SocketDir, "-p", fmt.Sprint(j.srv.Port), "-U", "postgres",
-		"--install-missing", "--heapallindexed", "--all")
+		"--install-missing", "--all")
 	if err != nil {
 		return "", fmt.Errorf("pg_amcheck: %s", proc.Tail(strings.TrimSpace(out), 10)), true
 	}

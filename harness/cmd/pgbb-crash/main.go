@@ -51,6 +51,7 @@ type options struct {
 	keep      bool
 	out       string
 	scratch   string
+	install   string
 }
 
 func run() (int, error) {
@@ -65,6 +66,7 @@ func run() (int, error) {
 	flag.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
 	flag.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
 	flag.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<variant>)")
+	flag.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
 	flag.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -126,8 +128,19 @@ func run() (int, error) {
 		spec.Name = "series-" + filepath.Base(abs)
 		label = spec.Name
 	}
-	tgt, err := campaign.Prepare(ctx, b, spec, os.Stderr)
-	if err != nil {
+	var tgt campaign.Target
+	if o.install != "" {
+		prefix, err := filepath.Abs(o.install)
+		if err != nil {
+			return 2, err
+		}
+		tgt, err = campaign.Installed(ctx, build.Result{Spec: spec, Backend: build.BackendNative, Version: o.pg + " (installed)",
+			Prefix: prefix, BinDir: filepath.Join(prefix, "bin"), User: os.Getenv("PGBB_BUILD_USER")}, os.Stderr)
+		if err != nil {
+			return 2, err
+		}
+		label = "installed-" + label
+	} else if tgt, err = campaign.Prepare(ctx, b, spec, os.Stderr); err != nil {
 		return 2, err
 	}
 	res, acct, statusFile := tgt.Build, tgt.Acct, tgt.StatusFile
@@ -202,6 +215,9 @@ func replayCommand(o options, major int, id string) string {
 	parts := []string{"go run ./harness/cmd/pgbb-crash", "-pg", fmt.Sprint(major), "-variant", o.variant}
 	if o.patches != "" {
 		parts = append(parts, "-patches", o.patches)
+	}
+	if o.install != "" {
+		parts = append(parts, "-install", o.install)
 	}
 	parts = append(parts, "-scenarios", o.scenarios, "-seed", fmt.Sprint(o.seed), "-replay", id)
 	return strings.Join(parts, " ")
