@@ -56,9 +56,15 @@ bench-build: ## cold and warm build times per backend (removes the project's ima
 bench-overhead: ## what the status file costs: stock vs patched 18.6 pg_basebackup of a ~300 MB cluster, interleaved
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkStatusFileOverhead -benchtime 1x -timeout 60m ./harness/overhead
 
-crash: ## the crash campaign (issue C) -- not implemented yet
-	@echo "make crash: the crash harness (issue C) is not implemented yet" >&2
-	@exit 1
+# `make crash`: SCENARIOS (files or directories, comma-separated), PATCHES
+# (a patch series directory, default patches/pg$(PG)), CRASH_FLAGS (more
+# pgbb-crash flags, e.g. -parallel 1 -seed 42 -keep).
+SCENARIOS ?= scenarios/smoke
+PATCHES   ?=
+CRASH_FLAGS ?=
+
+crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); non-zero exit on any invariant violation
+	$(GO) run ./harness/cmd/pgbb-crash -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
 
 clean: ## remove .cache (downloads, native builds) and the project's images
 	-$(GO) run ./harness/cmd/pgbb-build -clean
