@@ -474,10 +474,14 @@ func TestEveryLine(t *testing.T) {
 	}
 }
 
-// TestTruncated cuts a valid completed file at every byte: no prefix
-// parses at all, and so none as completed. It also flips every bit of it.
+// TestTruncated cuts every real file at every byte: no prefix parses at
+// all, and so none as completed. It also flips every bit of each.
 func TestTruncated(t *testing.T) {
-	for _, path := range []string{"testdata/real/0002/completed_plain", "testdata/real/0002/completed_target", "testdata/real/0003/completed_plain_tablespace_waldir"} {
+	files, err := filepath.Glob("testdata/real/*/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
