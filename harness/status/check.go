@@ -176,7 +176,7 @@ func liveness(s *Status, p Processes, slack time.Duration) *Liveness {
 type Heuristic struct {
 	// BackupManifest: backup_manifest exists. A stock pg_basebackup
 	// renames backup_manifest.tmp to it after its final sync, so the
-	// backup probably completed; but without --no-sync the rename itself
+	// backup probably completed; but with --no-sync the rename itself
 	// may not be durable, and its absence proves nothing with
 	// --no-manifest.
 	BackupManifest bool `json:"backup_manifest"`
@@ -297,7 +297,7 @@ func Check(path string, opts ...Option) *Report {
 		r.Summary = "still running: " + r.Liveness.Reason
 	default:
 		if r.Liveness != nil && r.Liveness.Certain {
-			r.Summary = "not complete, and no longer running: " + r.Liveness.Reason + "; remove it before retrying"
+			r.Summary = "not complete, and no longer running: " + r.Liveness.Reason + "; remove the backup before retrying"
 		} else if r.Liveness != nil {
 			r.Summary = "in progress, but whether it still runs is unknown: " + r.Liveness.Reason
 		} else {
