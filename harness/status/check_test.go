@@ -221,7 +221,7 @@ func TestReportJSON(t *testing.T) {
 	}
 	for k, want := range map[string]any{
 		"state": "in progress", "start_lsn": "0/2000028", "start_time": "2026-11-25T09:18:00Z",
-		"system_identifier": 7441234567890123456.0, "pid": 1234.0,
+		"system_identifier": "7441234567890123456", "pid": 1234.0,
 	} {
 		if st[k] != want {
 			t.Errorf("status.%s: %v, want %v", k, st[k], want)

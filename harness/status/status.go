@@ -257,8 +257,9 @@ type Status struct {
 	StartLSN LSN `json:"start_lsn,omitzero"`
 	// Timeline is the START TIMELINE.
 	Timeline uint32 `json:"timeline,omitzero"`
-	// SystemID is the SYSTEM IDENTIFIER of the backed-up cluster.
-	SystemID uint64 `json:"system_identifier,omitzero"`
+	// SystemID is the SYSTEM IDENTIFIER of the backed-up cluster (a string
+	// in JSON: it does not fit in a float64).
+	SystemID uint64 `json:"system_identifier,omitzero,string"`
 	// Phase is the PHASE (in progress with Progress only).
 	Phase Phase `json:"phase,omitempty"`
 	// UpdateTime is the UPDATE TIME, when this version of the file was
