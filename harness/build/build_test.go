@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,34 @@ func TestDemux(t *testing.T) {
 	var out strings.Builder
 	if err := demux(&out, strings.NewReader(string(in))); err != nil || out.String() != "out\nerr\n" {
 		t.Errorf("demux = %q, %v", out.String(), err)
+	}
+}
+
+func TestMissingDepsNotRootNamesPackages(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/dpkg-query"); err != nil {
+		t.Skip("not a Debian host")
+	}
+	err := ensureDebsAs(context.Background(), &logger{}, "build dependencies of the native build", []string{"make", "pgbb-no-such-package"}, false)
+	if err == nil || !strings.Contains(err.Error(), "apt-get install pgbb-no-such-package") || strings.Contains(err.Error(), "install make") {
+		t.Errorf("missing package, not root: %v", err)
+	}
+}
+
+// TestNoEngine: a forced container backend without an engine is an error;
+// auto falls back to native and says so.
+func TestNoEngine(t *testing.T) {
+	root, err := FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noEngine := func(c *Config) { c.engineErr = errors.New("dial unix /var/run/docker.sock: connect: no such file or directory") }
+	_, err = New(context.Background(), WithRepoRoot(root), WithBackend(BackendContainer), noEngine)
+	if err == nil || !strings.Contains(err.Error(), "backend container (forced): docker engine does not answer") {
+		t.Errorf("forced container without an engine: %v", err)
+	}
+	var log strings.Builder
+	b, err := New(context.Background(), WithRepoRoot(root), WithBackend(BackendAuto), WithLog(&log), noEngine)
+	if err != nil || b.Backend() != BackendNative || !strings.Contains(log.String(), "backend: native (auto: no Docker engine") {
+		t.Errorf("auto without an engine: %v, log %q", err, log.String())
 	}
 }

@@ -69,6 +69,9 @@ type Config struct {
 	jobs      int
 	baseImage string
 	verbose   bool
+	// engineErr, when set, stands for an engine that does not answer
+	// (tests).
+	engineErr error
 }
 
 // Option configures a Builder.

@@ -54,6 +54,9 @@ func DisableRyuk() {
 
 func newContainerBackend(ctx context.Context, b *Builder) (*containerBackend, error) {
 	DisableRyuk()
+	if b.cfg.engineErr != nil {
+		return nil, fmt.Errorf("docker engine does not answer: %w", b.cfg.engineErr)
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cli, err := dockerClient(pctx)

@@ -51,6 +51,11 @@ func missingDebs(ctx context.Context, pkgs []string) ([]string, error) {
 // ensureDebs installs the missing packages of pkgs with apt-get when
 // running as root, and otherwise fails naming them.
 func ensureDebs(ctx context.Context, l *logger, why string, pkgs []string) error {
+	return ensureDebsAs(ctx, l, why, pkgs, os.Geteuid() == 0)
+}
+
+// ensureDebsAs is ensureDebs with the root check made by the caller.
+func ensureDebsAs(ctx context.Context, l *logger, why string, pkgs []string, root bool) error {
 	missing, err := missingDebs(ctx, pkgs)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", why, err)
@@ -58,7 +63,7 @@ func ensureDebs(ctx context.Context, l *logger, why string, pkgs []string) error
 	if len(missing) == 0 {
 		return nil
 	}
-	if os.Geteuid() != 0 {
+	if !root {
 		return fmt.Errorf("%s: missing Debian packages %s; install them with: sudo apt-get install %s",
 			why, strings.Join(missing, " "), strings.Join(missing, " "))
 	}
