@@ -130,12 +130,8 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		l.logf("reusing image %s", tag)
 		return c.result(j, labels["org.pgbb.version"], true), nil
 	}
-	base, err := c.baseImage(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-
-	// The build context: the Dockerfile and the prepared tree.
+	// The build context: the Dockerfile and the prepared tree. It is made
+	// first, so that a patch that does not apply fails before anything else.
 	ctxDir := filepath.Join(c.b.cfg.cacheDir, "ctx", j.name)
 	if err := os.RemoveAll(ctxDir); err != nil {
 		return Result{}, err
@@ -150,6 +146,10 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		return Result{}, err
 	}
 	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile.pgbuild"), df, 0o644); err != nil {
+		return Result{}, err
+	}
+	base, err := c.baseImage(ctx)
+	if err != nil {
 		return Result{}, err
 	}
 
