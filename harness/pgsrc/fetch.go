@@ -34,13 +34,16 @@ type Fetcher struct {
 // ChecksumError reports a tarball whose sha256 does not match its pin. The
 // file has been removed when this error is returned.
 type ChecksumError struct {
-	Path     string
-	Want     string
-	Got      string
-	Size     int64
-	Detail   string
-	Removed  bool
-	Override string
+	// Path is the rejected file.
+	Path string
+	// Want is the pinned sha256, Got the file's.
+	Want, Got string
+	// Size is the file's size in bytes (a truncated download is short).
+	Size int64
+	// Removed says whether the file was removed.
+	Removed bool
+	// Detail says why it could not be removed.
+	Detail string
 }
 
 func (e *ChecksumError) Error() string {

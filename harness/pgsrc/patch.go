@@ -52,9 +52,13 @@ type Hunk struct {
 // PatchError reports a patch that does not apply, naming the patch file,
 // the target file and, when it could be found, the failing hunk.
 type PatchError struct {
-	Patch  string
-	File   string
-	Hunk   *Hunk
+	// Patch is the patch file that failed.
+	Patch string
+	// File is the target file git apply named, if any.
+	File string
+	// Hunk is the failing hunk, when it could be mapped back.
+	Hunk *Hunk
+	// Output is git apply's output.
 	Output string
 }
 
