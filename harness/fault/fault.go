@@ -27,6 +27,9 @@ type Target struct {
 	Calibration Timeline
 	// Rand is the trial's seeded random source.
 	Rand *rand.Rand
+	// Disk is the power-loss storage layer under the backup, for the
+	// plans that need one (NeedsDisk); nil otherwise.
+	Disk *Disk
 }
 
 // Injection records what a fault did.
@@ -84,6 +87,9 @@ func ByName(name string) (Fault, error) {
 		return serverStop{}, nil
 	case scenario.PlanSyscallKill:
 		return syscallKill{}, nil
+	}
+	if f, ok := diskPlan(name); ok {
+		return f, nil
 	}
 	return nil, fmt.Errorf("unknown fault plan %q", name)
 }

@@ -507,3 +507,42 @@ func (fs *FS) listing(dir *inode) []dirent {
 	}
 	return out
 }
+
+// Stats returns how many regular files and directories (the root
+// included) are linked in the volatile state: what a sync walk would
+// visit.
+func (fs *FS) Stats() (files, dirs int) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, n := range fs.inodes {
+		if n.nlink == 0 && n.ino != rootIno {
+			continue
+		}
+		switch n.kind {
+		case kFile:
+			files++
+		case kDir:
+			dirs++
+		}
+	}
+	return files, dirs
+}
+
+// Rules returns the fault rules in force.
+func (fs *FS) Rules() []Rule {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]Rule, len(fs.rules))
+	for i, r := range fs.rules {
+		out[i] = r.Rule
+	}
+	return out
+}
+
+// SpaceLimit returns the byte count at which writes fail with ENOSPC (0:
+// none).
+func (fs *FS) SpaceLimit() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.spaceLimit
+}

@@ -44,7 +44,8 @@ const (
 
 // Plans lists every fault plan name a scenario may use.
 func Plans() []string {
-	return []string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillWALChild, PlanTerminateWalsender, PlanServerStop}
+	return append([]string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillWALChild, PlanTerminateWalsender, PlanServerStop},
+		DiskPlans()...)
 }
 
 // Scenario is one crash scenario. The JSON keys are the snake_case names
@@ -383,6 +384,9 @@ func (s *Scenario) check() error {
 	for _, p := range s.Faults {
 		if p == PlanKillWALChild && s.WALMethod != "stream" {
 			return fmt.Errorf("fault plan %s needs wal_method stream, not %s", p, s.WALMethod)
+		}
+		if IsDiskPlan(p) && !s.Sync {
+			return fmt.Errorf("fault plan %s needs sync on: without it nothing is ever durable", p)
 		}
 	}
 	return nil

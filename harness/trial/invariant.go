@@ -72,6 +72,8 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 			add(InvNotTorn, "status file is invalid: %s", r.Status.Error)
 		}
 	}
+	// The power-loss layer's torn states of the status file (disk.go).
+	vs = append(vs, checkDisk(r)...)
 	return vs
 }
 

@@ -110,6 +110,8 @@ type Record struct {
 	// Oracle is the ground truth, when it ran; OracleWhy says why it ran.
 	Oracle    *oracle.Verdict `json:"oracle,omitempty"`
 	OracleWhy string          `json:"oracle_why,omitempty"`
+	// Disk is what the power-loss layer saw, for plans that run on it.
+	Disk *DiskResult `json:"disk,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
@@ -144,6 +146,17 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	target := filepath.Join(s.Dir, "target")
+	// Plans that cut the power or fail the disk put the target and the
+	// tablespaces on the power-loss layer (see disk.go).
+	var disk *fault.Disk
+	if fault.NeedsDisk(s.Fault) {
+		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces))
+		if err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
+		defer d.Close()
+		disk, target = d, d.Target
+	}
 	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", target,
 		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
 		"--label=pgbb " + s.ID}
@@ -151,6 +164,9 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	if s.Scenario.Format == "plain" {
 		for i, ts := range s.Cluster.Tablespaces {
 			m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
+			if disk != nil {
+				m = disk.Tablespaces[i]
+			}
 			args = append(args, "--tablespace-mapping="+ts+"="+m)
 		}
 	}
@@ -212,7 +228,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		defer close(injDone)
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
-			Calibration: s.Calibration, Rand: rng,
+			Calibration: s.Calibration, Rand: rng, Disk: disk,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")
@@ -259,6 +275,12 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	}
 	if _, err := proc.KillGroup(pid, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	if disk != nil {
+		// The machine goes down: only the durable state remains.
+		if rec.Disk, err = powerOff(disk); err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
 	}
 	select {
 	case <-logDone:
@@ -326,6 +348,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.Oracle = &v
 		// The oracle's copy is large and no longer needed.
 		os.RemoveAll(filepath.Join(s.Dir, "oracle", "data"))
+	}
+	if disk != nil {
+		if err := checkTorn(ctx, s, rec, disk); err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
 	}
 	rec.Violations = Check(rec, s.Scenario)
 	rec.Elapsed = time.Since(start)

@@ -1,0 +1,455 @@
+package fault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/powerfs"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+// Disk is a trial's backup storage on the power-loss layer
+// (harness/powerfs): one file system mounted on <trial>/disk, holding the
+// backup target and the tablespace directories, made durable before the
+// run as an operator's prepared directories are. Every file-system call
+// of the pg_basebackup process tree under them goes through the layer
+// and is counted once. After the run, PowerOff cuts the power (unless a
+// fault already did), unmounts, and materialises the durable state on the
+// same paths, so the trial reads its signals and the oracle judges
+// exactly what a machine would find after rebooting.
+type Disk struct {
+	// FS is the layer.
+	FS *powerfs.FS
+	// Mountpoint is where it is mounted, and where the durable state is
+	// materialised after PowerOff.
+	Mountpoint string
+	// Target is pg_basebackup's -D directory; Tablespaces the
+	// --tablespace-mapping directories.
+	Target      string
+	Tablespaces []string
+	off         bool
+}
+
+// DiskReport is what the layer saw in one trial.
+type DiskReport struct {
+	// Counts are the operations of each kind the process tree attempted.
+	Counts map[string]int `json:"counts"`
+	// Written is the number of bytes written.
+	Written int64 `json:"written"`
+	// Ops is the number of operations logged before the power was cut.
+	Ops int `json:"ops"`
+	// CrashOp is the operation a crash point cut the power at.
+	CrashOp *powerfs.Op `json:"crash_op,omitempty"`
+	// LastOps are the last operations before the power went.
+	LastOps []string `json:"last_ops,omitempty"`
+	// Refused counts operations that failed because the power was off.
+	Refused int `json:"refused,omitempty"`
+	// Rules are the fault rules in force and how often each fired.
+	Rules    []string `json:"rules,omitempty"`
+	RuleHits []int    `json:"rule_hits,omitempty"`
+	// SpaceLimit is the ENOSPC byte count, 0 for none.
+	SpaceLimit int64 `json:"space_limit,omitempty"`
+	// TornStates is the number of torn states of the status file checked.
+	TornStates int `json:"torn_states"`
+}
+
+// NeedsDisk says whether a fault plan runs on the power-loss layer: the
+// trial must then MountDisk before starting pg_basebackup and PowerOff
+// once its process tree is gone.
+func NeedsDisk(f Fault) bool {
+	_, ok := f.(diskFault)
+	return ok
+}
+
+// diskFault marks the plans that run on a Disk.
+type diskFault interface {
+	Fault
+	usesDisk()
+}
+
+// MountDisk mounts the layer on dir/disk with the target and tablespaces
+// directories in it, owned by acct, durable from the start. The status
+// file's torn states are recorded.
+func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int) (*Disk, error) {
+	mp := filepath.Join(dir, "disk")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	// The unprivileged user must reach the mount point.
+	if err := os.Chmod(mp, 0o755); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	fs := powerfs.New(powerfs.Owner(acct.UID, acct.GID), powerfs.RootMode(0o755))
+	d := &Disk{FS: fs, Mountpoint: mp, Target: filepath.Join(mp, "target")}
+	if err := fs.MkdirAll("target", 0o700); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= tablespaces; i++ {
+		name := fmt.Sprintf("ts%d", i)
+		if err := fs.MkdirAll(name, 0o700); err != nil {
+			return nil, err
+		}
+		d.Tablespaces = append(d.Tablespaces, filepath.Join(mp, name))
+	}
+	fs.TrackTorn("backup_status", "backup_status.tmp")
+	if err := fs.Mount(ctx, mp); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	return d, nil
+}
+
+// PowerOff cuts the power (if a fault did not already), unmounts, and
+// writes the durable state into the mount point, so that Target and
+// Tablespaces now hold what survived. Call it once pg_basebackup's whole
+// process tree is gone.
+func (d *Disk) PowerOff() (*DiskReport, error) {
+	if d.off {
+		return nil, errors.New("disk: already powered off")
+	}
+	snap := d.FS.PowerLoss()
+	rep := d.report(snap.Seq)
+	if err := d.FS.Unmount(); err != nil {
+		return rep, fmt.Errorf("disk: %w", err)
+	}
+	d.off = true
+	if err := snap.Materialise(d.Mountpoint); err != nil {
+		return rep, fmt.Errorf("disk: %w", err)
+	}
+	return rep, nil
+}
+
+// Close unmounts the layer if PowerOff did not; for error paths.
+func (d *Disk) Close() error {
+	if d.off {
+		return nil
+	}
+	d.off = true
+	d.FS.PowerLoss()
+	return d.FS.Unmount()
+}
+
+// report summarises the layer's log.
+func (d *Disk) report(seq int) *DiskReport {
+	fs := d.FS
+	rep := &DiskReport{Counts: fs.Counts(), Written: fs.Written(), Ops: seq, Refused: fs.Refused(),
+		RuleHits: fs.RuleHits(), SpaceLimit: fs.SpaceLimit()}
+	if op, ok := fs.CrashOp(); ok {
+		rep.CrashOp = &op
+	}
+	for _, r := range fs.Rules() {
+		rep.Rules = append(rep.Rules, r.String())
+	}
+	log := fs.Log()
+	for _, op := range log[max(0, len(log)-8):] {
+		rep.LastOps = append(rep.LastOps, op.String())
+	}
+	return rep
+}
+
+// TornView is what a reader of the status file would find in one torn
+// state.
+type TornView struct {
+	// State names the torn state.
+	State string
+	// Content is the status file's content in it.
+	Content []byte
+	torn    powerfs.TornState
+}
+
+// Materialise writes the torn state's whole durable tree into dst.
+func (v TornView) Materialise(dst string) error { return v.torn.Materialise(dst) }
+
+// StatusViews returns the distinct contents the status file at rel
+// (relative to the mount point, e.g. "target/backup_status") has in the
+// torn states recorded: a torn write of it, or the durable file at that
+// moment when the write or rename was of the temporary file.
+func (d *Disk) StatusViews(rel string) []TornView {
+	seen := map[string]bool{}
+	var out []TornView
+	for _, t := range d.FS.TornStates() {
+		content := t.Content
+		if t.Path != rel {
+			b, err := t.Base.ReadFile(rel)
+			if err != nil {
+				continue
+			}
+			content = b
+		}
+		if seen[string(content)] {
+			continue
+		}
+		seen[string(content)] = true
+		out = append(out, TornView{State: t.String(), Content: content, torn: t})
+	}
+	return out
+}
+
+// diskAvailable says why the layer cannot run for a scenario.
+func diskAvailable(s scenario.Scenario) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: the power-loss layer mounts a FUSE file system with mount(2)")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("needs the kernel's FUSE device (in a container: --device /dev/fuse --cap-add SYS_ADMIN): %w", err)
+	}
+	if !s.Sync {
+		return errors.New("needs sync on: with --no-sync nothing is ever durable")
+	}
+	return nil
+}
+
+// diskPlan returns the disk fault plan of a name.
+func diskPlan(name string) (Fault, bool) {
+	switch name {
+	case scenario.PlanPowerLoss:
+		return powerLossTime{}, true
+	case scenario.PlanPowerLossFsync:
+		return powerLossAt{name: name, kind: powerfs.OpFsync}, true
+	case scenario.PlanPowerLossFsyncDir:
+		return powerLossAt{name: name, kind: powerfs.OpFsyncDir}, true
+	case scenario.PlanPowerLossRename:
+		return powerLossAt{name: name, kind: powerfs.OpRename}, true
+	case scenario.PlanPowerLossWrite:
+		return powerLossAt{name: name, kind: powerfs.OpWrite}, true
+	case scenario.PlanEIOOpenSync, scenario.PlanEIOFsync, scenario.PlanEIOFsyncDir, scenario.PlanEIORename:
+		return eioFault{name: name}, true
+	case scenario.PlanENOSPC:
+		return enospcFault{}, true
+	}
+	return nil, false
+}
+
+var (
+	_ diskFault = powerLossTime{}
+	_ diskFault = powerLossAt{}
+	_ diskFault = eioFault{}
+	_ diskFault = enospcFault{}
+)
+
+// finishingPhases are the phases, in order, that may start the finishing
+// part of a run.
+var finishingPhases = []Phase{PhaseEndOfData, PhaseWALWait, PhaseSync, PhaseRename, PhaseCompleted}
+
+// waitFinishing waits for the finishing part of the run: the first of
+// finishingPhases it reaches. false when the run ended first.
+func waitFinishing(ctx context.Context, t *Target) (Phase, bool) {
+	for _, p := range finishingPhases {
+		if t.Phases.Wait(ctx, p, t.Done) {
+			return p, true
+		}
+		select {
+		case <-t.Done:
+			return p, false
+		case <-ctx.Done():
+			return p, false
+		default:
+		}
+	}
+	return PhaseCompleted, false
+}
+
+// killTree SIGKILLs pg_basebackup's process group (the WAL child too):
+// the power is off, the machine is gone.
+func killTree(t *Target) error {
+	if err := syscall.Kill(-t.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill process group %d: %w", t.PID, err)
+	}
+	return nil
+}
+
+// needDisk returns the target's disk or an error.
+func needDisk(t *Target, plan string) (*Disk, error) {
+	if t.Disk == nil {
+		return nil, fmt.Errorf("%s: the trial has no power-loss disk", plan)
+	}
+	return t.Disk, nil
+}
+
+// powerLossTime cuts the power at a random time over a calibrated clean
+// run, weighted towards the finishing part, like the kill plan.
+type powerLossTime struct{}
+
+func (powerLossTime) usesDisk()                           {}
+func (powerLossTime) Name() string                        { return scenario.PlanPowerLoss }
+func (powerLossTime) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseStart)
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	d, err := needDisk(t, f.Name())
+	if err != nil {
+		return inj, err
+	}
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	fired(&inj, t)
+	snap := d.FS.PowerLoss()
+	inj.Detail = fmt.Sprintf("power cut after operation #%d", snap.Seq)
+	return inj, killTree(t)
+}
+
+// powerLossAt cuts the power before or after a sampled operation of one
+// kind in the finishing part of the run. The operation is counted over
+// the whole process tree from the moment the finishing part starts; the
+// sample is uniform over an estimate of how many such operations the
+// finishing part has (the sync walk visits every file and directory).
+type powerLossAt struct {
+	name string
+	kind powerfs.OpKind
+}
+
+func (powerLossAt) usesDisk()                           {}
+func (f powerLossAt) Name() string                      { return f.name }
+func (powerLossAt) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
+	inj := Injection{Plan: f.name, Finishing: true}
+	d, err := needDisk(t, f.name)
+	if err != nil {
+		return inj, err
+	}
+	anchor, ok := waitFinishing(ctx, t)
+	inj.Anchor = anchor.String()
+	if !ok {
+		inj.Detail = "the run ended before its finishing part"
+		return inj, ctx.Err()
+	}
+	files, dirs := d.FS.Stats()
+	est := estimate(f.kind, files, dirs)
+	k := 1 + t.Rand.IntN(est)
+	cp := powerfs.CrashPoint{Op: f.kind, N: d.FS.Count(f.kind) + k, After: t.Rand.IntN(2) == 1}
+	d.FS.SetCrashPoints(cp)
+	inj.Detail = fmt.Sprintf("%s (finishing %s %d of about %d)", cp, f.kind, k, est)
+	select {
+	case <-d.FS.Crashed():
+		fired(&inj, t)
+		if op, ok := d.FS.CrashOp(); ok {
+			inj.Detail += ": " + op.String()
+		}
+		return inj, killTree(t)
+	case <-t.Done:
+		inj.Detail += ": not reached before the run ended"
+		return inj, nil
+	case <-ctx.Done():
+		return inj, ctx.Err()
+	}
+}
+
+// estimate is how many operations of a kind the finishing part of a run
+// has, about: the sync walk fsyncs every file and directory; a few
+// renames (manifest, status file, WAL segments); a few writes (the status
+// file, the end of the WAL).
+func estimate(k powerfs.OpKind, files, dirs int) int {
+	switch k {
+	case powerfs.OpFsync:
+		return files + 8
+	case powerfs.OpFsyncDir:
+		return dirs + 8
+	case powerfs.OpRename:
+		return 4
+	}
+	return 32
+}
+
+// eioFault fails one operation of the finishing part with EIO: an open
+// for writing (the fsync pass of the sync walk opens every file O_RDWR),
+// an fsync, a directory fsync, or a rename. The run goes on; the power is
+// cut after it ends.
+type eioFault struct {
+	name string
+}
+
+func (eioFault) usesDisk()                           {}
+func (f eioFault) Name() string                      { return f.name }
+func (eioFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
+	inj := Injection{Plan: f.name, Finishing: true}
+	d, err := needDisk(t, f.name)
+	if err != nil {
+		return inj, err
+	}
+	anchor, ok := waitFinishing(ctx, t)
+	inj.Anchor = anchor.String()
+	if !ok {
+		inj.Detail = "the run ended before its finishing part"
+		return inj, ctx.Err()
+	}
+	files, dirs := d.FS.Stats()
+	var r powerfs.Rule
+	switch f.name {
+	case scenario.PlanEIOOpenSync:
+		r = powerfs.Rule{Op: powerfs.OpOpen, ForWrite: true, Nth: 1 + t.Rand.IntN(max(files, 1))}
+	case scenario.PlanEIOFsync:
+		r = powerfs.Rule{Op: powerfs.OpFsync, Nth: 1 + t.Rand.IntN(files+2)}
+	case scenario.PlanEIOFsyncDir:
+		r = powerfs.Rule{Op: powerfs.OpFsyncDir, Nth: 1 + t.Rand.IntN(dirs+2)}
+	default:
+		r = powerfs.Rule{Op: powerfs.OpRename, Nth: 1 + t.Rand.IntN(3)}
+	}
+	r.Times = 1
+	d.FS.AddRule(r)
+	inj.Detail = r.String() + " (counted from the finishing part)"
+	select {
+	case <-t.Done:
+	case <-ctx.Done():
+		return inj, ctx.Err()
+	}
+	if hits := d.FS.RuleHits(); len(hits) > 0 && hits[len(hits)-1] > 0 {
+		inj.Fired = true
+		inj.Phase = t.Phases.Current().String()
+		for _, op := range d.FS.Log() {
+			if op.Injected && op.Kind == r.Op {
+				inj.Detail += ": " + op.String()
+				inj.At = op.At
+				break
+			}
+		}
+	} else {
+		inj.Detail += ": no such operation"
+	}
+	return inj, nil
+}
+
+// enospcFault makes writes fail with ENOSPC from a byte count on: at a
+// random time over the run (weighted towards the finishing part, like the
+// kill plan), the disk gets up to 64 kB more room.
+type enospcFault struct{}
+
+func (enospcFault) usesDisk()                           {}
+func (enospcFault) Name() string                        { return scenario.PlanENOSPC }
+func (enospcFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (f enospcFault) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	d, err := needDisk(t, f.Name())
+	if err != nil {
+		return inj, err
+	}
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	limit := d.FS.Written() + 1 + t.Rand.Int64N(64<<10)
+	d.FS.SetSpaceLimit(limit)
+	inj.Detail = fmt.Sprintf("ENOSPC from byte %d", limit)
+	select {
+	case <-t.Done:
+	case <-ctx.Done():
+		return inj, ctx.Err()
+	}
+	for _, op := range d.FS.Log() {
+		if op.Kind == powerfs.OpWrite && op.Injected {
+			inj.Fired = true
+			inj.At = op.At
+			inj.Detail += ": " + op.String()
+			break
+		}
+	}
+	if !inj.Fired {
+		inj.Detail += ": never reached"
+	}
+	return inj, nil
+}

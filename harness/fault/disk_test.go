@@ -1,0 +1,180 @@
+package fault
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/powerfs"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+// diskTarget mounts a Disk and starts a stand-in for pg_basebackup (a
+// sleeping process group) to be killed.
+func diskTarget(t *testing.T) (*Disk, *Target, *exec.Cmd) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Fatalf("the power-loss plans need root and /dev/fuse (euid %d): %v", os.Geteuid(), err)
+	}
+	acct := build.Account{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	d, err := MountDisk(context.Background(), t.TempDir(), acct, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	tgt := &Target{PID: cmd.Process.Pid, Phases: NewTracker(time.Now()), Done: done,
+		Rand: rand.New(rand.NewPCG(1, 2)), Disk: d}
+	return d, tgt, cmd
+}
+
+func TestPlansAreKnown(t *testing.T) {
+	for _, name := range scenario.DiskPlans() {
+		f, err := ByName(name)
+		if err != nil {
+			t.Fatalf("ByName(%s): %v", name, err)
+		}
+		if !NeedsDisk(f) || f.Name() != name {
+			t.Fatalf("%s: NeedsDisk %t, name %s", name, NeedsDisk(f), f.Name())
+		}
+		s := scenario.Defaults()
+		s.Sync = false
+		if err := f.Available(s); err == nil {
+			t.Fatalf("%s available without sync", name)
+		}
+	}
+	if f, _ := ByName(scenario.PlanKill); NeedsDisk(f) {
+		t.Fatal("the kill plan does not need a disk")
+	}
+}
+
+func TestPowerLossAtNthFsyncKillsAndKeepsDurableState(t *testing.T) {
+	d, tgt, _ := diskTarget(t)
+	f, _ := ByName(scenario.PlanPowerLossFsync)
+	res := make(chan Injection, 1)
+	go func() {
+		inj, err := f.Inject(context.Background(), tgt)
+		if err != nil {
+			t.Errorf("inject: %v", err)
+		}
+		res <- inj
+	}()
+	// Data files, then the finishing part: a sync walk.
+	var files []string
+	for i := 0; i < 20; i++ {
+		p := filepath.Join(d.Target, "f"+string(rune('a'+i)))
+		if err := os.WriteFile(p, []byte(p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	tgt.Phases.Observe(PhaseEndOfData)
+	time.Sleep(50 * time.Millisecond) // let the plan set its crash point
+	// The plan samples among about files+8 fsyncs: sync in passes until
+	// the power goes.
+	synced := 0
+	for pass := 0; pass < 3; pass++ {
+		for _, p := range files {
+			f, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				break
+			}
+			err = f.Sync()
+			f.Close()
+			if err != nil {
+				break
+			}
+			synced++
+		}
+	}
+	var inj Injection
+	select {
+	case inj = <-res:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plan did not fire within the sync walk")
+	}
+	if !inj.Fired || !strings.Contains(inj.Detail, "fsync") {
+		t.Fatalf("injection %+v", inj)
+	}
+	select {
+	case <-tgt.Done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process group was not killed")
+	}
+	rep, err := d.PowerOff()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CrashOp == nil || rep.CrashOp.Kind != powerfs.OpFsync {
+		t.Fatalf("report %+v", rep)
+	}
+	// The files' names were never made durable (no directory fsync).
+	ents, err := os.ReadDir(d.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Fatalf("durable target holds %d entries, want none (its directory was never fsynced)", len(ents))
+	}
+	if synced >= 3*len(files) {
+		t.Fatalf("all %d fsyncs succeeded; the crash point (%s) never cut the power", synced, inj.Detail)
+	}
+}
+
+func TestEIOOnOpenDuringSync(t *testing.T) {
+	d, tgt, cmd := diskTarget(t)
+	f, _ := ByName(scenario.PlanEIOOpenSync)
+	res := make(chan Injection, 1)
+	go func() {
+		inj, _ := f.Inject(context.Background(), tgt)
+		res <- inj
+	}()
+	var files []string
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(d.Target, "f"+string(rune('a'+i)))
+		os.WriteFile(p, []byte("x"), 0o600)
+		files = append(files, p)
+	}
+	tgt.Phases.Observe(PhaseEndOfData)
+	time.Sleep(50 * time.Millisecond)
+	failed := 0
+	for _, p := range files {
+		if f, err := os.Open(p); err == nil { // the pre-sync pass: read-only
+			f.Close()
+		} else {
+			t.Fatalf("read-only open failed: %v", err)
+		}
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, syscall.EIO) {
+			failed++
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if failed != 1 {
+		t.Fatalf("%d opens for writing failed, want 1", failed)
+	}
+	cmd.Process.Kill()
+	inj := <-res
+	if !inj.Fired || !strings.Contains(inj.Detail, "EIO on open") {
+		t.Fatalf("injection %+v", inj)
+	}
+}

@@ -1,0 +1,164 @@
+package trial
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/oracle"
+)
+
+// DiskResult is what the power-loss layer saw in a trial, and what its
+// torn states of the status file read as.
+type DiskResult struct {
+	*fault.DiskReport
+	// TornViews is the number of distinct contents the status file has in
+	// the torn states (every prefix of each write of backup_status or
+	// backup_status.tmp, and each temporary file not renamed).
+	TornViews int `json:"torn_views"`
+	// TornInvalid lists torn states in which the status file is present
+	// but not valid (a torn or damaged file: none may exist).
+	TornInvalid []TornCheck `json:"torn_invalid,omitempty"`
+	// TornCompleted lists torn states in which the status file reads
+	// completed, with the oracle's verdict on that state's backup.
+	TornCompleted []TornCheck `json:"torn_completed,omitempty"`
+}
+
+// TornCheck is the reading of one torn state.
+type TornCheck struct {
+	// State names the torn state.
+	State string `json:"state"`
+	// Status is the status file in it.
+	Status StatusFile `json:"status"`
+	// Oracle is the verdict on the state's backup, when it was judged.
+	Oracle *oracle.Verdict `json:"oracle,omitempty"`
+}
+
+// powerOff cuts the power of the trial's disk and leaves only its durable
+// state at the target's path.
+func powerOff(d *fault.Disk) (*DiskResult, error) {
+	rep, err := d.PowerOff()
+	if err != nil {
+		return nil, err
+	}
+	return &DiskResult{DiskReport: rep}, nil
+}
+
+// maxTornOracles bounds how many torn states per trial the oracle judges
+// (each one is a server start).
+const maxTornOracles = 2
+
+// checkTorn reads the status file of every torn state with the trial's
+// reader, and has the oracle judge the backup of the first states whose
+// status reads completed.
+func checkTorn(ctx context.Context, s Spec, rec *Record, d *fault.Disk) error {
+	if rec.Disk == nil || !s.StatusFile {
+		return nil
+	}
+	rel, err := filepath.Rel(d.Mountpoint, filepath.Join(d.Target, "backup_status"))
+	if err != nil {
+		return err
+	}
+	views := d.StatusViews(filepath.ToSlash(rel))
+	rec.Disk.TornViews = len(views)
+	rec.Disk.TornStates = len(d.FS.TornStates())
+	dir := filepath.Join(s.Dir, "torn")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("torn states: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	judged := 0
+	for i, v := range views {
+		p := filepath.Join(dir, fmt.Sprintf("view%d", i), "backup_status")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("torn states: %w", err)
+		}
+		if err := os.WriteFile(p, v.Content, 0o644); err != nil {
+			return fmt.Errorf("torn states: %w", err)
+		}
+		sf := s.Status.Read(p)
+		c := TornCheck{State: v.State, Status: sf}
+		switch {
+		case sf.Present && !sf.Valid:
+			rec.Disk.TornInvalid = append(rec.Disk.TornInvalid, c)
+		case sf.Valid && sf.State == "completed":
+			if judged < maxTornOracles {
+				judged++
+				verdict, err := judgeTorn(ctx, s, rec, v, filepath.Join(dir, fmt.Sprintf("state%d", i)))
+				if err != nil {
+					return err
+				}
+				c.Oracle = verdict
+			}
+			rec.Disk.TornCompleted = append(rec.Disk.TornCompleted, c)
+		}
+	}
+	return nil
+}
+
+// judgeTorn materialises a torn state and has the oracle judge its
+// backup. Its tablespace links still point at the final durable state's
+// tablespace directories.
+func judgeTorn(ctx context.Context, s Spec, rec *Record, v fault.TornView, dir string) (*oracle.Verdict, error) {
+	tree := filepath.Join(dir, "disk")
+	if err := v.Materialise(tree); err != nil {
+		return nil, fmt.Errorf("torn state %s: %w", v.State, err)
+	}
+	if err := mkdirOwned(s.Acct, filepath.Join(dir, "oracle")); err != nil {
+		return nil, err
+	}
+	verdict, err := oracle.Judge(ctx, oracle.Input{
+		BinDir: s.BinDir, Acct: s.Acct, Target: filepath.Join(tree, "target"), Format: s.Scenario.Format,
+		WALMethod: s.Scenario.WALMethod, Scratch: filepath.Join(dir, "oracle"),
+		Before: rec.Before, After: rec.After,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("torn state %s: oracle: %w", v.State, err)
+	}
+	return &verdict, nil
+}
+
+// checkDisk returns the invariants the torn states of the status file
+// break: a torn state is never an invalid file, and reads completed only
+// over a backup the oracle finds complete.
+func checkDisk(r *Record) []Violation {
+	if r.Disk == nil {
+		return nil
+	}
+	var vs []Violation
+	for _, c := range r.Disk.TornInvalid {
+		msg := "torn state " + c.State + ": status file is invalid: " + c.Status.Error
+		if c.Status.ClaimsCompleted {
+			msg = "torn state " + c.State + ": torn status file reads \"STATUS: completed\": " + c.Status.Error
+		}
+		vs = append(vs, Violation{Invariant: InvNotTorn, Message: msg})
+	}
+	for _, c := range r.Disk.TornCompleted {
+		switch {
+		case c.Oracle == nil:
+			vs = append(vs, Violation{Invariant: InvCompletedVerified,
+				Message: "torn state " + c.State + ": status reads completed; not judged (too many such states)"})
+		case !c.Oracle.Complete:
+			vs = append(vs, Violation{Invariant: InvCompletedVerified,
+				Message: "torn state " + c.State + ": status reads completed but the oracle rejects the backup: " + c.Oracle.Reason})
+		}
+	}
+	return vs
+}
+
+// DiskSummary is a one-line account of the layer in a record, for logs.
+func (d *DiskResult) DiskSummary() string {
+	if d == nil || d.DiskReport == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d ops, %d bytes", d.Ops, d.Written)
+	if d.CrashOp != nil {
+		fmt.Fprintf(&b, ", power cut at %s", d.CrashOp)
+	}
+	fmt.Fprintf(&b, ", %d torn states (%d status contents)", d.TornStates, d.TornViews)
+	return b.String()
+}
