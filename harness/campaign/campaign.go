@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,6 +287,26 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	}
 	cal := crec.Timeline
 	c.finish(crec)
+	// kill-syscall needs to know how many file-system calls a clean run
+	// makes, and from which call on it is finishing: a traced clean run.
+	var counts map[string]int64
+	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
+		ts := spec(fmt.Sprintf("%s/count-w%d", s.Name, w), -100-w, none, cal)
+		ts.Dir = filepath.Join(dir, "count")
+		ts.CountSyscalls = true
+		trec, err := trial.Run(ctx, ts)
+		if err != nil {
+			if !c.cfg.Keep {
+				os.RemoveAll(ts.Dir)
+			}
+			return fmt.Errorf("traced count run: %w", err)
+		}
+		if !trec.Exited0() {
+			trec.Violations = append(trec.Violations, trial.Violation{Invariant: "control-passes", Message: fmt.Sprintf("the traced clean run exited %d", trec.Exit.Code)})
+		}
+		counts = trec.Syscalls
+		c.finish(trec)
+	}
 	for index := range queue {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -301,6 +322,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 			return err
 		}
 		ts := spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal)
+		ts.SyscallCalibration = counts
 		rec, err := trial.Run(ctx, ts)
 		if err != nil {
 			if !c.cfg.Keep {

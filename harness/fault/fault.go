@@ -103,6 +103,11 @@ var (
 	_ Fault = syscallKill{}
 )
 
+// Tracer is a fault plan that needs the run started under ptrace.
+type Tracer interface {
+	Traces() bool
+}
+
 // FinishingShare is the share of random-time faults aimed at the finishing
 // part of a run (after the last data file was received): at least a third.
 const FinishingShare = 0.4
@@ -297,16 +302,4 @@ func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
 		return inj, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	return inj, nil
-}
-
-// syscallKill is plan 2, SIGKILL at the Nth file-system call of the
-// process tree; not implemented yet.
-type syscallKill struct{}
-
-func (syscallKill) Name() string { return scenario.PlanSyscallKill }
-func (syscallKill) Available(s scenario.Scenario) error {
-	return errors.New("fault plan kill-syscall (ptrace) is not implemented yet")
-}
-func (f syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) {
-	return Injection{Plan: f.Name()}, f.Available(scenario.Scenario{})
 }

@@ -57,6 +57,11 @@ type Spec struct {
 	Status StatusReader
 	// ForceOracle runs the oracle whatever the signals say.
 	ForceOracle bool
+	// CountSyscalls runs pg_basebackup under ptrace, counting its
+	// file-system calls per phase (the calibration of kill-syscall).
+	CountSyscalls bool
+	// SyscallCalibration is a traced clean run's counts per phase.
+	SyscallCalibration map[string]int64
 }
 
 // Exit is how pg_basebackup ended.
@@ -97,6 +102,9 @@ type Record struct {
 	Fault    fault.Injection `json:"fault"`
 	// Timeline is when the run reached each phase.
 	Timeline fault.Timeline `json:"timeline"`
+	// Syscalls counts file-system calls of the process tree per phase
+	// (traced runs only).
+	Syscalls map[string]int64 `json:"syscalls,omitempty"`
 	Orphans  Orphans        `json:"orphans"`
 	// The operator's signals.
 	LogCompleted    bool       `json:"log_completed"`
@@ -183,19 +191,38 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
-	cmd := proc.Command(ctx, s.Acct, []string{"TZ=UTC"}, args...)
+	tr, traces := s.Fault.(fault.Tracer)
+	traces = (traces && tr.Traces()) || s.CountSyscalls
+	cmdCtx := ctx
+	if traces {
+		// A traced process is reaped by its tracer, never by cmd.Wait;
+		// cancellation kills its group below.
+		cmdCtx = context.Background()
+	}
+	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=UTC"}, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	cmd.Dir = s.Dir
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	tracker := fault.NewTracker(start)
+	var traced *fault.Traced
+	var killAt int64
+	var killFinishing bool
+	if traces {
+		if !s.CountSyscalls {
+			killAt, killFinishing = fault.ChooseSyscall(rng, s.SyscallCalibration)
+		}
+		traced, err = fault.StartTraced(cmd, killAt, tracker.Current)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		pw.Close()
 		pr.Close()
 		return nil, fmt.Errorf("trial %s: start pg_basebackup: %w", s.ID, err)
 	}
 	pw.Close()
 	pid := cmd.Process.Pid
-	tracker := fault.NewTracker(start)
 	var logMu sync.Mutex
 	var logText strings.Builder
 	logDone := make(chan struct{})
@@ -206,6 +233,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		for sc.Scan() {
 			line := sc.Text()
 			tracker.Line(line)
+			if traced != nil {
+				if p, ok := fault.PhaseOfLine(line); ok {
+					traced.Counter.MarkPhase(p)
+				}
+			}
 			logMu.Lock()
 			fmt.Fprintf(logFile, "%+8.3fs %s\n", time.Since(start).Seconds(), line)
 			logText.WriteString(line + "\n")
@@ -215,9 +247,15 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	}()
 
 	done := make(chan struct{})
-	var waitErr error
+	var waitStatus syscall.WaitStatus
 	go func() {
-		waitErr = cmd.Wait()
+		if traced != nil {
+			<-traced.Done
+			waitStatus = traced.Status
+		} else {
+			cmd.Wait()
+			waitStatus, _ = cmd.ProcessState.Sys().(syscall.WaitStatus)
+		}
 		tracker.Observe(fault.PhaseExited)
 		close(done)
 	}()
@@ -260,11 +298,21 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		<-injDone
 	}
 	cancelFault()
-	rec.Exit.Code = cmd.ProcessState.ExitCode()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		rec.Exit.Signal = ws.Signal().String()
+	rec.Exit.Code = waitStatus.ExitStatus()
+	if waitStatus.Signaled() {
+		rec.Exit.Signal = waitStatus.Signal().String()
 	}
-	_ = waitErr
+	if traced != nil && !s.CountSyscalls {
+		rec.Fault.Anchor = "syscall"
+		rec.Fault.Finishing = killFinishing
+		rec.Fault.Detail = fmt.Sprintf("kill at file-system call #%d", killAt)
+		if traced.Killed != "" {
+			rec.Fault.Fired = true
+			rec.Fault.Detail = traced.Killed
+			rec.Fault.Phase = traced.KilledPhase
+			rec.Fault.At = traced.KilledAt.Sub(start)
+		}
+	}
 
 	// The WAL streaming child can outlive its parent; give it a moment to
 	// notice, then record and kill whatever of the group is left, before
@@ -275,6 +323,17 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	}
 	if _, err := proc.KillGroup(pid, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	if traced != nil {
+		select {
+		case <-traced.Finished():
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("trial %s: ptrace: the traced processes did not go away", s.ID)
+		}
+		if traced.Err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, traced.Err)
+		}
+		rec.Syscalls = traced.Counter.Phases()
 	}
 	if disk != nil {
 		// The machine goes down: only the durable state remains.

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -163,7 +164,11 @@ func run() (int, error) {
 
 	total := 0
 	for _, s := range scs {
-		total += s.Trials + min(o.parallel, s.Trials)
+		workers := min(o.parallel, s.Trials)
+		total += s.Trials + workers
+		if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
+			total += workers
+		}
 	}
 	if o.replay != "" {
 		total = 2
