@@ -117,19 +117,22 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
+// canary inserts ids 1, 2, 3, ... one commit at a time. An insert whose
+// outcome is unknown (the connection broke, the server stopped) is retried
+// with the same id until it succeeds (ON CONFLICT DO NOTHING: it may have
+// committed before the break), so the table never has a gap: at any moment
+// the committed ids are exactly 1..Committed, plus perhaps Attempted.
 func (w *Workload) canary(ctx context.Context) {
 	defer w.wg.Done()
 	for ctx.Err() == nil {
-		id := w.attempted.Load() + 1
+		id := w.committed.Load() + 1
 		w.attempted.Store(id)
-		_, err := w.pool.Exec(ctx, "INSERT INTO "+cluster.CanaryTable+" (id, note) VALUES ($1, $2)", id, fmt.Sprintf("canary %d", id))
+		_, err := w.pool.Exec(ctx, "INSERT INTO "+cluster.CanaryTable+" (id, note) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+			id, fmt.Sprintf("canary %d", id))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			// The outcome of this id is unknown (the server may have
-			// committed it before the connection broke); the next id
-			// is a new one, so the id sequence may have a gap here.
 			w.errs.Add(1)
 			pause(ctx, 50*time.Millisecond)
 			continue
