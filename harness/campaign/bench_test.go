@@ -1,0 +1,103 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// BenchmarkCrashPlans prints trials per minute for each fault plan on the
+// default scenario (scenarios/smoke/plain-stream.json) against patched 18,
+// natively, GOMAXPROCS workers: the rate over the trials themselves (after
+// each worker's cluster set-up and control run), and the share of trials
+// the oracle verified. PGBB_BENCH=1 runs it (make bench-crash);
+// PGBB_BENCH_TRIALS sets the trials per plan (default 24).
+func BenchmarkCrashPlans(b *testing.B) {
+	if os.Getenv("PGBB_BENCH") == "" {
+		b.Skip("set PGBB_BENCH=1 (make bench-crash)")
+	}
+	trials := 24
+	if v, err := strconv.Atoi(os.Getenv("PGBB_BENCH_TRIALS")); err == nil && v > 0 {
+		trials = v
+	}
+	ctx := context.Background()
+	var log strings.Builder
+	bld, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(&log))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tgt, err := Prepare(ctx, bld, build.Spec{Major: 18, Variant: build.Patched}, &log)
+	if err != nil {
+		b.Fatalf("%v\n%s", err, log.String())
+	}
+	base, err := scenario.LoadPaths("../../scenarios/smoke/plain-stream.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, plan := range []string{scenario.PlanKill, scenario.PlanTerm, scenario.PlanInt, scenario.PlanKillWALChild,
+		scenario.PlanTerminateWalsender, scenario.PlanServerStop, scenario.PlanSyscallKill} {
+		b.Run(plan, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				sc := base[0]
+				sc.Name, sc.Faults, sc.Trials, sc.Budget = "bench-"+plan, []string{plan}, trials, 0
+				scratch, err := os.MkdirTemp("", "pgbb-crash-bench-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := Run(ctx, Config{
+					Scenarios: []scenario.Scenario{sc}, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: "patched",
+					StatusFile: tgt.StatusFile, Parallel: runtime.GOMAXPROCS(0), Seed: int64(i + 1), Scratch: scratch, RunDir: b.TempDir(),
+				})
+				os.RemoveAll(scratch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, verified, completed, unverified, first, last := 0, 0, 0, 0, time.Time{}, time.Time{}
+				for _, r := range res.Records {
+					if r.Index < 0 {
+						continue
+					}
+					n++
+					if r.Oracle != nil {
+						verified++
+					}
+					if r.StatusCompleted() {
+						completed++
+						if r.Oracle == nil {
+							unverified++
+						}
+					}
+					end := r.Start.Add(r.Elapsed)
+					if first.IsZero() || r.Start.Before(first) {
+						first = r.Start
+					}
+					if end.After(last) {
+						last = end
+					}
+				}
+				rate := float64(n) / last.Sub(first).Minutes()
+				b.ReportMetric(rate, "trials/min")
+				b.ReportMetric(100*float64(verified)/float64(max(1, n)), "%verified")
+				fmt.Printf("%-20s %3d trials in %6s: %5.1f trials/min (campaign with set-up %s), oracle ran on %d, %d completed (%d unverified), violations %d\n",
+					plan, n, last.Sub(first).Round(time.Second), rate, res.Elapsed.Round(time.Second), verified, completed, unverified, violations(res.Records))
+			}
+		})
+	}
+}
+
+func violations(recs []*trial.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Violations)
+	}
+	return n
+}
