@@ -334,3 +334,30 @@ func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+func TestPGSRCTarball(t *testing.T) {
+	dir := t.TempDir()
+	tb := filepath.Join(dir, "postgresql-18.4.tar.gz")
+	os.WriteFile(tb, tarGz(t, map[string]string{"postgresql-18.4/configure": "PACKAGE_VERSION='18.4'\n", "postgresql-18.4/README": "hi\n"}), 0o644)
+	var log bytes.Buffer
+	r := &Resolver{CacheDir: t.TempDir(), Log: &log}
+	src, err := r.Identify(context.Background(), 18, tb)
+	if err != nil || src.Tarball != tb || len(src.SHA256) != 64 {
+		t.Fatalf("Identify: %+v, %v", src, err)
+	}
+	dest := filepath.Join(dir, "tree")
+	ver, err := r.Prepare(context.Background(), src, nil, dest)
+	if err != nil || ver != "18.4" || !strings.Contains(log.String(), "pinned release is 18.6") {
+		t.Fatalf("Prepare: %q, %v, log %q", ver, err, log.String())
+	}
+	if _, err := os.Stat(filepath.Join(dest, "README")); err != nil {
+		t.Errorf("tree not at dest: %v", err)
+	}
+	src15, err := r.Identify(context.Background(), 15, tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Prepare(context.Background(), src15, nil, filepath.Join(dir, "tree15")); err == nil || !strings.Contains(err.Error(), "not 15") {
+		t.Errorf("18.4 tarball as 15: %v", err)
+	}
+}
