@@ -11,6 +11,7 @@ package oracle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,7 +118,23 @@ func firstLine(s string) string {
 	return l
 }
 
+// ErrScratchFull is returned when the oracle's own scratch space ran out:
+// a harness problem, never a verdict on the backup.
+var ErrScratchFull = errors.New("oracle scratch space is full")
+
 func (j *judge) run(ctx context.Context) (Verdict, error) {
+	v, err := j.stages(ctx)
+	if err == nil {
+		for _, st := range v.Stages {
+			if st.Status == Fail && (st.Name == "restore" || st.Name == "start") && strings.Contains(st.Message, "No space left on device") {
+				return v, fmt.Errorf("%w (%s): %s", ErrScratchFull, j.in.Scratch, firstLine(st.Message))
+			}
+		}
+	}
+	return v, err
+}
+
+func (j *judge) stages(ctx context.Context) (Verdict, error) {
 	in := j.in
 	if _, err := os.Stat(in.Target); err != nil {
 		j.stage("files", func() (string, error, bool) { return "", fmt.Errorf("no backup directory: %w", err), true })
