@@ -32,8 +32,13 @@ const (
 	Failed
 	// Running: the status file says "in progress" and names a process on
 	// this host that is pg_basebackup and started no later than the
-	// recorded start time. Exit code 3.
+	// recorded start time, and it is not stalled. Exit code 3.
 	Running
+	// Stalled: like Running, the process is alive on this host, but it
+	// makes no progress: it is stopped (SIGSTOP), or its status file is
+	// older than StallAge in a phase with periodic rewrites. Do not remove
+	// the backup; look at the process or the server. Exit code 5.
+	Stalled
 )
 
 // Exit codes of pgbb-status besides those of the verdicts.
@@ -43,9 +48,12 @@ const (
 )
 
 // ExitCode returns the exit code pgbb-status uses for v:
-// 0 Completed, 1 NotComplete, 2 Failed, 3 Running, 4 CompletedNotDurable.
+// 0 Completed, 1 NotComplete, 2 Failed, 3 Running, 4 CompletedNotDurable,
+// 5 Stalled.
 func (v Verdict) ExitCode() int {
 	switch v {
+	case Stalled:
+		return 5
 	case Completed:
 		return 0
 	case Failed:
@@ -69,6 +77,8 @@ func (v Verdict) String() string {
 		return "failed"
 	case Running:
 		return "running"
+	case Stalled:
+		return "stalled"
 	}
 	return "not-complete"
 }
@@ -235,16 +245,30 @@ type Report struct {
 	Error string `json:"error,omitempty"`
 	// Liveness is the liveness check of an "in progress" file.
 	Liveness *Liveness `json:"liveness,omitempty"`
+	// Progress is what an "in progress" file with progress lines says
+	// about how far the run got; with the verdict Stalled, why.
+	Progress *Progress `json:"progress,omitempty"`
 	// Heuristic is the evidence of a directory without a status file.
 	Heuristic *Heuristic `json:"heuristic,omitempty"`
 	// TimedOut says Wait gave up before a final verdict.
 	TimedOut bool `json:"timed_out,omitempty"`
 }
 
-// config holds the options of Check and Wait.
+// config holds the options of Check, Wait and RemoveIfDead.
 type config struct {
 	procs Processes
 	slack time.Duration
+	now   func() time.Time
+	lease time.Duration
+}
+
+// newConfig applies opts to the defaults.
+func newConfig(opts []Option) config {
+	c := config{procs: Procfs{}, slack: DefaultStartSlack, now: time.Now}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
 }
 
 // Option changes how Check and Wait decide.
@@ -257,15 +281,26 @@ func WithProcesses(p Processes) Option { return func(c *config) { c.procs = p } 
 // may have started (default DefaultStartSlack).
 func WithStartSlack(d time.Duration) Option { return func(c *config) { c.slack = d } }
 
+// WithClock makes Check, Wait and RemoveIfDead take the time from now
+// instead of time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
 // Check examines path, a backup directory (whose FileName it reads) or a
 // status file, and decides. It never returns Completed or
 // CompletedNotDurable unless the status file parsed and says so. A
 // directory without a status file gets heuristic evidence instead.
+//
+// A live run is Running, or Stalled when its process is stopped or, in a
+// phase with periodic rewrites (Phase.Heartbeat) and a non-zero UPDATE
+// INTERVAL, its UPDATE TIME is older than StallAge. Report.Progress has
+// the percentage and an estimate of the time left, from the rate since
+// START TIME (Wait uses the rate between the samples it saw).
 func Check(path string, opts ...Option) *Report {
-	c := config{procs: Procfs{}, slack: DefaultStartSlack}
-	for _, o := range opts {
-		o(&c)
-	}
+	return check(path, newConfig(opts), nil)
+}
+
+// check is Check with the first sample Wait saw of the run, if any.
+func check(path string, c config, first *sample) *Report {
 	r := &Report{Path: path, StatusFile: path}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -285,6 +320,15 @@ func Check(path string, opts ...Option) *Report {
 	}
 	r.Status = s
 	r.Verdict, r.Final, r.Liveness = Decide(s, c.procs, c.slack)
+	var proc *ProcessInfo
+	if r.Liveness != nil {
+		proc = r.Liveness.Process
+	}
+	dead := r.Verdict == NotComplete && r.Final
+	r.Progress = progress(s, c.now(), first, proc, r.Verdict == Running, dead)
+	if r.Progress != nil && r.Progress.Stalled {
+		r.Verdict = Stalled
+	}
 	r.ExitCode = r.Verdict.ExitCode()
 	switch r.Verdict {
 	case Completed:
@@ -295,6 +339,8 @@ func Check(path string, opts ...Option) *Report {
 		r.Summary = "failed: " + s.Reason
 	case Running:
 		r.Summary = "still running: " + r.Liveness.Reason
+	case Stalled:
+		r.Summary = "alive but stalled: " + r.Progress.Note + "; do not remove it while its process lives"
 	default:
 		if r.Liveness != nil && r.Liveness.Certain {
 			r.Summary = "not complete, and no longer running: " + r.Liveness.Reason + "; remove the backup before retrying"
@@ -322,13 +368,23 @@ func (r *Report) unreadable(err error, summary string) *Report {
 // done, and returns the last report; if ctx ended first, its TimedOut is
 // set. Give ctx a deadline: a directory that never gets a status file is
 // never final.
+//
+// The rate in Report.Progress is measured between the first "in progress"
+// file of the run that Wait saw (in the phase receiving data) and the
+// latest, once they are a second apart; before that, from START TIME.
 func Wait(ctx context.Context, path string, interval time.Duration, opts ...Option) *Report {
+	c := newConfig(opts)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var first *sample
 	for {
-		r := Check(path, opts...)
+		r := check(path, c, first)
 		if r.Final {
 			return r
+		}
+		if s := r.Status; s != nil && s.State == StateInProgress && s.Phase == PhaseReceiving &&
+			!s.UpdateTime.IsZero() && !first.sameRun(s) {
+			first = &sample{pid: s.PID, start: s.StartTime, at: s.UpdateTime, bytes: s.BytesReceived}
 		}
 		select {
 		case <-ctx.Done():

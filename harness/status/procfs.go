@@ -36,6 +36,12 @@ type ProcessInfo struct {
 	Name string `json:"name,omitempty"`
 	// StartTime is when the process started.
 	StartTime time.Time `json:"start_time,omitzero"`
+	// Stopped says the process is stopped (state T, by SIGSTOP or job
+	// control, or t, by a debugger): it makes no progress until continued.
+	Stopped bool `json:"stopped,omitempty"`
+	// PPID is the parent's process id, PGID the process group.
+	PPID int `json:"ppid,omitempty"`
+	PGID int `json:"pgid,omitempty"`
 }
 
 // errNoProcess says a pid belongs to no process.
@@ -85,7 +91,7 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	name, state, ticks, err := parseProcStat(data)
+	st, err := parseProcStat(data)
 	if err != nil {
 		return ProcessInfo{}, fmt.Errorf("%s: %w", statPath, err)
 	}
@@ -94,37 +100,58 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 		return ProcessInfo{}, err
 	}
 	hz := clockTicks(root)
+	ticks := st.startTicks
 	start := boot.Add(time.Duration(ticks/hz)*time.Second + time.Duration(ticks%hz)*time.Second/time.Duration(hz))
 	return ProcessInfo{
 		Exists:    true,
-		Zombie:    state == "Z" || state == "X" || state == "x",
-		Name:      name,
+		Zombie:    st.state == "Z" || st.state == "X" || st.state == "x",
+		Stopped:   st.state == "T" || st.state == "t",
+		Name:      st.name,
 		StartTime: start,
+		PPID:      st.ppid,
+		PGID:      st.pgid,
 	}, nil
 }
 
-// parseProcStat reads the name, state and start time (in clock ticks after
-// boot) from the contents of /proc/PID/stat. The name is in parentheses and
-// may itself hold spaces and parentheses, so the fields after it are found
-// from the last ')'.
-func parseProcStat(data []byte) (name, state string, startTicks uint64, err error) {
+// procStat is what is read from /proc/PID/stat.
+type procStat struct {
+	name       string
+	state      string
+	ppid, pgid int
+	startTicks uint64
+}
+
+// parseProcStat reads the name, state, parent, process group and start
+// time (in clock ticks after boot) from the contents of /proc/PID/stat. The
+// name is in parentheses and may itself hold spaces and parentheses, so the
+// fields after it are found from the last ')'.
+func parseProcStat(data []byte) (procStat, error) {
 	s := strings.TrimSuffix(string(data), "\n")
 	open := strings.IndexByte(s, '(')
 	end := strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
-		return "", "", 0, fmt.Errorf("no process name in %q", truncate(s, 80))
+		return procStat{}, fmt.Errorf("no process name in %q", truncate(s, 80))
 	}
-	name = s[open+1 : end]
+	st := procStat{name: s[open+1 : end]}
 	fields := strings.Fields(s[end+1:])
-	// fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+	// fields[0] is field 3 (state), fields[1] and [2] fields 4 and 5
+	// (ppid, pgrp); field 22 (starttime) is fields[19].
 	if len(fields) < 20 {
-		return "", "", 0, fmt.Errorf("%d fields after the name, want at least 20", len(fields))
+		return procStat{}, fmt.Errorf("%d fields after the name, want at least 20", len(fields))
 	}
-	startTicks, err = strconv.ParseUint(fields[19], 10, 64)
+	st.state = fields[0]
+	var err error
+	if st.ppid, err = strconv.Atoi(fields[1]); err != nil {
+		return procStat{}, fmt.Errorf("parent pid %q: %w", fields[1], err)
+	}
+	if st.pgid, err = strconv.Atoi(fields[2]); err != nil {
+		return procStat{}, fmt.Errorf("process group %q: %w", fields[2], err)
+	}
+	st.startTicks, err = strconv.ParseUint(fields[19], 10, 64)
 	if err != nil {
-		return "", "", 0, fmt.Errorf("start time %q: %w", fields[19], err)
+		return procStat{}, fmt.Errorf("start time %q: %w", fields[19], err)
 	}
-	return name, fields[0], startTicks, nil
+	return st, nil
 }
 
 // bootTime reads btime from /proc/stat.
@@ -170,4 +197,96 @@ func clockTicks(root string) uint64 {
 		}
 	}
 	return 100
+}
+
+// DirUser is a process that may still write into a backup's directories.
+type DirUser struct {
+	PID  int    `json:"pid"`
+	Name string `json:"name"`
+	// Why says what ties it to the directories.
+	Why string `json:"why"`
+}
+
+// DirUsers is implemented by Processes that can tell which processes use
+// directories; RemoveIfDead refuses without it.
+type DirUsers interface {
+	// DirUsers returns the live processes of this machine whose working
+	// directory or an open file is in one of dirs (resolved absolute
+	// paths) or below, and, if pid > 0, the pg_basebackup processes whose
+	// parent or process group is pid: the WAL streaming child that
+	// survives its parent's SIGKILL. An error means it cannot be told.
+	DirUsers(dirs []string, pid int) ([]DirUser, error)
+}
+
+var _ DirUsers = Procfs{}
+
+// DirUsers reads /proc/PID/stat, cwd and fd/* of every process. A process
+// whose cwd or fd cannot be read (another user's, when not root) is skipped
+// unless it is pg_basebackup or postgres, which makes it an error.
+func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
+	root := p.Root
+	if root == "" {
+		root = "/proc"
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	inDirs := func(target string) bool {
+		if !filepath.IsAbs(target) {
+			return false // socket:[...], pipe:[...], anon_inode:...
+		}
+		target = strings.TrimSuffix(target, " (deleted)")
+		for _, d := range dirs {
+			if within(d, target) {
+				return true
+			}
+		}
+		return false
+	}
+	var users []DirUser
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n <= 0 {
+			continue
+		}
+		base := filepath.Join(root, e.Name())
+		data, err := os.ReadFile(filepath.Join(base, "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		st, err := parseProcStat(data)
+		if err != nil || st.state == "Z" || st.state == "X" || st.state == "x" {
+			continue
+		}
+		add := func(why string) { users = append(users, DirUser{PID: n, Name: st.name, Why: why}) }
+		if pid > 0 && n != pid && st.name == WriterName && (st.ppid == pid || st.pgid == pid) {
+			add(fmt.Sprintf("a %s whose parent or process group is the run's pid %d (the WAL streaming child)", WriterName, pid))
+			continue
+		}
+		important := st.name == WriterName || st.name == "postgres"
+		cwd, err := os.Readlink(filepath.Join(base, "cwd"))
+		switch {
+		case err == nil && inDirs(cwd):
+			add("working directory " + cwd)
+			continue
+		case err != nil && important && !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("cannot see the working directory of pid %d (%s): %w", n, st.name, err)
+		}
+		fds, err := os.ReadDir(filepath.Join(base, "fd"))
+		if err != nil {
+			if important && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("cannot see the open files of pid %d (%s): %w", n, st.name, err)
+			}
+			continue
+		}
+		for _, fd := range fds {
+			target, err := os.Readlink(filepath.Join(base, "fd", fd.Name()))
+			if err == nil && inDirs(target) {
+				add("open file " + target)
+				break
+			}
+		}
+	}
+	return users, nil
 }

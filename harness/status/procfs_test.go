@@ -14,13 +14,13 @@ func TestParseProcStat(t *testing.T) {
 	// Field 22 is 4242 in each; names with spaces and parentheses.
 	tail := " S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 20 21\n"
 	for _, name := range []string{"pg_basebackup", "a b", "x) S 1 (y", ")", ""} {
-		got, state, ticks, err := parseProcStat([]byte("99 (" + name + ")" + tail))
-		if err != nil || got != name || state != "S" || ticks != 4242 {
-			t.Errorf("%q: %q %q %d %v", name, got, state, ticks, err)
+		st, err := parseProcStat([]byte("99 (" + name + ")" + tail))
+		if err != nil || st.name != name || st.state != "S" || st.startTicks != 4242 || st.ppid != 1 || st.pgid != 2 {
+			t.Errorf("%q: %+v %v", name, st, err)
 		}
 	}
 	for _, bad := range []string{"", "99 pg_basebackup S 1", "99 (x) S 1 2 3", "99 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 -5 20"} {
-		if _, _, _, err := parseProcStat([]byte(bad)); err == nil {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

@@ -3,6 +3,7 @@
 // be removed and taken again.
 //
 //	pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE
+//	pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead DIR
 //
 // DIR is a backup directory (its backup_status is read), FILE a status file
 // written elsewhere with --status-file. Exit codes:
@@ -13,12 +14,21 @@
 //	2   failed (the reason is printed)
 //	3   still running (this host, pid alive, its start time matching)
 //	4   completed but not durable (--no-sync)
+//	5   alive but stalled: the process is stopped, or no update of the
+//	    status file for status.StallIntervals intervals (at least
+//	    status.MinStallAge) while receiving data or waiting for WAL
 //	64  usage error (also for -h)
 //
 // --wait polls every --interval (default 1s) until the verdict is final
 // (completed, failed, or "in progress" with the process gone) or --timeout
 // (default: none) expires; then the exit code is that of the last verdict.
 // A directory without a status file is never final.
+//
+// --remove-if-dead DIR removes DIR and the other directories its status
+// file records, only when the file proves the run is over and did not
+// complete (see status.RemoveIfDead). Exit codes: 0 removed (--dry-run:
+// would be), 1 refused (nothing removed; the reason is printed), 2 the
+// removal failed part way (what was done is printed), 64 usage error.
 package main
 
 import (
@@ -51,7 +61,13 @@ type options struct {
 	timeout  time.Duration
 	interval time.Duration
 	path     string
+	remove   string
+	lease    time.Duration
+	dryRun   bool
 }
+
+const usageLine = "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n" +
+	"       pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead DIR\n"
 
 // errUsage is a command line error already reported.
 var errUsage = errors.New("usage")
@@ -65,11 +81,15 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.wait, "wait", false, "poll until the verdict is final (or --timeout)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: give up after this long (0: never)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "with --wait: time between checks")
+	fs.StringVar(&o.remove, "remove-if-dead", "", "remove the backup directory `DIR` and the directories its status file records, if it proves the run is over and not completed")
+	fs.DurationVar(&o.lease, "lease", 0, "with --remove-if-dead: a run written on another host is over when its last update is older than this")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "with --remove-if-dead: print what would be removed, remove nothing")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n\n")
+		fmt.Fprintf(stderr, "%s\n", usageLine)
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nexit codes: 0 completed and durable, 1 not complete, 2 failed, 3 still running,\n"+
-			"4 completed but not durable, 64 usage error\n")
+			"4 completed but not durable, 5 alive but stalled, 64 usage error\n"+
+			"--remove-if-dead: 0 removed (--dry-run: would be), 1 refused, 2 removal failed part way, 64 usage error\n")
 	}
 	var paths []string
 	for {
@@ -84,7 +104,22 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["remove-if-dead"] {
+		switch {
+		case o.remove == "":
+			return nil, usagef(stderr, "--remove-if-dead needs a DIR")
+		case len(paths) != 0:
+			return nil, usagef(stderr, "--remove-if-dead DIR takes no other path, got %q", paths)
+		case o.wait || set["timeout"] || set["interval"]:
+			return nil, usagef(stderr, "--remove-if-dead does not go with --wait, --timeout or --interval")
+		case o.lease < 0:
+			return nil, usagef(stderr, "--lease must not be negative")
+		}
+		return o, nil
+	}
 	switch {
+	case set["lease"] || set["dry-run"]:
+		return nil, usagef(stderr, "--lease and --dry-run need --remove-if-dead")
 	case len(paths) != 1:
 		return nil, usagef(stderr, "want one DIR or FILE, got %d", len(paths))
 	case paths[0] == "":
@@ -102,7 +137,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 
 func usagef(stderr io.Writer, format string, args ...any) error {
 	fmt.Fprintf(stderr, "pgbb-status: "+format+"\n", args...)
-	fmt.Fprintf(stderr, "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n")
+	fmt.Fprint(stderr, usageLine)
 	return errUsage
 }
 
@@ -111,6 +146,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...s
 	o, err := parseArgs(args, stderr)
 	if err != nil {
 		return status.ExitUsage
+	}
+	if o.remove != "" {
+		if o.lease > 0 {
+			opts = append(opts, status.WithLease(o.lease))
+		}
+		rm := status.RemoveIfDead(o.remove, o.dryRun, opts...)
+		if o.json {
+			writeJSON(stdout, stderr, rm)
+		} else {
+			writeRemoval(stdout, rm)
+		}
+		return rm.ExitCode
 	}
 	var r *status.Report
 	if o.wait {
@@ -124,15 +171,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...s
 		r = status.Check(o.path, opts...)
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
-			fmt.Fprintf(stderr, "pgbb-status: %v\n", err)
-		}
+		writeJSON(stdout, stderr, r)
 	} else {
 		writeText(stdout, r)
 	}
 	return r.ExitCode
+}
+
+func writeJSON(stdout, stderr io.Writer, v any) {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "pgbb-status: %v\n", err)
+	}
+}
+
+// writeRemoval prints the result of --remove-if-dead for people.
+func writeRemoval(w io.Writer, rm *status.Removal) {
+	switch {
+	case rm.Refused != "":
+		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.Dir, rm.Refused)
+	case rm.DryRun:
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.Dir, rm.Over)
+	case rm.Error != "":
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.Dir, rm.Over, rm.Error)
+	default:
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.Dir, rm.Over)
+	}
+	if rm.Refused == "" {
+		for _, st := range rm.Steps {
+			mark := "  "
+			if rm.Error != "" {
+				mark = "  [not done] "
+				if st.Done {
+					mark = "  [done] "
+				}
+			}
+			line := st.String()
+			if st.Tombstone != "" && !st.Done {
+				line += ", now at " + st.Tombstone
+			}
+			fmt.Fprintf(w, "%s%s\n", mark, line)
+		}
+	}
+	what := map[int]string{status.ExitRemoved: "removed", status.ExitRefused: "refused", status.ExitRemoveFailed: "removal failed"}[rm.ExitCode]
+	if rm.DryRun && rm.ExitCode == status.ExitRemoved {
+		what = "dry run: nothing removed"
+	}
+	fmt.Fprintf(w, "exit %d (%s)\n", rm.ExitCode, what)
 }
 
 // writeText prints r for people.
@@ -165,13 +251,28 @@ func writeText(w io.Writer, r *status.Report) {
 		for _, d := range s.Directories {
 			row("directory", "%s", d)
 		}
-		if s.Phase != "" {
-			row("phase", "%s, updated %s (every %s)", s.Phase, timeOrUnknown(s.UpdateTime), interval(s.UpdateInterval))
-			if s.BytesTotal > 0 {
-				row("progress", "%d of %d bytes (%.1f%%, the total is the server's estimate)",
-					s.BytesReceived, s.BytesTotal, 100*float64(s.BytesReceived)/float64(s.BytesTotal))
+		if p := r.Progress; p != nil {
+			row("phase", "%s, updated %s, %s ago (every %s)", p.Phase, timeOrUnknown(p.UpdateTime), p.Age, interval(p.UpdateInterval))
+			if p.Percent != nil {
+				row("progress", "%d of %d bytes (%.1f%%, the total is the server's estimate)", p.BytesReceived, p.BytesTotal, *p.Percent)
 			} else {
-				row("progress", "%d bytes", s.BytesReceived)
+				row("progress", "%d bytes (the server gave no total)", p.BytesReceived)
+			}
+			if p.Rate > 0 {
+				from := "since START TIME"
+				if p.RateFrom == "samples" {
+					from = "between the files seen while waiting"
+				}
+				left := "time left unknown"
+				if p.Remaining != nil {
+					left = fmt.Sprintf("about %s left for the data (then WAL and sync)", *p.Remaining)
+				}
+				row("rate", "%.0f bytes/s %s; %s", p.Rate, from, left)
+			}
+			if p.Note != "" {
+				row("stall", "%s", p.Note)
+			} else if p.StallAge > 0 && r.Verdict == status.Running {
+				row("stall", "stalled if no update for %s", p.StallAge)
 			}
 		}
 		if s.Started {

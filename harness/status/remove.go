@@ -1,0 +1,513 @@
+package status
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Exit codes of pgbb-status --remove-if-dead.
+const (
+	// ExitRemoved: everything was removed (with DryRun: would be).
+	ExitRemoved = 0
+	// ExitRefused: nothing was removed; Removal.Refused says why.
+	ExitRefused = 1
+	// ExitRemoveFailed: the removal started but did not finish;
+	// Removal.Steps say what was done, Removal.Error what failed.
+	ExitRemoveFailed = 2
+)
+
+// TombstoneSuffix is in the name a directory is renamed to before it is
+// removed: .NAME.pgbb-removing-PID, in the same parent.
+const TombstoneSuffix = ".pgbb-removing-"
+
+// WithLease lets RemoveIfDead judge a run written on another host dead when
+// its last sign of life (UPDATE TIME, else END TIME, else START TIME) is
+// older than d. Without it, such a run is never removed.
+func WithLease(d time.Duration) Option { return func(c *config) { c.lease = d } }
+
+// Removal is the result of RemoveIfDead.
+type Removal struct {
+	// Dir is the backup directory, made absolute.
+	Dir string `json:"dir"`
+	// StatusFile is Dir's status file.
+	StatusFile string `json:"status_file"`
+	// Status is the parsed status file, if it was read.
+	Status *Status `json:"status,omitempty"`
+	// DryRun says nothing was to be removed, only planned.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Over says why the run is over, when that was proven.
+	Over string `json:"over,omitempty"`
+	// Refused says why nothing was removed; empty if the removal went
+	// ahead.
+	Refused string `json:"refused,omitempty"`
+	// Steps are what was (or, with DryRun or on refusal, would be) done,
+	// one per recorded directory.
+	Steps []RemoveStep `json:"steps,omitempty"`
+	// Err is what stopped a removal that had started; Error its text.
+	Err   error  `json:"-"`
+	Error string `json:"error,omitempty"`
+	// ExitCode is ExitRemoved, ExitRefused or ExitRemoveFailed.
+	ExitCode int `json:"exit_code"`
+}
+
+// RemoveStep is what happens to one recorded directory.
+type RemoveStep struct {
+	// Path is the recorded directory.
+	Path string `json:"path"`
+	// Created says the run created it: it is removed. Otherwise it
+	// existed before the run: it is emptied and kept.
+	Created bool `json:"created"`
+	// Missing says it does not exist any more: nothing to do.
+	Missing bool `json:"missing,omitempty"`
+	// Tombstone is the name it was renamed to before being removed.
+	Tombstone string `json:"tombstone,omitempty"`
+	// Done says the step was carried out.
+	Done bool `json:"done"`
+}
+
+// String says what the step does.
+func (st RemoveStep) String() string {
+	switch {
+	case st.Missing:
+		return fmt.Sprintf("nothing to do for %s (already gone)", st.Path)
+	case st.Created:
+		return fmt.Sprintf("remove %s (created by the run)", st.Path)
+	}
+	return fmt.Sprintf("empty %s (it existed before the run; kept)", st.Path)
+}
+
+// refuse fills in a refusal.
+func (rm *Removal) refuse(format string, args ...any) *Removal {
+	rm.Refused = fmt.Sprintf(format, args...)
+	rm.ExitCode = ExitRefused
+	return rm
+}
+
+// fail fills in a removal that stopped part way.
+func (rm *Removal) fail(err error) *Removal {
+	rm.Err, rm.Error, rm.ExitCode = err, err.Error(), ExitRemoveFailed
+	return rm
+}
+
+// RemoveIfDead removes the backup directory dir and the other directories
+// its status file records (DIRECTORY lines: "created" ones are removed,
+// "existing" ones emptied and kept), but only when the status file proves
+// that the run is over and did not complete:
+//
+//   - the file is dir's own backup_status, a regular file that parses
+//     (a torn, invalid or missing file is refused), and says "in
+//     progress" or "failed" (never "completed", durable or not);
+//   - written on this host: its pid is gone, a zombie, or another program
+//     or a later process (start time checked: a reused pid does not count
+//     as alive); a live run, stalled or not, is refused, as is a check
+//     that cannot tell;
+//   - written on another host: its last sign of life (UPDATE TIME, else
+//     END TIME, else START TIME) is older than the lease (WithLease; none
+//     by default, so refused), and the lease is no shorter than StallAge;
+//   - no process of this host has its working directory or an open file
+//     in the directories, and no pg_basebackup is a child or in the
+//     process group of the recorded pid (the WAL streaming child outlives
+//     its parent's SIGKILL);
+//   - the first DIRECTORY is dir itself; every DIRECTORY is printable, an
+//     absolute clean path other than "/", a directory and not a symlink,
+//     none inside another; a tar-format run records only its target; any
+//     other recorded directory holds only what pg_basebackup puts in a
+//     --waldir (WAL segments, .partial, .history, archive_status,
+//     summaries) or a tablespace directory (PG_<version>_<catversion>).
+//
+// Races with a run starting into the same directory are closed thus: a
+// created directory is first renamed to a tombstone in the same parent
+// (".NAME.pgbb-removing-PID", without replacing anything), the status file
+// is read again from inside the tombstone and must be byte for byte the one
+// judged, every check is made again, and only then is the tombstone
+// removed; if a check fails, the tombstone is renamed back. A retry into dir
+// can start as soon as dir was renamed. An "existing" directory is emptied
+// in place, the status file last, so that it stays non-empty (and a retry
+// refuses it) until the last entry is gone.
+//
+// With dryRun nothing is changed: the Removal says what would be done.
+func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
+	c := newConfig(opts)
+	rm := &Removal{Dir: dir, DryRun: dryRun}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return rm.refuse("cannot make %s absolute: %v", dir, err)
+	}
+	rm.Dir = abs
+	rm.StatusFile = filepath.Join(abs, FileName)
+
+	fi, err := os.Lstat(abs)
+	switch {
+	case err != nil:
+		return rm.refuse("cannot examine the directory: %v", err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return rm.refuse("%s is a symlink: give the directory itself", abs)
+	case !fi.IsDir():
+		return rm.refuse("%s is not a directory", abs)
+	}
+	data, s, err := readForRemoval(rm.StatusFile)
+	if err != nil {
+		return rm.refuse("%v", err)
+	}
+	rm.Status = s
+
+	if rm.Over, err = runOver(s, c); err != nil {
+		return rm.refuse("%v", err)
+	}
+	steps, err := planDirs(abs, s)
+	if err != nil {
+		return rm.refuse("%v", err)
+	}
+	rm.Steps = steps
+	if err := checkUsers(rm.Steps, s, c, abs, abs); err != nil {
+		return rm.refuse("%v", err)
+	}
+	if dryRun {
+		rm.ExitCode = ExitRemoved
+		return rm
+	}
+	return rm.execute(data, c)
+}
+
+// readForRemoval reads the status file, which must be a regular file (no
+// symlink at all), and parses it.
+func readForRemoval(path string) ([]byte, *Status, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
+	case err != nil:
+		return nil, nil, fmt.Errorf("cannot examine the status file: %v", err)
+	case !fi.Mode().IsRegular():
+		return nil, nil, fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
+	}
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
+	}
+	s, err := Parse(data)
+	if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			pe.Path = path
+		}
+		return nil, nil, fmt.Errorf("status file cannot be used: %v", err)
+	}
+	return data, s, nil
+}
+
+// runOver proves that the run of s is over and did not complete, or says
+// why that cannot be proven.
+func runOver(s *Status, c config) (string, error) {
+	if s.State == StateCompleted {
+		return "", fmt.Errorf("the status file says completed (DURABLE: %s): a completed backup is never removed", yesNo(s.Durable))
+	}
+	host, err := c.procs.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("cannot tell whether the run is over: this machine's host name: %v", err)
+	}
+	what := "in progress"
+	if s.State == StateFailed {
+		what = "failed (" + s.Reason + ")"
+	}
+	if host == s.Host {
+		l := liveness(s, c.procs, c.slack)
+		switch {
+		case l.Alive:
+			return "", fmt.Errorf("the run is alive (%s): a live run, stalled or not, is never removed", l.Reason)
+		case !l.Certain:
+			return "", fmt.Errorf("cannot tell whether the run is over: %s", l.Reason)
+		}
+		return fmt.Sprintf("%s, and %s", what, l.Reason), nil
+	}
+
+	if c.lease <= 0 {
+		return "", fmt.Errorf("written on host %q, this is %q: whether pid %d still runs cannot be seen from here; give a lease (--lease) to judge it by the age of the file", s.Host, host, s.PID)
+	}
+	last, which := s.UpdateTime, "UPDATE TIME"
+	if last.IsZero() {
+		last, which = s.EndTime, "END TIME"
+	}
+	if last.IsZero() {
+		last, which = s.StartTime, "START TIME"
+	}
+	if last.IsZero() {
+		return "", fmt.Errorf("written on host %q, and the file records no time: its age cannot be told", s.Host)
+	}
+	if s.State == StateInProgress && s.Progress && s.Phase.Heartbeat() {
+		if stall := StallAge(s.UpdateInterval); c.lease < stall {
+			return "", fmt.Errorf("the lease %s is shorter than %s, the silence after which even a live run is only stalled (%d intervals of %ds)",
+				c.lease, stall, StallIntervals, s.UpdateInterval)
+		}
+	}
+	age := c.now().Sub(last)
+	if age < c.lease {
+		return "", fmt.Errorf("written on host %q; its %s %s is %s old, within the lease of %s: the run may still be alive",
+			s.Host, which, formatTime(last), Seconds(max(age, 0)), c.lease)
+	}
+	return fmt.Sprintf("%s, written on host %q, and its %s %s is %s old, older than the lease of %s", what, s.Host, which,
+		formatTime(last), Seconds(age), c.lease), nil
+}
+
+// walName and tablespaceName are what pg_basebackup puts into a --waldir
+// and a tablespace directory.
+var (
+	walName        = regexp.MustCompile(`^([0-9A-F]{24}(\.[0-9A-F]{8}\.backup)?(\.gz|\.lz4|\.zst)?(\.partial)?(\.tmp)?|[0-9A-F]{8}\.history(\.tmp)?|archive_status|summaries)$`)
+	tablespaceName = regexp.MustCompile(`^PG_[0-9]+_[0-9]+$`)
+)
+
+// planDirs checks the DIRECTORY lines of s against the directory dir the
+// status file was found in, and returns the steps, target first.
+func planDirs(dir string, s *Status) ([]RemoveStep, error) {
+	if !s.Progress {
+		return nil, fmt.Errorf("the status file has no DIRECTORY lines (written by a pg_basebackup without patch 0003): what the run created cannot be known")
+	}
+	if len(s.Directories) == 0 {
+		return nil, fmt.Errorf("the status file records no directory (written with -D - or --target): nothing is known to belong to the run")
+	}
+	if s.Format != "plain" && len(s.Directories) > 1 {
+		return nil, fmt.Errorf("a %s-format run records only its target, this file records %d directories", s.Format, len(s.Directories))
+	}
+	var steps []RemoveStep
+	for i, d := range s.Directories {
+		switch {
+		case d.Unprintable:
+			return nil, fmt.Errorf("DIRECTORY %d is unprintable (its path has a control character): the run cannot be cleaned up automatically", i+1)
+		case !filepath.IsAbs(d.Path):
+			return nil, fmt.Errorf("DIRECTORY %q is not an absolute path", d.Path)
+		case filepath.Clean(d.Path) != d.Path:
+			return nil, fmt.Errorf("DIRECTORY %q is not a clean path (it would be %q)", d.Path, filepath.Clean(d.Path))
+		case d.Path == "/":
+			return nil, fmt.Errorf("DIRECTORY is the root directory")
+		}
+		for _, e := range s.Directories[:i] {
+			if within(e.Path, d.Path) || within(d.Path, e.Path) {
+				return nil, fmt.Errorf("DIRECTORY %s and %s are the same or one is inside the other: pg_basebackup does not record such directories", e.Path, d.Path)
+			}
+		}
+		step := RemoveStep{Path: d.Path, Created: d.Created}
+		fi, err := os.Lstat(d.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && i > 0:
+			step.Missing = true
+			steps = append(steps, step)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, fmt.Errorf("DIRECTORY %s is a symlink, where pg_basebackup made a directory", d.Path)
+		case !fi.IsDir():
+			return nil, fmt.Errorf("DIRECTORY %s is not a directory", d.Path)
+		}
+		if i == 0 {
+			dfi, err := os.Lstat(dir)
+			if err != nil {
+				return nil, fmt.Errorf("examine %s: %v", dir, err)
+			}
+			if !os.SameFile(fi, dfi) {
+				return nil, fmt.Errorf("the first DIRECTORY (the target) is %s, not %s: the status file is not this directory's own", d.Path, dir)
+			}
+		} else if err := looksLikeOurs(d.Path); err != nil {
+			return nil, err
+		}
+		steps = append(steps, step)
+	}
+	// The same checks on resolved paths: a symlink in a parent must not
+	// make one directory the other, or put one inside another.
+	resolved := make([]string, len(steps))
+	for i, st := range steps {
+		if st.Missing {
+			continue
+		}
+		r, err := filepath.EvalSymlinks(st.Path)
+		if err != nil {
+			return nil, fmt.Errorf("resolve DIRECTORY %s: %v", st.Path, err)
+		}
+		resolved[i] = r
+		for j := range i {
+			if resolved[j] != "" && (within(resolved[j], r) || within(r, resolved[j])) {
+				return nil, fmt.Errorf("DIRECTORY %s and %s resolve to %s and %s, the same or one inside the other", steps[j].Path, st.Path, resolved[j], r)
+			}
+		}
+	}
+	return steps, nil
+}
+
+// looksLikeOurs checks that a recorded directory other than the target
+// holds only what pg_basebackup puts into a --waldir or a tablespace
+// directory.
+func looksLikeOurs(path string) error {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("DIRECTORY %s: %v", path, err)
+	}
+	wal, ts := true, true
+	var odd string
+	for _, e := range entries {
+		w, t := walName.MatchString(e.Name()), tablespaceName.MatchString(e.Name()) && e.IsDir()
+		wal, ts = wal && w, ts && t
+		if !w && !t && odd == "" {
+			odd = e.Name()
+		}
+	}
+	if !wal && !ts {
+		if odd == "" {
+			odd = entries[0].Name()
+		}
+		return fmt.Errorf("DIRECTORY %s holds %q and does not look like a WAL or tablespace directory pg_basebackup made", path, odd)
+	}
+	return nil
+}
+
+// checkUsers refuses if a process of this host may still write into the
+// directories; the target, recorded as target, is now at targetNow.
+func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow string) error {
+	du, ok := c.procs.(DirUsers)
+	if !ok {
+		return fmt.Errorf("cannot tell which processes use the directories (%T cannot list them)", c.procs)
+	}
+	var dirs []string
+	for _, st := range steps {
+		if st.Missing {
+			continue
+		}
+		p := st.Path
+		if p == target {
+			p = targetNow
+		}
+		r, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("resolve %s: %v", p, err)
+		}
+		dirs = append(dirs, r)
+	}
+	pid := 0
+	if host, err := c.procs.Hostname(); err == nil && host == s.Host {
+		pid = s.PID
+	}
+	users, err := du.DirUsers(dirs, pid)
+	if err != nil {
+		return fmt.Errorf("cannot tell which processes use the directories: %v", err)
+	}
+	if len(users) > 0 {
+		u := users[0]
+		return fmt.Errorf("pid %d (%s) may still write into the backup: %s (%d such processes)", u.PID, u.Name, u.Why, len(users))
+	}
+	return nil
+}
+
+// tombstone is the name path is renamed to before it is removed.
+func tombstone(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+TombstoneSuffix+strconv.Itoa(os.Getpid()))
+}
+
+// execute carries out the plan; data is the status file that was judged.
+func (rm *Removal) execute(data []byte, c config) *Removal {
+	target := &rm.Steps[0]
+	targetNow := target.Path
+
+	// The target first: out of the way of a retry, then everything
+	// checked again from where it is now.
+	if target.Created {
+		t := tombstone(target.Path)
+		if err := renameNoReplace(target.Path, t); err != nil {
+			return rm.refuse("cannot rename the target out of the way: %v", err)
+		}
+		target.Tombstone, targetNow = t, t
+	}
+	if err := rm.recheck(data, c, targetNow); err != nil {
+		if target.Created {
+			if rerr := renameNoReplace(targetNow, target.Path); rerr != nil {
+				target.Tombstone = targetNow
+				return rm.refuse("%v; the target was left at %s, since renaming it back failed: %v", err, targetNow, rerr)
+			}
+			target.Tombstone = ""
+		}
+		return rm.refuse("%v (checked again after renaming the target; nothing removed)", err)
+	}
+
+	// The other created directories out of the way too, then empty the
+	// existing ones, then remove the tombstones.
+	for i := range rm.Steps[1:] {
+		st := &rm.Steps[1+i]
+		if st.Missing || !st.Created {
+			continue
+		}
+		t := tombstone(st.Path)
+		if err := renameNoReplace(st.Path, t); err != nil {
+			return rm.fail(err)
+		}
+		st.Tombstone = t
+	}
+	for i := range rm.Steps {
+		st := &rm.Steps[i]
+		switch {
+		case st.Missing:
+			st.Done = true
+		case !st.Created:
+			if err := emptyDir(st.Path, i == 0); err != nil {
+				return rm.fail(err)
+			}
+			st.Done = true
+		}
+	}
+	for i := range rm.Steps {
+		st := &rm.Steps[i]
+		if st.Tombstone == "" {
+			continue
+		}
+		if err := os.RemoveAll(st.Tombstone); err != nil {
+			return rm.fail(fmt.Errorf("remove %s (was %s): %w", st.Tombstone, st.Path, err))
+		}
+		st.Done = true
+	}
+	rm.ExitCode = ExitRemoved
+	return rm
+}
+
+// recheck reads the status file again from the target where it is now and
+// repeats the checks.
+func (rm *Removal) recheck(data []byte, c config, targetNow string) error {
+	again, s, err := readForRemoval(filepath.Join(targetNow, FileName))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, data) {
+		return fmt.Errorf("the status file changed since it was judged")
+	}
+	if _, err := runOver(s, c); err != nil {
+		return err
+	}
+	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow)
+}
+
+// emptyDir removes everything in dir, and keeps dir; with statusLast, the
+// status file goes last, so that dir is not empty (and a retry refuses it)
+// until everything else is gone.
+func emptyDir(dir string, statusLast bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("empty %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if statusLast && e.Name() == FileName {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("empty %s: %w", dir, err)
+		}
+	}
+	if statusLast {
+		if err := os.Remove(filepath.Join(dir, FileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("empty %s: %w", dir, err)
+		}
+	}
+	return nil
+}
