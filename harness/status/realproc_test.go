@@ -1,0 +1,210 @@
+package status
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fakeWriter starts a process named pg_basebackup (a copy of sleep) with
+// the given arguments, in dir if not empty; it is killed when the test ends.
+func fakeWriter(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	bin := filepath.Join(t.TempDir(), WriterName)
+	copyFile(t, sleep, bin)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// liveStatus is an "in progress" file of pid on this host, receiving data,
+// just updated, recording dir as its created target.
+func liveStatus(t *testing.T, pid int, dir string) *Status {
+	t.Helper()
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := withProgress(inProgressStatus(true))
+	s.Host, s.PID = host, pid
+	s.StartTime = time.Now().UTC().Truncate(time.Second)
+	s.UpdateTime = s.StartTime
+	s.Directories = []Directory{{Path: dir, Created: true}}
+	return s
+}
+
+// waitState waits until /proc says pid is stopped (or not).
+func waitState(t *testing.T, pid int, stopped bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := Procfs{}.Process(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Stopped == stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d: stopped is %v, want %v", pid, info.Stopped, stopped)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStoppedWriter: a SIGSTOPped pg_basebackup is stalled (exit 5) however
+// fresh its file, never dead or completed, and its directory is not
+// removed; after SIGCONT it is running again.
+func TestStoppedWriter(t *testing.T) {
+	cmd := fakeWriter(t, "", "60")
+	root := t.TempDir()
+	dir := filepath.Join(root, "b1")
+	s := liveStatus(t, cmd.Process.Pid, dir)
+	writeFile(t, dir, FileName, s.Encode())
+	now := at(s.UpdateTime.Add(time.Second))
+
+	if r := Check(dir, now); r.Verdict != Running || r.ExitCode != 3 {
+		t.Fatalf("before SIGSTOP: %v (%s)", r.Verdict, r.Summary)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, cmd.Process.Pid, true)
+	for i := 0; i < 3; i++ {
+		r := Check(dir, now)
+		if r.Verdict != Stalled || r.ExitCode != 5 || r.Final || !strings.Contains(r.Summary, "stopped") {
+			t.Fatalf("stopped: %v exit %d final %v (%s)", r.Verdict, r.ExitCode, r.Final, r.Summary)
+		}
+	}
+	before := tree(t, root)
+	rm := RemoveIfDead(dir, false)
+	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "the run is alive") {
+		t.Fatalf("remove while stopped: exit %d refused %q", rm.ExitCode, rm.Refused)
+	}
+	if after := tree(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Fatalf("tree changed: %v -> %v", before, after)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, cmd.Process.Pid, false)
+	if r := Check(dir, now); r.Verdict != Running || r.ExitCode != 3 {
+		t.Fatalf("after SIGCONT: %v (%s)", r.Verdict, r.Summary)
+	}
+
+	// Dead now: removed.
+	cmd.Process.Kill()
+	cmd.Wait()
+	rm = RemoveIfDead(dir, false)
+	if rm.ExitCode != ExitRemoved {
+		t.Fatalf("remove after kill: exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s: %v", dir, err)
+	}
+}
+
+// TestRemoveReusedPid: the recorded pid belongs to a live pg_basebackup
+// that started after the recorded START TIME: another run reused the pid,
+// so the recorded run is dead and its directory is removed. The same file
+// with a matching start time is refused.
+func TestRemoveReusedPid(t *testing.T) {
+	cmd := fakeWriter(t, "", "60")
+	dir := filepath.Join(t.TempDir(), "b1")
+	s := liveStatus(t, cmd.Process.Pid, dir)
+	writeFile(t, dir, FileName, s.Encode())
+	if rm := RemoveIfDead(dir, false); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
+		t.Fatalf("matching start: exit %d refused %q", rm.ExitCode, rm.Refused)
+	}
+
+	s.StartTime = s.StartTime.Add(-time.Minute)
+	s.UpdateTime = s.StartTime
+	writeFile(t, dir, FileName, s.Encode())
+	rm := RemoveIfDead(dir, false)
+	if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "pid was reused") {
+		t.Fatalf("reused pid: exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	if cmd.ProcessState != nil {
+		t.Fatal("the process that reused the pid was touched")
+	}
+}
+
+// TestRemoveRefusedForDirUsers: a process whose working directory is in
+// the target, and a pg_basebackup left in the process group of a dead run
+// (the WAL streaming child), make the removal refuse.
+func TestRemoveRefusedForDirUsers(t *testing.T) {
+	t.Run("working directory", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "b1")
+		writeFile(t, dir, "PG_VERSION", []byte("18\n"))
+		other := fakeWriter(t, dir, "60")
+		s := liveStatus(t, 1, dir)
+		s.PID = other.Process.Pid + 100000 // no such process
+		writeFile(t, dir, FileName, s.Encode())
+		rm := RemoveIfDead(dir, false)
+		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "working directory") {
+			t.Fatalf("exit %d refused %q", rm.ExitCode, rm.Refused)
+		}
+	})
+	t.Run("orphaned WAL child", func(t *testing.T) {
+		if runtime.GOOS != "linux" {
+			t.Skip("needs Linux /proc")
+		}
+		sleep, err := exec.LookPath("sleep")
+		if err != nil {
+			t.Skip("no sleep")
+		}
+		bin := filepath.Join(t.TempDir(), WriterName)
+		copyFile(t, sleep, bin)
+		// A parent in its own process group forks a pg_basebackup and
+		// is killed: the child lives on in the parent's group.
+		parent := exec.Command("sh", "-c", `"$0" 60 & echo $! ; wait`, bin)
+		parent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out, err := parent.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := parent.Start(); err != nil {
+			t.Skipf("no sh: %v", err)
+		}
+		pgid := parent.Process.Pid
+		t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+		buf := make([]byte, 32)
+		if _, err := out.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		parent.Process.Kill()
+		parent.Wait()
+
+		dir := filepath.Join(t.TempDir(), "b1")
+		s := liveStatus(t, pgid, dir)
+		writeFile(t, dir, FileName, s.Encode())
+		rm := RemoveIfDead(dir, false)
+		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "WAL streaming child") {
+			t.Fatalf("exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
+		}
+	})
+}
