@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// machine is host db1 on which pid 1234 is pg_basebackup (stopped or not)
+// or gone; nobody uses any directory.
+type machine struct {
+	gone, stopped bool
+}
+
+func (machine) Hostname() (string, error) { return "db1", nil }
+func (m machine) Process(pid int) (status.ProcessInfo, error) {
+	if pid != 1234 || m.gone {
+		return status.ProcessInfo{}, nil
+	}
+	return status.ProcessInfo{Exists: true, Name: status.WriterName, Stopped: m.stopped,
+		StartTime: time.Date(2026, 11, 25, 9, 18, 0, 0, time.UTC)}, nil
+}
+func (machine) DirUsers([]string, int) ([]status.DirUser, error) { return nil, nil }
+
+// progressing is an "in progress" file with progress lines recording dir.
+func progressing(dir string) *status.Status {
+	s := statusOf(status.StateInProgress, true)
+	s.Progress, s.UpdateInterval = true, 5
+	s.Directories = []status.Directory{{Path: dir, Created: true}}
+	s.Phase, s.UpdateTime = status.PhaseReceiving, s.StartTime.Add(100*time.Second)
+	s.BytesReceived, s.BytesTotal = 1000_000, 4000_000
+	return s
+}
+
+func runWith(t *testing.T, opts []status.Option, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb, opts...)
+	return code, out.String(), errb.String()
+}
+
+func clock(t time.Time) status.Option { return status.WithClock(func() time.Time { return t }) }
+
+func TestProgressAndStalled(t *testing.T) {
+	dir := t.TempDir()
+	s := progressing(dir)
+	if err := os.WriteFile(filepath.Join(dir, status.FileName), s.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := clock(s.UpdateTime.Add(2 * time.Second))
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{}), fresh}, dir)
+	for _, want := range []string{
+		"still running",
+		"receiving data, updated 2026-11-25 09:19:40 UTC, 2s ago (every 5s)",
+		"1000000 of 4000000 bytes (25.0%",
+		"10000 bytes/s since START TIME; about 4m58s left",
+		"stalled if no update for 15s",
+		"exit 3 (running)",
+	} {
+		if code != 3 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, want %q in:\n%s", code, want, out)
+		}
+	}
+
+	for name, opts := range map[string][]status.Option{
+		"old file":        {status.WithProcesses(machine{}), clock(s.UpdateTime.Add(time.Minute))},
+		"stopped process": {status.WithProcesses(machine{stopped: true}), fresh},
+	} {
+		code, out, _ := runWith(t, opts, dir)
+		if code != 5 || !strings.Contains(out, "alive but stalled") || !strings.Contains(out, "exit 5 (stalled)") {
+			t.Errorf("%s: exit %d:\n%s", name, code, out)
+		}
+		code, out, _ = runWith(t, opts, "--json", dir)
+		var r struct {
+			Verdict  string
+			Progress struct{ Stalled bool }
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil || code != 5 || r.Verdict != "stalled" || !r.Progress.Stalled {
+			t.Errorf("%s --json: exit %d %+v %v\n%s", name, code, r, err, out)
+		}
+	}
+}
+
+func TestRemoveIfDead(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "b1")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, status.FileName), progressing(dir).Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gone := []status.Option{status.WithProcesses(machine{gone: true})}
+
+	// Alive: refused.
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{})}, "--remove-if-dead", dir)
+	if code != 1 || !strings.Contains(out, "refused, nothing removed: the run is alive") {
+		t.Errorf("alive: exit %d:\n%s", code, out)
+	}
+	// Dry run: the plan, nothing removed.
+	code, out, _ = runWith(t, gone, "--dry-run", "--remove-if-dead", dir)
+	if code != 0 || !strings.Contains(out, "would do:\n  remove "+dir+" (created by the run)\n") || !strings.Contains(out, "dry run: nothing removed") {
+		t.Errorf("dry run: exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("dry run removed it: %v", err)
+	}
+	code, out, _ = runWith(t, gone, "--dry-run", "--json", "--remove-if-dead", dir)
+	var rm struct {
+		DryRun bool `json:"dry_run"`
+		Steps  []status.RemoveStep
+	}
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != 0 || !rm.DryRun || len(rm.Steps) != 1 || rm.Steps[0].Done {
+		t.Errorf("dry run --json: exit %d %+v %v\n%s", code, rm, err, out)
+	}
+	// For real.
+	code, out, _ = runWith(t, gone, "--remove-if-dead", dir)
+	if code != 0 || !strings.Contains(out, "pid 1234 is gone") || !strings.Contains(out, "removed:\n  remove "+dir) || !strings.Contains(out, "exit 0 (removed)") {
+		t.Errorf("remove: exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s: %v", dir, err)
+	}
+	// Nothing there any more: refused.
+	code, out, _ = runWith(t, gone, "--remove-if-dead", dir)
+	if code != 1 || !strings.Contains(out, "refused") {
+		t.Errorf("again: exit %d:\n%s", code, out)
+	}
+	// Completed: refused, in JSON too.
+	done := backupDir(t, statusOf(status.StateCompleted, true).Encode())
+	code, out, _ = runWith(t, gone, "--json", "--remove-if-dead", done)
+	if code != 1 || !strings.Contains(out, `"refused": "the status file says completed`) {
+		t.Errorf("completed: exit %d:\n%s", code, out)
+	}
+}
+
+func TestRemoveUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--remove-if-dead", dir, dir},
+		{"--remove-if-dead", ""},
+		{"--remove-if-dead"},
+		{"--remove-if-dead", dir, "--wait"},
+		{"--remove-if-dead", dir, "--timeout", "1s"},
+		{"--remove-if-dead", dir, "--lease", "-1s"},
+		{"--remove-if-dead", dir, "--lease", "soon"},
+		{"--lease", "1h", dir},
+		{"--dry-run", dir},
+	} {
+		code, out, errs := runWith(t, nil, args...)
+		if code != status.ExitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
