@@ -65,6 +65,19 @@
 // status file (a stock pg_basebackup) is described by heuristic evidence
 // only, and never judged completed.
 //
+// A live run is [Running], or [Stalled] when its process is stopped or, in
+// a phase in which the writer rewrites the file every UPDATE INTERVAL
+// ([Phase.Heartbeat]), its UPDATE TIME is older than [StallAge];
+// [Report.Progress] has the percentage, the rate and the time left.
+// [PhasesForward] checks successive samples of one file for the writer's
+// promises (phases only forward, nothing after completed or failed).
+//
+// # Cleaning up
+//
+// [RemoveIfDead] removes a backup directory and the other directories its
+// DIRECTORY lines record, only when the status file proves that the run is
+// over and did not complete; every check that cannot tell makes it refuse.
+//
 // The key table of each format version lives in one place (see spec.go), so
 // that keys can be added without touching the parser's framing or the
 // decision logic.
