@@ -347,11 +347,8 @@ func (c *campaign) finish(rec *trial.Record) {
 		os.RemoveAll(rec.Dir)
 		rec.Dir = ""
 	}
-	name := strings.ReplaceAll(rec.ID, "/", "-") + ".json"
-	if data, err := json.MarshalIndent(rec, "", "  "); err == nil {
-		if err := os.WriteFile(filepath.Join(c.cfg.RunDir, "trials", name), append(data, '\n'), 0o644); err != nil {
-			c.logf("save record %s: %v", rec.ID, err)
-		}
+	if err := SaveRecord(c.cfg.RunDir, rec); err != nil {
+		c.logf("%v", err)
 	}
 	c.mu.Lock()
 	c.res.Records = append(c.res.Records, rec)
@@ -359,6 +356,22 @@ func (c *campaign) finish(rec *trial.Record) {
 	if c.cfg.OnRecord != nil {
 		c.cfg.OnRecord(rec)
 	}
+}
+
+// SaveRecord writes rec as <runDir>/trials/<scenario>-<index>.json.
+func SaveRecord(runDir string, rec *trial.Record) error {
+	if err := os.MkdirAll(filepath.Join(runDir, "trials"), 0o755); err != nil {
+		return fmt.Errorf("save record %s: %w", rec.ID, err)
+	}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save record %s: %w", rec.ID, err)
+	}
+	name := strings.ReplaceAll(rec.ID, "/", "-") + ".json"
+	if err := os.WriteFile(filepath.Join(runDir, "trials", name), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save record %s: %w", rec.ID, err)
+	}
+	return nil
 }
 
 // mkdirReachable creates dir, owned by the account, and checks the

@@ -101,20 +101,23 @@ func run() (int, error) {
 		return 2, err
 	}
 	switch o.backend {
-	case build.BackendAuto, build.BackendNative:
-		if o.backend == build.BackendAuto {
-			fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (the container backend of the crash harness is not implemented yet)")
-		}
-	case build.BackendContainer:
-		return 2, errors.New("-backend container: the crash harness runs trials natively only so far; use -backend native")
+	case build.BackendAuto:
+		// The container backend works but is slower to start and keeps
+		// no directories of failing trials: auto runs natively.
+		fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (auto; -backend container runs the trials in a container)")
+		o.backend = build.BackendNative
+	case build.BackendNative, build.BackendContainer:
 	default:
 		return 2, fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
+	}
+	if o.install != "" && o.backend == build.BackendContainer {
+		return 2, errors.New("-install works with the native backend only")
 	}
 	if o.seed == 0 {
 		o.seed = time.Now().UnixNano() % 1_000_000_007
 	}
 
-	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(os.Stderr))...)
+	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(o.backend), build.WithLog(os.Stderr))...)
 	if err != nil {
 		return 2, err
 	}
@@ -129,39 +132,10 @@ func run() (int, error) {
 		spec.Name = "series-" + filepath.Base(abs)
 		label = spec.Name
 	}
-	var tgt campaign.Target
-	if o.install != "" {
-		prefix, err := filepath.Abs(o.install)
-		if err != nil {
-			return 2, err
-		}
-		tgt, err = campaign.Installed(ctx, build.Result{Spec: spec, Backend: build.BackendNative, Version: o.pg + " (installed)",
-			Prefix: prefix, BinDir: filepath.Join(prefix, "bin"), User: os.Getenv("PGBB_BUILD_USER")}, os.Stderr)
-		if err != nil {
-			return 2, err
-		}
-		label = "installed-" + label
-	} else if tgt, err = campaign.Prepare(ctx, b, spec, os.Stderr); err != nil {
-		return 2, err
-	}
-	res, acct, statusFile := tgt.Build, tgt.Acct, tgt.StatusFile
-
 	runDir := o.out
 	if runDir == "" {
 		runDir = filepath.Join(b.CacheDir(), "crash", time.Now().UTC().Format("20060102-150405")+"-"+fmt.Sprintf("%d-%s", major, label))
 	}
-	scratch := o.scratch
-	ownScratch := false
-	if scratch == "" {
-		if scratch, err = os.MkdirTemp("", "pgbb-crash-"); err != nil {
-			return 2, fmt.Errorf("scratch directory: %w", err)
-		}
-		ownScratch = true
-	}
-	fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (%s), status file %t, seed %d, %d scenarios, parallel %d\n",
-		res.Version, label, res.Backend, statusFile, o.seed, len(scs), o.parallel)
-	fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s\n", runDir, scratch)
-
 	total := 0
 	for _, s := range scs {
 		workers := min(o.parallel, s.Trials)
@@ -172,20 +146,85 @@ func run() (int, error) {
 	}
 	if o.replay != "" {
 		total = 2
+		o.parallel = 1
 	}
 	prog := &progress{w: os.Stderr, total: total}
-	cfg := campaign.Config{
-		Scenarios: scs, BinDir: res.BinDir, Acct: acct, Variant: label, StatusFile: statusFile,
-		Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
-		Replay: o.replay, Log: os.Stderr, OnRecord: prog.record,
-		ReplayCommand: func(id string) string { return replayCommand(o, major, id) },
-	}
-	if o.replay != "" {
-		cfg.Parallel = 1
-	}
-	result, runErr := campaign.Run(ctx, cfg)
-	if ownScratch {
-		removeEmpty(scratch)
+	replay := func(id string) string { return replayCommand(o, major, id) }
+
+	var (
+		result  *campaign.Result
+		runErr  error
+		version string
+	)
+	if o.backend == build.BackendContainer {
+		res, err := b.Build(ctx, spec)
+		if err != nil {
+			return 2, err
+		}
+		version = res.Version
+		root, err := build.FindRepoRoot(".")
+		if err != nil {
+			return 2, err
+		}
+		tmp, err := os.MkdirTemp("", "pgbb-agent-")
+		if err != nil {
+			return 2, err
+		}
+		defer os.RemoveAll(tmp)
+		agent, err := campaign.BuildAgent(ctx, root, tmp)
+		if err != nil {
+			return 2, err
+		}
+		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s in a container from %s, seed %d, %d scenarios, parallel %d\n",
+			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
+		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s (directories of failing trials are not kept with this backend: replay them with -backend native)\n", runDir)
+		job := campaign.Job{Scenarios: scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: label,
+			Prefix: res.Prefix, BuildTree: res.BuildTree}
+		result, runErr = campaign.RunContainer(ctx, res.Image, agent, job, func(r *trial.Record) {
+			if len(r.Violations) > 0 {
+				r.Replay = replay(r.ID)
+			}
+			if err := campaign.SaveRecord(runDir, r); err != nil {
+				fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
+			}
+			prog.record(r)
+		}, os.Stderr)
+	} else {
+		var tgt campaign.Target
+		if o.install != "" {
+			prefix, err := filepath.Abs(o.install)
+			if err != nil {
+				return 2, err
+			}
+			tgt, err = campaign.Installed(ctx, build.Result{Spec: spec, Backend: build.BackendNative, Version: o.pg + " (installed)",
+				Prefix: prefix, BinDir: filepath.Join(prefix, "bin"), User: os.Getenv("PGBB_BUILD_USER")}, os.Stderr)
+			if err != nil {
+				return 2, err
+			}
+			label = "installed-" + label
+		} else if tgt, err = campaign.Prepare(ctx, b, spec, os.Stderr); err != nil {
+			return 2, err
+		}
+		version = tgt.Build.Version
+		scratch := o.scratch
+		ownScratch := false
+		if scratch == "" {
+			if scratch, err = os.MkdirTemp("", "pgbb-crash-"); err != nil {
+				return 2, fmt.Errorf("scratch directory: %w", err)
+			}
+			ownScratch = true
+		}
+		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (native), status file %t, seed %d, %d scenarios, parallel %d\n",
+			version, label, tgt.StatusFile, o.seed, len(scs), o.parallel)
+		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s\n", runDir, scratch)
+		result, runErr = campaign.Run(ctx, campaign.Config{
+			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
+			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
+			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
+		})
+		if ownScratch {
+			removeEmpty(scratch)
+		}
 	}
 	sum := report.Summarize(result.Records)
 	fmt.Println()
@@ -197,7 +236,7 @@ func run() (int, error) {
 	if n := len(result.Records); n > 0 && elapsed > 0 {
 		fmt.Printf("%d trials in %s (%.1f trials/min)\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes())
 	}
-	title := fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s, seed %d", res.Version, label, o.seed)
+	title := fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s (%s backend), seed %d", version, label, o.backend, o.seed)
 	if err := report.Save(runDir, sum, title); err != nil {
 		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
 	} else {
@@ -217,7 +256,7 @@ func run() (int, error) {
 
 // replayCommand is the one command that replays a trial.
 func replayCommand(o options, major int, id string) string {
-	parts := []string{"go run ./harness/cmd/pgbb-crash", "-pg", fmt.Sprint(major), "-variant", o.variant}
+	parts := []string{"go run ./harness/cmd/pgbb-crash", "-backend", "native", "-pg", fmt.Sprint(major), "-variant", o.variant}
 	if o.patches != "" {
 		parts = append(parts, "-patches", o.patches)
 	}

@@ -1,0 +1,146 @@
+package campaign
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// BuildAgent builds pgbb-agent statically (CGO_ENABLED=0) from the
+// repository at root into dir and returns its path.
+func BuildAgent(ctx context.Context, root, dir string) (string, error) {
+	out := filepath.Join(dir, "pgbb-agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./harness/cmd/pgbb-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if data, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build pgbb-agent: %w\n%s", err, data)
+	}
+	return out, nil
+}
+
+// agentLogs passes the agent's stdout to ReadAgent and its stderr (the
+// campaign's progress) to the log.
+type agentLogs struct {
+	stdout *io.PipeWriter
+	stderr io.Writer
+}
+
+func (a agentLogs) Accept(l testcontainers.Log) {
+	if l.LogType == testcontainers.StderrLog {
+		if a.stderr != nil {
+			a.stderr.Write(l.Content)
+		}
+		return
+	}
+	a.stdout.Write(l.Content)
+}
+
+// RunContainer runs the campaign of job inside one container from image
+// (the container build of issue A, which has the installation and its
+// build tree), by copying the agent binary in and starting it as the
+// image's user. Records arrive as the agent writes them. The container is
+// removed in every case, also when ctx is cancelled.
+func RunContainer(ctx context.Context, image, agent string, job Job, onRecord func(*trial.Record), log io.Writer) (res *Result, err error) {
+	build.DisableRyuk()
+	res = &Result{Skipped: map[string]int{}}
+	start := time.Now()
+	jobData, err := json.Marshal(job)
+	if err != nil {
+		return res, err
+	}
+	pr, pw := io.Pipe()
+	req := testcontainers.ContainerRequest{
+		Image: image,
+		Cmd:   []string{"/tmp/pgbb-agent", "-job", "/tmp/pgbb-job.json"},
+		Files: []testcontainers.ContainerFile{
+			{HostFilePath: agent, ContainerFilePath: "/tmp/pgbb-agent", FileMode: 0o755},
+			{Reader: bytes.NewReader(jobData), ContainerFilePath: "/tmp/pgbb-job.json", FileMode: 0o644},
+		},
+		// ptrace (kill-syscall) of the agent's own children.
+		CapAdd: []string{"SYS_PTRACE"},
+		LogConsumerCfg: &testcontainers.LogConsumerConfig{
+			Consumers: []testcontainers.LogConsumer{agentLogs{pw, log}},
+		},
+	}
+	type readResult struct {
+		done *AgentDone
+		err  error
+	}
+	read := make(chan readResult, 1)
+	go func() {
+		d, err := ReadAgent(pr, func(r *trial.Record) {
+			res.Records = append(res.Records, r)
+			if onRecord != nil {
+				onRecord(r)
+			}
+		}, log)
+		io.Copy(io.Discard, pr)
+		read <- readResult{d, err}
+	}()
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	defer func() {
+		if c != nil {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if terr := testcontainers.TerminateContainer(c, testcontainers.StopContext(tctx), testcontainers.StopTimeout(5*time.Second)); terr != nil && err == nil {
+				err = fmt.Errorf("remove agent container: %w", terr)
+			}
+		}
+		pw.Close()
+		res.Elapsed = time.Since(start)
+	}()
+	if err != nil {
+		return res, fmt.Errorf("start agent container from %s: %w", image, err)
+	}
+	for {
+		st, serr := c.State(ctx)
+		if serr != nil {
+			return res, fmt.Errorf("agent container: %w", serr)
+		}
+		if !st.Running {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			pw.Close()
+			select {
+			case <-read:
+			case <-time.After(5 * time.Second):
+			}
+			return res, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	// Let the log consumer deliver the last lines.
+	time.Sleep(time.Second)
+	pw.Close()
+	var rr readResult
+	select {
+	case rr = <-read:
+	case <-time.After(30 * time.Second):
+		return res, fmt.Errorf("agent container: output did not end")
+	}
+	if rr.err != nil {
+		return res, rr.err
+	}
+	for k, v := range rr.done.Skipped {
+		res.Skipped[k] = v
+	}
+	if rr.done.Error != "" {
+		return res, fmt.Errorf("agent: %s", strings.TrimSpace(rr.done.Error))
+	}
+	return res, nil
+}
