@@ -222,9 +222,7 @@ func run() (int, error) {
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
 			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
 		})
-		if ownScratch {
-			removeEmpty(scratch)
-		}
+		removeEmpty(scratch, ownScratch)
 	}
 	sum := report.Summarize(result.Records)
 	fmt.Println()
@@ -319,8 +317,8 @@ func (p *progress) record(r *trial.Record) {
 }
 
 // removeEmpty removes empty directories under root, bottom up, and root
-// itself when it ends up empty.
-func removeEmpty(root string) {
+// itself when it ends up empty and self is set.
+func removeEmpty(root string, self bool) {
 	var dirs []string
 	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
@@ -329,7 +327,9 @@ func removeEmpty(root string) {
 		return nil
 	})
 	for i := len(dirs) - 1; i >= 0; i-- {
-		os.Remove(dirs[i])
+		if dirs[i] != root || self {
+			os.Remove(dirs[i])
+		}
 	}
 }
 
