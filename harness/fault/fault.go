@@ -30,6 +30,9 @@ type Target struct {
 	// Disk is the power-loss storage layer under the backup, for the
 	// plans that need one (NeedsDisk); nil otherwise.
 	Disk *Disk
+	// Dir is the backup's target directory (the stop plan reads its
+	// status file).
+	Dir string
 }
 
 // Injection records what a fault did.
@@ -55,6 +58,8 @@ type Injection struct {
 	// ServerStopped says the source server was stopped and must be
 	// restarted after the trial.
 	ServerStopped bool `json:"server_stopped,omitempty"`
+	// Stop is what the stop plan saw while pg_basebackup was stopped.
+	Stop *StopObservation `json:"stop,omitempty"`
 }
 
 // Fault is one fault plan.
@@ -89,6 +94,9 @@ func ByName(name string) (Fault, error) {
 		return syscallKill{}, nil
 	}
 	if f, ok := diskPlan(name); ok {
+		return f, nil
+	}
+	if f, ok := stopPlan(name); ok {
 		return f, nil
 	}
 	return nil, fmt.Errorf("unknown fault plan %q", name)

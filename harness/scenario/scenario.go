@@ -45,7 +45,7 @@ const (
 // Plans lists every fault plan name a scenario may use.
 func Plans() []string {
 	return append([]string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillWALChild, PlanTerminateWalsender, PlanServerStop},
-		DiskPlans()...)
+		append(DiskPlans(), PlanStop)...)
 }
 
 // Scenario is one crash scenario. The JSON keys are the snake_case names

@@ -25,7 +25,7 @@ const (
 
 // Invariants lists every invariant.
 func Invariants() []string {
-	return []string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}
+	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}, stopInvariants()...)
 }
 
 // Violation is one broken invariant.
@@ -74,6 +74,8 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	}
 	// The power-loss layer's torn states of the status file (disk.go).
 	vs = append(vs, checkDisk(r)...)
+	// What the status reader said while the run was stopped (stop.go).
+	vs = append(vs, checkStop(r)...)
 	return vs
 }
 

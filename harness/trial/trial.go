@@ -266,7 +266,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		defer close(injDone)
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
-			Calibration: s.Calibration, Rand: rng, Disk: disk,
+			Calibration: s.Calibration, Rand: rng, Disk: disk, Dir: target,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")

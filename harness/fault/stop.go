@@ -1,0 +1,211 @@
+package fault
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// Bounds of how long the stop plan keeps pg_basebackup stopped: long
+// enough to look at it, well under the server's wal_sender_timeout (60 s by
+// default), after which the run would fail for a reason of its own.
+const (
+	StopHoldMin = 2 * time.Second
+	StopHoldMax = 8 * time.Second
+)
+
+// StopObservation is what the stop plan saw while pg_basebackup was
+// stopped; the trial's invariants judge it (see harness/trial/stop.go).
+type StopObservation struct {
+	// Held is how long the process was stopped.
+	Held time.Duration `json:"held_ns"`
+	// Stopped says /proc showed the process stopped (state T).
+	Stopped bool `json:"stopped"`
+	// State is the status file's STATUS while stopped ("" if unreadable).
+	State string `json:"state,omitempty"`
+	// Phase is its PHASE while stopped.
+	Phase string `json:"phase,omitempty"`
+	// Verdict and ExitCode are what status.Check (pgbb-status) said
+	// while the process was stopped; Summary why.
+	Verdict  string `json:"verdict"`
+	ExitCode int    `json:"exit_code"`
+	Summary  string `json:"summary"`
+	// RemoveExit is status.RemoveIfDead's exit code while stopped (1:
+	// refused), RemoveRefused its reason.
+	RemoveExit    int    `json:"remove_exit"`
+	RemoveRefused string `json:"remove_refused,omitempty"`
+	// TargetIntact says the target and its status file were still there,
+	// unchanged, after the removal attempt.
+	TargetIntact bool `json:"target_intact"`
+	// Continued says SIGCONT was sent and the process ran again.
+	Continued bool `json:"continued"`
+	// PhaseOrder is empty when the status file samples taken from the
+	// fault's start to the run's end kept the writer's promises
+	// (status.PhasesForward), else the first broken one.
+	PhaseOrder string `json:"phase_order,omitempty"`
+	// Samples is how many distinct status files were sampled.
+	Samples int `json:"samples"`
+}
+
+// stopCont stops pg_basebackup with SIGSTOP at a random time after the
+// server started the backup, looks at it with the status reader (Check
+// and RemoveIfDead, as pgbb-status does), and continues it with SIGCONT
+// after StopHoldMin to StopHoldMax. Only the process recorded in the status
+// file is stopped; its WAL streaming child runs on.
+type stopCont struct{}
+
+var _ Fault = stopCont{}
+
+// stopPlan returns the stop plan of a name.
+func stopPlan(name string) (Fault, bool) {
+	if name == scenario.PlanStop {
+		return stopCont{}, true
+	}
+	return nil, false
+}
+
+func (stopCont) Name() string                        { return scenario.PlanStop }
+func (stopCont) Available(s scenario.Scenario) error { return nil }
+
+func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	hold := StopHoldMin + time.Duration(t.Rand.Int64N(int64(StopHoldMax-StopHoldMin)))
+	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
+	if t.Dir == "" {
+		return inj, errors.New("stop: the target directory is not known")
+	}
+	obs := &StopObservation{}
+	inj.Stop = obs
+	statusPath := filepath.Join(t.Dir, status.FileName)
+
+	// Sample the status file from now until the run ends.
+	sampler := startSampler(statusPath, t.Done)
+	defer func() {
+		// The samples go on until the run ends (the trial waits for
+		// that before it reads anything).
+		select {
+		case <-t.Done:
+		case <-ctx.Done():
+		}
+		samples := sampler.stop()
+		obs.Samples = len(samples)
+		if err := status.PhasesForward(samples); err != nil {
+			obs.PhaseOrder = err.Error()
+		}
+	}()
+
+	if !wait(ctx, t, anchor, off) {
+		return inj, ctx.Err()
+	}
+	if err := syscall.Kill(t.PID, syscall.SIGSTOP); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			inj.Detail = "the process exited before the stop"
+			return inj, nil
+		}
+		return inj, fmt.Errorf("stop: kill -STOP %d: %w", t.PID, err)
+	}
+	fired(&inj, t)
+	stoppedAt := time.Now()
+	// Continue it whatever happens next.
+	defer func() {
+		if err := syscall.Kill(t.PID, syscall.SIGCONT); err == nil {
+			obs.Continued = waitStopped(t.PID, false, 2*time.Second)
+		}
+		obs.Held = time.Since(stoppedAt)
+		inj.Detail = fmt.Sprintf("SIGSTOP for %s, then SIGCONT; reader said %s (exit %d), remove-if-dead exit %d",
+			obs.Held.Round(time.Millisecond), obs.Verdict, obs.ExitCode, obs.RemoveExit)
+	}()
+
+	obs.Stopped = waitStopped(t.PID, true, 2*time.Second)
+	before, _ := os.ReadFile(statusPath)
+	r := status.Check(t.Dir)
+	obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
+	if r.Status != nil {
+		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+	}
+	rm := status.RemoveIfDead(t.Dir, false)
+	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
+	after, err := os.ReadFile(statusPath)
+	obs.TargetIntact = err == nil && bytes.Equal(before, after)
+
+	timer := time.NewTimer(max(hold-time.Since(stoppedAt), 0))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return inj, nil
+}
+
+// waitStopped waits until /proc shows pid stopped (or not), for at most
+// limit; it says whether it did.
+func waitStopped(pid int, stopped bool, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		info, err := (status.Procfs{}).Process(pid)
+		if err == nil && info.Exists && info.Stopped == stopped {
+			return true
+		}
+		if err != nil || !info.Exists || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sampler reads a status file every few milliseconds and keeps each
+// distinct version that parses (unreadable moments are skipped: a missing
+// or invalid file is judged elsewhere).
+type sampler struct {
+	quit    chan struct{}
+	done    chan struct{}
+	samples []*status.Status
+}
+
+func startSampler(path string, runDone <-chan struct{}) *sampler {
+	s := &sampler{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		var last uint32
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if st, err := status.ReadFile(path); err == nil && (len(s.samples) == 0 || st.Checksum != last) {
+				s.samples = append(s.samples, st)
+				last = st.Checksum
+			}
+			select {
+			case <-s.quit:
+				return
+			case <-runDone:
+				// One last look at what the run left.
+				if st, err := status.ReadFile(path); err == nil && st.Checksum != last {
+					s.samples = append(s.samples, st)
+				}
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling, if the run's end did not already, and returns
+// the samples.
+func (s *sampler) stop() []*status.Status {
+	select {
+	case <-s.done:
+	default:
+		close(s.quit)
+		<-s.done
+	}
+	return s.samples
+}

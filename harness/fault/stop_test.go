@@ -1,0 +1,136 @@
+package fault
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// TestStopPlan runs the stop plan against a process named pg_basebackup (a
+// copy of sleep) whose status file the test writes: while stopped, the
+// reader says stalled and the removal refuses; then it is continued, the
+// "run" completes, and the samples kept their order.
+func TestStopPlan(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep")
+	}
+	bin := filepath.Join(t.TempDir(), status.WriterName)
+	copyExecutable(t, sleep, bin)
+	cmd := exec.Command(bin, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "target")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	s := &status.Status{
+		Version: 1, State: status.StateInProgress, StartTime: now, PID: cmd.Process.Pid, Host: host,
+		Label: "stop test", ProgramVersion: "pg_basebackup (PostgreSQL) 18.6", Format: "plain",
+		WALMethod: "stream", Sync: true, Progress: true, UpdateInterval: 5,
+		Directories: []status.Directory{{Path: dir, Created: true}},
+		Phase:       status.PhaseReceiving, UpdateTime: now, BytesReceived: 8192,
+	}
+	write := func() {
+		tmp := filepath.Join(dir, status.TempFileName)
+		if err := os.WriteFile(tmp, s.Encode(), 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, status.FileName)); err != nil {
+			t.Error(err)
+		}
+	}
+	write()
+
+	tracker := NewTracker(time.Now())
+	tracker.Observe(PhaseReceiving)
+	done := make(chan struct{})
+	f, err := ByName(scenario.PlanStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	injected := make(chan Injection)
+	go func() {
+		inj, err := f.Inject(context.Background(), &Target{
+			PID: cmd.Process.Pid, Phases: tracker, Done: done, Dir: dir,
+			Calibration: Timeline{"start": 0, "receiving": 0, "exited": 10 * time.Millisecond},
+			Rand:        rand.New(rand.NewPCG(1, 2)),
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		injected <- inj
+	}()
+	// Once continued, the "run" completes and exits.
+	waitStopped(cmd.Process.Pid, true, 10*time.Second)
+	waitStopped(cmd.Process.Pid, false, 20*time.Second)
+	s.Phase, s.BytesReceived = status.PhaseSyncing, 16384
+	write()
+	time.Sleep(100 * time.Millisecond)
+	s.State, s.Started, s.StartLSN, s.Timeline, s.SystemID = status.StateCompleted, true, 0x2000028, 1, 7441234567890123456
+	s.EndLSN, s.EndTime, s.Durable = 0x2000100, now.Add(time.Minute), true
+	write()
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Kill()
+	cmd.Wait()
+	close(done)
+
+	inj := <-injected
+	o := inj.Stop
+	if !inj.Fired || o == nil {
+		t.Fatalf("not fired: %+v", inj)
+	}
+	if !o.Stopped || o.Verdict != "stalled" || o.ExitCode != 5 || o.State != "in progress" {
+		t.Errorf("while stopped: %+v", o)
+	}
+	if o.RemoveExit != status.ExitRefused || !o.TargetIntact {
+		t.Errorf("removal while stopped: %+v", o)
+	}
+	if !o.Continued || o.Held < StopHoldMin || o.Held > StopHoldMax+5*time.Second {
+		t.Errorf("continued %v after %v", o.Continued, o.Held)
+	}
+	if o.PhaseOrder != "" || o.Samples < 3 {
+		t.Errorf("samples %d, phase order %q", o.Samples, o.PhaseOrder)
+	}
+	if _, err := os.Stat(filepath.Join(dir, status.FileName)); err != nil {
+		t.Errorf("status file: %v", err)
+	}
+}
+
+func copyExecutable(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,61 @@
+package trial
+
+import "fmt"
+
+// Invariants of the stop plan (issue G): judged from what the plan saw
+// while pg_basebackup was stopped (fault.StopObservation).
+const (
+	// InvStoppedStalled: while stopped, the reader says stalled (exit
+	// 5), never dead, running or completed, unless the status file
+	// already said completed or failed before the stop.
+	InvStoppedStalled = "stopped-is-stalled"
+	// InvStoppedNotRemoved: while stopped, --remove-if-dead refuses and
+	// leaves the target as it was.
+	InvStoppedNotRemoved = "stopped-not-removed"
+	// InvContinuedCompletes: after SIGCONT the run completes: exit 0 and
+	// a completed status file.
+	InvContinuedCompletes = "continued-completes"
+	// InvPhasesForward: the status file samples of the run keep the
+	// writer's promises (status.PhasesForward).
+	InvPhasesForward = "phases-forward"
+)
+
+// stopInvariants lists the invariants of the stop plan.
+func stopInvariants() []string {
+	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward}
+}
+
+// checkStop returns the stop plan's invariants r breaks.
+func checkStop(r *Record) []Violation {
+	o := r.Fault.Stop
+	if o == nil {
+		return nil
+	}
+	var vs []Violation
+	add := func(inv, msg string) { vs = append(vs, Violation{Invariant: inv, Message: msg}) }
+	if o.PhaseOrder != "" {
+		add(InvPhasesForward, "status file samples: "+o.PhaseOrder)
+	}
+	if !r.Fault.Fired {
+		return vs
+	}
+	final := o.State == "completed" || o.State == "failed"
+	switch {
+	case !o.Stopped:
+		add(InvStoppedStalled, "the process never showed as stopped in /proc; the reader said "+o.Verdict+": "+o.Summary)
+	case o.Verdict != "stalled" && !final:
+		add(InvStoppedStalled, "while pg_basebackup was stopped the reader said "+o.Verdict+": "+o.Summary)
+	}
+	if o.RemoveExit != 1 || !o.TargetIntact {
+		add(InvStoppedNotRemoved, fmt.Sprintf("while pg_basebackup was stopped --remove-if-dead did not refuse cleanly: exit %d, refused %q, target intact %t",
+			o.RemoveExit, o.RemoveRefused, o.TargetIntact))
+	}
+	switch {
+	case !o.Continued:
+		add(InvContinuedCompletes, "SIGCONT was not seen to continue the process")
+	case o.State != "failed" && (!r.Exited0() || !r.StatusCompleted()):
+		add(InvContinuedCompletes, fmt.Sprintf("after SIGCONT the run did not complete: exit %d %s, status %s",
+			r.Exit.Code, r.Exit.Signal, describe(r.Status)))
+	}
+	return vs
+}

@@ -1,0 +1,55 @@
+package trial
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/scenario"
+)
+
+func TestCheckStop(t *testing.T) {
+	good := func() fault.StopObservation {
+		return fault.StopObservation{Stopped: true, State: "in progress", Verdict: "stalled", ExitCode: 5,
+			RemoveExit: 1, RemoveRefused: "the run is alive", TargetIntact: true, Continued: true, Samples: 4}
+	}
+	done := Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: &oracle.Verdict{Complete: true}}
+	cases := []struct {
+		name   string
+		fired  bool
+		modify func(o *fault.StopObservation, r *Record)
+		want   []string
+	}{
+		{"as it should", true, func(*fault.StopObservation, *Record) {}, nil},
+		{"not fired", false, func(o *fault.StopObservation, r *Record) { *o = fault.StopObservation{} }, nil},
+		{"completed before the stop", true, func(o *fault.StopObservation, r *Record) {
+			o.State, o.Verdict, o.ExitCode, o.RemoveRefused = "completed", "completed", 0, "completed"
+		}, nil},
+		{"said dead", true, func(o *fault.StopObservation, r *Record) { o.Verdict = "not-complete" }, []string{InvStoppedStalled}},
+		{"said running", true, func(o *fault.StopObservation, r *Record) { o.Verdict = "running" }, []string{InvStoppedStalled}},
+		{"never stopped", true, func(o *fault.StopObservation, r *Record) { o.Stopped = false }, []string{InvStoppedStalled}},
+		{"removed", true, func(o *fault.StopObservation, r *Record) { o.RemoveExit, o.TargetIntact = 0, false }, []string{InvStoppedNotRemoved}},
+		{"refused but touched", true, func(o *fault.StopObservation, r *Record) { o.TargetIntact = false }, []string{InvStoppedNotRemoved}},
+		{"not continued", true, func(o *fault.StopObservation, r *Record) { o.Continued = false }, []string{InvContinuedCompletes}},
+		{"failed after continuing", true, func(o *fault.StopObservation, r *Record) {
+			r.Exit, r.Status = Exit{Code: 1}, StatusFile{Present: true, Valid: true, State: "failed"}
+		}, []string{InvContinuedCompletes}},
+		{"phases back", true, func(o *fault.StopObservation, r *Record) { o.PhaseOrder = "phase went back" }, []string{InvPhasesForward}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := done
+			o := good()
+			tc.modify(&o, &r)
+			r.Fault = fault.Injection{Plan: scenario.PlanStop, Fired: tc.fired, Stop: &o}
+			var got []string
+			for _, v := range Check(&r, scenario.Defaults()) {
+				got = append(got, v.Invariant)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("violations %v, want %v (%+v)", got, tc.want, Check(&r, scenario.Defaults()))
+			}
+		})
+	}
+}
