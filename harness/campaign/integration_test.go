@@ -81,3 +81,64 @@ func TestIntegrationCrash(t *testing.T) {
 		t.Errorf("%d record files for %d records", len(files), len(res.Records))
 	}
 }
+
+// TestIntegrationCrashContainer runs a few trials with the container
+// backend: pgbb-agent inside a container of the patched 18 image. It runs
+// when a Docker engine answers (BACKEND=auto) or is required
+// (BACKEND=container, when a missing engine fails the test); BACKEND=native
+// leaves it out.
+func TestIntegrationCrashContainer(t *testing.T) {
+	if os.Getenv("PGBB_INTEGRATION") != "1" {
+		t.Skip("set PGBB_INTEGRATION=1 to run real crash trials")
+	}
+	backend := os.Getenv("BACKEND")
+	if backend == build.BackendNative {
+		t.Skip("BACKEND=native: the container backend is not wanted")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendContainer), build.WithLog(&log))...)
+	if err != nil {
+		if backend == build.BackendContainer {
+			t.Fatalf("BACKEND=container but no container backend: %v", err)
+		}
+		t.Skipf("no Docker engine, the container backend is not available: %v", err)
+	}
+	res, err := b.Build(ctx, build.Spec{Major: 18, Variant: build.Patched})
+	if err != nil {
+		t.Fatalf("container build of patched 18: %v\n%s", err, log.String())
+	}
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := BuildAgent(ctx, root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := scenario.Parse("integration-container.json", []byte(`{
+		"name": "integration-container", "format": "tar", "wal_method": "stream",
+		"faults": ["kill", "kill-wal-child", "kill-syscall"], "trials": 3
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	result, err := RunContainer(ctx, res.Image, agent, Job{Scenarios: []scenario.Scenario{sc}, Seed: 42, Parallel: 1,
+		Variant: "patched", Prefix: res.Prefix, BuildTree: res.BuildTree}, nil, &out)
+	if err != nil {
+		t.Fatalf("container campaign: %v\n%s", err, out.String())
+	}
+	// 3 trials, the control and the traced count run.
+	if got := len(result.Records); got != 5 {
+		t.Fatalf("%d records, want 5\n%s", got, out.String())
+	}
+	sum := report.Summarize(result.Records)
+	var tb strings.Builder
+	report.WriteTable(&tb, sum)
+	t.Logf("\n%s", tb.String())
+	if len(sum.Violations) > 0 {
+		t.Fatalf("invariant violations:\n%s", strings.Join(sum.Violations, "\n"))
+	}
+}
