@@ -41,7 +41,7 @@ func TestIntegrationCrash(t *testing.T) {
 		"format": "plain",
 		"wal_method": "stream",
 		"no_clean": true,
-		"faults": ["kill", "term", "kill-wal-child", "terminate-walsender"],
+		"faults": ["kill", "term", "kill-wal-child", "terminate-walsender", "server-stop", "kill-syscall"],
 		"trials": 6
 	}`))
 	if err != nil {
@@ -61,8 +61,15 @@ func TestIntegrationCrash(t *testing.T) {
 	if err != nil {
 		t.Fatalf("campaign: %v", err)
 	}
-	if got := len(res.Records); got != 6+2 {
-		t.Fatalf("%d records, want 6 trials + 2 controls", got)
+	trials := 0
+	for _, r := range res.Records {
+		if r.Index >= 0 {
+			trials++
+		}
+	}
+	// Per worker a control and a traced count run (kill-syscall).
+	if trials != 6 || len(res.Records) != 6+2+2 {
+		t.Fatalf("%d records, %d trials: want 6 trials, 2 controls and 2 count runs", len(res.Records), trials)
 	}
 	sum := report.Summarize(res.Records)
 	var tb strings.Builder
