@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseVariant(t *testing.T) {
@@ -161,4 +162,27 @@ func TestNoEngine(t *testing.T) {
 	if err != nil || b.Backend() != BackendNative || !strings.Contains(log.String(), "backend: native (auto: no Docker engine") {
 		t.Errorf("auto without an engine: %v, log %q", err, log.String())
 	}
+}
+
+func TestLockBuildExcludes(t *testing.T) {
+	var log strings.Builder
+	b := &Builder{cfg: Config{cacheDir: t.TempDir()}, log: &logger{&log}}
+	unlock, err := b.lockBuild(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := b.lockBuild(ctx, "x"); err == nil {
+		t.Fatal("second lock taken while the first is held")
+	}
+	if !strings.Contains(log.String(), "waiting for another harness process") {
+		t.Errorf("no waiting message: %q", log.String())
+	}
+	unlock()
+	unlock2, err := b.lockBuild(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock2()
 }

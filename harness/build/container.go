@@ -130,6 +130,17 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		l.logf("reusing image %s", tag)
 		return c.result(j, labels["org.pgbb.version"], true), nil
 	}
+	unlock, err := c.b.lockBuild(ctx, "image-"+j.name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	if ok, labels, err := c.imageExists(ctx, tag); err != nil || ok {
+		if ok {
+			l.logf("reusing image %s (made meanwhile by another process)", tag)
+		}
+		return c.result(j, labels["org.pgbb.version"], ok), err
+	}
 	// The build context: the Dockerfile and the prepared tree. It is made
 	// first, so that a patch that does not apply fails before anything else.
 	ctxDir := filepath.Join(c.b.cfg.cacheDir, "ctx", j.name)
@@ -285,6 +296,17 @@ func (c *containerBackend) baseImage(ctx context.Context) (string, error) {
 	}
 	if ctx.Err() != nil {
 		return "", ctx.Err()
+	}
+	unlock, err := c.b.lockBuild(ctx, "base-"+strings.ReplaceAll(own, ":", "-"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if ok, _, err := c.imageExists(ctx, own); err != nil || ok {
+		if ok {
+			l.logf("base image: %s (made meanwhile by another process)", own)
+		}
+		return own, err
 	}
 	l.logf("base image %s is not present and cannot be pulled (%v)", DefaultBaseImage, oneLine(perr))
 	l.logf("MAKING BASE IMAGE %s: debootstrap %s with the build dependencies, then docker import", own, baseSuite)

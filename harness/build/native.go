@@ -48,6 +48,15 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 		l.logf("reusing native build %s", dir)
 		return n.result(j, strings.TrimSpace(string(v)), true, acct), nil
 	}
+	unlock, err := n.b.lockBuild(ctx, "native-"+j.name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	if v, err := os.ReadFile(filepath.Join(dir, nativeStamp)); err == nil {
+		l.logf("reusing native build %s (made meanwhile by another process)", dir)
+		return n.result(j, strings.TrimSpace(string(v)), true, acct), nil
+	}
 	if err := ensureDebs(ctx, l, "build dependencies of the native build", BuildDeps()); err != nil {
 		return Result{}, err
 	}
