@@ -40,7 +40,7 @@ func TestParseDefaultsAndValues(t *testing.T) {
 func TestParseErrorsNameFileAndLine(t *testing.T) {
 	cases := []struct {
 		name, text, want string
-		line           int
+		line             int
 	}{
 		{"unknown key", "{\n  \"format\": \"plain\",\n  \"formatt\": \"tar\"\n}", "formatt: unknown key", 3},
 		{"bad enum", "{\n  \"wal_method\": \"stream\",\n\n  \"format\": \"zip\"\n}", `format: "zip" is not one of plain, tar`, 4},

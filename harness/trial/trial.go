@@ -96,16 +96,16 @@ type Record struct {
 	Args  []string  `json:"args"`
 	Start time.Time `json:"start"`
 	// Duration is pg_basebackup's run time; Elapsed the whole trial's.
-	Duration time.Duration `json:"duration_ns"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
-	Exit     Exit          `json:"exit"`
+	Duration time.Duration   `json:"duration_ns"`
+	Elapsed  time.Duration   `json:"elapsed_ns"`
+	Exit     Exit            `json:"exit"`
 	Fault    fault.Injection `json:"fault"`
 	// Timeline is when the run reached each phase.
 	Timeline fault.Timeline `json:"timeline"`
 	// Syscalls counts file-system calls of the process tree per phase
 	// (traced runs only).
 	Syscalls map[string]int64 `json:"syscalls,omitempty"`
-	Orphans  Orphans        `json:"orphans"`
+	Orphans  Orphans          `json:"orphans"`
 	// The operator's signals.
 	LogCompleted    bool       `json:"log_completed"`
 	TargetPresent   bool       `json:"target_present"`

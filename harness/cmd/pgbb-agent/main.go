@@ -92,4 +92,3 @@ func hasAmcheck(prefix string) bool {
 	}
 	return false
 }
-

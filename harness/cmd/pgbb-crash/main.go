@@ -339,4 +339,3 @@ func envOr(k, def string) string {
 	}
 	return def
 }
-
