@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"io"
 	"os"
@@ -286,6 +287,11 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		crec.Violations = append(crec.Violations, trial.Violation{Invariant: "control-passes", Message: "the clean run failed: " + why})
 	}
 	cal := crec.Timeline
+	if s.StaleStatus {
+		if err := plantStatus(c.cfg.Acct, filepath.Join(cs.Dir, "target", "backup_status"), cl.DataDir); err != nil {
+			return err
+		}
+	}
 	c.finish(crec)
 	// kill-syscall needs to know how many file-system calls a clean run
 	// makes, and from which call on it is finishing: a traced clean run.
@@ -357,6 +363,35 @@ func (c *campaign) finish(rec *trial.Record) {
 		c.cfg.OnRecord(rec)
 	}
 }
+
+// plantStatus copies a backup's status file into the source data
+// directory (scenario stale_status). Without one (a stock build) a
+// completed status file of the format is written instead.
+func plantStatus(a build.Account, from, dataDir string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			return fmt.Errorf("stale status: %w", err)
+		}
+		sum := crc32.Checksum([]byte(staleStatus), crc32.MakeTable(crc32.Castagnoli))
+		data = fmt.Appendf([]byte(staleStatus), "CHECKSUM: %08X\n", sum)
+	}
+	to := filepath.Join(dataDir, "backup_status")
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		return fmt.Errorf("stale status: %w", err)
+	}
+	if a.Switch {
+		return os.Chown(to, int(a.UID), int(a.GID))
+	}
+	return nil
+}
+
+// staleStatus is a completed status file of format 1 without its
+// checksum line.
+const staleStatus = "BACKUP STATUS FORMAT: 1\nSTATUS: completed\nSTART TIME: 2026-11-25 09:18:00 UTC\nPID: 1\nHOST: stale\n" +
+	"LABEL: stale\nPROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6\nFORMAT: plain\nWAL METHOD: stream\nSYNC: on\n" +
+	"START WAL LOCATION: 0/2000028\nSTART TIMELINE: 1\nSYSTEM IDENTIFIER: 7441234567890123456\nEND WAL LOCATION: 0/2000100\n" +
+	"END TIME: 2026-11-25 09:20:00 UTC\nDURABLE: yes\n"
 
 // SaveRecord writes rec as <runDir>/trials/<scenario>-<index>.json.
 func SaveRecord(runDir string, rec *trial.Record) error {

@@ -94,6 +94,11 @@ type Scenario struct {
 	// Seed, when not zero, replaces the campaign seed for this scenario
 	// ("seed").
 	Seed int64
+	// StaleStatus puts a valid "completed" backup_status (the control
+	// run's) into the source data directory, as a source restored from
+	// such a backup has: it must never travel into a new backup
+	// ("stale_status", default false).
+	StaleStatus bool
 
 	// File and Line say where the scenario was read from.
 	File string
@@ -358,6 +363,8 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 			return fmt.Errorf("%v is out of range 0-1", v)
 		}
 		s.OracleSample = v
+	case "stale_status":
+		return strict(raw, &s.StaleStatus)
 	case "seed":
 		var v int64
 		if err := strict(raw, &v); err != nil {
@@ -373,7 +380,7 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 // Keys lists the keys a scenario file may have.
 func Keys() []string {
 	return []string{"name", "description", "format", "wal_method", "compression", "tablespaces", "manifest",
-		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed"}
+		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status"}
 }
 
 // check rejects impossible combinations.
