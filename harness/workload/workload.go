@@ -167,5 +167,8 @@ func (w *Workload) tpcb(ctx context.Context, rng *rand.Rand) {
 			continue
 		}
 		w.txns.Add(1)
+		// Enough to keep WAL flowing during every backup, not so much
+		// that the writers starve the backup and the oracle of CPU.
+		pause(ctx, 2*time.Millisecond)
 	}
 }
