@@ -14,23 +14,34 @@ import (
 	"strings"
 )
 
-// PatchSeries returns the *.patch files of dir in name order. A missing
+// PatchSeries returns the *.patch files of dirs, a list of directories
+// joined by the OS path list separator (":" on Unix): each directory's
+// patches in name order, the directories in the order given. A second
+// directory thus stacks patches on top of a series, as the known-bad
+// variants in harness/testdata/knownbad do on top of patches/pg18. A missing
 // directory or one without patches is an error: a patched build with no
 // patches would silently be a stock build.
-func PatchSeries(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("patch series: %w", err)
-	}
+func PatchSeries(dirs string) ([]string, error) {
 	var out []string
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".patch") {
-			out = append(out, filepath.Join(dir, e.Name()))
+	for _, dir := range filepath.SplitList(dirs) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("patch series: %w", err)
 		}
+		var series []string
+		for _, e := range ents {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".patch") {
+				series = append(series, filepath.Join(dir, e.Name()))
+			}
+		}
+		if len(series) == 0 {
+			return nil, fmt.Errorf("no patches in %s (a patched build needs at least one *.patch file)", dir)
+		}
+		sort.Strings(series)
+		out = append(out, series...)
 	}
-	sort.Strings(out)
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no patches in %s (a patched build needs at least one *.patch file)", dir)
+		return nil, fmt.Errorf("no patch directory given")
 	}
 	return out, nil
 }

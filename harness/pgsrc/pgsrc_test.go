@@ -276,6 +276,27 @@ func TestPatchSeriesEmpty(t *testing.T) {
 	}
 }
 
+func TestPatchSeriesStacked(t *testing.T) {
+	base, top := t.TempDir(), t.TempDir()
+	for _, f := range []string{filepath.Join(base, "0002-b.patch"), filepath.Join(base, "0001-a.patch"),
+		filepath.Join(top, "0001-z.patch"), filepath.Join(top, "README.md")} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := PatchSeries(base + string(os.PathListSeparator) + top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(base, "0001-a.patch"), filepath.Join(base, "0002-b.patch"), filepath.Join(top, "0001-z.patch")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("stacked series (-want +got):\n%s", diff)
+	}
+	if _, err := PatchSeries(base + string(os.PathListSeparator) + t.TempDir()); err == nil || !strings.Contains(err.Error(), "no patches in ") {
+		t.Errorf("stacked series with an empty directory: %v", err)
+	}
+}
+
 // TestRealTreePatches applies the test patches to the real trees: the
 // trivial ones apply to 18.6 and 15.18, the broken one fails naming its second hunk. It
 // downloads the pinned source, so it runs with PGBB_INTEGRATION=1.
