@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead crash clean
+.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead bench-powerfs crash clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -55,6 +55,9 @@ bench-build: ## cold and warm build times per backend (removes the project's ima
 
 bench-overhead: ## what the status file costs: stock vs patched 18.6 pg_basebackup of a ~300 MB cluster, interleaved
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkStatusFileOverhead -benchtime 1x -timeout 60m ./harness/overhead
+
+bench-powerfs: ## power-loss cycles per minute of the powerfs layer (mount, write+sync ~10 MB, power loss, materialise; root, /dev/fuse)
+	$(GO) test -count=1 -run '^$$' -bench 'Cycle$$' -benchtime 20x ./harness/powerfs
 
 # `make crash`: SCENARIOS (files or directories, comma-separated), PATCHES
 # (a patch series directory, default patches/pg$(PG)), CRASH_FLAGS (more

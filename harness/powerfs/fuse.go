@@ -23,6 +23,13 @@ type mount struct {
 // mounts directly, without a fusermount binary. Other users reach the
 // mount (allow_other) under the kernel's permission checks
 // (default_permissions). ctx bounds the mounting only.
+//
+// The serving process must not start a program whose working directory
+// (exec.Cmd.Dir) is on the mount: the child changes into it between fork
+// and exec, while the forking thread keeps one of the Go runtime's Ps, and
+// a garbage collection in that window waits for that P while the file
+// system that must answer the child cannot run. Let the program change
+// directory itself, after exec.
 func (fs *FS) Mount(ctx context.Context, dir string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("powerfs: mount %s: %w", dir, err)

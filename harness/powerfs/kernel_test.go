@@ -24,6 +24,7 @@ func TestRealProgramsOnTheMount(t *testing.T) {
 	}
 	// coreutils sync with arguments fsyncs each (files and directories).
 	script := `set -e
+cd "$1"
 dd if=/dev/zero of=synced bs=4096 count=4 conv=fsync status=none
 mkdir sub
 printf completed > sub/status.tmp
@@ -35,8 +36,11 @@ printf x >> synced
 `
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", script)
-	cmd.Dir = dir
+	// Not cmd.Dir: the child would chdir into the mount between fork and
+	// exec, while the forking thread holds one of this process's Ps; a
+	// garbage collection then waits for it, and the file system that
+	// must answer the chdir never runs (see Mount).
+	cmd := exec.CommandContext(ctx, "sh", "-c", script, "sh", dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("script as uid %d on the mount: %v\n%s", nobody, err, out)
