@@ -152,7 +152,9 @@ func TestNoEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noEngine := func(c *Config) { c.engineErr = errors.New("dial unix /var/run/docker.sock: connect: no such file or directory") }
+	noEngine := func(c *Config) {
+		c.engineErr = errors.New("dial unix /var/run/docker.sock: connect: no such file or directory")
+	}
 	_, err = New(context.Background(), WithRepoRoot(root), WithBackend(BackendContainer), noEngine)
 	if err == nil || !strings.Contains(err.Error(), "backend container (forced): docker engine does not answer") {
 		t.Errorf("forced container without an engine: %v", err)

@@ -15,7 +15,7 @@ func BuildDeps() []string {
 	return []string{
 		"gcc", "make", "bison", "flex", "perl", "pkg-config",
 		"libreadline-dev", "zlib1g-dev", "liblz4-dev", "libzstd-dev",
-		"libipc-run-perl", // TAP tests (IPC::Run)
+		"libipc-run-perl",            // TAP tests (IPC::Run)
 		"lz4", "zstd", "gzip", "tar", // programs the pg_basebackup TAP tests use
 	}
 }
