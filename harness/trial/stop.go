@@ -20,9 +20,10 @@ const (
 	InvPhasesForward = "phases-forward"
 )
 
-// stopInvariants lists the invariants of the stop plan.
-func stopInvariants() []string {
-	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward}
+// issueGInvariants lists the invariants of the stop plan and of the
+// clean-up after a run that did not complete (cleanup.go).
+func issueGInvariants() []string {
+	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward, InvRemoveExact, InvRetrySucceeds}
 }
 
 // checkStop returns the stop plan's invariants r breaks.

@@ -120,6 +120,9 @@ type Record struct {
 	OracleWhy string          `json:"oracle_why,omitempty"`
 	// Disk is what the power-loss layer saw, for plans that run on it.
 	Disk *DiskResult `json:"disk,omitempty"`
+	// Cleanup is --remove-if-dead and a retry after a run that did not
+	// complete (cleanup.go).
+	Cleanup *Cleanup `json:"cleanup,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
@@ -414,6 +417,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		}
 	}
 	rec.Violations = Check(rec, s.Scenario)
+	// A run that did not complete: clean up as an operator would, then
+	// retry (issue G, cleanup.go).
+	if err := cleanupAndRetry(ctx, s, rec, target); err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
 	rec.Elapsed = time.Since(start)
 	return rec, nil
 }

@@ -1,0 +1,178 @@
+package trial
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// Invariants of the clean-up after a run that did not complete (issue G).
+const (
+	// InvRemoveExact: after a run that died (status "in progress" or
+	// "failed", its process group gone), status.RemoveIfDead removes
+	// exactly the recorded directories (created ones gone, existing ones
+	// empty) and touches nothing else in the trial's directory.
+	InvRemoveExact = "remove-if-dead-exact"
+	// InvRetrySucceeds: pg_basebackup run again with the same command line
+	// into the same target then succeeds and writes a completed status.
+	InvRetrySucceeds = "retry-succeeds"
+)
+
+// Cleanup is what --remove-if-dead did after a run that did not complete,
+// and how the retry into the same target went.
+type Cleanup struct {
+	// Exit is RemoveIfDead's exit code; Refused or Error why not 0.
+	Exit    int    `json:"exit"`
+	Refused string `json:"refused,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Steps are what it did, one line per recorded directory.
+	Steps []string `json:"steps,omitempty"`
+	// Wrong lists what is not as it should be afterwards: a recorded
+	// directory left, an existing one not empty, anything else changed.
+	Wrong []string `json:"wrong,omitempty"`
+	// RetryExit is the retry's exit code (-1: not run), RetryStatus its
+	// status file's STATUS, RetryLog the end of its output on failure.
+	RetryExit   int    `json:"retry_exit"`
+	RetryStatus string `json:"retry_status,omitempty"`
+	RetryLog    string `json:"retry_log,omitempty"`
+}
+
+// cleanupAndRetry runs, after a trial whose run left an "in progress" or
+// "failed" status file with DIRECTORY lines and broke no invariant, the
+// removal an operator would run (status.RemoveIfDead on the target) and
+// then the same pg_basebackup again; it records both in rec.Cleanup and
+// adds the violations. Trials on the power-loss layer are left alone.
+func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) error {
+	if !rec.StatusFile || rec.Disk != nil || len(rec.Violations) > 0 || !rec.Status.Valid ||
+		(rec.Status.State != "in progress" && rec.Status.State != "failed") {
+		return nil
+	}
+	st, err := status.ReadDir(target)
+	if err != nil || !st.Progress || len(st.Directories) == 0 {
+		return nil // a series without DIRECTORY lines: nothing to judge
+	}
+	c := &Cleanup{RetryExit: -1}
+	rec.Cleanup = c
+	recorded := map[string]bool{}
+	for _, d := range st.Directories {
+		recorded[d.Path] = true
+	}
+	under := func(p string) bool {
+		for d := range recorded {
+			if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
+				return true
+			}
+		}
+		return false
+	}
+	before, err := snapshot(s.Dir, under)
+	if err != nil {
+		return fmt.Errorf("clean-up: %w", err)
+	}
+
+	rm := status.RemoveIfDead(target, false)
+	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
+	for _, step := range rm.Steps {
+		c.Steps = append(c.Steps, step.String())
+	}
+	if rm.ExitCode == status.ExitRemoved {
+		for _, d := range st.Directories {
+			entries, err := os.ReadDir(d.Path)
+			switch {
+			case d.Created && err == nil:
+				c.Wrong = append(c.Wrong, "created directory left: "+d.Path)
+			case !d.Created && err != nil:
+				c.Wrong = append(c.Wrong, "existing directory gone: "+d.Path)
+			case !d.Created && len(entries) > 0:
+				c.Wrong = append(c.Wrong, "existing directory not emptied: "+d.Path)
+			}
+		}
+		after, err := snapshot(s.Dir, under)
+		if err != nil {
+			return fmt.Errorf("clean-up: %w", err)
+		}
+		c.Wrong = append(c.Wrong, diffSnapshots(before, after)...)
+	}
+	switch {
+	case rm.ExitCode != status.ExitRemoved:
+		rec.Violations = append(rec.Violations, Violation{InvRemoveExact,
+			fmt.Sprintf("--remove-if-dead after a dead run (%s) exited %d: %s%s", rec.Status.State, rm.ExitCode, rm.Refused, rm.Error)})
+		return nil
+	case len(c.Wrong) > 0:
+		rec.Violations = append(rec.Violations, Violation{InvRemoveExact,
+			"--remove-if-dead did not remove exactly the recorded directories: " + strings.Join(c.Wrong, "; ")})
+		return nil
+	}
+
+	out, err := proc.Run(ctx, s.Acct, []string{"TZ=UTC"}, rec.Args...)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	c.RetryExit = 0
+	if err != nil {
+		c.RetryExit = 1
+		c.RetryLog = proc.Tail(out, 6)
+	}
+	if again, err := status.ReadDir(target); err == nil {
+		c.RetryStatus = again.State.String()
+	}
+	if c.RetryExit != 0 || c.RetryStatus != "completed" {
+		rec.Violations = append(rec.Violations, Violation{InvRetrySucceeds,
+			fmt.Sprintf("the retry into the cleaned target failed (status %q): %s", c.RetryStatus, c.RetryLog)})
+	}
+	return nil
+}
+
+// snapshot lists every path under root that is not skipped, with its type
+// and size, and, for files, modification time.
+func snapshot(root string, skip func(string) bool) (map[string]string, error) {
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if skip(p) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			m[p] = "dir"
+		} else {
+			m[p] = fmt.Sprintf("%s %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return m, err
+}
+
+// diffSnapshots names what changed between two snapshots.
+func diffSnapshots(before, after map[string]string) []string {
+	var out []string
+	for p, b := range before {
+		if a, ok := after[p]; !ok {
+			out = append(out, "removed "+p)
+		} else if a != b && b != "dir" {
+			out = append(out, "changed "+p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			out = append(out, "appeared "+p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
