@@ -37,7 +37,8 @@ const (
 	// Stalled: like Running, the process is alive on this host, but it
 	// makes no progress: it is stopped (SIGSTOP), or its status file is
 	// older than StallAge in a phase with periodic rewrites. Do not remove
-	// the backup; look at the process or the server. Exit code 5.
+	// the backup; look at the process or the server. Exit code 5. Check
+	// and Wait return it; Decide, which has no clock, says Running.
 	Stalled
 )
 
