@@ -349,8 +349,8 @@ func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 // estimate is how many operations of a kind the finishing part of a run
 // has, about (measured on 18.6 patched, plain format, scale 1): the sync
 // walk fsyncs every file and directory; two renames (the manifest, the
-// completed status file); a few writes (the end of the WAL, the status
-// file).
+// completed status file); two to four writes (the end of the WAL, the
+// status file).
 func estimate(k powerfs.OpKind, files, dirs int) int {
 	switch k {
 	case powerfs.OpFsync:
@@ -360,7 +360,7 @@ func estimate(k powerfs.OpKind, files, dirs int) int {
 	case powerfs.OpRename:
 		return 2
 	}
-	return 8
+	return 4
 }
 
 // eioFault fails one operation of the finishing part with EIO: an open
