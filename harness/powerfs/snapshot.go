@@ -244,12 +244,12 @@ type TornState struct {
 	// Kind is "prefix" (the first Prefix of Of bytes of a write reached
 	// the disk, with everything written before it) or "unrenamed" (the
 	// temporary file fully written and durable, the rename lost).
-	Kind      string
-	Prefix    int
-	Of        int
-	Path      string
-	Content   []byte
-	Base      *Snapshot
+	Kind    string
+	Prefix  int
+	Of      int
+	Path    string
+	Content []byte
+	Base    *Snapshot
 }
 
 // String names the state.
