@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
@@ -147,18 +146,4 @@ func checkDisk(r *Record) []Violation {
 		}
 	}
 	return vs
-}
-
-// DiskSummary is a one-line account of the layer in a record, for logs.
-func (d *DiskResult) DiskSummary() string {
-	if d == nil || d.DiskReport == nil {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d ops, %d bytes", d.Ops, d.Written)
-	if d.CrashOp != nil {
-		fmt.Fprintf(&b, ", power cut at %s", d.CrashOp)
-	}
-	fmt.Fprintf(&b, ", %d torn states (%d status contents)", d.TornStates, d.TornViews)
-	return b.String()
 }
