@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,5 +177,57 @@ func TestEIOOnOpenDuringSync(t *testing.T) {
 	inj := <-res
 	if !inj.Fired || !strings.Contains(inj.Detail, "EIO on open") {
 		t.Fatalf("injection %+v", inj)
+	}
+}
+
+func TestStatusViews(t *testing.T) {
+	d, _, _ := diskTarget(t)
+	st := filepath.Join(d.Target, "backup_status")
+	sync := func(p string) {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(p, content string) {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sync(p)
+	}
+	// The right way: temporary file, fsync, rename, directory fsync.
+	put(st+".tmp", "in progress")
+	os.Rename(st+".tmp", st)
+	sync(d.Target)
+	put(st+".tmp", "completed")
+	os.Rename(st+".tmp", st)
+	sync(d.Target)
+	var got []string
+	for _, v := range d.StatusViews("target/backup_status") {
+		got = append(got, string(v.Content))
+	}
+	// A reader of backup_status only ever sees the whole old status.
+	if strings.Join(got, "|") != "in progress" {
+		t.Fatalf("status views %q, want only the whole first status", got)
+	}
+	// In place: every prefix of the rewrite is a state a reader may find.
+	f, err := os.OpenFile(st, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("failed"))
+	f.Close()
+	got = nil
+	for _, v := range d.StatusViews("target/backup_status") {
+		got = append(got, string(v.Content))
+	}
+	for _, want := range []string{"f", "fa", "failed"} {
+		if !slices.Contains(got, want) {
+			t.Fatalf("status views %q lack the torn %q", got, want)
+		}
 	}
 }
