@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead bench-powerfs crash clean
+.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead bench-powerfs bench-crash crash clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -68,6 +68,9 @@ CRASH_FLAGS ?=
 
 crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); non-zero exit on any invariant violation
 	$(GO) run ./harness/cmd/pgbb-crash -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
+
+bench-crash: ## crash trials per minute for each fault plan on scenarios/smoke/plain-stream.json (patched 18, native)
+	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkCrashPlans -benchtime 1x -timeout 60m ./harness/campaign
 
 clean: ## remove .cache (downloads, native builds) and the project's images
 	-$(GO) run ./harness/cmd/pgbb-build -clean
