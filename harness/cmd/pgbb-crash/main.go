@@ -53,6 +53,7 @@ type options struct {
 	out       string
 	scratch   string
 	install   string
+	image     string
 }
 
 func run() (int, error) {
@@ -68,6 +69,7 @@ func run() (int, error) {
 	flag.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
 	flag.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<variant>)")
 	flag.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
+	flag.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
 	flag.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -113,6 +115,9 @@ func run() (int, error) {
 	if o.install != "" && o.backend == build.BackendContainer {
 		return 2, errors.New("-install works with the native backend only")
 	}
+	if o.image != "" && o.backend != build.BackendContainer {
+		return 2, errors.New("-image works with -backend container only")
+	}
 	if o.seed == 0 {
 		o.seed = time.Now().UnixNano() % 1_000_000_007
 	}
@@ -157,8 +162,10 @@ func run() (int, error) {
 		version string
 	)
 	if o.backend == build.BackendContainer {
-		res, err := b.Build(ctx, spec)
-		if err != nil {
+		var res build.Result
+		if o.image != "" {
+			res = build.Result{Image: o.image, Version: o.pg + " (image)", Prefix: "/usr/local/pgsql", BuildTree: "/home/pgbuild/src"}
+		} else if res, err = b.Build(ctx, spec); err != nil {
 			return 2, err
 		}
 		version = res.Version
