@@ -22,7 +22,8 @@ type mount struct {
 // it until Unmount. It needs root (or CAP_SYS_ADMIN) and /dev/fuse; it
 // mounts directly, without a fusermount binary. Other users reach the
 // mount (allow_other) under the kernel's permission checks
-// (default_permissions). ctx bounds the mounting only.
+// (default_permissions). A cancelled ctx stops it before mounting;
+// serving goes on until Unmount.
 //
 // The serving process must not start a program whose working directory
 // (exec.Cmd.Dir) is on the mount: the child changes into it between fork
