@@ -354,9 +354,9 @@ func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 func estimate(k powerfs.OpKind, files, dirs int) int {
 	switch k {
 	case powerfs.OpFsync:
-		return files + 8
+		return files + 4
 	case powerfs.OpFsyncDir:
-		return dirs + 8
+		return dirs + 4
 	case powerfs.OpRename:
 		return 2
 	}
