@@ -172,19 +172,20 @@ func (d *Disk) StatusViews(rel string) []TornView {
 	seen := map[string]bool{}
 	var out []TornView
 	for _, t := range d.FS.TornStates() {
-		content := t.Content
+		content, name := t.Content, t.String()
 		if t.Path != rel {
 			b, err := t.Base.ReadFile(rel)
 			if err != nil {
 				continue
 			}
 			content = b
+			name = fmt.Sprintf("%s as durable at #%d (%s)", rel, t.Seq, t)
 		}
 		if seen[string(content)] {
 			continue
 		}
 		seen[string(content)] = true
-		out = append(out, TornView{State: t.String(), Content: content, torn: t})
+		out = append(out, TornView{State: name, Content: content, torn: t})
 	}
 	return out
 }
