@@ -310,16 +310,9 @@ func (powerLossAt) usesDisk()                           {}
 func (f powerLossAt) Name() string                      { return f.name }
 func (powerLossAt) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
-	inj := Injection{Plan: f.name, Finishing: true}
-	d, err := needDisk(t, f.name)
-	if err != nil {
-		return inj, err
-	}
-	anchor, ok := waitFinishing(ctx, t)
-	inj.Anchor = anchor.String()
+	inj, d, ok, err := startFinishing(ctx, t, f.name)
 	if !ok {
-		inj.Detail = "the run ended before its finishing part"
-		return inj, ctx.Err()
+		return inj, err
 	}
 	files, dirs := d.FS.Stats()
 	est := estimate(f.kind, files, dirs)
@@ -345,6 +338,24 @@ func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 	case <-ctx.Done():
 		return inj, ctx.Err()
 	}
+}
+
+// startFinishing is the common start of the plans that strike in the
+// finishing part of a run: it checks that the trial runs on the disk
+// layer and waits for the finishing part. ok is false when the plan must
+// stop there, with err saying why (nil when the run simply ended first).
+func startFinishing(ctx context.Context, t *Target, plan string) (inj Injection, d *Disk, ok bool, err error) {
+	inj = Injection{Plan: plan, Finishing: true}
+	if d, err = needDisk(t, plan); err != nil {
+		return inj, nil, false, err
+	}
+	anchor, reached := waitFinishing(ctx, t)
+	inj.Anchor = anchor.String()
+	if !reached {
+		inj.Detail = "the run ended before its finishing part"
+		return inj, nil, false, ctx.Err()
+	}
+	return inj, d, true, nil
 }
 
 // estimate is how many operations of a kind the finishing part of a run
@@ -376,16 +387,9 @@ func (eioFault) usesDisk()                           {}
 func (f eioFault) Name() string                      { return f.name }
 func (eioFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
-	inj := Injection{Plan: f.name, Finishing: true}
-	d, err := needDisk(t, f.name)
-	if err != nil {
-		return inj, err
-	}
-	anchor, ok := waitFinishing(ctx, t)
-	inj.Anchor = anchor.String()
+	inj, d, ok, err := startFinishing(ctx, t, f.name)
 	if !ok {
-		inj.Detail = "the run ended before its finishing part"
-		return inj, ctx.Err()
+		return inj, err
 	}
 	files, dirs := d.FS.Stats()
 	var r powerfs.Rule
