@@ -66,6 +66,13 @@ type Input struct {
 	// Format is "plain" or "tar"; WALMethod "stream", "fetch" or "none".
 	Format    string
 	WALMethod string
+	// Manifest says the run was asked for a backup manifest (no
+	// --no-manifest): then a backup without backup_manifest is not
+	// complete, whatever a server started on it does. pg_basebackup
+	// renames backup_manifest.tmp into place as its last step, and
+	// pg_verifybackup and pg_combinebackup cannot use the backup without
+	// it.
+	Manifest bool
 	// Scratch is an empty directory for the restored copy, owned by the
 	// account's reach.
 	Scratch string
@@ -183,10 +190,18 @@ func (j *judge) cleanupServer() {
 	}
 }
 
-// verify runs pg_verifybackup where there is a manifest.
+// verify runs pg_verifybackup where there is a manifest; a manifest that
+// was asked for and is missing fails the stage.
 func (j *judge) verify() (string, error, bool) {
 	if _, err := os.Stat(filepath.Join(j.in.Target, "backup_manifest")); err != nil {
-		return "no backup_manifest", nil, false
+		if j.in.Manifest {
+			tmp := ""
+			if _, err := os.Stat(filepath.Join(j.in.Target, "backup_manifest.tmp")); err == nil {
+				tmp = " (backup_manifest.tmp is there: the run never renamed it)"
+			}
+			return "", fmt.Errorf("no backup_manifest although the run was asked for one%s", tmp), true
+		}
+		return "no backup_manifest (--no-manifest)", nil, false
 	}
 	args := []string{filepath.Join(j.in.BinDir, "pg_verifybackup"), "--quiet"}
 	if j.in.Format == "tar" || j.in.WALMethod == "none" {

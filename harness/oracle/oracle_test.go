@@ -1,6 +1,8 @@
 package oracle
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,5 +48,26 @@ func TestRanges(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("%v, want %v", got, want)
 		}
+	}
+}
+
+// TestVerifyMissingManifest: a run asked for a manifest that left none is
+// not complete; without --no-manifest's promise the stage fails, with it
+// the stage is skipped.
+func TestVerifyMissingManifest(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "backup_manifest.tmp"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := &judge{in: Input{Target: dir, Format: "plain", WALMethod: "stream", Manifest: true}}
+	if j.stage("verifybackup", j.verify) || j.v.Stages[0].Status != Fail {
+		t.Errorf("manifest requested and missing: stage %+v, want failed", j.v.Stages[0])
+	}
+	if !strings.Contains(j.v.Reason, "backup_manifest.tmp is there") {
+		t.Errorf("reason %q does not name the manifest left behind", j.v.Reason)
+	}
+	j = &judge{in: Input{Target: dir, Format: "plain", WALMethod: "stream", Manifest: false}}
+	if !j.stage("verifybackup", j.verify) || j.v.Stages[0].Status != Skip {
+		t.Errorf("--no-manifest: stage %+v, want skipped", j.v.Stages[0])
 	}
 }

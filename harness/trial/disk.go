@@ -111,7 +111,7 @@ func judgeTorn(ctx context.Context, s Spec, rec *Record, v fault.TornView, dir s
 	}
 	verdict, err := oracle.Judge(ctx, oracle.Input{
 		BinDir: s.BinDir, Acct: s.Acct, Target: filepath.Join(tree, "target"), Format: s.Scenario.Format,
-		WALMethod: s.Scenario.WALMethod, Scratch: filepath.Join(dir, "oracle"),
+		WALMethod: s.Scenario.WALMethod, Manifest: s.Scenario.Manifest, Scratch: filepath.Join(dir, "oracle"),
 		Before: rec.Before, After: rec.After,
 	})
 	if err != nil {

@@ -398,7 +398,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.OracleWhy = strings.Join(why, ", ")
 		v, err := oracle.Judge(ctx, oracle.Input{
 			BinDir: s.BinDir, Acct: s.Acct, Target: target, Format: s.Scenario.Format,
-			WALMethod: s.Scenario.WALMethod, Scratch: filepath.Join(s.Dir, "oracle"),
+			WALMethod: s.Scenario.WALMethod, Manifest: s.Scenario.Manifest, Scratch: filepath.Join(s.Dir, "oracle"),
 			Before: rec.Before, After: rec.After,
 		})
 		if err != nil {
