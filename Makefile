@@ -19,12 +19,12 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration bench-build bench-overhead bench-powerfs bench-crash crash clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-knownbad crash clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
 	@echo
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{ printf "  make %-12s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{ printf "  make %-15s %s\n", $$1, $$2 }'
 	@echo
 	@echo "Variables: PG=18|15 (build), VARIANT=patched|stock (build), BACKEND=auto|container|native,"
 	@echo "           PGSRC=path (own source tree or tarball), PGBB_CACHE=dir, BASE_IMAGE=image"
@@ -50,6 +50,9 @@ fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s)
 integration: ## real builds (broken/trivial patch, 18 and 15 patched) and upstream TAP suites
 	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
 
+test-knownbad: ## build each known-bad variant of the patch and assert its campaign finds a violation (KNOWNBAD=a,b for some)
+	PGBB_INTEGRATION=1 PGBB_KNOWNBAD=$(KNOWNBAD) $(GO) test -count=1 -v -timeout 90m -run 'TestIntegrationKnownBad' ./harness/campaign
+
 bench-build: ## cold and warm build times per backend (removes the project's images first)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkBuild -benchtime 1x -timeout 90m ./harness/build
 
@@ -71,6 +74,9 @@ crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCE
 
 bench-crash: ## crash trials per minute for each fault plan on scenarios/smoke/plain-stream.json (patched 18, native)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkCrashPlans -benchtime 1x -timeout 60m ./harness/campaign
+
+bench-knownbad: ## per known-bad variant, median time and trials to the first violation over PGBB_BENCH_SEEDS seeds (default 3)
+	PGBB_BENCH=1 PGBB_KNOWNBAD=$(KNOWNBAD) $(GO) test -count=1 -run '^$$' -bench BenchmarkKnownBad -benchtime 1x -timeout 180m ./harness/campaign
 
 clean: ## remove .cache (downloads, native builds) and the project's images
 	-$(GO) run ./harness/cmd/pgbb-build -clean

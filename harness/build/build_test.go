@@ -188,3 +188,40 @@ func TestLockBuildExcludes(t *testing.T) {
 	}
 	unlock2()
 }
+
+// TestRelocateTree: a copied build tree names its new directory in
+// src/Makefile.global and config.status, and config.status keeps its time
+// (a newer one would make make regenerate the configuration).
+func TestRelocateTree(t *testing.T) {
+	tree := t.TempDir()
+	from, to := "/cache/pg/18-patched-aaaa", "/cache/pg/18-patched-bbbb"
+	global := "prefix := " + from + "/install\nabs_top_builddir = " + from + "/src\nother := " + from + "-x\n"
+	if err := os.MkdirAll(filepath.Join(tree, "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "src/Makefile.global"), []byte(global), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	status := filepath.Join(tree, "config.status")
+	if err := os.WriteFile(status, []byte("S[\"prefix\"]=\""+from+"/install\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(status, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := relocateTree(tree, from, to); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(tree, "src/Makefile.global"))
+	want := "prefix := " + to + "/install\nabs_top_builddir = " + to + "/src\nother := " + from + "-x\n"
+	if string(got) != want {
+		t.Errorf("Makefile.global:\n%s\nwant:\n%s", got, want)
+	}
+	if st, _ := os.Stat(status); !st.ModTime().Equal(old) {
+		t.Errorf("config.status time changed to %s", st.ModTime())
+	}
+	if err := relocateTree(tree, "/elsewhere", to); err == nil {
+		t.Error("a tree that does not name the old directory must be an error")
+	}
+}

@@ -157,6 +157,11 @@ type job struct {
 	patches []string
 	key     string
 	name    string // <major>-<label>-<key prefix>
+	// base, when set, is the build of all but the last directory of a
+	// stacked series (spec.PatchDir "dir1:dir2"), and extra the patches of
+	// the last one: the native backend derives j from base (see derive).
+	base  *Spec
+	extra []string
 }
 
 // New returns a Builder. The backend is chosen here: with "auto" the
@@ -266,6 +271,16 @@ func (b *Builder) plan(ctx context.Context, spec Spec) (job, error) {
 		}
 	}
 	j := job{spec: spec, src: src, patches: patches}
+	if dirs := filepath.SplitList(spec.PatchDir); spec.Variant == Patched && len(dirs) > 1 {
+		last, err := pgsrc.PatchSeries(dirs[len(dirs)-1])
+		if err != nil {
+			return job{}, err
+		}
+		base := spec
+		base.PatchDir = strings.Join(dirs[:len(dirs)-1], string(filepath.ListSeparator))
+		base.Name = ""
+		j.base, j.extra = &base, last
+	}
 	extra, err := b.backendKeyParts()
 	if err != nil {
 		return job{}, err

@@ -1,13 +1,17 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pgbb/pgbb/harness/pgsrc"
 )
 
 // nativeBackend builds into <cache>/pg/<name>/ on the host: src/ is the
@@ -69,6 +73,9 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return Result{}, fmt.Errorf("remove incomplete build %s: %w", dir, err)
 	}
+	if j.base != nil {
+		return n.derive(ctx, j, acct)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Result{}, err
 	}
@@ -78,16 +85,111 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 		return Result{}, err
 	}
 	prefix := filepath.Join(dir, "install")
-	if err := os.MkdirAll(prefix, 0o755); err != nil {
+	l.logf("building %s %s natively as %s in %s (log: %s)", j.spec, version, acct.Name, tree, filepath.Join(dir, "build.log"))
+	err = n.make(ctx, j, acct, version, [][]string{
+		append([]string{"./configure", "--prefix=" + prefix}, ConfigureFlags()...),
+		{"make", "-j" + strconv.Itoa(n.b.cfg.jobs)},
+		{"make", "install"},
+	})
+	if err != nil {
 		return Result{}, err
 	}
+	return n.result(j, version, false, acct), nil
+}
+
+// derive makes the build of a stacked series ("dir1:dir2") from the build
+// of its base ("dir1"), made first or reused: it copies the base's built
+// tree with its timestamps, points the copy's configuration at the new
+// directory, applies the last directory's patches and lets make rebuild
+// what they touched. The known-bad variants (one patch on top of the
+// series, touching a few files) are built this way in a minute or two
+// instead of a full build each. The result is what a full build of the
+// same series would be; it shares its key.
+func (n *nativeBackend) derive(ctx context.Context, j job, acct Account) (Result, error) {
+	l := n.b.log
+	base, err := n.b.Build(ctx, *j.base)
+	if err != nil {
+		return Result{}, fmt.Errorf("base of the stacked series: %w", err)
+	}
+	if base.Backend != BackendNative {
+		return Result{}, fmt.Errorf("base of the stacked series is a %s build", base.Backend)
+	}
+	dir := n.dir(j)
+	baseDir := filepath.Dir(base.BuildTree)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Result{}, err
+	}
+	tree := filepath.Join(dir, "src")
+	l.logf("deriving %s from %s: copying its build tree", j.spec, baseDir)
+	if out, err := exec.CommandContext(ctx, "cp", "-a", base.BuildTree, tree).CombinedOutput(); err != nil {
+		return Result{}, fmt.Errorf("copy %s: %w: %s", base.BuildTree, err, out)
+	}
+	if err := relocateTree(tree, baseDir, dir); err != nil {
+		return Result{}, err
+	}
+	if err := pgsrc.ApplySeries(ctx, tree, j.extra, n.b.cfg.log); err != nil {
+		return Result{}, err
+	}
+	l.logf("building %s %s natively as %s in %s, incrementally (log: %s)", j.spec, base.Version, acct.Name, tree, filepath.Join(dir, "build.log"))
+	err = n.make(ctx, j, acct, base.Version, [][]string{
+		{"make", "-j" + strconv.Itoa(n.b.cfg.jobs)},
+		{"make", "install"},
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return n.result(j, base.Version, false, acct), nil
+}
+
+// relocateTree points a copied, configured build tree at its new
+// directory: the installation prefix and the absolute build paths that
+// configure wrote into src/Makefile.global (make then regenerates what
+// depends on it, pg_config_paths.h among them, and relinks) and into
+// config.status (so that a regeneration agrees; its time is kept, so that
+// it triggers none).
+func relocateTree(tree, from, to string) error {
+	for _, rel := range []string{"src/Makefile.global", "config.status"} {
+		p := filepath.Join(tree, rel)
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("relocate build tree: %w", err)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("relocate build tree: %w", err)
+		}
+		if !bytes.Contains(data, []byte(from)) {
+			return fmt.Errorf("relocate build tree: %s does not name %s", p, from)
+		}
+		data = bytes.ReplaceAll(data, []byte(from+"/"), []byte(to+"/"))
+		if err := os.WriteFile(p, data, st.Mode().Perm()); err != nil {
+			return fmt.Errorf("relocate build tree: %w", err)
+		}
+		if rel == "config.status" {
+			if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+				return fmt.Errorf("relocate build tree: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// make runs the build steps in <dir>/src as the account, logging to
+// <dir>/build.log, and writes the stamp that marks a complete build.
+func (n *nativeBackend) make(ctx context.Context, j job, acct Account, version string, steps [][]string) error {
+	l := n.b.log
+	dir := n.dir(j)
+	tree := filepath.Join(dir, "src")
+	if err := os.MkdirAll(filepath.Join(dir, "install"), 0o755); err != nil {
+		return err
+	}
 	if err := acct.chownTree(dir); err != nil {
-		return Result{}, fmt.Errorf("chown %s to %s: %w", dir, acct.Name, err)
+		return fmt.Errorf("chown %s to %s: %w", dir, acct.Name, err)
 	}
 	logPath := filepath.Join(dir, "build.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	defer lf.Close()
 	var out io.Writer = lf
@@ -95,12 +197,6 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 		out = io.MultiWriter(lf, l.writer())
 	}
 	env := acct.Env()
-	steps := [][]string{
-		append([]string{"./configure", "--prefix=" + prefix}, ConfigureFlags()...),
-		{"make", "-j" + strconv.Itoa(n.b.cfg.jobs)},
-		{"make", "install"},
-	}
-	l.logf("building %s %s natively as %s in %s (log: %s)", j.spec, version, acct.Name, tree, logPath)
 	for _, step := range steps {
 		l.logf("  %s", strings.Join(step, " "))
 		fmt.Fprintf(lf, "+ %s\n", strings.Join(step, " "))
@@ -110,13 +206,10 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 			if data, rerr := os.ReadFile(logPath); rerr == nil {
 				tailText = "\n" + tail(string(data), 40)
 			}
-			return Result{}, fmt.Errorf("%w (log: %s)%s", err, logPath, tailText)
+			return fmt.Errorf("%w (log: %s)%s", err, logPath, tailText)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, nativeStamp), []byte(version+"\n"), 0o644); err != nil {
-		return Result{}, err
-	}
-	return n.result(j, version, false, acct), nil
+	return os.WriteFile(filepath.Join(dir, nativeStamp), []byte(version+"\n"), 0o644)
 }
 
 func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, out io.Writer) error {

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,11 @@ type Config struct {
 	Replay string
 	// ReplayCommand returns the command line that replays a trial.
 	ReplayCommand func(id string) string
+	// StopAtViolation ends the campaign at the first record that breaks
+	// an invariant: trials already running finish, no new one starts, and
+	// later scenarios do not run (the known-bad variants' tests and
+	// benchmark measure the time to that record).
+	StopAtViolation bool
 	// Log receives progress lines; OnRecord is called for every record.
 	Log      io.Writer
 	OnRecord func(*trial.Record)
@@ -70,6 +76,14 @@ type Result struct {
 	Skipped map[string]int
 	// Elapsed is the campaign's wall time.
 	Elapsed time.Duration
+	// FirstViolation is the first record that broke an invariant, nil if
+	// none did; ToFirstViolation the time from the campaign's start (its
+	// clusters' set-up included) to that record, and RecordsToFirstViolation
+	// the records finished by then, it included (control runs count: a
+	// control can break an invariant too).
+	FirstViolation          *trial.Record
+	ToFirstViolation        time.Duration
+	RecordsToFirstViolation int
 }
 
 // TrialSeed derives a trial's seed from the campaign seed, the scenario
@@ -130,7 +144,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := checkSpace(cfg.Scratch, cfg.Scenarios, cfg.Parallel); err != nil {
 		return res, err
 	}
-	c := &campaign{cfg: cfg, res: res}
+	c := &campaign{cfg: cfg, res: res, start: start}
 	var replayScenario string
 	replayIndex := -1
 	if cfg.Replay != "" {
@@ -145,6 +159,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			continue
 		}
 		found = true
+		if c.stopped.Load() {
+			break
+		}
 		if err := c.scenario(ctx, s, replayIndex); err != nil {
 			res.Elapsed = time.Since(start)
 			return res, fmt.Errorf("scenario %s: %w", s.Name, err)
@@ -158,9 +175,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type campaign struct {
-	cfg Config
-	mu  sync.Mutex
-	res *Result
+	cfg   Config
+	start time.Time
+	mu    sync.Mutex
+	res   *Result
+	// stopped is set at the first violation when cfg.StopAtViolation.
+	stopped atomic.Bool
 }
 
 func (c *campaign) logf(format string, args ...any) {
@@ -317,6 +337,9 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if c.stopped.Load() {
+			return nil
+		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			c.mu.Lock()
 			c.res.Skipped[s.Name]++
@@ -358,6 +381,16 @@ func (c *campaign) finish(rec *trial.Record) {
 	}
 	c.mu.Lock()
 	c.res.Records = append(c.res.Records, rec)
+	if len(rec.Violations) > 0 && c.res.FirstViolation == nil {
+		c.res.FirstViolation = rec
+		c.res.ToFirstViolation = time.Since(c.start)
+		c.res.RecordsToFirstViolation = len(c.res.Records)
+		if c.cfg.StopAtViolation {
+			c.stopped.Store(true)
+			c.logf("stopping at the first violation: %s (%s), after %d records and %s",
+				rec.ID, rec.Violations[0].Invariant, len(c.res.Records), c.res.ToFirstViolation.Round(time.Second))
+		}
+	}
 	c.mu.Unlock()
 	if c.cfg.OnRecord != nil {
 		c.cfg.OnRecord(rec)

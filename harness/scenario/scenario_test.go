@@ -103,4 +103,9 @@ func TestRepositoryScenariosParse(t *testing.T) {
 	if len(scs) < 4 {
 		t.Fatalf("smoke set has %d scenarios", len(scs))
 	}
+	for _, dir := range []string{"power", "stall", "knownbad"} {
+		if _, err := LoadPaths("../../scenarios/" + dir); err != nil {
+			t.Error(err)
+		}
+	}
 }

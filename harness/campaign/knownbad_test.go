@@ -1,0 +1,242 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// The known-bad variants (issue E) prove that the harness can fail: each
+// is one realistic mistake, a patch in harness/testdata/knownbad/pg18/NAME
+// stacked on patches/pg18, and scenarios/knownbad/NAME.json is the
+// campaign that must expose it. Their builds are derived from the real
+// series' build (build.Builder rebuilds only what the extra patch touches).
+
+const (
+	knownBadDir       = "../testdata/knownbad/pg18"
+	knownBadScenarios = "../../scenarios/knownbad"
+	realSeries        = "../../patches/pg18"
+)
+
+// knownBadVariants lists the variants; a variant without a scenario, or a
+// scenario without a variant, is an error.
+func knownBadVariants(tb testing.TB) []string {
+	tb.Helper()
+	ents, err := os.ReadDir(knownBadDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	scs, err := os.ReadDir(knownBadScenarios)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var withScenario []string
+	for _, e := range scs {
+		name := strings.TrimSuffix(e.Name(), ".json")
+		if !slices.Contains(names, name) {
+			tb.Errorf("%s/%s exposes no known-bad variant (no %s/%s)", knownBadScenarios, e.Name(), knownBadDir, name)
+		}
+		withScenario = append(withScenario, name)
+	}
+	for _, n := range names {
+		if !slices.Contains(withScenario, n) {
+			tb.Errorf("known-bad variant %s has no scenario %s/%s.json that exposes it", n, knownBadScenarios, n)
+		}
+	}
+	if len(names) == 0 {
+		tb.Fatalf("no known-bad variants in %s", knownBadDir)
+	}
+	return names
+}
+
+// TestKnownBadVariantsHaveScenarios runs in the unit tests: every variant
+// has its scenario and every scenario parses.
+func TestKnownBadVariantsHaveScenarios(t *testing.T) {
+	for _, name := range knownBadVariants(t) {
+		if _, err := scenario.LoadPaths(filepath.Join(knownBadScenarios, name+".json")); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// knownBad builds (or reuses) one variant and runs its scenario until the
+// first violation.
+type knownBad struct {
+	bld *build.Builder
+	log strings.Builder
+}
+
+func newKnownBad(tb testing.TB, ctx context.Context) *knownBad {
+	tb.Helper()
+	k := &knownBad{}
+	var err error
+	k.bld, err = build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(&k.log))...)
+	if err != nil {
+		tb.Fatalf("builder: %v", err)
+	}
+	return k
+}
+
+// target builds the variant: the real series with the variant's patch on
+// top.
+func (k *knownBad) target(ctx context.Context, name string) (Target, error) {
+	series, err := filepath.Abs(realSeries)
+	if err != nil {
+		return Target{}, err
+	}
+	variant, err := filepath.Abs(filepath.Join(knownBadDir, name))
+	if err != nil {
+		return Target{}, err
+	}
+	spec := build.Spec{Major: 18, Variant: build.Patched, PatchDir: series + string(filepath.ListSeparator) + variant, Name: "knownbad-" + name}
+	tgt, err := Prepare(ctx, k.bld, spec, &k.log)
+	if err != nil {
+		return Target{}, fmt.Errorf("build %s: %w\n%s", name, err, k.log.String())
+	}
+	if !tgt.StatusFile {
+		return Target{}, fmt.Errorf("the %s build writes no status file", name)
+	}
+	return tgt, nil
+}
+
+// run runs the variant's scenario with seed until the first violation.
+func (k *knownBad) run(ctx context.Context, tgt Target, name string, seed int64, runDir string) (*Result, error) {
+	scs, err := scenario.LoadPaths(filepath.Join(knownBadScenarios, name+".json"))
+	if err != nil {
+		return nil, err
+	}
+	scratch, err := os.MkdirTemp("", "pgbb-knownbad-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	return Run(ctx, Config{
+		Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: "knownbad-" + name,
+		StatusFile: true, Parallel: 2, Seed: seed, Scratch: scratch, RunDir: runDir, StopAtViolation: true,
+	})
+}
+
+// TestIntegrationKnownBad builds every known-bad variant and runs the
+// campaign that should expose it, with a fixed seed, until the first
+// invariant violation: a variant that ends its scenario (trials or time
+// budget) with none fails the test. Opt in with PGBB_INTEGRATION=1 (make
+// test-knownbad); PGBB_KNOWNBAD=a,b limits it to some variants.
+func TestIntegrationKnownBad(t *testing.T) {
+	if os.Getenv("PGBB_INTEGRATION") != "1" {
+		t.Skip("set PGBB_INTEGRATION=1 to build the known-bad variants and run their campaigns")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
+	defer cancel()
+	k := newKnownBad(t, ctx)
+	names := knownBadVariants(t)
+	if only := os.Getenv("PGBB_KNOWNBAD"); only != "" {
+		names = strings.Split(only, ",")
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			tgt, err := k.target(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			built := time.Since(start)
+			res, err := k.run(ctx, tgt, name, 1, t.TempDir())
+			if err != nil {
+				t.Fatalf("campaign: %v", err)
+			}
+			v := res.FirstViolation
+			if v == nil {
+				t.Fatalf("%s: no invariant violation in %d records (%s): the harness cannot expose this mistake with scenarios/knownbad/%s.json",
+					name, len(res.Records), res.Elapsed.Round(time.Second), name)
+			}
+			t.Logf("%s: build %s; first violation after %s and %d records: %s %s (%s): %s",
+				name, built.Round(time.Second), res.ToFirstViolation.Round(time.Second), res.RecordsToFirstViolation,
+				v.ID, v.Plan, v.Violations[0].Invariant, v.Violations[0].Message)
+		})
+	}
+}
+
+// BenchmarkKnownBad prints, per known-bad variant, the median time and
+// number of records (trials, control runs included) to the first invariant
+// violation over several seeds (PGBB_BENCH_SEEDS, default 3), and how many
+// seeds found none. The time runs from the campaign's start, the source
+// cluster's set-up included, not the variant's build. PGBB_BENCH=1 runs it
+// (make bench-knownbad); PGBB_KNOWNBAD=a,b limits it to some variants.
+func BenchmarkKnownBad(b *testing.B) {
+	if os.Getenv("PGBB_BENCH") == "" {
+		b.Skip("set PGBB_BENCH=1 (make bench-knownbad)")
+	}
+	seeds := 3
+	if v, err := strconv.Atoi(os.Getenv("PGBB_BENCH_SEEDS")); err == nil && v > 0 {
+		seeds = v
+	}
+	ctx := context.Background()
+	k := newKnownBad(b, ctx)
+	names := knownBadVariants(b)
+	if only := os.Getenv("PGBB_KNOWNBAD"); only != "" {
+		names = strings.Split(only, ",")
+	}
+	for _, name := range names {
+		b.Run(name, func(b *testing.B) {
+			tgt, err := k.target(ctx, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				var times []time.Duration
+				var records []int
+				var found []string
+				missed := 0
+				for seed := int64(1); seed <= int64(seeds); seed++ {
+					res, err := k.run(ctx, tgt, name, seed, b.TempDir())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.FirstViolation == nil {
+						missed++
+						continue
+					}
+					times = append(times, res.ToFirstViolation)
+					records = append(records, res.RecordsToFirstViolation)
+					found = append(found, firstViolation(res.FirstViolation))
+				}
+				if len(times) == 0 {
+					fmt.Printf("%-30s no violation with %d seeds\n", name, seeds)
+					continue
+				}
+				mt, mr := median(times), median(records)
+				b.ReportMetric(mt.Seconds(), "s/first-violation")
+				b.ReportMetric(float64(mr), "records/first-violation")
+				fmt.Printf("%-30s median %5.1fs and %2d records to the first violation (%d of %d seeds found one): %s\n",
+					name, mt.Seconds(), mr, len(times), seeds, strings.Join(found, "; "))
+			}
+		})
+	}
+}
+
+func firstViolation(r *trial.Record) string {
+	return fmt.Sprintf("%s %s %s", r.ID, r.Plan, r.Violations[0].Invariant)
+}
+
+func median[T int | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
