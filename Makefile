@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-knownbad crash clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-knownbad crash compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -71,6 +71,29 @@ CRASH_FLAGS ?=
 
 crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); non-zero exit on any invariant violation
 	$(GO) run ./harness/cmd/pgbb-crash -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
+
+# `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
+# stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into
+# COMPARE_DIR/{15-stock,18-stock,18-patched}, then `pgbb-crash -compare` over
+# the three. pgbb-crash is built once and run directly, not with `go run`,
+# which turns every non-zero exit into 1: a campaign that found violations
+# (1) does not stop the others, one that could not run (2) does. The recipe
+# fails after the comparison when any campaign found violations.
+COMPARE_DIR ?= $(or $(PGBB_CACHE),.cache)/crash/compare-$$(date -u +%Y%m%d-%H%M%S)
+
+compare: ## stock 15, stock 18 and patched 18 on the same SCENARIOS, then how each operator signal did per build and fault plan, side by side
+	@set -u; dir=$(COMPARE_DIR); bin=$(or $(PGBB_CACHE),.cache)/bin/pgbb-crash; \
+	seed=$$(( $$(date +%s) % 1000000007 )); worst=0; \
+	$(GO) build -o $$bin ./harness/cmd/pgbb-crash || exit 2; \
+	for run in 15-stock 18-stock 18-patched; do \
+		echo "make compare: $$run, scenarios $(SCENARIOS): $$dir/$$run"; \
+		$$bin -pg $${run%%-*} -variant $${run#*-} -scenarios $(SCENARIOS) -backend $(BACKEND) -seed $$seed $(CRASH_FLAGS) -out $$dir/$$run; \
+		rc=$$?; \
+		if [ $$rc -gt 1 ]; then echo "make compare: the $$run campaign could not run (exit $$rc); stopping" >&2; exit $$rc; fi; \
+		if [ $$rc -eq 1 ]; then worst=1; echo "make compare: the $$run campaign found invariant violations; going on" >&2; fi; \
+	done; \
+	$$bin -compare $$dir/15-stock,$$dir/18-stock,$$dir/18-patched -out $$dir || exit $$?; \
+	exit $$worst
 
 bench-crash: ## crash trials per minute for each fault plan on scenarios/smoke/plain-stream.json (patched 18, native)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkCrashPlans -benchtime 1x -timeout 60m ./harness/campaign

@@ -231,11 +231,8 @@ func Summarize(recs []*trial.Record) Summary {
 	}
 	sort.Slice(s.Signals, func(i, j int) bool {
 		a, b := s.Signals[i], s.Signals[j]
-		if (a.Plan == "all") != (b.Plan == "all") {
-			return a.Plan == "all"
-		}
 		if a.Plan != b.Plan {
-			return planOrder(a.Plan) < planOrder(b.Plan)
+			return planLess(a.Plan, b.Plan)
 		}
 		return order[a.Signal] < order[b.Signal]
 	})
@@ -246,6 +243,15 @@ func Summarize(recs []*trial.Record) Summary {
 func isLate(phase string) bool {
 	p, ok := fault.ParsePhase(phase)
 	return ok && p >= fault.PhaseEndOfData
+}
+
+// planLess orders the plans of the signal table: "all" first, then the
+// control plan "none", then the others by name.
+func planLess(a, b string) bool {
+	if (a == "all") != (b == "all") {
+		return a == "all"
+	}
+	return planOrder(a) < planOrder(b)
 }
 
 func planOrder(p string) string {
@@ -292,18 +298,24 @@ func Save(dir string, s Summary, title string) error {
 		return fmt.Errorf("save summary: %w", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head><body style=\"font-family:sans-serif\">\n", htmlEscape(title))
-	fmt.Fprintf(&b, "<h1>%s</h1>\n<h2>Outcomes by the phase the fault landed in</h2>\n", htmlEscape(title))
+	b.WriteString("<h2>Outcomes by the phase the fault landed in</h2>\n")
 	b.WriteString(Chart(s))
 	b.WriteString("\n<h2>Summary</h2>\n<pre>\n")
 	var tb strings.Builder
 	WriteTable(&tb, s)
 	b.WriteString(htmlEscape(tb.String()))
-	b.WriteString("</pre>\n</body></html>\n")
-	if err := os.WriteFile(filepath.Join(dir, "report.html"), []byte(b.String()), 0o644); err != nil {
+	b.WriteString("</pre>\n")
+	if err := os.WriteFile(filepath.Join(dir, "report.html"), []byte(page(title, b.String())), 0o644); err != nil {
 		return fmt.Errorf("save report: %w", err)
 	}
 	return nil
+}
+
+// page wraps the sections of a report in an HTML page with title as its
+// heading.
+func page(title, body string) string {
+	return fmt.Sprintf("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head><body style=\"font-family:sans-serif\">\n<h1>%s</h1>\n%s</body></html>\n",
+		htmlEscape(title), htmlEscape(title), body)
 }
 
 func htmlEscape(s string) string {

@@ -4,8 +4,13 @@
 // summary and an HTML report with a chart into the run directory. It exits
 // 1 when any invariant was violated, 2 when the campaign could not run.
 //
+// With -compare it runs nothing: it loads the given run directories and
+// prints, per fault plan, how each operator signal did in each of their
+// builds, side by side, and writes comparison.json and comparison.html.
+//
 //	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock] [-patches DIR]
 //	           [-backend auto|native|container] [-parallel N] [-seed N] [-replay ID] [-keep]
+//	pgbb-crash -compare RUNDIR[,RUNDIR...] [-out DIR]
 package main
 
 import (
@@ -33,7 +38,7 @@ import (
 )
 
 func main() {
-	code, err := run()
+	code, err := run(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
 	}
@@ -54,26 +59,71 @@ type options struct {
 	scratch   string
 	install   string
 	image     string
+	// compare lists run directories to compare instead of running a
+	// campaign.
+	compare []string
 }
 
-func run() (int, error) {
+// parseOptions parses the command line. -compare runs no campaign, so
+// only -out goes with it.
+func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	var o options
-	flag.StringVar(&o.scenarios, "scenarios", "scenarios/smoke", "scenario files or directories, comma-separated")
-	flag.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
-	flag.StringVar(&o.variant, "variant", string(build.Patched), "patched or stock")
-	flag.StringVar(&o.patches, "patches", "", "patch series directory (default patches/pg<version>)")
-	flag.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
-	flag.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
-	flag.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
-	flag.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
-	flag.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
-	flag.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<variant>)")
-	flag.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
-	flag.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
-	flag.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		return 2, fmt.Errorf("unexpected arguments %v", flag.Args())
+	var compare string
+	fs.StringVar(&o.scenarios, "scenarios", "scenarios/smoke", "scenario files or directories, comma-separated")
+	fs.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
+	fs.StringVar(&o.variant, "variant", string(build.Patched), "patched or stock")
+	fs.StringVar(&o.patches, "patches", "", "patch series directory (default patches/pg<version>)")
+	fs.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
+	fs.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
+	fs.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
+	fs.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
+	fs.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
+	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare, where the comparison goes (default .cache/crash/compare-<time>)")
+	fs.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
+	fs.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
+	fs.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
+	fs.StringVar(&compare, "compare", "", "run no campaign: compare the operator signals of these run directories (comma-separated), one column each")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	comparing := false
+	var campaignFlags []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "compare":
+			comparing = true
+		case "out":
+		default:
+			campaignFlags = append(campaignFlags, "-"+f.Name)
+		}
+	})
+	if !comparing {
+		return o, nil
+	}
+	for _, d := range strings.Split(compare, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			o.compare = append(o.compare, d)
+		}
+	}
+	if len(o.compare) == 0 {
+		return o, errors.New("-compare: no run directories given")
+	}
+	if len(campaignFlags) > 0 {
+		return o, fmt.Errorf("-compare runs no campaign: %s cannot go with it (only -out can)", strings.Join(campaignFlags, ", "))
+	}
+	return o, nil
+}
+
+func run(args []string) (int, error) {
+	o, err := parseOptions(flag.NewFlagSet("pgbb-crash", flag.ExitOnError), args)
+	if err != nil {
+		return 2, err
+	}
+	if len(o.compare) > 0 {
+		return compare(o, os.Stdout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -161,6 +211,13 @@ func run() (int, error) {
 		runErr  error
 		version string
 	)
+	// run.json says what this run directory holds (report.LoadRun).
+	saveRunInfo := func() error {
+		return report.SaveRunInfo(runDir, report.RunInfo{
+			Version: version, Major: major, Variant: label, Backend: o.backend, Seed: o.seed,
+			Scenarios: paths, Replay: o.replay, Started: time.Now().UTC(),
+		})
+	}
 	if o.backend == build.BackendContainer {
 		var res build.Result
 		if o.image != "" {
@@ -169,6 +226,9 @@ func run() (int, error) {
 			return 2, err
 		}
 		version = res.Version
+		if err := saveRunInfo(); err != nil {
+			return 2, err
+		}
 		root, err := build.FindRepoRoot(".")
 		if err != nil {
 			return 2, err
@@ -213,6 +273,9 @@ func run() (int, error) {
 			return 2, err
 		}
 		version = tgt.Build.Version
+		if err := saveRunInfo(); err != nil {
+			return 2, err
+		}
 		scratch := o.scratch
 		ownScratch := false
 		if scratch == "" {
@@ -256,6 +319,35 @@ func run() (int, error) {
 	if len(sum.Violations) > 0 {
 		return 1, nil
 	}
+	return 0, nil
+}
+
+// compare loads the run directories of o.compare, prints their operator
+// signals side by side and saves the comparison into o.out. A directory
+// without trial records is an error (exit 2).
+func compare(o options, stdout io.Writer) (int, error) {
+	var runs []report.Run
+	for _, dir := range o.compare {
+		r, err := report.LoadRun(dir)
+		if err != nil {
+			return 2, fmt.Errorf("-compare: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	out := o.out
+	if out == "" {
+		b, err := build.New(context.Background(), append(build.FromEnv(), build.WithBackend(build.BackendNative))...)
+		if err != nil {
+			return 2, err
+		}
+		out = filepath.Join(b.CacheDir(), "crash", "compare-"+time.Now().UTC().Format("20060102-150405"))
+	}
+	c := report.Compare(report.BuildsOf(runs))
+	report.WriteComparison(stdout, c)
+	if err := report.SaveComparison(out, c, "pgbb crash campaign: operator signals across builds"); err != nil {
+		return 2, err
+	}
+	fmt.Fprintf(stdout, "comparison: %s\n", filepath.Join(out, "comparison.html"))
 	return 0, nil
 }
 

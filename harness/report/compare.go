@@ -1,0 +1,323 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// Build is one column of a comparison: the records of one build under
+// test, with the label that heads its column.
+type Build struct {
+	Label string
+	// Source says where the records came from (a run directory), Detail
+	// how they were made (seed, backend, scenarios); both may be empty.
+	Source string
+	Detail string
+	// Records are the build's trial records.
+	Records []*trial.Record
+}
+
+// BuildInfo describes a column of a comparison.
+type BuildInfo struct {
+	Label  string `json:"label"`
+	Source string `json:"source,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// Trials counts the build's records; StatusFile says whether the
+	// build writes a status file (as its records say).
+	Trials     int  `json:"trials"`
+	StatusFile bool `json:"status_file"`
+}
+
+// Why a cell of a comparison has no counts.
+const (
+	// MissingNoTrials: the build ran no trial of the plan (shown "-").
+	MissingNoTrials = "no trials"
+	// MissingNoStatusFile: the status file signal of a build that writes
+	// none, a stock build (shown "n/a").
+	MissingNoStatusFile = "no status file"
+)
+
+// Cell is how one signal did for one build under one plan, over the
+// trials the oracle checked (see SignalRow).
+type Cell struct {
+	Build string `json:"build"`
+	// Missing says why there are no counts (MissingNoTrials,
+	// MissingNoStatusFile); empty when the counts apply.
+	Missing string `json:"missing,omitempty"`
+	// Trials counts the build's trials of the plan, checked or not.
+	Trials      int `json:"trials"`
+	Checked     int `json:"checked"`
+	Claims      int `json:"claims"`
+	FalseClaims int `json:"false_claims"`
+	Misses      int `json:"misses"`
+}
+
+// String is the cell as the text table shows it:
+// checked/claims/false claims/misses, "-" or "n/a".
+func (c Cell) String() string {
+	switch c.Missing {
+	case "":
+		return fmt.Sprintf("%d/%d/%d/%d", c.Checked, c.Claims, c.FalseClaims, c.Misses)
+	case MissingNoTrials:
+		return "-"
+	case MissingNoStatusFile:
+		return "n/a"
+	}
+	return c.Missing
+}
+
+// CompareRow is one fault plan ("all" for every trial) and signal, with
+// a cell per build in the comparison's order.
+type CompareRow struct {
+	Plan   string `json:"plan"`
+	Signal string `json:"signal"`
+	Cells  []Cell `json:"cells"`
+}
+
+// Comparison sets the operator signals of several builds side by side:
+// per fault plan, how often each claimed a completion the oracle rejected
+// and how often it missed one the oracle confirmed.
+type Comparison struct {
+	Builds []BuildInfo `json:"builds"`
+	// Rows are ordered by plan as the summary orders them ("all" first,
+	// then "none", then the others by name), then by signal (Signals).
+	Rows []CompareRow `json:"rows"`
+	// Notes qualify the comparison, e.g. builds that ran different
+	// scenarios.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Compare counts, for each build, each plan (the union over the builds)
+// and each signal, what the signal claimed over the trials the oracle
+// checked, as Summarize does for one build.
+func Compare(builds []Build) Comparison {
+	var c Comparison
+	cols := make([]column, len(builds))
+	plans := map[string]bool{}
+	for i, b := range builds {
+		cols[i] = newColumn(b.Records)
+		c.Builds = append(c.Builds, BuildInfo{Label: b.Label, Source: b.Source, Detail: b.Detail,
+			Trials: len(b.Records), StatusFile: cols[i].status["all"]})
+		for p := range cols[i].trials {
+			plans[p] = true
+		}
+	}
+	order := make([]string, 0, len(plans))
+	for p := range plans {
+		order = append(order, p)
+	}
+	sort.Slice(order, func(i, j int) bool { return planLess(order[i], order[j]) })
+	for _, p := range order {
+		for _, sig := range Signals() {
+			row := CompareRow{Plan: p, Signal: sig}
+			for i, b := range builds {
+				row.Cells = append(row.Cells, cols[i].cell(b.Label, p, sig))
+			}
+			c.Rows = append(c.Rows, row)
+		}
+	}
+	c.Notes = scenarioNotes(builds)
+	return c
+}
+
+// column is one build's counts, by plan ("all" included).
+type column struct {
+	signals map[[2]string]SignalRow // by signal, plan
+	trials  map[string]int
+	status  map[string]bool // some trial of the plan expects a status file
+}
+
+func newColumn(recs []*trial.Record) column {
+	col := column{signals: map[[2]string]SignalRow{}, trials: map[string]int{}, status: map[string]bool{}}
+	for _, r := range Summarize(recs).Signals {
+		col.signals[[2]string{r.Signal, r.Plan}] = r
+	}
+	for _, r := range recs {
+		for _, p := range []string{r.Plan, "all"} {
+			col.trials[p]++
+			col.status[p] = col.status[p] || r.StatusFile
+		}
+	}
+	return col
+}
+
+func (col column) cell(build, plan, signal string) Cell {
+	c := Cell{Build: build, Trials: col.trials[plan]}
+	switch {
+	case c.Trials == 0:
+		c.Missing = MissingNoTrials
+	case signal == SignalStatus && !col.status[plan]:
+		c.Missing = MissingNoStatusFile
+	default:
+		r := col.signals[[2]string{signal, plan}]
+		c.Checked, c.Claims, c.FalseClaims, c.Misses = r.Checked, r.Claims, r.FalseClaims, r.Misses
+	}
+	return c
+}
+
+// scenarioNotes says so when the builds did not all run the same
+// scenarios.
+func scenarioNotes(builds []Build) []string {
+	var lists []string
+	for _, b := range builds {
+		seen := map[string]bool{}
+		var names []string
+		for _, r := range b.Records {
+			if !seen[r.Scenario] {
+				seen[r.Scenario] = true
+				names = append(names, r.Scenario)
+			}
+		}
+		slices.Sort(names)
+		lists = append(lists, strings.Join(names, ", "))
+	}
+	same := true
+	for _, l := range lists {
+		same = same && l == lists[0]
+	}
+	if same {
+		return nil
+	}
+	note := "the builds ran different scenarios, so their counts are not comparable as they stand:"
+	for i, b := range builds {
+		note += fmt.Sprintf(" %s: %s;", b.Label, lists[i])
+	}
+	return []string{strings.TrimSuffix(note, ";")}
+}
+
+// compareKey explains the counts and the empty cells of a comparison.
+const compareKey = "false claim: said complete, oracle rejected; miss: did not say so, oracle confirmed; " +
+	"-: the build ran no trial of the plan; n/a: the build writes no status file"
+
+// WriteComparison prints the builds and the comparison table.
+func WriteComparison(w io.Writer, c Comparison) {
+	fmt.Fprintln(w, "builds:")
+	for _, b := range c.Builds {
+		fmt.Fprintf(w, "  %s: %d trials, status file %s", b.Label, b.Trials, yesNo(b.StatusFile))
+		if b.Source != "" {
+			fmt.Fprintf(w, ", %s", b.Source)
+		}
+		if b.Detail != "" {
+			fmt.Fprintf(w, " (%s)", b.Detail)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "operator signals across builds, over the trials the oracle checked; each cell is checked/claims/false claims/misses")
+	fmt.Fprintf(w, "(%s):\n", compareKey)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "plan\tsignal\t")
+	for _, b := range c.Builds {
+		fmt.Fprintf(tw, "%s\t", b.Label)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range c.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t", r.Plan, r.Signal)
+		for _, cell := range r.Cells {
+			fmt.Fprintf(tw, "%s\t", cell)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	for _, n := range c.Notes {
+		fmt.Fprintln(w, "\nNOTE: "+n)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// Styles of the comparison's HTML table.
+const (
+	tdStyle   = `style="padding:2px 8px;border:1px solid #ccc;text-align:right"`
+	thStyle   = `style="padding:2px 8px;border:1px solid #ccc;background:#eee"`
+	noneStyle = `style="padding:2px 8px;border:1px solid #ccc;text-align:center;color:#9e9e9e"`
+)
+
+// CompareHTML returns the comparison as a section of an HTML report: the
+// builds, then a table with, for each build, checked, claims, false
+// claims (red when any) and misses (orange when any).
+func CompareHTML(c Comparison) string {
+	var b strings.Builder
+	b.WriteString("<h2>Operator signals across builds</h2>\n<ul>\n")
+	for _, bi := range c.Builds {
+		fmt.Fprintf(&b, "<li><b>%s</b>: %d trials, status file %s", htmlEscape(bi.Label), bi.Trials, yesNo(bi.StatusFile))
+		if bi.Source != "" {
+			fmt.Fprintf(&b, ", <code>%s</code>", htmlEscape(bi.Source))
+		}
+		if bi.Detail != "" {
+			fmt.Fprintf(&b, " (%s)", htmlEscape(bi.Detail))
+		}
+		b.WriteString("</li>\n")
+	}
+	fmt.Fprintf(&b, "</ul>\n<p>Over the trials the oracle checked; %s.</p>\n", htmlEscape(compareKey))
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "<p><b>Note:</b> %s</p>\n", htmlEscape(n))
+	}
+	b.WriteString(`<table style="border-collapse:collapse">` + "\n")
+	fmt.Fprintf(&b, "<tr><th %s rowspan=\"2\">plan</th><th %s rowspan=\"2\">signal</th>", thStyle, thStyle)
+	for _, bi := range c.Builds {
+		fmt.Fprintf(&b, "<th %s colspan=\"4\">%s</th>", thStyle, htmlEscape(bi.Label))
+	}
+	b.WriteString("</tr>\n<tr>")
+	for range c.Builds {
+		fmt.Fprintf(&b, "<th %[1]s>checked</th><th %[1]s>claims</th><th %[1]s>false claims</th><th %[1]s>misses</th>", thStyle)
+	}
+	b.WriteString("</tr>\n")
+	for _, r := range c.Rows {
+		fmt.Fprintf(&b, "<tr><td %s>%s</td><td %s>%s</td>", thStyle, htmlEscape(r.Plan), thStyle, htmlEscape(r.Signal))
+		for _, cell := range r.Cells {
+			b.WriteString(cellHTML(cell))
+		}
+		b.WriteString("</tr>\n")
+	}
+	b.WriteString("</table>\n")
+	return b.String()
+}
+
+// cellHTML is one build's four cells of a row, or one cell spanning them.
+func cellHTML(c Cell) string {
+	if c.Missing != "" {
+		return fmt.Sprintf("<td %s colspan=\"4\" title=\"%s\">%s</td>", noneStyle, htmlEscape(c.Missing), htmlEscape(c.String()))
+	}
+	mark := func(n int, color string) string {
+		if n == 0 {
+			return fmt.Sprintf("<td %s>0</td>", tdStyle)
+		}
+		return fmt.Sprintf("<td %s><b style=\"color:%s\">%d</b></td>", tdStyle, color, n)
+	}
+	return fmt.Sprintf("<td %s>%d</td><td %s>%d</td>", tdStyle, c.Checked, tdStyle, c.Claims) +
+		mark(c.FalseClaims, outcomeColors["violation"]) + mark(c.Misses, outcomeColors["failed"])
+}
+
+// SaveComparison writes comparison.json and comparison.html into dir,
+// creating dir.
+func SaveComparison(dir string, c Comparison, title string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save comparison: %w", err)
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save comparison: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "comparison.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save comparison: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "comparison.html"), []byte(page(title, CompareHTML(c))), 0o644); err != nil {
+		return fmt.Errorf("save comparison: %w", err)
+	}
+	return nil
+}
