@@ -206,6 +206,13 @@ func TestRelocateTree(t *testing.T) {
 	if err := os.WriteFile(status, []byte("S[\"prefix\"]=\""+from+"/install\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	files := map[string]string{"src/bin/prog": "\x7fELF prog", "src/lib/libx.so.5.18": "\x7fELF lib", "src/bin/prog.o": "\x7fELF obj", "src/bin/script": "#!/bin/sh"}
+	for name, data := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(tree, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(tree, name), []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	if err := os.Chtimes(status, old, old); err != nil {
 		t.Fatal(err)
@@ -220,6 +227,11 @@ func TestRelocateTree(t *testing.T) {
 	}
 	if st, _ := os.Stat(status); !st.ModTime().Equal(old) {
 		t.Errorf("config.status time changed to %s", st.ModTime())
+	}
+	for name, gone := range map[string]bool{"src/bin/prog": true, "src/lib/libx.so.5.18": true, "src/bin/prog.o": false, "src/bin/script": false} {
+		if _, err := os.Stat(filepath.Join(tree, name)); os.IsNotExist(err) != gone {
+			t.Errorf("%s: removed %t, want %t (linked programs and libraries go, objects and scripts stay)", name, !gone, gone)
+		}
 	}
 	if err := relocateTree(tree, "/elsewhere", to); err == nil {
 		t.Error("a tree that does not name the old directory must be an error")

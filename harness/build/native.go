@@ -144,9 +144,14 @@ func (n *nativeBackend) derive(ctx context.Context, j job, acct Account) (Result
 // relocateTree points a copied, configured build tree at its new
 // directory: the installation prefix and the absolute build paths that
 // configure wrote into src/Makefile.global (make then regenerates what
-// depends on it, pg_config_paths.h among them, and relinks) and into
-// config.status (so that a regeneration agrees; its time is kept, so that
-// it triggers none).
+// depends on it, pg_config_paths.h among them) and into config.status (so
+// that a regeneration agrees; its time is kept, so that it triggers none).
+// It removes every linked program and shared library, since make relinks
+// a program only when its own objects change, and each carries the
+// installation's library directory (its run path) and the paths of
+// pg_config_paths.h. Only pg_config --configure still shows the base's
+// prefix: it is compiled from pg_config.h, whose dependents make does not
+// track without --enable-depend.
 func relocateTree(tree, from, to string) error {
 	for _, rel := range []string{"src/Makefile.global", "config.status"} {
 		p := filepath.Join(tree, rel)
@@ -171,7 +176,41 @@ func relocateTree(tree, from, to string) error {
 			}
 		}
 	}
-	return nil
+	return removeLinked(tree)
+}
+
+// removeLinked removes the ELF programs and shared libraries under tree,
+// keeping objects and static archives.
+func removeLinked(tree string) error {
+	return filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if ext := filepath.Ext(p); ext == ".o" || ext == ".a" || ext == ".bc" {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode()&0o111 == 0 && !strings.Contains(d.Name(), ".so") {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		magic := make([]byte, 4)
+		_, rerr := io.ReadFull(f, magic)
+		f.Close()
+		if rerr != nil || string(magic) != "\x7fELF" {
+			return nil
+		}
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("relocate build tree: %w", err)
+		}
+		return nil
+	})
 }
 
 // make runs the build steps in <dir>/src as the account, logging to
