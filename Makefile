@@ -69,20 +69,25 @@ SCENARIOS ?= scenarios/smoke
 PATCHES   ?=
 CRASH_FLAGS ?=
 
-crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); non-zero exit on any invariant violation
-	$(GO) run ./harness/cmd/pgbb-crash -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
+# pgbb-crash is built and run directly, not with `go run`, which turns
+# every non-zero exit into 1: its exit code says 1 (violations) or 2 (the
+# campaign could not run).
+CRASH_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-crash
+
+crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); exit 1 on any invariant violation, 2 when it could not run
+	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
+	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
 
 # `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
 # stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into
 # COMPARE_DIR/{15-stock,18-stock,18-patched}, then `pgbb-crash -compare` over
-# the three. pgbb-crash is built once and run directly, not with `go run`,
-# which turns every non-zero exit into 1: a campaign that found violations
-# (1) does not stop the others, one that could not run (2) does. The recipe
-# fails after the comparison when any campaign found violations.
+# the three. A campaign that found violations (1) does not stop the others,
+# one that could not run (2) does. The recipe fails after the comparison
+# when any campaign found violations.
 COMPARE_DIR ?= $(or $(PGBB_CACHE),.cache)/crash/compare-$$(date -u +%Y%m%d-%H%M%S)
 
 compare: ## stock 15, stock 18 and patched 18 on the same SCENARIOS, then how each operator signal did per build and fault plan, side by side
-	@set -u; dir=$(COMPARE_DIR); bin=$(or $(PGBB_CACHE),.cache)/bin/pgbb-crash; \
+	@set -u; dir=$(COMPARE_DIR); bin=$(CRASH_BIN); \
 	seed=$$(( $$(date +%s) % 1000000007 )); worst=0; \
 	$(GO) build -o $$bin ./harness/cmd/pgbb-crash || exit 2; \
 	for run in 15-stock 18-stock 18-patched; do \

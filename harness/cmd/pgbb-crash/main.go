@@ -179,12 +179,18 @@ func run(args []string) (int, error) {
 	spec := build.Spec{Major: major, Variant: variant}
 	label := string(variant)
 	if o.patches != "" {
-		abs, err := filepath.Abs(o.patches)
-		if err != nil {
-			return 2, err
+		// A series may stack directories (dir1:dir2): each is made
+		// absolute, and the last names the build.
+		var dirs []string
+		for _, d := range filepath.SplitList(o.patches) {
+			abs, err := filepath.Abs(d)
+			if err != nil {
+				return 2, err
+			}
+			dirs = append(dirs, abs)
 		}
-		spec.PatchDir = abs
-		spec.Name = "series-" + filepath.Base(abs)
+		spec.PatchDir = strings.Join(dirs, string(filepath.ListSeparator))
+		spec.Name = "series-" + filepath.Base(dirs[len(dirs)-1])
 		label = spec.Name
 	}
 	runDir := o.out
