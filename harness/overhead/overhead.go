@@ -1,12 +1,16 @@
 // Package overhead measures what the status file costs: it backs up the
 // same cluster with a stock and a patched pg_basebackup, interleaved, and
-// compares the median wall times.
+// compares the median wall times, and the median CPU times of
+// pg_basebackup's process tree (steadier than wall time on a machine whose
+// disk speed drifts).
 package overhead
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,11 +50,14 @@ type Config struct {
 	Log io.Writer
 }
 
-// Result holds the measured wall times.
+// Result holds the measured times.
 type Result struct {
 	// Stock and Patched are the wall times of each client's backups, in
 	// the order taken.
 	Stock, Patched []time.Duration
+	// StockCPU and PatchedCPU are the user plus system CPU times of the
+	// same backups' pg_basebackup and its WAL streaming child.
+	StockCPU, PatchedCPU []time.Duration
 }
 
 // Median returns the median of ds.
@@ -66,13 +73,53 @@ func Median(ds []time.Duration) time.Duration {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// Ratio returns the median patched time divided by the median stock time.
-func (r Result) Ratio() float64 {
-	stock := Median(r.Stock)
-	if stock == 0 {
+// Ratio returns the median patched wall time divided by the median stock
+// wall time.
+func (r Result) Ratio() float64 { return ratio(r.Patched, r.Stock) }
+
+// CPURatio returns the median patched CPU time divided by the median stock
+// CPU time.
+func (r Result) CPURatio() float64 { return ratio(r.PatchedCPU, r.StockCPU) }
+
+// PairedRatio returns the median, over the rounds, of the patched time
+// divided by the stock time of the same round (the two backups ran one
+// after the other, so a drift of the machine cancels out), with an
+// approximate 95% confidence interval for that median from the order
+// statistics (the sign test's interval). With fewer than 6 rounds the
+// interval is the whole range.
+func (r Result) PairedRatio() (median, low, high float64) {
+	n := min(len(r.Stock), len(r.Patched))
+	if n == 0 {
+		return 0, 0, 0
+	}
+	rs := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		if r.Stock[i] > 0 {
+			rs = append(rs, float64(r.Patched[i])/float64(r.Stock[i]))
+		}
+	}
+	if len(rs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(rs)
+	n = len(rs)
+	median = rs[n/2]
+	if n%2 == 0 {
+		median = (rs[n/2-1] + rs[n/2]) / 2
+	}
+	k := int(math.Floor((float64(n) - 1.96*math.Sqrt(float64(n))) / 2))
+	if n < 6 || k < 0 {
+		return median, rs[0], rs[n-1]
+	}
+	return median, rs[k], rs[n-1-k]
+}
+
+func ratio(patched, stock []time.Duration) float64 {
+	s := Median(stock)
+	if s == 0 {
 		return 0
 	}
-	return float64(Median(r.Patched)) / float64(stock)
+	return float64(Median(patched)) / float64(s)
 }
 
 // Measure takes cfg.Runs backups with each client, alternating which one
@@ -94,23 +141,25 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 			order = []Client{cfg.Patched, cfg.Stock}
 		}
 		for _, c := range order {
-			d, err := backupOnce(ctx, cfg, c, round)
+			d, cpu, err := backupOnce(ctx, cfg, c, round)
 			if err != nil {
 				return res, err
 			}
-			fmt.Fprintf(log, "round %d: %-8s %v\n", round+1, c.Name, d.Round(time.Millisecond))
+			fmt.Fprintf(log, "round %d: %-8s %v (cpu %v)\n", round+1, c.Name, d.Round(time.Millisecond), cpu.Round(time.Millisecond))
 			if c == cfg.Stock {
-				res.Stock = append(res.Stock, d)
+				res.Stock, res.StockCPU = append(res.Stock, d), append(res.StockCPU, cpu)
 			} else {
-				res.Patched = append(res.Patched, d)
+				res.Patched, res.PatchedCPU = append(res.Patched, d), append(res.PatchedCPU, cpu)
 			}
 		}
 	}
 	return res, nil
 }
 
-// backupOnce times one backup by client c and removes it afterwards.
-func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Duration, error) {
+// backupOnce times one backup by client c and removes it afterwards. It
+// returns the wall time and the CPU time of the process tree (the rusage
+// of the waited-for pg_basebackup includes its reaped WAL child).
+func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Duration, time.Duration, error) {
 	target := filepath.Join(cfg.ScratchDir, fmt.Sprintf("%s-%d", c.Name, round))
 	args := []string{
 		filepath.Join(c.BinDir, "pg_basebackup"),
@@ -118,13 +167,17 @@ func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Dura
 		"--checkpoint=fast", "--wal-method=stream",
 	}
 	args = append(args, cfg.Args...)
+	cmd := proc.Command(ctx, cfg.Acct, nil, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	if _, err := proc.Run(ctx, cfg.Acct, nil, args...); err != nil {
-		return 0, fmt.Errorf("overhead: %s backup %d: %w", c.Name, round+1, err)
+	if err := cmd.Run(); err != nil {
+		return 0, 0, fmt.Errorf("overhead: %s backup %d: %w\n%s", c.Name, round+1, err, proc.Tail(out.String(), 15))
 	}
 	d := time.Since(start)
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if err := os.RemoveAll(target); err != nil {
-		return 0, fmt.Errorf("overhead: remove %s: %w", target, err)
+		return 0, 0, fmt.Errorf("overhead: remove %s: %w", target, err)
 	}
-	return d, nil
+	return d, cpu, nil
 }

@@ -30,6 +30,10 @@ func TestMedianAndRatio(t *testing.T) {
 	if got := r.Ratio(); got != 1.01 {
 		t.Errorf("Ratio = %v, want 1.01", got)
 	}
+	m, lo, hi := Result{Stock: ms(100, 100, 100, 100, 100, 100, 100), Patched: ms(90, 100, 101, 102, 103, 104, 200)}.PairedRatio()
+	if m != 1.02 || lo != 0.9 || hi != 2 {
+		t.Errorf("PairedRatio = %v [%v, %v], want 1.02 [0.9, 2]", m, lo, hi)
+	}
 	if _, err := Measure(context.Background(), Config{Runs: 4}); err == nil {
 		t.Error("Measure with 4 runs: no error, want one")
 	}
@@ -37,13 +41,14 @@ func TestMedianAndRatio(t *testing.T) {
 
 // BenchmarkStatusFileOverhead backs up a ~300 MB cluster (pgbench scale
 // PGBB_OVERHEAD_SCALE, default 20) with stock and patched pg_basebackup
-// 18.6, PGBB_OVERHEAD_RUNS times each (default 7), interleaved, syncing
-// on, and reports the medians and their ratio. Both are native builds
+// 18.6, PGBB_OVERHEAD_RUNS times each (default 15), interleaved, syncing
+// on, and reports the medians and their ratio, of wall time and of CPU
+// time. Both are native builds
 // (cached under .cache); run it with `make bench-overhead`.
 func BenchmarkStatusFileOverhead(b *testing.B) {
 	ctx := context.Background()
 	scale := envInt(b, "PGBB_OVERHEAD_SCALE", 20)
-	runs := envInt(b, "PGBB_OVERHEAD_RUNS", 7)
+	runs := envInt(b, "PGBB_OVERHEAD_RUNS", 15)
 
 	builder, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(os.Stderr))...)
 	if err != nil {
@@ -111,9 +116,15 @@ func BenchmarkStatusFileOverhead(b *testing.B) {
 	b.StopTimer()
 	b.Logf("pgbench scale %d, %d interleaved runs each: median stock %v, median patched %v, ratio patched/stock %.4f",
 		scale, runs, Median(res.Stock).Round(time.Millisecond), Median(res.Patched).Round(time.Millisecond), res.Ratio())
+	pm, plo, phi := res.PairedRatio()
+	b.Logf("per round, patched/stock: median %.4f, 95%% confidence interval of the median [%.4f, %.4f]", pm, plo, phi)
+	b.Logf("CPU time of pg_basebackup and its WAL child: median stock %v, median patched %v, ratio patched/stock %.4f",
+		Median(res.StockCPU).Round(time.Millisecond), Median(res.PatchedCPU).Round(time.Millisecond), res.CPURatio())
 	b.ReportMetric(Median(res.Stock).Seconds(), "stock-s")
 	b.ReportMetric(Median(res.Patched).Seconds(), "patched-s")
 	b.ReportMetric(res.Ratio(), "patched/stock")
+	b.ReportMetric(res.CPURatio(), "cpu-patched/stock")
+	b.ReportMetric(pm, "paired-patched/stock")
 }
 
 // envInt reads a positive integer from the environment, or returns def.
