@@ -333,6 +333,25 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		counts = trec.Syscalls
 		c.finish(trec)
 	}
+	// The disk plans that strike at the Nth operation of the finishing
+	// part need to know how many it has: a clean run on the layer.
+	var diskCounts map[string]int64
+	if NeedsDiskCalibration(s) {
+		ds := spec(fmt.Sprintf("%s/disk-count-w%d", s.Name, w), -200-w, fault.DiskCount{}, cal)
+		ds.Dir = filepath.Join(dir, "disk-count")
+		drec, err := trial.Run(ctx, ds)
+		if err != nil {
+			if !c.cfg.Keep {
+				os.RemoveAll(ds.Dir)
+			}
+			return fmt.Errorf("disk calibration run: %w", err)
+		}
+		if !drec.Exited0() {
+			drec.Violations = append(drec.Violations, trial.Violation{Invariant: "control-passes", Message: fmt.Sprintf("the clean run on the power-loss layer exited %d", drec.Exit.Code)})
+		}
+		diskCounts = drec.Fault.FinishingOps
+		c.finish(drec)
+	}
 	for index := range queue {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -352,6 +371,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		}
 		ts := spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal)
 		ts.SyscallCalibration = counts
+		ts.DiskCalibration = diskCounts
 		rec, err := trial.Run(ctx, ts)
 		if err != nil {
 			if !c.cfg.Keep {
@@ -365,6 +385,17 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		}
 	}
 	return nil
+}
+
+// NeedsDiskCalibration says whether a scenario has a fault plan that runs
+// on the power-loss layer, and so a calibration run on it per worker.
+func NeedsDiskCalibration(s scenario.Scenario) bool {
+	for _, p := range s.Faults {
+		if f, err := fault.ByName(p); err == nil && fault.NeedsDisk(f) {
+			return true
+		}
+	}
+	return false
 }
 
 // finish saves a record, keeps or removes its directory, and reports it.

@@ -315,7 +315,7 @@ func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 		return inj, err
 	}
 	files, dirs := d.FS.Stats()
-	est := estimate(f.kind, files, dirs)
+	est := finishingOps(t, f.kind, files, dirs)
 	k := 1 + t.Rand.IntN(est)
 	if t.Rand.IntN(2) == 0 {
 		// Half of the samples among the last 16 of the estimate, where
@@ -358,11 +358,22 @@ func startFinishing(ctx context.Context, t *Target, plan string) (inj Injection,
 	return inj, d, true, nil
 }
 
+// finishingOps is how many operations of a kind the finishing part of
+// the run has: as counted by the clean run on the layer that calibrates
+// the trials (DiskCount), else estimated.
+func finishingOps(t *Target, k powerfs.OpKind, files, dirs int) int {
+	if n := t.DiskCalibration[k.String()]; n > 0 {
+		return int(n)
+	}
+	return estimate(k, files, dirs)
+}
+
 // estimate is how many operations of a kind the finishing part of a run
-// has, about (measured on 18.6 patched, plain format, scale 1): the sync
-// walk fsyncs every file and directory; two renames (the manifest, the
-// completed status file); two to four writes (the end of the WAL, the
-// status file).
+// has, about, when no calibration run counted them (measured on 18.6
+// patched, plain format, scale 1): the sync walk fsyncs every file and
+// directory; five renames (the status file at three phase changes, the
+// manifest, the completed status file); four or more writes (the end of
+// the WAL, the status file).
 func estimate(k powerfs.OpKind, files, dirs int) int {
 	switch k {
 	case powerfs.OpFsync:
@@ -370,10 +381,49 @@ func estimate(k powerfs.OpKind, files, dirs int) int {
 	case powerfs.OpFsyncDir:
 		return dirs + 4
 	case powerfs.OpRename:
-		return 2
+		return 5
 	}
 	return 4
 }
+
+// DiskCount is the fault plan of the clean run on the power-loss layer
+// that calibrates a scenario's disk plans, as the traced clean run does
+// for kill-syscall: it injects nothing and counts the operations of each
+// kind from the moment the finishing part is seen to start to the run's
+// end (Injection.FinishingOps), so that the plans striking at the Nth
+// operation of that part sample among the operations a run really has.
+type DiskCount struct{}
+
+func (DiskCount) usesDisk()                           {}
+func (DiskCount) Name() string                        { return scenario.PlanNone }
+func (DiskCount) Available(s scenario.Scenario) error { return diskAvailable(s) }
+
+// Inject waits for the finishing part and counts its operations.
+func (DiskCount) Inject(ctx context.Context, t *Target) (Injection, error) {
+	inj, d, ok, err := startFinishing(ctx, t, scenario.PlanNone)
+	inj.Finishing = false
+	if !ok {
+		return inj, err
+	}
+	var start [len(countedKinds)]int64
+	for i, k := range countedKinds {
+		start[i] = int64(d.FS.Count(k))
+	}
+	select {
+	case <-t.Done:
+	case <-ctx.Done():
+		return inj, ctx.Err()
+	}
+	inj.FinishingOps = map[string]int64{}
+	for i, k := range countedKinds {
+		inj.FinishingOps[k.String()] = int64(d.FS.Count(k)) - start[i]
+	}
+	inj.Detail = fmt.Sprintf("calibration: finishing part counted from %s", inj.Anchor)
+	return inj, nil
+}
+
+// countedKinds are the operations DiskCount counts.
+var countedKinds = [...]powerfs.OpKind{powerfs.OpFsync, powerfs.OpFsyncDir, powerfs.OpRename, powerfs.OpWrite}
 
 // eioFault fails one operation of the finishing part with EIO: an open
 // for writing (the fsync pass of the sync walk opens every file O_RDWR),
@@ -397,11 +447,11 @@ func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	case scenario.PlanEIOOpenSync:
 		r = powerfs.Rule{Op: powerfs.OpOpen, ForWrite: true, Nth: 1 + t.Rand.IntN(max(files, 1))}
 	case scenario.PlanEIOFsync:
-		r = powerfs.Rule{Op: powerfs.OpFsync, Nth: 1 + t.Rand.IntN(files+2)}
+		r = powerfs.Rule{Op: powerfs.OpFsync, Nth: 1 + t.Rand.IntN(finishingOps(t, powerfs.OpFsync, files, dirs))}
 	case scenario.PlanEIOFsyncDir:
-		r = powerfs.Rule{Op: powerfs.OpFsyncDir, Nth: 1 + t.Rand.IntN(dirs+2)}
+		r = powerfs.Rule{Op: powerfs.OpFsyncDir, Nth: 1 + t.Rand.IntN(finishingOps(t, powerfs.OpFsyncDir, files, dirs))}
 	default:
-		r = powerfs.Rule{Op: powerfs.OpRename, Nth: 1 + t.Rand.IntN(estimate(powerfs.OpRename, files, dirs))}
+		r = powerfs.Rule{Op: powerfs.OpRename, Nth: 1 + t.Rand.IntN(finishingOps(t, powerfs.OpRename, files, dirs))}
 	}
 	r.Times = 1
 	d.FS.AddRule(r)

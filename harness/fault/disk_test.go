@@ -231,3 +231,22 @@ func TestStatusViews(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishingOpsCalibration: the plans striking at the Nth operation of
+// the finishing part sample among the operations a calibration run
+// counted, and fall back to the static estimate without one.
+func TestFinishingOpsCalibration(t *testing.T) {
+	cal := &Target{DiskCalibration: map[string]int64{"rename": 7, "fsync": 0}}
+	if got := finishingOps(cal, powerfs.OpRename, 100, 10); got != 7 {
+		t.Errorf("calibrated renames: %d, want 7", got)
+	}
+	if got := finishingOps(cal, powerfs.OpFsync, 100, 10); got != estimate(powerfs.OpFsync, 100, 10) {
+		t.Errorf("a kind counted 0 times: %d, want the estimate %d", got, estimate(powerfs.OpFsync, 100, 10))
+	}
+	if got := finishingOps(&Target{}, powerfs.OpFsyncDir, 100, 10); got != estimate(powerfs.OpFsyncDir, 100, 10) {
+		t.Errorf("no calibration: %d, want the estimate", got)
+	}
+	if !NeedsDisk(DiskCount{}) {
+		t.Error("DiskCount must run on the power-loss layer")
+	}
+}

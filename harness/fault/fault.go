@@ -33,6 +33,10 @@ type Target struct {
 	// Dir is the backup's target directory (the stop plan reads its
 	// status file).
 	Dir string
+	// DiskCalibration counts the operations of each kind (powerfs.OpKind
+	// names) in the finishing part of a clean run on the power-loss layer
+	// (see DiskCount); nil when there was none.
+	DiskCalibration map[string]int64
 }
 
 // Injection records what a fault did.
@@ -55,6 +59,9 @@ type Injection struct {
 	Finishing bool `json:"finishing,omitempty"`
 	// Detail says what exactly was done.
 	Detail string `json:"detail,omitempty"`
+	// FinishingOps counts the operations of each kind in the finishing
+	// part of the run (DiskCount only).
+	FinishingOps map[string]int64 `json:"finishing_ops,omitempty"`
 	// ServerStopped says the source server was stopped and must be
 	// restarted after the trial.
 	ServerStopped bool `json:"server_stopped,omitempty"`

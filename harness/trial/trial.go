@@ -62,6 +62,9 @@ type Spec struct {
 	CountSyscalls bool
 	// SyscallCalibration is a traced clean run's counts per phase.
 	SyscallCalibration map[string]int64
+	// DiskCalibration is a clean run's counts of operations per kind in
+	// the finishing part, on the power-loss layer (fault.DiskCount).
+	DiskCalibration map[string]int64
 }
 
 // Exit is how pg_basebackup ended.
@@ -270,6 +273,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
 			Calibration: s.Calibration, Rand: rng, Disk: disk, Dir: target,
+			DiskCalibration: s.DiskCalibration,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")

@@ -204,6 +204,9 @@ func run(args []string) (int, error) {
 		if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
 			total += workers
 		}
+		if campaign.NeedsDiskCalibration(s) {
+			total += workers
+		}
 	}
 	if o.replay != "" {
 		total = 2

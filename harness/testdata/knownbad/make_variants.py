@@ -153,6 +153,19 @@ def _():
 def _():
     edit(pbc, '''	COMP_CRC32C(crc, buf.data, buf.len);''', '''	COMP_CRC32C(crc, buf.data + 1, buf.len - 1);''')
 
+@v('no-tablespace-sync', 'Sync only the backup directory, not its tablespaces',
+   'The final sync of a plain-format backup walks the backup directory\nwithout following the symbolic links in pg_tblspc (and pg_wal with\n--waldir), as the tar format\'s sync does: the files of the tablespaces\nare never synced, yet the backup is reported as completed and durable.')
+def _():
+    edit(pbc, '''			sync_result = sync_pgdata(basedir, serverVersion, sync_method,
+									  true);''', '''			sync_result = sync_dir_recurse(basedir, sync_method);''')
+
+@v('ignore-status-rename-error', 'Ignore a failed rename of the status file',
+   'The result of durable_rename() of the temporary status file is ignored:\nwhen the rename fails, the run goes on, exits 0, and leaves the\nprevious status in place.')
+def _():
+    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
+		if (durable_rename(tmppath, status_path) != 0)
+			goto done;''', '''		(void) durable_rename(tmppath, status_path);''')
+
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
 for name, (subject, body, f) in variants.items():
