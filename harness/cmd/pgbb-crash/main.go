@@ -53,6 +53,7 @@ type options struct {
 	backend   string
 	parallel  int
 	seed      int64
+	trials    int
 	replay    string
 	keep      bool
 	out       string
@@ -76,6 +77,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
 	fs.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
 	fs.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
+	fs.IntVar(&o.trials, "trials", 0, "run at most this many trials of each scenario (0: as many as it says)")
 	fs.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
 	fs.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
 	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare, where the comparison goes (default .cache/crash/compare-<time>)")
@@ -148,6 +150,14 @@ func run(args []string) (int, error) {
 	scs, err := scenario.LoadPaths(paths...)
 	if err != nil {
 		return 2, err
+	}
+	if o.trials < 0 {
+		return 2, fmt.Errorf("-trials %d: want 0 or more", o.trials)
+	}
+	for i := range scs {
+		if o.trials > 0 && scs[i].Trials > o.trials {
+			scs[i].Trials = o.trials
+		}
 	}
 	if err := campaign.Validate(scs); err != nil {
 		return 2, err
