@@ -36,7 +36,7 @@ install: ## install the status reader pgbb-status into BINDIR (default ./bin); t
 build: ## build PostgreSQL (PG=18|15, VARIANT=patched|stock, BACKEND=auto) and print where it is
 	$(GO) run ./harness/cmd/pgbb-build -pg $(PG) -variant $(VARIANT) -backend $(BACKEND)
 
-test: vet unit fuzz integration ## go vet, unit tests, fuzzing, then build 18 and 15 patched and run their TAP suites
+test: vet unit fuzz integration ## go vet, unit tests, fuzzing, then the integration tests (below)
 
 vet:
 	$(GO) vet ./...
@@ -47,7 +47,7 @@ unit: ## fast unit tests only (what `go test ./...` runs)
 fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 
-integration: ## real builds (broken/trivial patch, 18 and 15 patched) and upstream TAP suites
+integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream TAP suites, short crash campaigns (both backends), the known-bad variants
 	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
 
 test-knownbad: ## build each known-bad variant of the patch and assert its campaign finds a violation (KNOWNBAD=a,b for some)
