@@ -320,18 +320,11 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		ts := spec(fmt.Sprintf("%s/count-w%d", s.Name, w), -100-w, none, cal)
 		ts.Dir = filepath.Join(dir, "count")
 		ts.CountSyscalls = true
-		trec, err := trial.Run(ctx, ts)
+		rec, err := c.calibrate(ctx, ts, "the traced clean run")
 		if err != nil {
-			if !c.cfg.Keep {
-				os.RemoveAll(ts.Dir)
-			}
-			return fmt.Errorf("traced count run: %w", err)
+			return err
 		}
-		if !trec.Exited0() {
-			trec.Violations = append(trec.Violations, trial.Violation{Invariant: "control-passes", Message: fmt.Sprintf("the traced clean run exited %d", trec.Exit.Code)})
-		}
-		counts = trec.Syscalls
-		c.finish(trec)
+		counts = rec.Syscalls
 	}
 	// The disk plans that strike at the Nth operation of the finishing
 	// part need to know how many it has: a clean run on the layer.
@@ -339,18 +332,11 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	if NeedsDiskCalibration(s) {
 		ds := spec(fmt.Sprintf("%s/disk-count-w%d", s.Name, w), -200-w, fault.DiskCount{}, cal)
 		ds.Dir = filepath.Join(dir, "disk-count")
-		drec, err := trial.Run(ctx, ds)
+		rec, err := c.calibrate(ctx, ds, "the clean run on the power-loss layer")
 		if err != nil {
-			if !c.cfg.Keep {
-				os.RemoveAll(ds.Dir)
-			}
-			return fmt.Errorf("disk calibration run: %w", err)
+			return err
 		}
-		if !drec.Exited0() {
-			drec.Violations = append(drec.Violations, trial.Violation{Invariant: "control-passes", Message: fmt.Sprintf("the clean run on the power-loss layer exited %d", drec.Exit.Code)})
-		}
-		diskCounts = drec.Fault.FinishingOps
-		c.finish(drec)
+		diskCounts = rec.Fault.FinishingOps
 	}
 	for index := range queue {
 		if ctx.Err() != nil {
@@ -385,6 +371,23 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		}
 	}
 	return nil
+}
+
+// calibrate runs a clean calibration run (what names it in messages),
+// which must exit 0 like the control, and saves its record.
+func (c *campaign) calibrate(ctx context.Context, ts trial.Spec, what string) (*trial.Record, error) {
+	rec, err := trial.Run(ctx, ts)
+	if err != nil {
+		if !c.cfg.Keep {
+			os.RemoveAll(ts.Dir)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if !rec.Exited0() {
+		rec.Violations = append(rec.Violations, trial.Violation{Invariant: "control-passes", Message: fmt.Sprintf("%s exited %d", what, rec.Exit.Code)})
+	}
+	c.finish(rec)
+	return rec, nil
 }
 
 // NeedsDiskCalibration says whether a scenario has a fault plan that runs

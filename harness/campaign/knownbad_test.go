@@ -66,6 +66,24 @@ func knownBadVariants(tb testing.TB) []string {
 	return names
 }
 
+// selectedKnownBad returns the variants PGBB_KNOWNBAD names
+// (comma-separated), or all of them; an unknown name is an error.
+func selectedKnownBad(tb testing.TB) []string {
+	tb.Helper()
+	all := knownBadVariants(tb)
+	only := os.Getenv("PGBB_KNOWNBAD")
+	if only == "" {
+		return all
+	}
+	names := strings.Split(only, ",")
+	for _, n := range names {
+		if !slices.Contains(all, n) {
+			tb.Fatalf("PGBB_KNOWNBAD: no known-bad variant %q (there are %s)", n, strings.Join(all, ", "))
+		}
+	}
+	return names
+}
+
 // TestKnownBadVariantsHaveScenarios runs in the unit tests: every variant
 // has its scenario and every scenario parses.
 func TestKnownBadVariantsHaveScenarios(t *testing.T) {
@@ -145,11 +163,7 @@ func TestIntegrationKnownBad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
 	defer cancel()
 	k := newKnownBad(t, ctx)
-	names := knownBadVariants(t)
-	if only := os.Getenv("PGBB_KNOWNBAD"); only != "" {
-		names = strings.Split(only, ",")
-	}
-	for _, name := range names {
+	for _, name := range selectedKnownBad(t) {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
 			tgt, err := k.target(ctx, name)
@@ -189,11 +203,7 @@ func BenchmarkKnownBad(b *testing.B) {
 	}
 	ctx := context.Background()
 	k := newKnownBad(b, ctx)
-	names := knownBadVariants(b)
-	if only := os.Getenv("PGBB_KNOWNBAD"); only != "" {
-		names = strings.Split(only, ",")
-	}
-	for _, name := range names {
+	for _, name := range selectedKnownBad(b) {
 		b.Run(name, func(b *testing.B) {
 			tgt, err := k.target(ctx, name)
 			if err != nil {
