@@ -23,7 +23,7 @@ const (
 // issueGInvariants lists the invariants of the stop plan and of the
 // clean-up after a run that did not complete (cleanup.go).
 func issueGInvariants() []string {
-	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward, InvRemoveExact, InvRetrySucceeds}
+	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward, InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
 }
 
 // checkStop returns the stop plan's invariants r breaks.

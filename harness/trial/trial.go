@@ -126,6 +126,9 @@ type Record struct {
 	// Cleanup is --remove-if-dead and a retry after a run that did not
 	// complete (cleanup.go).
 	Cleanup *Cleanup `json:"cleanup,omitempty"`
+	// Rerun is the same command run again after a run that completed
+	// (rerun.go).
+	Rerun *Rerun `json:"rerun,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
@@ -424,6 +427,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// A run that did not complete: clean up as an operator would, then
 	// retry (issue G, cleanup.go).
 	if err := cleanupAndRetry(ctx, s, rec, target); err != nil {
+		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+	}
+	// A run that completed: the retry of a task flow that timed out must
+	// fail on it and leave it as it is.
+	if err := rerunOverCompleted(ctx, s, rec, target); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	rec.Elapsed = time.Since(start)

@@ -166,6 +166,21 @@ def _():
 		if (durable_rename(tmppath, status_path) != 0)
 			goto done;''', '''		(void) durable_rename(tmppath, status_path);''')
 
+@v('atexit-before-dir-check', 'Register the failure handler before checking the directory',
+   'The exit handler that rewrites the status file as "failed" is\nregistered before the backup directory is checked, "to cover every\nerror": a retry into the directory of a completed backup fails on the\nnon-empty directory, as it must, and then rewrites that backup\'s status\nas failed.')
+def _():
+    edit(pbc, '''		if (!write_backup_status("in progress", NULL, NULL, do_sync))
+			exit(1);
+		atexit(backup_status_atexit);
+	}''', '''		if (!write_backup_status("in progress", NULL, NULL, do_sync))
+			exit(1);
+	}''')
+    edit(pbc, '''	if (basedir != NULL && (format == 'p' || strcmp(basedir, "-") != 0))
+		verify_dir_is_empty_or_create(basedir, &made_new_pgdata, &found_existing_pgdata);''', '''	if (status_path != NULL)
+		atexit(backup_status_atexit);
+	if (basedir != NULL && (format == 'p' || strcmp(basedir, "-") != 0))
+		verify_dir_is_empty_or_create(basedir, &made_new_pgdata, &found_existing_pgdata);''')
+
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
 for name, (subject, body, f) in variants.items():
