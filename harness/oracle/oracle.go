@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -203,6 +204,11 @@ func (j *judge) verify() (string, error, bool) {
 		}
 		return "no backup_manifest (--no-manifest)", nil, false
 	}
+	if j.in.Format == "tar" && !verifiesTar(j.in.BinDir) {
+		// Tar-format backups can be verified from PostgreSQL 18 on; the
+		// server started on the extracted copy still judges them.
+		return "pg_verifybackup of this version cannot read tar-format backups", nil, false
+	}
 	args := []string{filepath.Join(j.in.BinDir, "pg_verifybackup"), "--quiet"}
 	if j.in.Format == "tar" || j.in.WALMethod == "none" {
 		// WAL inside pg_wal.tar cannot be parsed; without WAL there is
@@ -217,6 +223,13 @@ func (j *judge) verify() (string, error, bool) {
 		return "", fmt.Errorf("pg_verifybackup: %s", strings.TrimSpace(out)), true
 	}
 	return "", nil, true
+}
+
+// verifiesTar says whether the pg_verifybackup in binDir reads tar-format
+// backups (PostgreSQL 18 and later: it has --format).
+func verifiesTar(binDir string) bool {
+	out, err := exec.Command(filepath.Join(binDir, "pg_verifybackup"), "--help").CombinedOutput()
+	return err == nil && strings.Contains(string(out), "--format")
 }
 
 // globTar returns the archives of a name (base.tar, base.tar.gz, ...).
