@@ -87,7 +87,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	statusPath := filepath.Join(t.Dir, status.FileName)
 
 	// Sample the status file from now until the run ends.
-	sampler := startSampler(statusPath, t.Done)
+	sampler := StartStatusSampler(statusPath, t.Done)
 	defer func() {
 		// The samples go on until the run ends (the trial waits for
 		// that before it reads anything).
@@ -95,7 +95,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 		case <-t.Done:
 		case <-ctx.Done():
 		}
-		samples := sampler.stop()
+		samples := sampler.Stop()
 		obs.Samples = len(samples)
 		if err := status.PhasesForward(samples); err != nil {
 			obs.PhaseOrder = err.Error()
@@ -161,17 +161,19 @@ func waitStopped(pid int, stopped bool, limit time.Duration) bool {
 	}
 }
 
-// sampler reads a status file every few milliseconds and keeps each
-// distinct version that parses (unreadable moments are skipped: a missing
-// or invalid file is judged elsewhere).
-type sampler struct {
+// StatusSampler reads a status file every 20 ms and keeps each distinct
+// version that parses (unreadable moments are skipped: a missing or
+// invalid file is judged elsewhere), for status.PhasesForward.
+type StatusSampler struct {
 	quit    chan struct{}
 	done    chan struct{}
 	samples []*status.Status
 }
 
-func startSampler(path string, runDone <-chan struct{}) *sampler {
-	s := &sampler{quit: make(chan struct{}), done: make(chan struct{})}
+// StartStatusSampler samples the status file at path until runDone is
+// closed (with one last look then) or Stop is called.
+func StartStatusSampler(path string, runDone <-chan struct{}) *StatusSampler {
+	s := &StatusSampler{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		var last uint32
@@ -198,9 +200,9 @@ func startSampler(path string, runDone <-chan struct{}) *sampler {
 	return s
 }
 
-// stop ends the sampling, if the run's end did not already, and returns
+// Stop ends the sampling, if the run's end did not already, and returns
 // the samples.
-func (s *sampler) stop() []*status.Status {
+func (s *StatusSampler) Stop() []*status.Status {
 	select {
 	case <-s.done:
 	default:

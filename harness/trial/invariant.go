@@ -76,6 +76,10 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	vs = append(vs, checkDisk(r)...)
 	// What the status reader said while the run was stopped (stop.go).
 	vs = append(vs, checkStop(r)...)
+	// The status file followed over the whole run (other plans).
+	if r.PhaseOrder != "" {
+		add(InvPhasesForward, "status file samples over the run: %s", r.PhaseOrder)
+	}
 	return vs
 }
 

@@ -99,3 +99,17 @@ func testStatusReader(t *testing.T, r StatusReader) {
 		}
 	}
 }
+
+// TestPhaseOrderViolation: status file samples that broke the writer's
+// order over any run are a phases-forward violation.
+func TestPhaseOrderViolation(t *testing.T) {
+	r := &Record{StatusFile: true, Exit: Exit{Code: 1}, PhaseOrder: "phase went back from syncing to receiving data"}
+	vs := Check(r, scenario.Scenario{Sync: true})
+	if len(vs) != 1 || vs[0].Invariant != InvPhasesForward {
+		t.Fatalf("violations %+v, want one %s", vs, InvPhasesForward)
+	}
+	r.PhaseOrder = ""
+	if vs := Check(r, scenario.Scenario{Sync: true}); len(vs) != 0 {
+		t.Fatalf("violations %+v for samples in order", vs)
+	}
+}

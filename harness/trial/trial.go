@@ -24,6 +24,7 @@ import (
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 	"github.com/pgbb/pgbb/harness/workload"
 )
 
@@ -129,6 +130,13 @@ type Record struct {
 	// Rerun is the same command run again after a run that completed
 	// (rerun.go).
 	Rerun *Rerun `json:"rerun,omitempty"`
+	// StatusSamples counts the distinct versions of the status file read
+	// while the run lasted (every 20 ms; not for plans on the power-loss
+	// layer, nor the stop plan, which samples its own); PhaseOrder is the
+	// first of the writer's promises they broke (status.PhasesForward),
+	// empty when none.
+	StatusSamples int    `json:"status_samples,omitempty"`
+	PhaseOrder    string `json:"phase_order,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
@@ -269,6 +277,13 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		close(done)
 	}()
 
+	// Follow the status file while the run lasts: its phases only move
+	// forward and nothing follows "completed" or "failed".
+	var sampler *fault.StatusSampler
+	if s.StatusFile && disk == nil && s.Fault.Name() != scenario.PlanStop {
+		sampler = fault.StartStatusSampler(filepath.Join(target, status.FileName), done)
+	}
+
 	faultCtx, cancelFault := context.WithCancel(ctx)
 	injDone := make(chan struct{})
 	go func() {
@@ -299,6 +314,13 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		return nil, ctx.Err()
 	}
 	rec.Duration = time.Since(start)
+	if sampler != nil {
+		samples := sampler.Stop()
+		rec.StatusSamples = len(samples)
+		if err := status.PhasesForward(samples); err != nil {
+			rec.PhaseOrder = err.Error()
+		}
+	}
 	// A fault returns soon after the run ended (a server stop finishes
 	// its pg_ctl first); only a stuck one is cancelled.
 	select {
