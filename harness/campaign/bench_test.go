@@ -25,10 +25,7 @@ func BenchmarkCrashPlans(b *testing.B) {
 	if os.Getenv("PGBB_BENCH") == "" {
 		b.Skip("set PGBB_BENCH=1 (make bench-crash)")
 	}
-	trials := 24
-	if v, err := strconv.Atoi(os.Getenv("PGBB_BENCH_TRIALS")); err == nil && v > 0 {
-		trials = v
-	}
+	trials := envCount("PGBB_BENCH_TRIALS", 24)
 	ctx := context.Background()
 	var log strings.Builder
 	bld, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(&log))...)
@@ -92,6 +89,15 @@ func BenchmarkCrashPlans(b *testing.B) {
 			}
 		})
 	}
+}
+
+// envCount reads a positive count from the environment variable name, or
+// returns def.
+func envCount(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 func violations(recs []*trial.Record) int {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -197,10 +196,7 @@ func BenchmarkKnownBad(b *testing.B) {
 	if os.Getenv("PGBB_BENCH") == "" {
 		b.Skip("set PGBB_BENCH=1 (make bench-knownbad)")
 	}
-	seeds := 3
-	if v, err := strconv.Atoi(os.Getenv("PGBB_BENCH_SEEDS")); err == nil && v > 0 {
-		seeds = v
-	}
+	seeds := envCount("PGBB_BENCH_SEEDS", 3)
 	ctx := context.Background()
 	k := newKnownBad(b, ctx)
 	for _, name := range selectedKnownBad(b) {
