@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/pgbb/pgbb/harness/filelock"
 )
 
 // DownloadFunc puts rel.OrigTarball into dir. It does not verify it; the
@@ -72,6 +74,16 @@ func (f *Fetcher) Fetch(ctx context.Context, rel Release) (string, error) {
 	if err := os.MkdirAll(dist, 0o755); err != nil {
 		return "", fmt.Errorf("fetch %s: %w", rel.OrigTarball, err)
 	}
+	// Tests in several packages fetch at once from one cache: one at a time,
+	// so that the second finds the first's tarball instead of downloading it
+	// again into the same apt state.
+	release, err := filelock.Acquire(ctx, filepath.Join(f.CacheDir, "locks", "fetch.lock"), 0, func() {
+		f.logf("waiting for another harness process fetching sources")
+	})
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", rel.OrigTarball, err)
+	}
+	defer release()
 	path := filepath.Join(dist, rel.OrigTarball)
 	if _, err := os.Stat(path); err == nil {
 		if err := verifyOrRemove(path, rel.SHA256); err == nil {
@@ -163,6 +175,26 @@ func (a *Apt) Download(ctx context.Context, rel Release, dir string) error {
 	if err != nil {
 		return err
 	}
+	// apt-get source runs in a scratch directory, where a relative state
+	// directory (PGBB_CACHE=.cache) would name nothing: apt then reads no
+	// lists and asks for deb-src URIs.
+	state, err := filepath.Abs(a.StateDir)
+	if err != nil {
+		return fmt.Errorf("apt state %s: %w", a.StateDir, err)
+	}
+	a = &Apt{StateDir: state, HostSources: a.HostSources, Log: a.Log}
+	// apt runs with Debug::NoLocking (its own locks are root's), so two
+	// harness processes sharing StateDir would truncate each other's lists
+	// mid-"apt-get source" ("You must put some 'deb-src' URIs").
+	release, err := filelock.Acquire(ctx, filepath.Join(a.StateDir, "state.lock"), 0, func() {
+		if a.Log != nil {
+			fmt.Fprintf(a.Log, "pgsrc: waiting for another harness process using %s\n", a.StateDir)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
 	opts, err := a.prepare(archive)
 	if err != nil {
 		return err

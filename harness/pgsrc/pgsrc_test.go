@@ -382,3 +382,49 @@ func TestPGSRCTarball(t *testing.T) {
 		t.Errorf("18.4 tarball as 15: %v", err)
 	}
 }
+
+// TestAptRelativeStateDir runs Apt.Download against a fake apt-get with a
+// relative state directory, as PGBB_CACHE=.cache gives: `apt-get source`
+// runs in a scratch directory, so every path handed to apt must be
+// absolute. (A relative one made the real apt read no lists and ask for
+// deb-src URIs.)
+func TestAptRelativeStateDir(t *testing.T) {
+	bin := t.TempDir()
+	// The fake checks that the sources file it is given exists from its
+	// working directory, then "downloads" the tarball there.
+	fake := `#!/bin/sh
+for a in "$@"; do
+	case "$a" in
+	Dir::Etc::SourceList=*)
+		f="${a#Dir::Etc::SourceList=}"
+		[ -f "$f" ] || { echo "E: You must put some 'deb-src' URIs in your sources.list ($f from $(pwd))"; exit 100; } ;;
+	esac
+done
+case "$*" in
+*" source "*) echo tarball > postgresql-18_18.6.orig.tar.bz2 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(bin, "apt-get"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	root := t.TempDir()
+	t.Chdir(root)
+	sources := filepath.Join(root, "host.sources")
+	os.WriteFile(sources, []byte("Types: deb\nURIs: http://archive.example/debian\n"), 0o644)
+	out := filepath.Join(root, "out")
+	os.Mkdir(out, 0o755)
+
+	rel, err := Lookup(18)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Apt{StateDir: filepath.Join(".cache", "apt"), HostSources: []string{sources}}
+	if err := a.Download(context.Background(), rel, out); err != nil {
+		t.Fatalf("Download with a relative state directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, rel.OrigTarball)); err != nil {
+		t.Fatalf("tarball not delivered: %v", err)
+	}
+}
