@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-knownbad crash compare clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -102,6 +102,9 @@ compare: ## stock 15, stock 18 and patched 18 on the same SCENARIOS, then how ea
 
 bench-crash: ## crash trials per minute for each fault plan on scenarios/smoke/plain-stream.json (patched 18, native)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkCrashPlans -benchtime 1x -timeout 60m ./harness/campaign
+
+bench-powerloss: ## whole power-loss and disk-fault trials per minute for each plan of scenarios/smoke/powerloss.json (patched 18, native; root, /dev/fuse)
+	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkPowerLossPlans -benchtime 1x -timeout 90m ./harness/campaign
 
 bench-knownbad: ## per known-bad variant, median time and trials to the first violation over PGBB_BENCH_SEEDS seeds (default 3)
 	PGBB_BENCH=1 PGBB_KNOWNBAD=$(KNOWNBAD) $(GO) test -count=1 -run '^$$' -bench BenchmarkKnownBad -benchtime 1x -timeout 180m ./harness/campaign

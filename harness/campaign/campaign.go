@@ -500,13 +500,19 @@ func checkSpace(dir string, scs []scenario.Scenario, parallel int) error {
 		return fmt.Errorf("scratch directory %s: %w", dir, err)
 	}
 	free := uint64(st.Bavail) * uint64(st.Bsize)
+	if need := spaceNeeded(scs, parallel); free < need {
+		return fmt.Errorf("scratch directory %s has %d MB free, the campaign needs about %d MB: free space or set -scratch", dir, free>>20, need>>20)
+	}
+	return nil
+}
+
+// spaceNeeded is the scratch space in bytes a campaign needs (see
+// checkSpace).
+func spaceNeeded(scs []scenario.Scenario, parallel int) uint64 {
 	var need uint64
 	for _, s := range scs {
 		n := uint64(parallel) * (uint64(s.Scale)*(1+uint64(s.Tablespaces))*3*40 + 100) << 20
 		need = max(need, n)
 	}
-	if free < need {
-		return fmt.Errorf("scratch directory %s has %d MB free, the campaign needs about %d MB: free space or set -scratch", dir, free>>20, need>>20)
-	}
-	return nil
+	return need
 }

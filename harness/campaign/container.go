@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/pgbb/pgbb/harness/build"
@@ -48,6 +49,9 @@ func (a agentLogs) Accept(l testcontainers.Log) {
 	a.stdout.Write(l.Content)
 }
 
+// containerShmSize is the size of the agent container's /dev/shm.
+const containerShmSize = 4 << 30
+
 // RunContainer runs the campaign of job inside one container from image
 // (the container build of issue A, which has the installation and its
 // build tree), by copying the agent binary in and starting it as the
@@ -69,8 +73,13 @@ func RunContainer(ctx context.Context, image, agent string, job Job, onRecord fu
 			{HostFilePath: agent, ContainerFilePath: "/tmp/pgbb-agent", FileMode: 0o755},
 			{Reader: bytes.NewReader(jobData), ContainerFilePath: "/tmp/pgbb-job.json", FileMode: 0o644},
 		},
-		// ptrace (kill-syscall) of the agent's own children.
-		CapAdd: []string{"SYS_PTRACE"},
+		HostConfigModifier: func(hc *container.HostConfig) {
+			// ptrace (kill-syscall) of the agent's own children.
+			hc.CapAdd = append(hc.CapAdd, "SYS_PTRACE")
+			// Room for the scratch directory in /dev/shm (MakeScratch);
+			// memory is only taken as it is used.
+			hc.ShmSize = containerShmSize
+		},
 		LogConsumerCfg: &testcontainers.LogConsumerConfig{
 			Consumers: []testcontainers.LogConsumer{agentLogs{pw, log}},
 		},

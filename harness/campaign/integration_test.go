@@ -47,10 +47,11 @@ func TestIntegrationCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scratch, err := os.MkdirTemp("", "pgbb-crash-it-")
+	scratch, where, err := MakeScratch("pgbb-crash-it-", []scenario.Scenario{sc}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("scratch %s (%s)", scratch, where)
 	defer os.RemoveAll(scratch)
 	runDir := t.TempDir()
 	res, err := Run(ctx, Config{

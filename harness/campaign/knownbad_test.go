@@ -139,7 +139,7 @@ func (k *knownBad) run(ctx context.Context, tgt Target, name string, seed int64,
 	if err != nil {
 		return nil, err
 	}
-	scratch, err := os.MkdirTemp("", "pgbb-knownbad-")
+	scratch, _, err := MakeScratch("pgbb-knownbad-", scs, 2)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,9 @@ type Cluster struct {
 	TCP bool
 	// Tablespaces are the tablespace directories the dataset created.
 	Tablespaces []string
+	// Settings are extra server settings (name=value) given on every
+	// start, over postgresql.conf.
+	Settings []string
 
 	running bool
 }
@@ -56,6 +59,13 @@ type Option func(*Cluster)
 // WithTCP makes the server listen on 127.0.0.1 (replication clients such
 // as pg_basebackup connect there); otherwise only the unix socket.
 func WithTCP(on bool) Option { return func(c *Cluster) { c.TCP = on } }
+
+// WithSettings gives the server extra settings (name=value) on every
+// start, for example fsync=off for a throwaway server whose durability no
+// check depends on.
+func WithSettings(settings ...string) Option {
+	return func(c *Cluster) { c.Settings = append(c.Settings, settings...) }
+}
 
 // New describes a cluster whose files live under dir: dir/data (unless
 // dataDir is given), dir/sock, dir/server.log. Nothing is created.
@@ -204,6 +214,9 @@ func (c *Cluster) startOnce(ctx context.Context, timeout time.Duration) error {
 		listen = "127.0.0.1"
 	}
 	opts := fmt.Sprintf("-p %d -c listen_addresses=%s -c unix_socket_directories='%s'", c.Port, listen, c.SocketDir)
+	for _, kv := range c.Settings {
+		opts += " -c " + kv
+	}
 	// The log is truncated per start so its tail explains this start.
 	if err := os.WriteFile(c.LogFile, nil, 0o644); err == nil && c.Acct.Switch {
 		os.Chown(c.LogFile, int(c.Acct.UID), int(c.Acct.GID))

@@ -139,6 +139,12 @@ type Record struct {
 	PhaseOrder    string `json:"phase_order,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
+	// Timings is where the trial's time went, per step: "backup" (the
+	// run until it exited), "settle" (orphans, the power cut, the log),
+	// "restart" (the source server after a stop plan), "oracle",
+	// "cleanup" (--remove-if-dead and the retry), "rerun". Steps that did
+	// not happen are absent.
+	Timings map[string]time.Duration `json:"timings_ns,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
 	LogTail string `json:"log_tail,omitempty"`
 	// Dir is where the trial's files are (kept for failing trials).
@@ -314,6 +320,12 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		return nil, ctx.Err()
 	}
 	rec.Duration = time.Since(start)
+	rec.Timings = map[string]time.Duration{"backup": rec.Duration}
+	step := time.Now()
+	took := func(name string) {
+		rec.Timings[name] = time.Since(step)
+		step = time.Now()
+	}
 	if sampler != nil {
 		samples := sampler.Stop()
 		rec.StatusSamples = len(samples)
@@ -349,8 +361,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// The WAL streaming child can outlive its parent; give it a moment to
 	// notice, then record and kill whatever of the group is left, before
 	// anything reads the target.
-	time.Sleep(300 * time.Millisecond)
-	if alive := proc.GroupMembers(pid); len(alive) > 0 {
+	if alive := survivors(pid, orphanGrace); len(alive) > 0 {
 		rec.Orphans = Orphans{Alive: true, PIDs: alive}
 	}
 	if _, err := proc.KillGroup(pid, 10*time.Second); err != nil {
@@ -379,11 +390,13 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	}
 	rec.After = s.Workload.Mark()
 	rec.Timeline = tracker.Timeline()
+	took("settle")
 
 	if rec.Fault.ServerStopped {
 		if err := s.Cluster.Start(ctx, 120*time.Second); err != nil {
 			return nil, fmt.Errorf("trial %s: restart source server after %s: %w", s.ID, rec.Plan, err)
 		}
+		took("restart")
 	}
 
 	// The operator's view.
@@ -439,6 +452,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.Oracle = &v
 		// The oracle's copy is large and no longer needed.
 		os.RemoveAll(filepath.Join(s.Dir, "oracle", "data"))
+		took("oracle")
 	}
 	if disk != nil {
 		if err := checkTorn(ctx, s, rec, disk); err != nil {
@@ -448,16 +462,43 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	rec.Violations = Check(rec, s.Scenario)
 	// A run that did not complete: clean up as an operator would, then
 	// retry (issue G, cleanup.go).
+	step = time.Now()
 	if err := cleanupAndRetry(ctx, s, rec, target); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
+	if rec.Cleanup != nil {
+		took("cleanup")
+	}
 	// A run that completed: the retry of a task flow that timed out must
 	// fail on it and leave it as it is.
+	step = time.Now()
 	if err := rerunOverCompleted(ctx, s, rec, target); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
+	if rec.Rerun != nil {
+		took("rerun")
+	}
 	rec.Elapsed = time.Since(start)
 	return rec, nil
+}
+
+// orphanGrace is how long the members of pg_basebackup's process group
+// get, after the run ended, to exit on their own.
+const orphanGrace = 300 * time.Millisecond
+
+// survivors returns the members of process group pgid still alive after
+// grace, or none as soon as the group is empty: after a clean exit the
+// WAL streaming child is already gone, and only a group with members
+// left has anything to wait for.
+func survivors(pgid int, grace time.Duration) []int {
+	deadline := time.Now().Add(grace)
+	for {
+		alive := proc.GroupMembers(pgid)
+		if len(alive) == 0 || !time.Now().Before(deadline) {
+			return alive
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // mkdirOwned creates dir for the account.

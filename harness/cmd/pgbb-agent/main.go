@@ -58,10 +58,11 @@ func run(jobPath string) error {
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp("", "pgbb-crash-")
+	scratch, why, err := campaign.MakeScratch("pgbb-crash-", job.Scenarios, job.Parallel)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "pgbb-agent: scratch %s (%s)\n", scratch, why)
 	runDir, err := os.MkdirTemp("", "pgbb-run-")
 	if err != nil {
 		return err

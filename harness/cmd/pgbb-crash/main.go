@@ -83,7 +83,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare, where the comparison goes (default .cache/crash/compare-<time>)")
 	fs.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
 	fs.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
-	fs.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in $TMPDIR)")
+	fs.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in /dev/shm when it is a tmpfs with room, else in $TMPDIR)")
 	fs.StringVar(&compare, "compare", "", "run no campaign: compare the operator signals of these run directories (comma-separated), one column each")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -297,15 +297,16 @@ func run(args []string) (int, error) {
 		}
 		scratch := o.scratch
 		ownScratch := false
+		scratchWhy := "given"
 		if scratch == "" {
-			if scratch, err = os.MkdirTemp("", "pgbb-crash-"); err != nil {
-				return 2, fmt.Errorf("scratch directory: %w", err)
+			if scratch, scratchWhy, err = campaign.MakeScratch("pgbb-crash-", scs, o.parallel); err != nil {
+				return 2, err
 			}
 			ownScratch = true
 		}
 		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (native), status file %t, seed %d, %d scenarios, parallel %d\n",
 			version, label, tgt.StatusFile, o.seed, len(scs), o.parallel)
-		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s\n", runDir, scratch)
+		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s (%s)\n", runDir, scratch, scratchWhy)
 		result, runErr = campaign.Run(ctx, campaign.Config{
 			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
