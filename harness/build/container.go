@@ -141,22 +141,14 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		}
 		return c.result(j, labels["org.pgbb.version"], ok), err
 	}
-	// The build context: the Dockerfile and the prepared tree. It is made
-	// first, so that a patch that does not apply fails before anything else.
+	// The build context: the Dockerfile, the release's tree and the
+	// overlay of what the patches change (see Dockerfile.pgbuild). It is
+	// made first, so that a patch that does not apply fails before
+	// anything else.
 	ctxDir := filepath.Join(c.b.cfg.cacheDir, "ctx", j.name)
-	if err := os.RemoveAll(ctxDir); err != nil {
-		return Result{}, err
-	}
+	version, err := c.makeContext(ctx, j, ctxDir)
 	defer os.RemoveAll(ctxDir)
-	version, err := c.b.src.Prepare(ctx, j.src, j.patches, filepath.Join(ctxDir, "postgresql"))
 	if err != nil {
-		return Result{}, err
-	}
-	df, err := os.ReadFile(filepath.Join(c.b.cfg.repoRoot, "Dockerfile.pgbuild"))
-	if err != nil {
-		return Result{}, err
-	}
-	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile.pgbuild"), df, 0o644); err != nil {
 		return Result{}, err
 	}
 	base, err := c.baseImage(ctx)
@@ -224,6 +216,47 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		return Result{}, fmt.Errorf("docker build %s: %w (log: %s)%s", tag, err, logPath, tailText)
 	}
 	return c.result(j, version, false), nil
+}
+
+// makeContext writes the build context of j into ctxDir: postgresql/, the
+// release's tree as released, and overlay/, what j's patches change in it
+// (pgsrc.MakeOverlay). It returns the tree's version.
+func (c *containerBackend) makeContext(ctx context.Context, j job, ctxDir string) (string, error) {
+	l := c.b.log
+	patched := ctxDir + ".patched"
+	for _, d := range []string{ctxDir, patched} {
+		if err := os.RemoveAll(d); err != nil {
+			return "", err
+		}
+	}
+	defer os.RemoveAll(patched)
+	if len(j.patches) > 0 {
+		if _, err := c.b.src.Prepare(ctx, j.src, j.patches, patched); err != nil {
+			return "", err
+		}
+	}
+	pristine := filepath.Join(ctxDir, "postgresql")
+	version, err := c.b.src.Prepare(ctx, j.src, nil, pristine)
+	if err != nil {
+		return "", err
+	}
+	overlay := filepath.Join(ctxDir, "overlay")
+	if len(j.patches) == 0 {
+		patched = pristine
+	}
+	changed, deleted, err := pgsrc.MakeOverlay(ctx, pristine, patched, overlay)
+	if err != nil {
+		return "", err
+	}
+	l.logf("overlay: the patches change %d file(s) and delete %d; the image builds the release first, then those", len(changed), len(deleted))
+	df, err := os.ReadFile(filepath.Join(c.b.cfg.repoRoot, "Dockerfile.pgbuild"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile.pgbuild"), df, 0o644); err != nil {
+		return "", err
+	}
+	return version, nil
 }
 
 func strPtr(s string) *string { return &s }

@@ -23,9 +23,12 @@ func BuildDeps() []string {
 // ConfigureFlags are the configure flags of every build (the install
 // prefix is added per backend). The compression options are exercised by
 // the pg_basebackup tests; without --enable-tap-tests `make check` would
-// succeed without running anything.
+// succeed without running anything. --enable-depend makes make track
+// header dependencies: the container build compiles a release first and
+// the patches' changes on top, and the derived native builds recompile a
+// copied tree, and the series change headers (common/file_utils.h).
 func ConfigureFlags() []string {
-	return []string{"--enable-tap-tests", "--with-lz4", "--with-zstd", "--without-icu"}
+	return []string{"--enable-tap-tests", "--enable-depend", "--with-lz4", "--with-zstd", "--without-icu"}
 }
 
 // missingDebs returns the packages of pkgs that dpkg does not list as
