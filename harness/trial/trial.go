@@ -141,9 +141,10 @@ type Record struct {
 	Violations []Violation `json:"violations,omitempty"`
 	// Timings is where the trial's time went, per step: "backup" (the
 	// run until it exited), "settle" (orphans, the power cut, the log),
-	// "restart" (the source server after a stop plan), "oracle",
-	// "cleanup" (--remove-if-dead and the retry), "rerun". Steps that did
-	// not happen are absent.
+	// "restart" (the source server after a stop plan), "oracle", "torn"
+	// (the torn status views of a power-loss plan), "cleanup"
+	// (--remove-if-dead and the retry), "rerun". Steps that did not
+	// happen are absent.
 	Timings map[string]time.Duration `json:"timings_ns,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
 	LogTail string `json:"log_tail,omitempty"`
@@ -458,6 +459,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		if err := checkTorn(ctx, s, rec, disk); err != nil {
 			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 		}
+		took("torn")
 	}
 	rec.Violations = Check(rec, s.Scenario)
 	// A run that did not complete: clean up as an operator would, then
