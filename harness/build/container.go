@@ -484,7 +484,7 @@ func (c *containerBackend) runTAP(ctx context.Context, r Result, suites []string
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for i, s := range suites {
-		args := tapMakeArgs(i, s)
+		args := tapMakeArgs(i, s, c.b.tapJobs())
 		fmt.Fprintf(&script, "echo '+ %s'\n%s\n", strings.Join(args, " "), strings.Join(args, " "))
 	}
 	code, err := RunInImage(ctx, r.Image, ImageUser, ImageBuildTree, []string{"bash", "-c", script.String()}, out)

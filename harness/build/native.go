@@ -261,7 +261,7 @@ func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, o
 	}
 	env := acct.Env()
 	for i, s := range suites {
-		args := tapMakeArgs(i, s)
+		args := tapMakeArgs(i, s, n.b.tapJobs())
 		fmt.Fprintf(out, "+ %s\n", strings.Join(args, " "))
 		if err := runAs(ctx, acct, r.BuildTree, out, env, args...); err != nil {
 			return err
