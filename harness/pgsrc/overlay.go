@@ -63,7 +63,15 @@ func MakeOverlay(ctx context.Context, base, patched, overlay string) (changed, d
 	sort.Strings(changed)
 	sort.Strings(deleted)
 	for _, rel := range changed {
-		if err := copyEntry(filepath.Join(patched, rel), filepath.Join(overlay, rel)); err != nil {
+		src, dest := filepath.Join(patched, rel), filepath.Join(overlay, rel)
+		info, err := os.Lstat(src)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(dest), 0o755)
+		}
+		if err == nil {
+			err = copyEntry(src, dest, info)
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("overlay: %w", err)
 		}
 	}
@@ -136,16 +144,10 @@ func sameFile(a, b string, am, bm fs.FileMode) (bool, error) {
 	return bytes.Equal(da, db), nil
 }
 
-// copyEntry copies a regular file (with its mode) or a symlink, creating
-// the parent directories.
-func copyEntry(src, dest string) error {
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return err
-	}
-	info, err := os.Lstat(src)
-	if err != nil {
-		return err
-	}
+// copyEntry copies a regular file (with its permissions) or a symlink,
+// described by info, from src to dest, whose directory must exist; it
+// never replaces an existing dest. CopyTree and MakeOverlay both use it.
+func copyEntry(src, dest string, info fs.FileInfo) error {
 	if info.Mode()&fs.ModeSymlink != 0 {
 		t, err := os.Readlink(src)
 		if err != nil {

@@ -286,29 +286,10 @@ func CopyTree(ctx context.Context, src, dest string) error {
 			return err
 		}
 		switch {
-		case info.Mode()&os.ModeSymlink != 0:
-			t, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(t, target)
 		case info.IsDir():
 			return os.MkdirAll(target, info.Mode().Perm()|0o700)
-		case info.Mode().IsRegular():
-			in, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm()|0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(out, in); err != nil {
-				out.Close()
-				return fmt.Errorf("copy %s: %w", p, err)
-			}
-			return out.Close()
+		case info.Mode()&os.ModeSymlink != 0, info.Mode().IsRegular():
+			return copyEntry(p, target, info)
 		}
 		return nil
 	})
