@@ -261,6 +261,16 @@ type config struct {
 	slack time.Duration
 	now   func() time.Time
 	lease time.Duration
+	// between, if set, is called by RemoveIfDead between its steps
+	// (tests: to change the disk there).
+	between func(step string)
+}
+
+// hook calls c.between, if set.
+func (c config) hook(step string) {
+	if c.between != nil {
+		c.between(step)
+	}
 }
 
 // newConfig applies opts to the defaults.

@@ -210,7 +210,8 @@ type DirUser struct {
 // DirUsers is implemented by Processes that can tell which processes use
 // directories; RemoveIfDead refuses without it.
 type DirUsers interface {
-	// DirUsers returns the live processes of this machine whose working
+	// DirUsers returns the live processes of this machine, other than
+	// the calling one (whose open handles are the remover's), whose working
 	// directory or an open file is in one of dirs (resolved absolute
 	// paths) or below, and, if pid > 0, the pg_basebackup processes whose
 	// parent or process group is pid: the WAL streaming child that
@@ -244,11 +245,12 @@ func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
 		}
 		return false
 	}
+	self := os.Getpid()
 	var users []DirUser
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
-		if err != nil || n <= 0 {
-			continue
+		if err != nil || n <= 0 || n == self {
+			continue // not a process, or this one (the remover's handles)
 		}
 		base := filepath.Join(root, e.Name())
 		data, err := os.ReadFile(filepath.Join(base, "stat"))

@@ -44,6 +44,9 @@ type Removal struct {
 	DryRun bool `json:"dry_run,omitempty"`
 	// Over says why the run is over, when that was proven.
 	Over string `json:"over,omitempty"`
+	// Owner is the owner of the status file: nothing that user could not
+	// remove is removed.
+	Owner string `json:"owner,omitempty"`
 	// Refused says why nothing was removed; empty if the removal went
 	// ahead.
 	Refused string `json:"refused,omitempty"`
@@ -99,7 +102,8 @@ func (rm *Removal) fail(err error) *Removal {
 // RemoveIfDead removes the backup directory dir and the other directories
 // its status file records (DIRECTORY lines: "created" ones are removed,
 // "existing" ones emptied and kept), but only when the status file proves
-// that the run is over and did not complete:
+// that the run is over and did not complete, and only what the status
+// file's owner could remove itself:
 //
 //   - the file is dir's own backup_status, a regular file that parses
 //     (a torn, invalid or missing file is refused), and says "in
@@ -120,17 +124,28 @@ func (rm *Removal) fail(err error) *Removal {
 //     none inside another; a tar-format run records only its target; any
 //     other recorded directory holds only what pg_basebackup puts in a
 //     --waldir (WAL segments, .partial, .history, archive_status,
-//     summaries) or a tablespace directory (PG_<version>_<catversion>).
+//     summaries) or a tablespace directory (PG_<version>_<catversion>);
+//   - the privilege boundary: the status file, every recorded directory
+//     and every entry in them are owned by one user, the owner of the
+//     status file; nothing in them is a mount point, a FIFO, a socket or
+//     a device; a created directory is not a mount point, and its parent
+//     lets that user remove it. Whoever runs the removal (root, say), it
+//     deletes nothing that the user who wrote the status file could not.
 //
-// Races with a run starting into the same directory are closed thus: a
-// created directory is first renamed to a tombstone in the same parent
-// (".NAME.pgbb-removing-PID", without replacing anything), the status file
-// is read again from inside the tombstone and must be byte for byte the one
-// judged, every check is made again, and only then is the tombstone
-// removed; if a check fails, the tombstone is renamed back. A retry into dir
-// can start as soon as dir was renamed. An "existing" directory is emptied
-// in place, the status file last, so that it stays non-empty (and a retry
-// refuses it) until the last entry is gone.
+// Each recorded directory is opened once, before anything is judged, and
+// everything after goes through those handles (os.Root): a path swapped
+// for a symlink after the judgement is never followed, and a rename is
+// checked against the identity judged and undone if it moved something
+// else. Races with a run starting into the same directory are closed
+// thus: a created directory is first renamed to a tombstone in the same
+// parent (".NAME.pgbb-removing-PID", without replacing anything), the
+// status file is read again from inside it and must be byte for byte the
+// one judged, every check but the walk of the contents is made again, and
+// only then is anything removed; if a check fails, the tombstone is
+// renamed back. A retry into dir can start as soon as dir was renamed. An
+// "existing" directory is emptied in place, the status file last, so that
+// it stays non-empty (and a retry refuses it) until the last entry is
+// gone.
 //
 // With dryRun nothing is changed: the Removal says what would be done.
 func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
@@ -152,20 +167,25 @@ func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
 	case !fi.IsDir():
 		return rm.refuse("%s is not a directory", abs)
 	}
-	data, s, err := readForRemoval(rm.StatusFile)
+	target, err := openDirHandle(abs)
+	if err != nil {
+		return rm.refuse("cannot open the directory: %v", err)
+	}
+	p := &plan{handles: []*dirHandle{target}}
+	defer p.close()
+
+	data, s, owner, err := readForRemoval(target)
 	if err != nil {
 		return rm.refuse("%v", err)
 	}
-	rm.Status = s
-
+	rm.Status, rm.Owner = s, userName(owner)
 	if rm.Over, err = runOver(s, c); err != nil {
 		return rm.refuse("%v", err)
 	}
-	steps, err := planDirs(abs, s)
-	if err != nil {
+	if err := p.judge(s, owner); err != nil {
 		return rm.refuse("%v", err)
 	}
-	rm.Steps = steps
+	rm.Steps = p.steps
 	if err := checkUsers(rm.Steps, s, c, abs, abs); err != nil {
 		return rm.refuse("%v", err)
 	}
@@ -173,34 +193,31 @@ func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
 		rm.ExitCode = ExitRemoved
 		return rm
 	}
-	return rm.execute(data, c)
+	c.hook("judged")
+	return rm.execute(p, data, owner, c)
 }
 
-// readForRemoval reads the status file, which must be a regular file (no
-// symlink at all), and parses it.
-func readForRemoval(path string) ([]byte, *Status, error) {
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
-	case err != nil:
-		return nil, nil, fmt.Errorf("cannot examine the status file: %v", err)
-	case !fi.Mode().IsRegular():
-		return nil, nil, fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
-	}
-	data, err := readLimited(path)
+// readForRemoval reads the status file in the target through its handle:
+// a regular file (no symlink at all) that parses. It returns the file, its
+// parse and its owner.
+func readForRemoval(target *dirHandle) ([]byte, *Status, uint32, error) {
+	data, fi, err := target.readStatus()
 	if err != nil {
-		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
+		return nil, nil, 0, err
+	}
+	owner, err := ownerOf(fi)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("cannot tell who owns the status file: %v", err)
 	}
 	s, err := Parse(data)
 	if err != nil {
 		var pe *ParseError
 		if errors.As(err, &pe) {
-			pe.Path = path
+			pe.Path = filepath.Join(target.path, FileName)
 		}
-		return nil, nil, fmt.Errorf("status file cannot be used: %v", err)
+		return nil, nil, 0, fmt.Errorf("status file cannot be used: %v", err)
 	}
-	return data, s, nil
+	return data, s, owner, nil
 }
 
 // runOver proves that the run of s is over and did not complete, or says
@@ -263,64 +280,118 @@ var (
 	tablespaceName = regexp.MustCompile(`^PG_[0-9]+_[0-9]+$`)
 )
 
-// planDirs checks the DIRECTORY lines of s against the directory dir the
-// status file was found in, and returns the steps, target first.
-func planDirs(dir string, s *Status) ([]RemoveStep, error) {
+// A plan is what RemoveIfDead is to do: a step and an open handle per
+// recorded directory (nil for one already gone), the target first.
+type plan struct {
+	steps   []RemoveStep
+	handles []*dirHandle
+}
+
+func (p *plan) close() {
+	for _, h := range p.handles {
+		if h != nil {
+			h.Close()
+		}
+	}
+}
+
+// judge checks the DIRECTORY lines of s against the target (p.handles[0],
+// the directory the status file was found in) and the privilege boundary
+// of owner, opens every other recorded directory, and fills in the steps,
+// target first.
+func (p *plan) judge(s *Status, owner uint32) error {
+	if err := checkDirectoryLines(s); err != nil {
+		return err
+	}
+	target := p.handles[0]
+	if err := ownedBy(target.path, target.info, owner); err != nil {
+		return err
+	}
+	for i, d := range s.Directories {
+		step := RemoveStep{Path: d.Path, Created: d.Created}
+		if i == 0 {
+			fi, err := os.Lstat(d.Path)
+			if err != nil {
+				return fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
+			}
+			if !os.SameFile(fi, target.info) {
+				return fmt.Errorf("the first DIRECTORY (the target) is %s, not %s: the status file is not this directory's own", d.Path, target.path)
+			}
+			p.steps = append(p.steps, step)
+			continue
+		}
+		h, err := openDirHandle(d.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			step.Missing = true
+			p.steps = append(p.steps, step)
+			p.handles = append(p.handles, nil)
+			continue
+		case err != nil:
+			return fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
+		}
+		p.handles = append(p.handles, h)
+		p.steps = append(p.steps, step)
+		if err := ownedBy(h.path, h.info, owner); err != nil {
+			return err
+		}
+		if err := looksLikeOurs(h); err != nil {
+			return err
+		}
+	}
+	if err := checkOverlap(p.steps); err != nil {
+		return err
+	}
+	for i, h := range p.handles {
+		if h == nil {
+			continue
+		}
+		if err := checkRemovable(h, p.steps[i].Created, owner); err != nil {
+			return err
+		}
+		if err := h.checkContents(owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDirectoryLines checks what can be told of the DIRECTORY lines of s
+// without looking at the disk.
+func checkDirectoryLines(s *Status) error {
 	if !s.Progress {
-		return nil, fmt.Errorf("the status file has no DIRECTORY lines (written by a pg_basebackup without patch 0003): what the run created cannot be known")
+		return fmt.Errorf("the status file has no DIRECTORY lines (written by a pg_basebackup without patch 0003): what the run created cannot be known")
 	}
 	if len(s.Directories) == 0 {
-		return nil, fmt.Errorf("the status file records no directory (written with -D - or --target): nothing is known to belong to the run")
+		return fmt.Errorf("the status file records no directory (written with -D - or --target): nothing is known to belong to the run")
 	}
 	if s.Format != "plain" && len(s.Directories) > 1 {
-		return nil, fmt.Errorf("a %s-format run records only its target, this file records %d directories", s.Format, len(s.Directories))
+		return fmt.Errorf("a %s-format run records only its target, this file records %d directories", s.Format, len(s.Directories))
 	}
-	var steps []RemoveStep
 	for i, d := range s.Directories {
 		switch {
 		case d.Unprintable:
-			return nil, fmt.Errorf("DIRECTORY %d is unprintable (its path has a control character): the run cannot be cleaned up automatically", i+1)
+			return fmt.Errorf("DIRECTORY %d is unprintable (its path has a control character): the run cannot be cleaned up automatically", i+1)
 		case !filepath.IsAbs(d.Path):
-			return nil, fmt.Errorf("DIRECTORY %q is not an absolute path", d.Path)
+			return fmt.Errorf("DIRECTORY %q is not an absolute path", d.Path)
 		case filepath.Clean(d.Path) != d.Path:
-			return nil, fmt.Errorf("DIRECTORY %q is not a clean path (it would be %q)", d.Path, filepath.Clean(d.Path))
+			return fmt.Errorf("DIRECTORY %q is not a clean path (it would be %q)", d.Path, filepath.Clean(d.Path))
 		case d.Path == "/":
-			return nil, fmt.Errorf("DIRECTORY is the root directory")
+			return fmt.Errorf("DIRECTORY is the root directory")
 		}
 		for _, e := range s.Directories[:i] {
 			if within(e.Path, d.Path) || within(d.Path, e.Path) {
-				return nil, fmt.Errorf("DIRECTORY %s and %s are the same or one is inside the other: pg_basebackup does not record such directories", e.Path, d.Path)
+				return fmt.Errorf("DIRECTORY %s and %s are the same or one is inside the other: pg_basebackup does not record such directories", e.Path, d.Path)
 			}
 		}
-		step := RemoveStep{Path: d.Path, Created: d.Created}
-		fi, err := os.Lstat(d.Path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && i > 0:
-			step.Missing = true
-			steps = append(steps, step)
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return nil, fmt.Errorf("DIRECTORY %s is a symlink, where pg_basebackup made a directory", d.Path)
-		case !fi.IsDir():
-			return nil, fmt.Errorf("DIRECTORY %s is not a directory", d.Path)
-		}
-		if i == 0 {
-			dfi, err := os.Lstat(dir)
-			if err != nil {
-				return nil, fmt.Errorf("examine %s: %v", dir, err)
-			}
-			if !os.SameFile(fi, dfi) {
-				return nil, fmt.Errorf("the first DIRECTORY (the target) is %s, not %s: the status file is not this directory's own", d.Path, dir)
-			}
-		} else if err := looksLikeOurs(d.Path); err != nil {
-			return nil, err
-		}
-		steps = append(steps, step)
 	}
-	// The same checks on resolved paths: a symlink in a parent must not
-	// make one directory the other, or put one inside another.
+	return nil
+}
+
+// checkOverlap makes the overlap check on resolved paths: a symlink in a
+// parent must not make one directory the other, or put one inside
+// another.
+func checkOverlap(steps []RemoveStep) error {
 	resolved := make([]string, len(steps))
 	for i, st := range steps {
 		if st.Missing {
@@ -328,40 +399,70 @@ func planDirs(dir string, s *Status) ([]RemoveStep, error) {
 		}
 		r, err := filepath.EvalSymlinks(st.Path)
 		if err != nil {
-			return nil, fmt.Errorf("resolve DIRECTORY %s: %v", st.Path, err)
+			return fmt.Errorf("resolve DIRECTORY %s: %v", st.Path, err)
 		}
 		resolved[i] = r
 		for j := range i {
 			if resolved[j] != "" && (within(resolved[j], r) || within(r, resolved[j])) {
-				return nil, fmt.Errorf("DIRECTORY %s and %s resolve to %s and %s, the same or one inside the other", steps[j].Path, st.Path, resolved[j], r)
+				return fmt.Errorf("DIRECTORY %s and %s resolve to %s and %s, the same or one inside the other", steps[j].Path, st.Path, resolved[j], r)
 			}
 		}
 	}
-	return steps, nil
+	return nil
+}
+
+// checkRemovable refuses a recorded directory that is a mount point when
+// the run is said to have created it (pg_basebackup cannot have), or whose
+// parent would not let owner remove it.
+func checkRemovable(h *dirHandle, created bool, owner uint32) error {
+	if !created {
+		return nil
+	}
+	if devOf(h.info) != devOf(h.parentInfo) {
+		return fmt.Errorf("DIRECTORY %s is recorded as created by the run, but it is a mount point: never removed", h.path)
+	}
+	if !mayRemoveFrom(h.parentInfo, owner) {
+		return fmt.Errorf("DIRECTORY %s: %s cannot remove it from %s (mode %s, owned by %s)",
+			h.path, userName(owner), filepath.Dir(h.path), h.parentInfo.Mode().Perm(), ownerName(h.parentInfo))
+	}
+	return nil
+}
+
+// ownerName names the owner of what fi describes.
+func ownerName(fi fs.FileInfo) string {
+	uid, err := ownerOf(fi)
+	if err != nil {
+		return "an unknown user"
+	}
+	return userName(uid)
 }
 
 // looksLikeOurs checks that a recorded directory other than the target
 // holds only what pg_basebackup puts into a --waldir or a tablespace
 // directory.
-func looksLikeOurs(path string) error {
-	entries, err := os.ReadDir(path)
+func looksLikeOurs(h *dirHandle) error {
+	names, err := h.names()
 	if err != nil {
-		return fmt.Errorf("DIRECTORY %s: %v", path, err)
+		return fmt.Errorf("DIRECTORY %s: %v", h.path, err)
 	}
 	wal, ts := true, true
 	var odd string
-	for _, e := range entries {
-		w, t := walName.MatchString(e.Name()), tablespaceName.MatchString(e.Name()) && e.IsDir()
+	for _, n := range names {
+		fi, err := h.dir.Lstat(n)
+		if err != nil {
+			return fmt.Errorf("DIRECTORY %s: %v", h.path, err)
+		}
+		w, t := walName.MatchString(n), tablespaceName.MatchString(n) && fi.IsDir()
 		wal, ts = wal && w, ts && t
 		if !w && !t && odd == "" {
-			odd = e.Name()
+			odd = n
 		}
 	}
 	if !wal && !ts {
 		if odd == "" {
-			odd = entries[0].Name()
+			odd = names[0]
 		}
-		return fmt.Errorf("DIRECTORY %s holds %q and does not look like a WAL or tablespace directory pg_basebackup made", path, odd)
+		return fmt.Errorf("DIRECTORY %s holds %q and does not look like a WAL or tablespace directory pg_basebackup made", h.path, odd)
 	}
 	return nil
 }
@@ -403,68 +504,78 @@ func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow strin
 	return nil
 }
 
-// tombstone is the name path is renamed to before it is removed.
-func tombstone(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+TombstoneSuffix+strconv.Itoa(os.Getpid()))
+// tombstoneName is the name a directory called name is renamed to before
+// it is removed.
+func tombstoneName(name string) string {
+	return "." + name + TombstoneSuffix + strconv.Itoa(os.Getpid())
 }
 
-// execute carries out the plan; data is the status file that was judged.
-func (rm *Removal) execute(data []byte, c config) *Removal {
-	target := &rm.Steps[0]
-	targetNow := target.Path
+// tombstone is the path path is renamed to before it is removed.
+func tombstone(path string) string {
+	return filepath.Join(filepath.Dir(path), tombstoneName(filepath.Base(path)))
+}
+
+// execute carries out the plan; data is the status file that was judged,
+// owner its owner.
+func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Removal {
+	target, th := &rm.Steps[0], p.handles[0]
+	targetNow := rm.Dir
 
 	// The target first: out of the way of a retry, then everything
 	// checked again from where it is now.
 	if target.Created {
-		t := tombstone(target.Path)
-		if err := renameNoReplace(target.Path, t); err != nil {
+		if err := th.renameTo(tombstoneName(th.name)); err != nil {
 			return rm.refuse("cannot rename the target out of the way: %v", err)
 		}
-		target.Tombstone, targetNow = t, t
+		targetNow = filepath.Join(filepath.Dir(rm.Dir), th.name)
+		target.Tombstone = tombstone(target.Path)
+		c.hook("renamed")
 	}
-	if err := rm.recheck(data, c, targetNow); err != nil {
+	if err := rm.recheck(th, data, owner, c, targetNow); err != nil {
 		if target.Created {
-			if rerr := renameNoReplace(targetNow, target.Path); rerr != nil {
-				target.Tombstone = targetNow
+			if rerr := th.renameTo(filepath.Base(rm.Dir)); rerr != nil {
 				return rm.refuse("%v; the target was left at %s, since renaming it back failed: %v", err, targetNow, rerr)
 			}
 			target.Tombstone = ""
 		}
 		return rm.refuse("%v (checked again after renaming the target; nothing removed)", err)
 	}
+	c.hook("checked")
 
-	// The other created directories out of the way too, then empty the
-	// existing ones, then remove the tombstones.
+	// The other created directories out of the way too, then empty every
+	// directory, then remove the tombstones.
 	for i := range rm.Steps[1:] {
-		st := &rm.Steps[1+i]
+		st, h := &rm.Steps[1+i], p.handles[1+i]
 		if st.Missing || !st.Created {
 			continue
 		}
-		t := tombstone(st.Path)
-		if err := renameNoReplace(st.Path, t); err != nil {
+		if err := h.renameTo(tombstoneName(h.name)); err != nil {
 			return rm.fail(err)
 		}
-		st.Tombstone = t
+		st.Tombstone = tombstone(st.Path)
 	}
 	for i := range rm.Steps {
-		st := &rm.Steps[i]
-		switch {
-		case st.Missing:
+		st, h := &rm.Steps[i], p.handles[i]
+		if st.Missing {
 			st.Done = true
-		case !st.Created:
-			if err := emptyDir(st.Path, i == 0); err != nil {
-				return rm.fail(err)
-			}
+			continue
+		}
+		c.hook("emptying " + st.Path)
+		if err := h.empty(i == 0); err != nil {
+			return rm.fail(err)
+		}
+		if !st.Created {
 			st.Done = true
 		}
 	}
 	for i := range rm.Steps {
-		st := &rm.Steps[i]
+		st, h := &rm.Steps[i], p.handles[i]
 		if st.Tombstone == "" {
 			continue
 		}
-		if err := os.RemoveAll(st.Tombstone); err != nil {
-			return rm.fail(fmt.Errorf("remove %s (was %s): %w", st.Tombstone, st.Path, err))
+		c.hook("removing " + st.Path)
+		if err := h.removeEmptied(); err != nil {
+			return rm.fail(fmt.Errorf("%w (was %s)", err, st.Path))
 		}
 		st.Done = true
 	}
@@ -472,42 +583,18 @@ func (rm *Removal) execute(data []byte, c config) *Removal {
 	return rm
 }
 
-// recheck reads the status file again from the target where it is now and
-// repeats the checks.
-func (rm *Removal) recheck(data []byte, c config, targetNow string) error {
-	again, s, err := readForRemoval(filepath.Join(targetNow, FileName))
+// recheck reads the status file again through the target's handle and
+// repeats the checks; the target is now at targetNow.
+func (rm *Removal) recheck(th *dirHandle, data []byte, owner uint32, c config, targetNow string) error {
+	again, s, ownerNow, err := readForRemoval(th)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(again, data) {
+	if !bytes.Equal(again, data) || ownerNow != owner {
 		return fmt.Errorf("the status file changed since it was judged")
 	}
 	if _, err := runOver(s, c); err != nil {
 		return err
 	}
 	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow)
-}
-
-// emptyDir removes everything in dir, and keeps dir; with statusLast, the
-// status file goes last, so that dir is not empty (and a retry refuses it)
-// until everything else is gone.
-func emptyDir(dir string, statusLast bool) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("empty %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if statusLast && e.Name() == FileName {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("empty %s: %w", dir, err)
-		}
-	}
-	if statusLast {
-		if err := os.Remove(filepath.Join(dir, FileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("empty %s: %w", dir, err)
-		}
-	}
-	return nil
 }

@@ -107,6 +107,8 @@ func tree(t *testing.T, root string) []string {
 			out = append(out, rel+" -> "+target)
 		case d.IsDir():
 			out = append(out, rel+"/")
+		case !d.Type().IsRegular():
+			out = append(out, rel+" "+d.Type().String())
 		default:
 			data, _ := os.ReadFile(path)
 			out = append(out, fmt.Sprintf("%s %x", rel, data))

@@ -4,15 +4,18 @@ package status
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// renameNoReplace renames from to to, failing if to exists (even an empty
-// directory, which rename(2) would silently replace).
-func renameNoReplace(from, to string) error {
-	if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", from, to, err)
+// renameAtNoReplace renames from to to, both names in the open directory
+// dir, failing if to exists (even an empty directory, which rename(2)
+// would silently replace).
+func renameAtNoReplace(dir *os.File, from, to string) error {
+	fd := int(dir.Fd())
+	if err := unix.Renameat2(fd, from, fd, to, unix.RENAME_NOREPLACE); err != nil {
+		return fmt.Errorf("rename %s to %s in %s: %w", from, to, dir.Name(), err)
 	}
 	return nil
 }

@@ -5,9 +5,10 @@ package status
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
-// renameNoReplace is not available here: RemoveIfDead refuses.
-func renameNoReplace(from, to string) error {
-	return fmt.Errorf("rename %s to %s: %w", from, to, errors.New("no rename without replacing on this system"))
+// renameAtNoReplace is not available here: RemoveIfDead refuses.
+func renameAtNoReplace(dir *os.File, from, to string) error {
+	return fmt.Errorf("rename %s to %s in %s: %w", from, to, dir.Name(), errors.New("no rename without replacing on this system"))
 }

@@ -1,0 +1,24 @@
+//go:build !unix
+
+package status
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// errNoOwners says file owners cannot be read here: RemoveIfDead refuses.
+var errNoOwners = errors.New("file owners cannot be read on this system")
+
+func ownerOf(fi fs.FileInfo) (uint32, error) { return 0, errNoOwners }
+
+func devOf(fi fs.FileInfo) uint64 { return 0 }
+
+func ownedBy(path string, fi fs.FileInfo, uid uint32) error {
+	return fmt.Errorf("%s: %w", path, errNoOwners)
+}
+
+func userName(uid uint32) string { return fmt.Sprintf("uid %d", uid) }
+
+func mayRemoveFrom(parent fs.FileInfo, uid uint32) bool { return false }
