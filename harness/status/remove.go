@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -550,7 +551,7 @@ func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Remova
 			continue
 		}
 		if err := h.renameTo(tombstoneName(h.name)); err != nil {
-			return rm.fail(err)
+			return rm.undoRenames(p, err)
 		}
 		st.Tombstone = tombstone(st.Path)
 	}
@@ -581,6 +582,31 @@ func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Remova
 	}
 	rm.ExitCode = ExitRemoved
 	return rm
+}
+
+// undoRenames renames every tombstone back, since err stopped the
+// removal before anything was removed: a refusal if that worked.
+func (rm *Removal) undoRenames(p *plan, err error) *Removal {
+	var failed []string
+	for i := range rm.Steps {
+		st, h := &rm.Steps[i], p.handles[i]
+		if st.Tombstone == "" {
+			continue
+		}
+		name := filepath.Base(st.Path)
+		if i == 0 {
+			name = filepath.Base(rm.Dir)
+		}
+		if rerr := h.renameTo(name); rerr != nil {
+			failed = append(failed, fmt.Sprintf("%s left at %s: %v", st.Path, st.Tombstone, rerr))
+			continue
+		}
+		st.Tombstone = ""
+	}
+	if len(failed) > 0 {
+		return rm.fail(fmt.Errorf("%v; renaming back failed: %s", err, strings.Join(failed, "; ")))
+	}
+	return rm.refuse("%v (nothing removed, every directory renamed back)", err)
 }
 
 // recheck reads the status file again through the target's handle and

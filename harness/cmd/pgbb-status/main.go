@@ -214,6 +214,9 @@ func writeRemoval(w io.Writer, rm *status.Removal) {
 			fmt.Fprintf(w, "%s%s\n", mark, line)
 		}
 	}
+	if rm.Owner != "" && rm.Refused == "" {
+		fmt.Fprintf(w, "  (everything owned by %s, the owner of the status file)\n", rm.Owner)
+	}
 	what := map[int]string{status.ExitRemoved: "removed", status.ExitRefused: "refused", status.ExitRemoveFailed: "removal failed"}[rm.ExitCode]
 	if rm.DryRun && rm.ExitCode == status.ExitRemoved {
 		what = "dry run: nothing removed"

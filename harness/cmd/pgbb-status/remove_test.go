@@ -160,3 +160,55 @@ func TestRemoveUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveIfDeadAsRootOverAnotherUsersFile: run as root over the status
+// file of an unprivileged backup user that names, on a second DIRECTORY
+// line, a directory of root, --remove-if-dead refuses, names the directory
+// and its owner, and leaves both directories as they were.
+func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("PGBB_INTEGRATION") != "" {
+			t.Fatal("must run as root (PGBB_INTEGRATION is set)")
+		}
+		t.Skip("needs root to make files of another user")
+	}
+	const backupUser = 4243
+	root := t.TempDir()
+	dir, victim := filepath.Join(root, "b1"), filepath.Join(root, "some", "dir")
+	table := filepath.Join(victim, "PG_18_202506291", "5", "16385")
+	if err := os.MkdirAll(filepath.Dir(table), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(table, []byte("root's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := progressing(dir)
+	s.Directories = append(s.Directories, status.Directory{Path: victim})
+	if err := os.WriteFile(filepath.Join(dir, status.FileName), s.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{root, dir, filepath.Join(dir, status.FileName)} {
+		if err := os.Lchown(p, backupUser, backupUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := []status.Option{status.WithProcesses(machine{gone: true})}
+	for _, args := range [][]string{{"--dry-run", "--remove-if-dead", dir}, {"--remove-if-dead", dir}} {
+		code, out, _ := runWith(t, gone, args...)
+		if code != status.ExitRefused || !strings.Contains(out, victim+" is owned by uid 0") || !strings.Contains(out, "nothing removed") {
+			t.Fatalf("%v: exit %d:\n%s", args, code, out)
+		}
+	}
+	if data, err := os.ReadFile(table); err != nil || string(data) != "root's" {
+		t.Fatalf("%s: %q %v", table, data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, status.FileName)); err != nil {
+		t.Fatal(err)
+	}
+}
