@@ -329,7 +329,8 @@ func newConfig(opts []Option) config {
 // Option changes how Check and Wait decide.
 type Option func(*config)
 
-// WithProcesses makes the liveness check ask p instead of Procfs{}.
+// WithProcesses makes the liveness check ask p instead of Procfs{}. Unless
+// p implements PIDNamespaces, its pids are taken to be the writer's.
 func WithProcesses(p Processes) Option { return func(c *config) { c.procs = p } }
 
 // WithStartSlack sets how much later than START TIME the writing process
