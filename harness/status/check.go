@@ -101,6 +101,9 @@ type Liveness struct {
 	SameHost bool `json:"same_host"`
 	// Process describes the recorded pid on this machine, if examined.
 	Process *ProcessInfo `json:"process,omitempty"`
+	// Nested are the pg_basebackup processes in nested PID namespaces
+	// that have the recorded pid there and may be the writer.
+	Nested []NestedProcess `json:"nested,omitempty"`
 	// Alive says the recorded process is pg_basebackup, still runs and is
 	// the one that wrote the file.
 	Alive bool `json:"alive"`
@@ -159,25 +162,76 @@ func liveness(s *Status, p Processes, slack time.Duration) *Liveness {
 	}
 	l.Process = &info
 	l.Certain = true
+	// A dead run: what the pid is here, and what that means.
+	var found, died string
 	switch {
 	case !info.Exists:
-		l.Reason = fmt.Sprintf("pid %d is gone: the run died", s.PID)
+		found, died = fmt.Sprintf("pid %d is gone", s.PID), "the run died"
 	case info.Zombie:
-		l.Reason = fmt.Sprintf("pid %d has exited (zombie): the run died", s.PID)
+		found, died = fmt.Sprintf("pid %d has exited (zombie)", s.PID), "the run died"
 	case info.Name != WriterName:
-		l.Reason = fmt.Sprintf("pid %d is now %q, not %s: the run died and its pid was reused", s.PID, info.Name, WriterName)
+		found = fmt.Sprintf("pid %d is now %q, not %s", s.PID, info.Name, WriterName)
+		died = "the run died and its pid was reused"
 	case s.StartTime.IsZero():
 		l.Certain = false
 		l.Reason = fmt.Sprintf("pid %d is %s, but the file records no start time to tell whether it is the writer", s.PID, WriterName)
 	case info.StartTime.After(s.StartTime.Add(slack)):
-		l.Reason = fmt.Sprintf("pid %d is a %s started at %s, after the recorded start %s: the run died and its pid was reused",
+		found = fmt.Sprintf("pid %d is a %s started at %s, after the recorded start %s",
 			s.PID, WriterName, info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+		died = "the run died and its pid was reused"
 	default:
 		l.Alive = true
 		l.Reason = fmt.Sprintf("pid %d is %s, started at %s, by the recorded start %s", s.PID, WriterName,
 			info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
 	}
+	if found != "" {
+		l.Reason = found + ": " + died
+		namespaceDoubt(l, found, s, p, slack)
+	}
 	return l
+}
+
+// namespaceDoubt makes the certain death found in l uncertain where the
+// recorded pid may be numbered in another PID namespace than the one p
+// sees: the reader is not in the host's namespace (or cannot tell), or a
+// pg_basebackup in a nested namespace has that pid there and did not start
+// after START TIME. found says what the pid is here. A p without
+// PIDNamespaces is trusted as it is.
+func namespaceDoubt(l *Liveness, found string, s *Status, p Processes, slack time.Duration) {
+	ns, ok := p.(PIDNamespaces)
+	if !ok {
+		return
+	}
+	doubt := func(format string, args ...any) {
+		l.Certain = false
+		l.Reason = fmt.Sprintf(format, args...)
+	}
+	inode, err := ns.PIDNamespace()
+	switch {
+	case err != nil:
+		doubt("this reader's PID namespace cannot be told (%v), so pid %d, numbered in the writer's namespace, cannot be judged from here (here: %s)",
+			err, s.PID, found)
+		return
+	case inode != InitialPIDNamespace:
+		doubt("this reader runs in a PID namespace other than the host's (pid:[%d]), so pid %d, numbered in the writer's namespace, cannot be judged from here (here: %s)",
+			inode, s.PID, found)
+		return
+	}
+	nested, err := ns.NestedWriters(s.PID)
+	if err != nil {
+		doubt("%s, but whether a %s in another PID namespace has pid %d there cannot be told: %v", found, WriterName, s.PID, err)
+		return
+	}
+	for _, n := range nested {
+		if s.StartTime.IsZero() || !n.StartTime.After(s.StartTime.Add(slack)) {
+			l.Nested = append(l.Nested, n)
+		}
+	}
+	if len(l.Nested) > 0 {
+		n := l.Nested[0]
+		doubt("a %s in another PID namespace has pid %d there (pid %d here, started at %s): cannot tell whether it is the writer (here: %s)",
+			WriterName, s.PID, n.PID, n.StartTime.UTC().Format(time.RFC3339), found)
+	}
 }
 
 // Heuristic is the evidence found in a backup directory without a status
@@ -285,7 +339,8 @@ func newConfig(opts []Option) config {
 // Option changes how Check and Wait decide.
 type Option func(*config)
 
-// WithProcesses makes the liveness check ask p instead of Procfs{}.
+// WithProcesses makes the liveness check ask p instead of Procfs{}. Unless
+// p implements PIDNamespaces, its pids are taken to be the writer's.
 func WithProcesses(p Processes) Option { return func(c *config) { c.procs = p } }
 
 // WithStartSlack sets how much later than START TIME the writing process

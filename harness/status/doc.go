@@ -65,6 +65,12 @@
 // status file (a stock pg_basebackup) is described by heuristic evidence
 // only, and never judged completed.
 //
+// A pid means something only within one PID namespace. With a [Processes]
+// that implements [PIDNamespaces], as Procfs does, a run is never called
+// dead by a reader outside the host's namespace, nor while a pg_basebackup
+// in a nested namespace has the recorded pid there and started in time: the
+// check cannot tell instead.
+//
 // A live run is [Running], or [Stalled] when its process is stopped or, in
 // a phase in which the writer rewrites the file every UPDATE INTERVAL
 // ([Phase.Heartbeat]), its UPDATE TIME is older than [StallAge];

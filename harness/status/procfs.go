@@ -67,10 +67,7 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 	if pid <= 0 {
 		return ProcessInfo{}, fmt.Errorf("invalid pid %d", pid)
 	}
-	root := p.Root
-	if root == "" {
-		root = "/proc"
-	}
+	root := p.root()
 	statPath := filepath.Join(root, strconv.Itoa(pid), "stat")
 	data, err := os.ReadFile(statPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -95,13 +92,10 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 	if err != nil {
 		return ProcessInfo{}, fmt.Errorf("%s: %w", statPath, err)
 	}
-	boot, err := bootTime(filepath.Join(root, "stat"))
+	start, err := p.startTime(st.startTicks)
 	if err != nil {
 		return ProcessInfo{}, err
 	}
-	hz := clockTicks(root)
-	ticks := st.startTicks
-	start := boot.Add(time.Duration(ticks/hz)*time.Second + time.Duration(ticks%hz)*time.Second/time.Duration(hz))
 	return ProcessInfo{
 		Exists:    true,
 		Zombie:    st.state == "Z" || st.state == "X" || st.state == "x",
@@ -111,6 +105,26 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 		PPID:      st.ppid,
 		PGID:      st.pgid,
 	}, nil
+}
+
+// root is the proc file system: Root, or "/proc".
+func (p Procfs) root() string {
+	if p.Root == "" {
+		return "/proc"
+	}
+	return p.Root
+}
+
+// startTime converts a start time in clock ticks after boot (field 22 of
+// /proc/PID/stat) to a time, with the boot time from /proc/stat btime.
+func (p Procfs) startTime(ticks uint64) (time.Time, error) {
+	root := p.root()
+	boot, err := bootTime(filepath.Join(root, "stat"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	hz := clockTicks(root)
+	return boot.Add(time.Duration(ticks/hz)*time.Second + time.Duration(ticks%hz)*time.Second/time.Duration(hz)), nil
 }
 
 // procStat is what is read from /proc/PID/stat.
@@ -225,10 +239,7 @@ var _ DirUsers = Procfs{}
 // whose cwd or fd cannot be read (another user's, when not root) is skipped
 // unless it is pg_basebackup or postgres, which makes it an error.
 func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
-	root := p.Root
-	if root == "" {
-		root = "/proc"
-	}
+	root := p.root()
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)

@@ -109,7 +109,7 @@ func TestLivenessRealProcess(t *testing.T) {
 	s.StartTime = time.Now().UTC().Truncate(time.Second)
 	dir := t.TempDir()
 	writeFile(t, dir, FileName, s.Encode())
-	r := Check(dir)
+	r := Check(dir, ownNamespace(t)...)
 	if r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("live process: %v (%s)", r.Verdict, r.Summary)
 	}
@@ -119,7 +119,7 @@ func TestLivenessRealProcess(t *testing.T) {
 	old := *s
 	old.StartTime = s.StartTime.Add(-time.Minute)
 	writeFile(t, dir, FileName, old.Encode())
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final {
+	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
 		t.Fatalf("reused pid: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 
@@ -129,11 +129,11 @@ func TestLivenessRealProcess(t *testing.T) {
 	}
 	// Not reaped yet: a zombie, which is dead too.
 	time.Sleep(100 * time.Millisecond)
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final {
+	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
 		t.Fatalf("zombie: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 	cmd.Wait()
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
+	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
 		t.Fatalf("reaped: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }

@@ -37,6 +37,28 @@ func fakeWriter(t *testing.T, dir string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// ownNamespace returns opts, and, when the test runs in a PID namespace
+// other than the host's (a container), a Processes that reads /proc without
+// the namespace check: there the check never calls a run dead, but the
+// test's processes are in the test's own namespace.
+func ownNamespace(t *testing.T, opts ...Option) []Option {
+	t.Helper()
+	if ns, err := (Procfs{}).PIDNamespace(); err == nil && ns == InitialPIDNamespace {
+		return opts
+	}
+	t.Log("not in the host's PID namespace: reading /proc without the namespace check")
+	return append([]Option{WithProcesses(oneNamespace{})}, opts...)
+}
+
+// oneNamespace is Procfs without PIDNamespaces.
+type oneNamespace struct{}
+
+func (oneNamespace) Hostname() (string, error)            { return Procfs{}.Hostname() }
+func (oneNamespace) Process(pid int) (ProcessInfo, error) { return Procfs{}.Process(pid) }
+func (oneNamespace) DirUsers(dirs []string, pid int) ([]DirUser, error) {
+	return Procfs{}.DirUsers(dirs, pid)
+}
+
 // liveStatus is an "in progress" file of pid on this host, receiving data,
 // just updated, recording dir as its created target.
 func liveStatus(t *testing.T, pid int, dir string) *Status {
@@ -83,7 +105,7 @@ func TestStoppedWriter(t *testing.T) {
 	writeFile(t, dir, FileName, s.Encode())
 	now := at(s.UpdateTime.Add(time.Second))
 
-	if r := Check(dir, now); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("before SIGSTOP: %v (%s)", r.Verdict, r.Summary)
 	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -91,13 +113,13 @@ func TestStoppedWriter(t *testing.T) {
 	}
 	waitState(t, cmd.Process.Pid, true)
 	for i := 0; i < 3; i++ {
-		r := Check(dir, now)
+		r := Check(dir, ownNamespace(t, now)...)
 		if r.Verdict != Stalled || r.ExitCode != 5 || r.Final || !strings.Contains(r.Summary, "stopped") {
 			t.Fatalf("stopped: %v exit %d final %v (%s)", r.Verdict, r.ExitCode, r.Final, r.Summary)
 		}
 	}
 	before := tree(t, root)
-	rm := RemoveIfDead(dir, false)
+	rm := RemoveIfDead(dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "the run is alive") {
 		t.Fatalf("remove while stopped: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
@@ -109,14 +131,14 @@ func TestStoppedWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, cmd.Process.Pid, false)
-	if r := Check(dir, now); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("after SIGCONT: %v (%s)", r.Verdict, r.Summary)
 	}
 
 	// Dead now: removed.
 	cmd.Process.Kill()
 	cmd.Wait()
-	rm = RemoveIfDead(dir, false)
+	rm = RemoveIfDead(dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("remove after kill: exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -134,14 +156,14 @@ func TestRemoveReusedPid(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, cmd.Process.Pid, dir)
 	writeFile(t, dir, FileName, s.Encode())
-	if rm := RemoveIfDead(dir, false); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
+	if rm := RemoveIfDead(dir, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
 		t.Fatalf("matching start: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
 
 	s.StartTime = s.StartTime.Add(-time.Minute)
 	s.UpdateTime = s.StartTime
 	writeFile(t, dir, FileName, s.Encode())
-	rm := RemoveIfDead(dir, false)
+	rm := RemoveIfDead(dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "pid was reused") {
 		t.Fatalf("reused pid: exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 	}
@@ -164,7 +186,7 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		s := liveStatus(t, 1, dir)
 		s.PID = other.Process.Pid + 100000 // no such process
 		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(dir, false)
+		rm := RemoveIfDead(dir, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "working directory") {
 			t.Fatalf("exit %d refused %q", rm.ExitCode, rm.Refused)
 		}
@@ -202,7 +224,7 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "b1")
 		s := liveStatus(t, pgid, dir)
 		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(dir, false)
+		rm := RemoveIfDead(dir, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "WAL streaming child") {
 			t.Fatalf("exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 		}

@@ -1,0 +1,159 @@
+package status
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeBoot is the btime of the fake /proc trees.
+const fakeBoot = 1795000000
+
+// fakeProc is a made-up /proc: a boot time, the reader's PID namespace
+// (none if ns is empty) and processes added with add.
+type fakeProc struct {
+	t    *testing.T
+	root string
+}
+
+// newFakeProc makes a fake /proc whose self/ns/pid links to ns.
+func newFakeProc(t *testing.T, ns string) fakeProc {
+	t.Helper()
+	p := fakeProc{t: t, root: t.TempDir()}
+	writeFile(t, p.root, "stat", []byte(fmt.Sprintf("cpu 1 2 3\nbtime %d\n", fakeBoot)))
+	if ns != "" {
+		if err := os.MkdirAll(filepath.Join(p.root, "self", "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(ns, filepath.Join(p.root, "self", "ns", "pid")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// add adds process pid named name in state, started at start, with the
+// NSpid line nspid (none if empty).
+func (p fakeProc) add(pid int, name, state string, start time.Time, nspid string) {
+	ticks := start.Sub(time.Unix(fakeBoot, 0)) / (10 * time.Millisecond)
+	writeFile(p.t, p.root, fmt.Sprintf("%d/stat", pid), []byte(fmt.Sprintf(
+		"%d (%s) %s 1 %d 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 %d 20 21\n", pid, name, state, pid, ticks)))
+	status := fmt.Sprintf("Name:\t%s\nState:\t%s\nPid:\t%d\n", name, state, pid)
+	if nspid != "" {
+		status += "NSpid:\t" + nspid + "\n"
+	}
+	writeFile(p.t, p.root, fmt.Sprintf("%d/status", pid), []byte(status+"Threads:\t1\n"))
+}
+
+const (
+	hostNS  = "pid:[4026531836]"
+	otherNS = "pid:[4026532179]"
+)
+
+// TestLivenessPIDNamespacesFakeProc: the liveness check, reading fake /proc
+// trees, never calls a run dead when the reader is in a PID namespace other
+// than the host's, nor when a pg_basebackup in a nested namespace has the
+// recorded pid there; it still does when no such process exists or it
+// started after START TIME.
+func TestLivenessPIDNamespacesFakeProc(t *testing.T) {
+	s := inProgressStatus(true) // pid 1234 on db1
+	start := s.StartTime
+	tests := []struct {
+		name   string
+		ns     string
+		procs  func(p fakeProc)
+		want   Verdict
+		final  bool
+		reason string
+	}{
+		{"host namespace, pid gone", hostNS, func(fakeProc) {}, NotComplete, true, "is gone"},
+		{"host namespace, alive", hostNS, func(p fakeProc) { p.add(1234, WriterName, "S", start.Add(-time.Second), "1234") },
+			Running, false, "started at"},
+		{"other namespace, pid gone", otherNS, func(fakeProc) {}, NotComplete, false, "PID namespace other than the host's"},
+		{"namespace unknown, pid gone", "", func(fakeProc) {}, NotComplete, false, "PID namespace"},
+		{"other namespace, pid another program", otherNS, func(p fakeProc) { p.add(1234, "bash", "S", start, "1234") },
+			NotComplete, false, "PID namespace other than the host's"},
+		{"other namespace, pid reused later", otherNS, func(p fakeProc) { p.add(1234, WriterName, "S", start.Add(time.Minute), "1234") },
+			NotComplete, false, "PID namespace other than the host's"},
+		{"other namespace, alive", otherNS, func(p fakeProc) { p.add(1234, WriterName, "S", start.Add(-time.Second), "1234") },
+			Running, false, "started at"},
+		{"nested pg_basebackup has the pid", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start.Add(-time.Second), "5678\t1234") },
+			NotComplete, false, "another PID namespace has pid 1234"},
+		{"nested two levels, middle entry", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start, "5678\t1234\t7") },
+			NotComplete, false, "another PID namespace has pid 1234"},
+		{"nested, pid is another program here", hostNS, func(p fakeProc) {
+			p.add(1234, "systemd", "S", start.Add(-time.Hour), "1234")
+			p.add(5678, WriterName, "S", start, "5678\t1234")
+		}, NotComplete, false, "another PID namespace has pid 1234"},
+		{"nested, started later", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start.Add(time.Minute), "5678\t1234") },
+			NotComplete, true, "is gone"},
+		{"nested, zombie", hostNS, func(p fakeProc) { p.add(5678, WriterName, "Z", start, "5678\t1234") },
+			NotComplete, true, "is gone"},
+		{"nested, another program", hostNS, func(p fakeProc) { p.add(5678, "postgres", "S", start, "5678\t1234") },
+			NotComplete, true, "is gone"},
+		{"nested, another inner pid", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start, "5678\t1235") },
+			NotComplete, true, "is gone"},
+		{"a pg_basebackup without NSpid", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start, "") },
+			NotComplete, false, "no NSpid line"},
+		{"not nested, host pid 1234 elsewhere in the list", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start, "5678") },
+			NotComplete, true, "is gone"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newFakeProc(t, tc.ns)
+			tc.procs(p)
+			v, final, l := Decide(s, hostnameProcfs{Procfs{Root: p.root}, "db1"}, DefaultStartSlack)
+			if v != tc.want || final != tc.final {
+				t.Errorf("%v final %v, want %v final %v (%s)", v, final, tc.want, tc.final, l.Reason)
+			}
+			if !strings.Contains(l.Reason, tc.reason) {
+				t.Errorf("reason %q, want %q in it", l.Reason, tc.reason)
+			}
+			if l.Certain != tc.final && v != Running {
+				t.Errorf("certain %v with final %v", l.Certain, tc.final)
+			}
+		})
+	}
+}
+
+// hostnameProcfs is a Procfs with a made-up host name.
+type hostnameProcfs struct {
+	Procfs
+	host string
+}
+
+func (h hostnameProcfs) Hostname() (string, error) { return h.host, nil }
+
+// TestProcfsPIDNamespace reads the reader's PID namespace from fake /proc
+// trees.
+func TestProcfsPIDNamespace(t *testing.T) {
+	for ns, want := range map[string]uint64{hostNS: InitialPIDNamespace, otherNS: 4026532179, "pid:[x]": 0, "net:[4026531840]": 0, "": 0} {
+		got, err := Procfs{Root: newFakeProc(t, ns).root}.PIDNamespace()
+		if got != want || (err == nil) != (want != 0) {
+			t.Errorf("%q: %d %v, want %d", ns, got, err, want)
+		}
+	}
+}
+
+// TestProcfsNestedWriters lists the pg_basebackup processes of a fake /proc
+// tree that have a pid in a nested namespace.
+func TestProcfsNestedWriters(t *testing.T) {
+	p := newFakeProc(t, hostNS)
+	start := time.Unix(fakeBoot+100, 0)
+	p.add(10, WriterName, "S", start, "10\t7")
+	p.add(11, WriterName, "S", start, "11\t8\t7")
+	p.add(12, WriterName, "S", start, "12")
+	p.add(13, "sleep", "S", start, "13\t7")
+	got, err := Procfs{Root: p.root}.NestedWriters(7)
+	if err != nil || len(got) != 2 || got[0].PID != 10 || got[1].PID != 11 || len(got[1].NSpid) != 3 || !got[0].StartTime.Equal(start) {
+		t.Errorf("%+v %v, want pids 10 and 11", got, err)
+	}
+	writeFile(t, p.root, "14/stat", []byte("14 (pg_basebackup) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 5 20 21\n"))
+	writeFile(t, p.root, "14/status", []byte("Name:\tpg_basebackup\nNSpid:\t14\tx\n"))
+	if _, err := (Procfs{Root: p.root}).NestedWriters(7); err == nil || !strings.Contains(err.Error(), "NSpid") {
+		t.Errorf("a bad NSpid line: %v", err)
+	}
+}
