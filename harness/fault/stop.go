@@ -131,7 +131,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	if r.Status != nil {
 		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
 	}
-	rm := status.RemoveIfDead(t.Dir, false)
+	rm := status.RemoveIfDead(ctx, t.Dir, false)
 	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
 	after, err := os.ReadFile(statusPath)
 	obs.TargetIntact = err == nil && bytes.Equal(before, after)

@@ -315,6 +315,9 @@ type config struct {
 	slack time.Duration
 	now   func() time.Time
 	lease time.Duration
+	// leaseClock is the clock a lease is observed on (the system's if
+	// zero).
+	leaseClock leaseClock
 	// between, if set, is called by RemoveIfDead between its steps
 	// (tests: to change the disk there).
 	between func(step string)

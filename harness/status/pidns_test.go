@@ -212,7 +212,7 @@ func TestPIDNamespaceWriter(t *testing.T) {
 	if r.Verdict != NotComplete || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "another PID namespace") {
 		t.Fatalf("live writer (pid %d here, %d in its namespace): %v final %v (%s)", hostPID, innerPID, r.Verdict, r.Final, r.Summary)
 	}
-	if rm := RemoveIfDead(dir, false); rm.ExitCode != ExitRefused {
+	if rm := RemoveIfDead(t.Context(), dir, false); rm.ExitCode != ExitRefused {
 		t.Fatalf("--remove-if-dead of a live run: exit %d over %q", rm.ExitCode, rm.Over)
 	}
 	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {

@@ -119,7 +119,7 @@ func TestStoppedWriter(t *testing.T) {
 		}
 	}
 	before := tree(t, root)
-	rm := RemoveIfDead(dir, false, ownNamespace(t)...)
+	rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "the run is alive") {
 		t.Fatalf("remove while stopped: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
@@ -138,7 +138,7 @@ func TestStoppedWriter(t *testing.T) {
 	// Dead now: removed.
 	cmd.Process.Kill()
 	cmd.Wait()
-	rm = RemoveIfDead(dir, false, ownNamespace(t)...)
+	rm = RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("remove after kill: exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -156,14 +156,14 @@ func TestRemoveReusedPid(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, cmd.Process.Pid, dir)
 	writeFile(t, dir, FileName, s.Encode())
-	if rm := RemoveIfDead(dir, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
+	if rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
 		t.Fatalf("matching start: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
 
 	s.StartTime = s.StartTime.Add(-time.Minute)
 	s.UpdateTime = s.StartTime
 	writeFile(t, dir, FileName, s.Encode())
-	rm := RemoveIfDead(dir, false, ownNamespace(t)...)
+	rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "pid was reused") {
 		t.Fatalf("reused pid: exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 	}
@@ -186,7 +186,7 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		s := liveStatus(t, 1, dir)
 		s.PID = other.Process.Pid + 100000 // no such process
 		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(dir, false, ownNamespace(t)...)
+		rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "working directory") {
 			t.Fatalf("exit %d refused %q", rm.ExitCode, rm.Refused)
 		}
@@ -224,7 +224,7 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "b1")
 		s := liveStatus(t, pgid, dir)
 		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(dir, false, ownNamespace(t)...)
+		rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "WAL streaming child") {
 			t.Fatalf("exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 		}

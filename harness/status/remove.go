@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,8 +30,9 @@ const (
 const TombstoneSuffix = ".pgbb-removing-"
 
 // WithLease lets RemoveIfDead judge a run written on another host dead when
-// its last sign of life (UPDATE TIME, else END TIME, else START TIME) is
-// older than d. Without it, such a run is never removed.
+// its status file stays the same while RemoveIfDead watches it for d on
+// this machine's monotonic clock (it blocks that long). Without it, such a
+// run is never removed.
 func WithLease(d time.Duration) Option { return func(c *config) { c.lease = d } }
 
 // Removal is the result of RemoveIfDead.
@@ -113,9 +115,12 @@ func (rm *Removal) fail(err error) *Removal {
 //     or a later process (start time checked: a reused pid does not count
 //     as alive); a live run, stalled or not, is refused, as is a check
 //     that cannot tell;
-//   - written on another host: its last sign of life (UPDATE TIME, else
-//     END TIME, else START TIME) is older than the lease (WithLease; none
-//     by default, so refused), and the lease is no shorter than StallAge;
+//   - written on another host: a lease is given (WithLease; none by
+//     default, so refused), no shorter than StallAge, and the file stays
+//     byte for byte the same while it is watched for that long on this
+//     machine's monotonic clock (the writer's clock plays no part: a live
+//     run whose clock lags still rewrites its file); ctx ends the watch,
+//     refusing;
 //   - no process of this host has its working directory or an open file
 //     in the directories, and no pg_basebackup is a child or in the
 //     process group of the recorded pid (the WAL streaming child outlives
@@ -149,7 +154,7 @@ func (rm *Removal) fail(err error) *Removal {
 // gone.
 //
 // With dryRun nothing is changed: the Removal says what would be done.
-func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
+func RemoveIfDead(ctx context.Context, dir string, dryRun bool, opts ...Option) *Removal {
 	c := newConfig(opts)
 	rm := &Removal{Dir: dir, DryRun: dryRun}
 	abs, err := filepath.Abs(dir)
@@ -180,13 +185,22 @@ func RemoveIfDead(dir string, dryRun bool, opts ...Option) *Removal {
 		return rm.refuse("%v", err)
 	}
 	rm.Status, rm.Owner = s, userName(owner)
-	if rm.Over, err = runOver(s, c); err != nil {
+	over, lease, err := runOver(s, c)
+	if err != nil {
 		return rm.refuse("%v", err)
 	}
+	rm.Over = over
 	if err := p.judge(s, owner); err != nil {
 		return rm.refuse("%v", err)
 	}
 	rm.Steps = p.steps
+	if lease {
+		seen, err := observe(ctx, target, data, c)
+		if err != nil {
+			return rm.refuse("%v", err)
+		}
+		rm.Over += ", and " + seen
+	}
 	if err := checkUsers(rm.Steps, s, c, abs, abs); err != nil {
 		return rm.refuse("%v", err)
 	}
@@ -222,14 +236,17 @@ func readForRemoval(target *dirHandle) ([]byte, *Status, uint32, error) {
 }
 
 // runOver proves that the run of s is over and did not complete, or says
-// why that cannot be proven.
-func runOver(s *Status, c config) (string, error) {
+// why that cannot be proven. For a run written on another host it says
+// only whether a lease may decide: observe is then true, and the caller
+// must watch the file for the lease (observeLease) before the run counts
+// as over.
+func runOver(s *Status, c config) (over string, observe bool, err error) {
 	if s.State == StateCompleted {
-		return "", fmt.Errorf("the status file says completed (DURABLE: %s): a completed backup is never removed", yesNo(s.Durable))
+		return "", false, fmt.Errorf("the status file says completed (DURABLE: %s): a completed backup is never removed", yesNo(s.Durable))
 	}
 	host, err := c.procs.Hostname()
 	if err != nil {
-		return "", fmt.Errorf("cannot tell whether the run is over: this machine's host name: %v", err)
+		return "", false, fmt.Errorf("cannot tell whether the run is over: this machine's host name: %v", err)
 	}
 	what := "in progress"
 	if s.State == StateFailed {
@@ -239,39 +256,41 @@ func runOver(s *Status, c config) (string, error) {
 		l := liveness(s, c.procs, c.slack)
 		switch {
 		case l.Alive:
-			return "", fmt.Errorf("the run is alive (%s): a live run, stalled or not, is never removed", l.Reason)
+			return "", false, fmt.Errorf("the run is alive (%s): a live run, stalled or not, is never removed", l.Reason)
 		case !l.Certain:
-			return "", fmt.Errorf("cannot tell whether the run is over: %s", l.Reason)
+			return "", false, fmt.Errorf("cannot tell whether the run is over: %s", l.Reason)
 		}
-		return fmt.Sprintf("%s, and %s", what, l.Reason), nil
+		return fmt.Sprintf("%s, and %s", what, l.Reason), false, nil
 	}
 
 	if c.lease <= 0 {
-		return "", fmt.Errorf("written on host %q, this is %q: whether pid %d still runs cannot be seen from here; give a lease (--lease) to judge it by the age of the file", s.Host, host, s.PID)
-	}
-	last, which := s.UpdateTime, "UPDATE TIME"
-	if last.IsZero() {
-		last, which = s.EndTime, "END TIME"
-	}
-	if last.IsZero() {
-		last, which = s.StartTime, "START TIME"
-	}
-	if last.IsZero() {
-		return "", fmt.Errorf("written on host %q, and the file records no time: its age cannot be told", s.Host)
+		return "", false, fmt.Errorf("written on host %q, this is %q: whether pid %d still runs cannot be seen from here; give a lease (--lease) to watch the file for that long", s.Host, host, s.PID)
 	}
 	if s.State == StateInProgress && s.Progress && s.Phase.Heartbeat() {
 		if stall := StallAge(s.UpdateInterval); c.lease < stall {
-			return "", fmt.Errorf("the lease %s is shorter than %s, the silence after which even a live run is only stalled (%d intervals of %ds)",
+			return "", false, fmt.Errorf("the lease %s is shorter than %s, the silence after which even a live run is only stalled (%d intervals of %ds)",
 				c.lease, stall, StallIntervals, s.UpdateInterval)
 		}
 	}
-	age := c.now().Sub(last)
-	if age < c.lease {
-		return "", fmt.Errorf("written on host %q; its %s %s is %s old, within the lease of %s: the run may still be alive",
-			s.Host, which, formatTime(last), Seconds(max(age, 0)), c.lease)
+	return fmt.Sprintf("%s, written on host %q", what, s.Host), true, nil
+}
+
+// leasePoll is how often the file is read while a lease is observed.
+func leasePoll(lease time.Duration) time.Duration {
+	return max(min(lease/10, time.Second), time.Millisecond)
+}
+
+// observe watches the status file in the target for the lease, on this
+// machine's monotonic clock; every read must be the file judged, data.
+func observe(ctx context.Context, target *dirHandle, data []byte, c config) (string, error) {
+	read := func(string) ([]byte, error) {
+		b, _, err := target.readStatus()
+		if err == nil && !bytes.Equal(b, data) {
+			return nil, fmt.Errorf("the status file changed since it was judged: the run rewrote it and is alive")
+		}
+		return b, err
 	}
-	return fmt.Sprintf("%s, written on host %q, and its %s %s is %s old, older than the lease of %s", what, s.Host, which,
-		formatTime(last), Seconds(age), c.lease), nil
+	return observeLease(ctx, filepath.Join(target.path, FileName), c.lease, leasePoll(c.lease), read, c.leaseClock)
 }
 
 // walName and tablespaceName are what pg_basebackup puts into a --waldir
@@ -619,7 +638,9 @@ func (rm *Removal) recheck(th *dirHandle, data []byte, owner uint32, c config, t
 	if !bytes.Equal(again, data) || ownerNow != owner {
 		return fmt.Errorf("the status file changed since it was judged")
 	}
-	if _, err := runOver(s, c); err != nil {
+	// Another host's run was watched for the lease already: the file is
+	// still the one judged, which is all a lease can tell.
+	if _, _, err := runOver(s, c); err != nil {
 		return err
 	}
 	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow)

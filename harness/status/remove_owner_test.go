@@ -73,7 +73,7 @@ func refusedUnchanged(t *testing.T, dir, root, want string, opts ...Option) {
 	t.Helper()
 	before := treeWithOwners(t, root)
 	for _, dry := range []bool{true, false} {
-		rm := RemoveIfDead(dir, dry, append([]Option{WithProcesses(realUsers{deadOnDB1()})}, opts...)...)
+		rm := RemoveIfDead(t.Context(), dir, dry, append([]Option{WithProcesses(realUsers{deadOnDB1()})}, opts...)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
 			t.Fatalf("dry run %v: exit %d, refused %q, error %q; want refused with %q", dry, rm.ExitCode, rm.Refused, rm.Error, want)
 		}
@@ -267,7 +267,7 @@ func TestRemoveHardLinkOwnFile(t *testing.T) {
 	if err := os.Link(l.outside, filepath.Join(l.target, "base", "1", "2619")); err != nil {
 		t.Fatal(err)
 	}
-	rm := RemoveIfDead(l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}

@@ -170,7 +170,7 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 	}
 
 	before := p.entries(t)
-	rm := RemoveIfDead(filepath.Join(r, "b1"), false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), filepath.Join(r, "b1"), false, WithProcesses(realUsers{deadOnDB1()}))
 	after := p.entries(t)
 	for path, desc := range before {
 		if after[path] == desc {

@@ -107,7 +107,7 @@ func TestRemoveSwapped(t *testing.T) {
 						sw.do(t, l, victim)
 					}
 				}
-				rm := RemoveIfDead(l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+				rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
 				if !swapped {
 					t.Logf("step %q not reached (exit %d refused %q error %q)", step, rm.ExitCode, rm.Refused, rm.Error)
 				}
@@ -138,7 +138,7 @@ func TestRemoveStatusReplacedBeforeRecheck(t *testing.T) {
 			writeFile(t, tombstone(l.target), FileName, s.Encode())
 		}
 	}
-	rm := RemoveIfDead(l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
 	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "changed since it was judged") {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -166,7 +166,7 @@ func TestRemoveManyFiles(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	rm := RemoveIfDead(l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}

@@ -77,7 +77,7 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 		return fmt.Errorf("clean-up: %w", err)
 	}
 
-	rm := status.RemoveIfDead(target, false)
+	rm := status.RemoveIfDead(ctx, target, false)
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
 	for _, step := range rm.Steps {
 		c.Steps = append(c.Steps, step.String())

@@ -82,7 +82,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: give up after this long (0: never)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "with --wait: time between checks")
 	fs.StringVar(&o.remove, "remove-if-dead", "", "remove the backup directory `DIR` and the directories its status file records, if it proves the run is over and not completed")
-	fs.DurationVar(&o.lease, "lease", 0, "with --remove-if-dead: a run written on another host is over when its last update is older than this")
+	fs.DurationVar(&o.lease, "lease", 0, "with --remove-if-dead: watch the status file of a run written on another host for this long; it is over if the file never changed")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "with --remove-if-dead: print what would be removed, remove nothing")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\n", usageLine)
@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...s
 		if o.lease > 0 {
 			opts = append(opts, status.WithLease(o.lease))
 		}
-		rm := status.RemoveIfDead(o.remove, o.dryRun, opts...)
+		rm := status.RemoveIfDead(ctx, o.remove, o.dryRun, opts...)
 		if o.json {
 			writeJSON(stdout, stderr, rm)
 		} else {
