@@ -53,6 +53,9 @@ type Config struct {
 	RunDir string
 	// Keep keeps every trial directory, not only failing ones.
 	Keep bool
+	// ReaderBin is a pgbb-status binary (BuildTool), which the stop plan
+	// also runs in a PID namespace of its own; empty: it does not.
+	ReaderBin string
 	// Replay runs only the trial of this id (<scenario>/<index>).
 	Replay string
 	// ReplayCommand returns the command line that replays a trial.
@@ -282,7 +285,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	spec := func(id string, index int, f fault.Fault, cal fault.Timeline) trial.Spec {
 		return trial.Spec{
 			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
-			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile,
+			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, ReaderBin: c.cfg.ReaderBin,
 			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: cl, Workload: wl, Calibration: cal,
 		}
 	}

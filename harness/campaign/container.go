@@ -19,15 +19,21 @@ import (
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
-// BuildAgent builds pgbb-agent statically (CGO_ENABLED=0) from the
-// repository at root into dir and returns its path.
+// BuildAgent builds pgbb-agent from the repository at root into dir and
+// returns its path.
 func BuildAgent(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "pgbb-agent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./harness/cmd/pgbb-agent")
+	return BuildTool(ctx, root, dir, "pgbb-agent")
+}
+
+// BuildTool builds the command harness/cmd/NAME statically (CGO_ENABLED=0)
+// from the repository at root into dir and returns its path.
+func BuildTool(ctx context.Context, root, dir, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./harness/cmd/"+name)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if data, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build pgbb-agent: %w\n%s", err, data)
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, data)
 	}
 	return out, nil
 }

@@ -41,8 +41,8 @@ func TestIntegrationCrash(t *testing.T) {
 		"format": "plain",
 		"wal_method": "stream",
 		"no_clean": true,
-		"faults": ["kill", "term", "kill-wal-child", "terminate-walsender", "server-stop", "kill-syscall"],
-		"trials": 6
+		"faults": ["kill", "term", "kill-wal-child", "terminate-walsender", "server-stop", "kill-syscall", "stop"],
+		"trials": 7
 	}`))
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +54,13 @@ func TestIntegrationCrash(t *testing.T) {
 	t.Logf("scratch %s (%s)", scratch, where)
 	defer os.RemoveAll(scratch)
 	runDir := t.TempDir()
+	reader, err := BuildTool(ctx, "../..", t.TempDir(), "pgbb-status")
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := Run(ctx, Config{
 		Scenarios: []scenario.Scenario{sc}, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: "patched",
-		StatusFile: true, Parallel: 2, Seed: 42, Scratch: scratch, RunDir: runDir,
+		StatusFile: true, Parallel: 2, Seed: 42, Scratch: scratch, RunDir: runDir, ReaderBin: reader,
 		ReplayCommand: func(id string) string { return "replay " + id },
 	})
 	if err != nil {
@@ -69,8 +73,14 @@ func TestIntegrationCrash(t *testing.T) {
 		}
 	}
 	// Per worker a control and a traced count run (kill-syscall).
-	if trials != 6 || len(res.Records) != 6+2+2 {
-		t.Fatalf("%d records, %d trials: want 6 trials, 2 controls and 2 count runs", len(res.Records), trials)
+	if trials != 7 || len(res.Records) != 7+2+2 {
+		t.Fatalf("%d records, %d trials: want 7 trials, 2 controls and 2 count runs", len(res.Records), trials)
+	}
+	// The stop plan ran the reader in a PID namespace of its own.
+	for _, r := range res.Records {
+		if o := r.Fault.Stop; o != nil && r.Fault.Fired && o.OtherNamespace == nil {
+			t.Errorf("%s: the stop plan did not run the reader in another PID namespace", r.ID)
+		}
 	}
 	sum := report.Summarize(res.Records)
 	var tb strings.Builder

@@ -37,6 +37,9 @@ type Target struct {
 	// names) in the finishing part of a clean run on the power-loss layer
 	// (see DiskCount); nil when there was none.
 	DiskCalibration map[string]int64
+	// ReaderBin is a pgbb-status binary: the stop plan runs it in a PID
+	// namespace of its own as well (empty: it does not).
+	ReaderBin string
 }
 
 // Injection records what a fault did.

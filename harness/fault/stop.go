@@ -45,6 +45,10 @@ type StopObservation struct {
 	// TargetIntact says the target and its status file were still there,
 	// unchanged, after the removal attempt.
 	TargetIntact bool `json:"target_intact"`
+	// OtherNamespace is what pgbb-status said from a PID namespace of
+	// its own (unshare --pid --fork --mount-proc), as a reader in a
+	// container sharing the host name would; nil when it was not run.
+	OtherNamespace *NamespaceReader `json:"other_namespace,omitempty"`
 	// Continued says SIGCONT was sent and the process ran again.
 	Continued bool `json:"continued"`
 	// PhaseOrder is empty when the status file samples taken from the
@@ -133,6 +137,9 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	}
 	rm := status.RemoveIfDead(ctx, t.Dir, false)
 	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
+	if t.ReaderBin != "" {
+		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, t.Dir)
+	}
 	after, err := os.ReadFile(statusPath)
 	obs.TargetIntact = err == nil && bytes.Equal(before, after)
 

@@ -18,12 +18,18 @@ const (
 	// InvPhasesForward: the status file samples of the run keep the
 	// writer's promises (status.PhasesForward).
 	InvPhasesForward = "phases-forward"
+	// InvOtherNamespaceUndecided: while stopped, a reader in a PID
+	// namespace of its own (a container sharing the host name) cannot see
+	// the run's pid and must say it cannot tell (not final), never that
+	// the run died; its --remove-if-dead must refuse.
+	InvOtherNamespaceUndecided = "other-namespace-undecided"
 )
 
 // issueGInvariants lists the invariants of the stop plan and of the
 // clean-up after a run that did not complete (cleanup.go).
 func issueGInvariants() []string {
-	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvContinuedCompletes, InvPhasesForward, InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
+	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvOtherNamespaceUndecided, InvContinuedCompletes, InvPhasesForward,
+		InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
 }
 
 // checkStop returns the stop plan's invariants r breaks.
@@ -50,6 +56,18 @@ func checkStop(r *Record) []Violation {
 	if o.RemoveExit != 1 || !o.TargetIntact {
 		add(InvStoppedNotRemoved, fmt.Sprintf("while pg_basebackup was stopped --remove-if-dead did not refuse cleanly: exit %d, refused %q, target intact %t",
 			o.RemoveExit, o.RemoveRefused, o.TargetIntact))
+	}
+	if ns := o.OtherNamespace; ns != nil && !final {
+		switch {
+		case ns.Error != "":
+			add(InvOtherNamespaceUndecided, "the reader in another PID namespace could not be run: "+ns.Error)
+		case ns.Final || ns.Verdict == "completed":
+			add(InvOtherNamespaceUndecided, fmt.Sprintf("while pg_basebackup was stopped (alive) a reader in another PID namespace said %s, final %t (exit %d): %s",
+				ns.Verdict, ns.Final, ns.ExitCode, ns.Summary))
+		case ns.RemoveExit != 1:
+			add(InvOtherNamespaceUndecided, fmt.Sprintf("while pg_basebackup was stopped (alive) --remove-if-dead --dry-run in another PID namespace exited %d, not 1 (refused)",
+				ns.RemoveExit))
+		}
 	}
 	switch {
 	case !o.Continued:

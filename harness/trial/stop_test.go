@@ -36,6 +36,22 @@ func TestCheckStop(t *testing.T) {
 			r.Exit, r.Status = Exit{Code: 1}, StatusFile{Present: true, Valid: true, State: "failed"}
 		}, []string{InvContinuedCompletes}},
 		{"phases back", true, func(o *fault.StopObservation, r *Record) { o.PhaseOrder = "phase went back" }, []string{InvPhasesForward}},
+		{"another namespace cannot tell", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherNamespace = &fault.NamespaceReader{Verdict: "not-complete", ExitCode: 1, RemoveExit: 1}
+		}, nil},
+		{"another namespace said dead", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherNamespace = &fault.NamespaceReader{Verdict: "not-complete", Final: true, ExitCode: 1, RemoveExit: 1}
+		}, []string{InvOtherNamespaceUndecided}},
+		{"another namespace would remove", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherNamespace = &fault.NamespaceReader{Verdict: "not-complete", ExitCode: 1, RemoveExit: 0}
+		}, []string{InvOtherNamespaceUndecided}},
+		{"another namespace could not run", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherNamespace = &fault.NamespaceReader{Error: "unshare: not found"}
+		}, []string{InvOtherNamespaceUndecided}},
+		{"another namespace said dead after completion", true, func(o *fault.StopObservation, r *Record) {
+			o.State, o.Verdict, o.ExitCode, o.RemoveRefused = "completed", "completed", 0, "completed"
+			o.OtherNamespace = &fault.NamespaceReader{Verdict: "completed", Final: true, RemoveExit: 1}
+		}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

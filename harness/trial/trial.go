@@ -66,6 +66,9 @@ type Spec struct {
 	// DiskCalibration is a clean run's counts of operations per kind in
 	// the finishing part, on the power-loss layer (fault.DiskCount).
 	DiskCalibration map[string]int64
+	// ReaderBin is a pgbb-status binary for the plans that run the
+	// reader as a process of its own (see fault.Target).
+	ReaderBin string
 }
 
 // Exit is how pg_basebackup ended.
@@ -298,7 +301,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
 			Calibration: s.Calibration, Rand: rng, Disk: disk, Dir: target,
-			DiskCalibration: s.DiskCalibration,
+			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")

@@ -304,13 +304,20 @@ func run(args []string) (int, error) {
 			}
 			ownScratch = true
 		}
+		reader, err := readerForStopPlans(ctx, scs)
+		if err != nil {
+			return 2, err
+		}
+		if reader != "" {
+			defer os.RemoveAll(filepath.Dir(reader))
+		}
 		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (native), status file %t, seed %d, %d scenarios, parallel %d\n",
 			version, label, tgt.StatusFile, o.seed, len(scs), o.parallel)
 		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s (%s)\n", runDir, scratch, scratchWhy)
 		result, runErr = campaign.Run(ctx, campaign.Config{
 			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
-			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
+			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay, ReaderBin: reader,
 		})
 		removeEmpty(scratch, ownScratch)
 	}
@@ -457,4 +464,27 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// readerForStopPlans builds pgbb-status into a temporary directory when a
+// scenario has the stop plan, which also runs the reader in a PID
+// namespace of its own; it returns "" otherwise.
+func readerForStopPlans(ctx context.Context, scs []scenario.Scenario) (string, error) {
+	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return slices.Contains(s.Faults, scenario.PlanStop) }) {
+		return "", nil
+	}
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "pgbb-reader-")
+	if err != nil {
+		return "", err
+	}
+	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-status")
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return bin, nil
 }

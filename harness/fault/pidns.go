@@ -1,0 +1,79 @@
+package fault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// NamespaceReader is what pgbb-status said about a live run from a PID
+// namespace of its own, where the run's pid means nothing.
+type NamespaceReader struct {
+	// Verdict, Final and ExitCode are from `pgbb-status --json DIR`;
+	// Summary says why.
+	Verdict  string `json:"verdict"`
+	Final    bool   `json:"final"`
+	ExitCode int    `json:"exit_code"`
+	Summary  string `json:"summary"`
+	// RemoveExit is the exit code of `pgbb-status --remove-if-dead
+	// --dry-run DIR` there (1: refused), RemoveRefused its reason.
+	RemoveExit    int    `json:"remove_exit"`
+	RemoveRefused string `json:"remove_refused,omitempty"`
+	// Error says why the reader could not be run; the rest is then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// readFromOtherNamespace runs the pgbb-status binary bin on the backup
+// directory dir in a new PID namespace with its own /proc (unshare(1)):
+// once to judge, once to plan a removal.
+func readFromOtherNamespace(ctx context.Context, bin, dir string) *NamespaceReader {
+	nr := &NamespaceReader{}
+	var report struct {
+		Verdict  string `json:"verdict"`
+		Final    bool   `json:"final"`
+		ExitCode int    `json:"exit_code"`
+		Summary  string `json:"summary"`
+	}
+	code, err := runUnshared(ctx, &report, bin, "--json", dir)
+	if err != nil {
+		nr.Error = err.Error()
+		return nr
+	}
+	nr.Verdict, nr.Final, nr.ExitCode, nr.Summary = report.Verdict, report.Final, code, report.Summary
+	var removal struct {
+		Refused string `json:"refused"`
+	}
+	if nr.RemoveExit, err = runUnshared(ctx, &removal, bin, "--json", "--remove-if-dead", dir, "--dry-run"); err != nil {
+		nr.Error = err.Error()
+		return nr
+	}
+	nr.RemoveRefused = removal.Refused
+	return nr
+}
+
+// runUnshared runs bin with args in a new PID and mount namespace with a
+// /proc of its own, decodes its JSON output into v and returns its exit
+// code.
+func runUnshared(ctx context.Context, v any, bin string, args ...string) (int, error) {
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--pid", "--fork", "--mount-proc", bin}, args...)...)
+	out, err := cmd.Output()
+	code := 0
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		return 0, fmt.Errorf("unshare %s: %w", bin, err)
+	}
+	if jerr := json.Unmarshal(out, v); jerr != nil {
+		stderr := ""
+		if exit != nil {
+			stderr = strings.TrimSpace(string(exit.Stderr))
+		}
+		return code, fmt.Errorf("unshare %s %s: exit %d, output not JSON (%v): %s", bin, strings.Join(args, " "), code, jerr, stderr)
+	}
+	return code, nil
+}
