@@ -44,8 +44,9 @@ vet:
 unit: ## fast unit tests only (what `go test ./...` runs)
 	$(GO) test -count=1 ./...
 
-fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s)
+fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s), then --remove-if-dead over generated trees (FuzzRemoveIfDead) as long
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
+	$(GO) test -run '^$$' -fuzz '^FuzzRemoveIfDead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 
 integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream TAP suites, short crash campaigns (both backends), the known-bad variants
 	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
