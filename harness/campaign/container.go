@@ -59,7 +59,7 @@ func (a agentLogs) Accept(l testcontainers.Log) {
 const containerShmSize = 4 << 30
 
 // RunContainer runs the campaign of job inside one container from image
-// (the container build of issue A, which has the installation and its
+// (the container build, which has the installation and its
 // build tree), by copying the agent binary in and starting it as the
 // image's user. Records arrive as the agent writes them. The container is
 // removed in every case, also when ctx is cancelled.

@@ -16,7 +16,7 @@ import (
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
-// The known-bad variants (issue E) prove that the harness can fail: each
+// The known-bad variants prove that the harness can fail: each
 // is one realistic mistake, a patch in harness/testdata/knownbad/pg18/NAME
 // stacked on patches/pg18, and scenarios/knownbad/NAME.json is the
 // campaign that must expose it. Their builds are derived from the real

@@ -35,7 +35,7 @@
 //	REASON: error while ...            (failed only)
 //	CHECKSUM: 1A2B3C4D
 //
-// The lines marked "patch 0003" (progress and directories, issue G) come
+// The lines marked "patch 0003" (progress and directories) come
 // together: a file has UPDATE INTERVAL and then, while in progress, PHASE,
 // UPDATE TIME and BYTES RECEIVED, or none of them (a file written by the
 // first version of the patch). Both read as format 1.

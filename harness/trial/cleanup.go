@@ -13,7 +13,7 @@ import (
 	"github.com/pgbb/pgbb/harness/status"
 )
 
-// Invariants of the clean-up after a run that did not complete (issue G).
+// Invariants of the clean-up after a run that did not complete.
 const (
 	// InvRemoveExact: after a run that died (status "in progress" or
 	// "failed", its process group gone), status.RemoveIfDead removes

@@ -25,7 +25,7 @@ const (
 
 // Invariants lists every invariant.
 func Invariants() []string {
-	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}, issueGInvariants()...)
+	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}, stopAndCleanupInvariants()...)
 }
 
 // Violation is one broken invariant.

@@ -2,7 +2,7 @@ package trial
 
 import "fmt"
 
-// Invariants of the stop plan (issue G): judged from what the plan saw
+// Invariants of the stop plan: judged from what the plan saw
 // while pg_basebackup was stopped (fault.StopObservation).
 const (
 	// InvStoppedStalled: while stopped, the reader says stalled (exit
@@ -25,9 +25,9 @@ const (
 	InvOtherNamespaceUndecided = "other-namespace-undecided"
 )
 
-// issueGInvariants lists the invariants of the stop plan and of the
+// stopAndCleanupInvariants lists the invariants of the stop plan and of the
 // clean-up after a run that did not complete (cleanup.go).
-func issueGInvariants() []string {
+func stopAndCleanupInvariants() []string {
 	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvOtherNamespaceUndecided, InvContinuedCompletes, InvPhasesForward,
 		InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
 }

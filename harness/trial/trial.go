@@ -466,7 +466,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	}
 	rec.Violations = Check(rec, s.Scenario)
 	// A run that did not complete: clean up as an operator would, then
-	// retry (issue G, cleanup.go).
+	// retry (cleanup.go).
 	step = time.Now()
 	if err := cleanupAndRetry(ctx, s, rec, target); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
