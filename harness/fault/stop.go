@@ -121,7 +121,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// Continue it whatever happens next.
 	defer func() {
 		if err := syscall.Kill(t.PID, syscall.SIGCONT); err == nil {
-			obs.Continued = waitStopped(t.PID, false, 2*time.Second)
+			obs.Continued = waitContinued(t.PID, t.Done, 30*time.Second)
 		}
 		obs.Held = time.Since(stoppedAt)
 		inj.Detail = fmt.Sprintf("SIGSTOP for %s, then SIGCONT; reader said %s (exit %d), remove-if-dead exit %d",
@@ -162,6 +162,31 @@ func waitStopped(pid int, stopped bool, limit time.Duration) bool {
 			return true
 		}
 		if err != nil || !info.Exists || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitContinued waits until the continued process pid shows as running in
+// /proc, or has exited (done closed, or it is a zombie or gone: it can
+// only have exited after it ran again), for at most limit; it says
+// whether it did. The limit is generous: on a loaded machine a continued
+// process can take seconds to be scheduled, and a false "not continued"
+// would be the harness's own false alarm.
+func waitContinued(pid int, done <-chan struct{}, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		select {
+		case <-done:
+			return true
+		default:
+		}
+		info, err := (status.Procfs{}).Process(pid)
+		switch {
+		case err == nil && (!info.Exists || info.Zombie || !info.Stopped):
+			return true
+		case time.Now().After(deadline):
 			return false
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +133,38 @@ func copyExecutable(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWaitContinuedExited: a process continued with SIGCONT that ran to its
+// end before it was looked at counts as continued (it must have run again
+// to exit); waitStopped alone called that "not continued", the false
+// alarm continued-completes raised on a loaded machine.
+func TestWaitContinuedExited(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	cmd := exec.Command("sh", "-c", "kill -STOP $$; exit 0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !waitStopped(pid, true, 10*time.Second) {
+		t.Fatal("never stopped")
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() // it ran again, exited, and is reaped
+	done := make(chan struct{})
+	if waitStopped(pid, false, 100*time.Millisecond) {
+		t.Fatal("premise: waitStopped (the old check) calls a process that is gone not continued")
+	}
+	if !waitContinued(pid, done, time.Second) {
+		t.Fatal("an exited process was not counted as continued")
+	}
+	close(done)
+	if !waitContinued(1<<22+1, done, time.Second) {
+		t.Fatal("a closed done channel was not counted as continued")
 	}
 }
