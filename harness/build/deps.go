@@ -17,6 +17,7 @@ func BuildDeps() []string {
 		"libreadline-dev", "zlib1g-dev", "liblz4-dev", "libzstd-dev",
 		"libipc-run-perl",            // TAP tests (IPC::Run)
 		"lz4", "zstd", "gzip", "tar", // programs the pg_basebackup TAP tests use
+		"tzdata", // crash trials run pg_basebackup in time zones other than UTC
 	}
 }
 

@@ -254,9 +254,14 @@ func (j *judge) restoreCopy(ctx context.Context) (string, error, bool) {
 			return "", fmt.Errorf("copy backup: %w", err), true
 		}
 		os.Remove(filepath.Join(j.restore, "backup_status"))
-		// Tablespace symlinks point into the trial's mapping directories:
-		// copy each and point the link at the copy.
+		// Tablespace symlinks point into the trial's mapping directories,
+		// and pg_wal into a --waldir: copy each and point the link at the
+		// copy, so that the server on the copy changes nothing of the
+		// backup.
 		links, _ := filepath.Glob(filepath.Join(j.restore, "pg_tblspc", "*"))
+		if fi, err := os.Lstat(filepath.Join(j.restore, "pg_wal")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			links = append(links, filepath.Join(j.restore, "pg_wal"))
+		}
 		for _, l := range links {
 			dst, err := os.Readlink(l)
 			if err != nil {

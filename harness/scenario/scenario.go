@@ -99,6 +99,10 @@ type Scenario struct {
 	// such a backup has: it must never travel into a new backup
 	// ("stale_status", default false).
 	StaleStatus bool
+	// WALDir passes --waldir, a directory next to the target that
+	// pg_basebackup creates; plain format, off the power-loss layer
+	// ("waldir", default false).
+	WALDir bool
 
 	// File and Line say where the scenario was read from.
 	File string
@@ -365,6 +369,8 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 		s.OracleSample = v
 	case "stale_status":
 		return strict(raw, &s.StaleStatus)
+	case "waldir":
+		return strict(raw, &s.WALDir)
 	case "seed":
 		var v int64
 		if err := strict(raw, &v); err != nil {
@@ -380,7 +386,7 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 // Keys lists the keys a scenario file may have.
 func Keys() []string {
 	return []string{"name", "description", "format", "wal_method", "compression", "tablespaces", "manifest",
-		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status"}
+		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status", "waldir"}
 }
 
 // check rejects impossible combinations.
@@ -395,6 +401,12 @@ func (s *Scenario) check() error {
 		if IsDiskPlan(p) && !s.Sync {
 			return fmt.Errorf("fault plan %s needs sync on: without it nothing is ever durable", p)
 		}
+		if IsDiskPlan(p) && s.WALDir {
+			return fmt.Errorf("fault plan %s does not put a --waldir on the power-loss layer: use waldir with process and server plans", p)
+		}
+	}
+	if s.WALDir && s.Format != "plain" {
+		return fmt.Errorf("waldir needs format plain (pg_basebackup takes --waldir only then)")
 	}
 	return nil
 }

@@ -59,6 +59,8 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"wal child without stream", "{\"wal_method\": \"fetch\", \"faults\": [\"kill-wal-child\"]}", "needs wal_method stream", 1},
 		{"bad name", "{\"name\": \"Has Space\"}", "names are lower case", 1},
 		{"bad rate", "{\"max_rate\": \"fast\"}", "not a rate", 1},
+		{"waldir with tar", "{\"format\": \"tar\", \"waldir\": true}", "waldir needs format plain", 1},
+		{"waldir on the power-loss layer", "{\"waldir\": true, \"faults\": [\"powerloss\"]}", "does not put a --waldir", 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

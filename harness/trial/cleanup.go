@@ -111,7 +111,7 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 		return nil
 	}
 
-	out, err := proc.Run(ctx, s.Acct, []string{"TZ=UTC"}, rec.Args...)
+	out, err := proc.Run(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

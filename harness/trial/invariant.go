@@ -2,6 +2,7 @@ package trial
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -25,7 +26,8 @@ const (
 
 // Invariants lists every invariant.
 func Invariants() []string {
-	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable}, stopAndCleanupInvariants()...)
+	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable, InvFieldsTrue},
+		stopAndCleanupInvariants()...)
 }
 
 // Violation is one broken invariant.
@@ -71,6 +73,9 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 		} else {
 			add(InvNotTorn, "status file is invalid: %s", r.Status.Error)
 		}
+	}
+	if len(r.WrongFields) > 0 {
+		add(InvFieldsTrue, "the status file says what is not so: %s", strings.Join(r.WrongFields, "; "))
 	}
 	// The power-loss layer's torn states of the status file (disk.go).
 	vs = append(vs, checkDisk(r)...)

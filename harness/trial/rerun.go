@@ -43,7 +43,7 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, target string)
 	if err != nil {
 		return fmt.Errorf("rerun: %w", err)
 	}
-	out, err := proc.Run(ctx, s.Acct, []string{"TZ=UTC"}, rec.Args...)
+	out, err := proc.Run(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -99,8 +99,9 @@ type Record struct {
 	Seed       uint64 `json:"seed"`
 	Variant    string `json:"variant"`
 	StatusFile bool   `json:"status_file_expected"`
-	// Args is pg_basebackup's command line.
+	// Args is pg_basebackup's command line; TZ its time zone.
 	Args  []string  `json:"args"`
+	TZ    string    `json:"tz"`
 	Start time.Time `json:"start"`
 	// Duration is pg_basebackup's run time; Elapsed the whole trial's.
 	Duration time.Duration   `json:"duration_ns"`
@@ -149,6 +150,9 @@ type Record struct {
 	// (--remove-if-dead and the retry), "rerun". Steps that did not
 	// happen are absent.
 	Timings map[string]time.Duration `json:"timings_ns,omitempty"`
+	// WrongFields lists what the status file says that the trial knows
+	// to be untrue (InvFieldsTrue).
+	WrongFields []string `json:"wrong_fields,omitempty"`
 	// LogTail is the end of pg_basebackup's output.
 	LogTail string `json:"log_tail,omitempty"`
 	// Dir is where the trial's files are (kept for failing trials).
@@ -196,6 +200,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
 		"--label=pgbb " + s.ID}
 	args = append(args, s.Scenario.Args()...)
+	truth := fieldTruth{target: target}
 	if s.Scenario.Format == "plain" {
 		for i, ts := range s.Cluster.Tablespaces {
 			m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
@@ -203,9 +208,15 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 				m = disk.Tablespaces[i]
 			}
 			args = append(args, "--tablespace-mapping="+ts+"="+m)
+			truth.dirs = append(truth.dirs, m)
+		}
+		if s.Scenario.WALDir {
+			truth.wal = filepath.Join(s.Dir, "waldir")
+			args = append(args, "--waldir="+truth.wal)
 		}
 	}
 	rec.Args = args
+	rec.TZ = TrialTZ(s.Seed)
 	logPath := filepath.Join(s.Dir, "pg_basebackup.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -226,7 +237,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		// cancellation kills its group below.
 		cmdCtx = context.Background()
 	}
-	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=UTC"}, args...)
+	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=" + rec.TZ}, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	cmd.Dir = s.Dir
@@ -419,6 +430,10 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.ManifestTmp = true
 	}
 	rec.Status = s.Status.Read(filepath.Join(target, "backup_status"))
+	if s.StatusFile {
+		truth.pid, truth.started, truth.ended, truth.scenario = pid, start, start.Add(rec.Duration), s.Scenario
+		rec.WrongFields = truth.check(filepath.Join(target, status.FileName))
+	}
 
 	// The truth, for every claimed completion and a sample of the rest.
 	var why []string
