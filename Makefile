@@ -71,12 +71,20 @@ CRASH_FLAGS ?=
 
 # pgbb-crash is built and run directly, not with `go run`, which turns
 # every non-zero exit into 1: its exit code says 1 (violations) or 2 (the
-# campaign could not run).
+# campaign could not run). make itself exits 2 for any failing recipe, so
+# `make crash` cannot tell the two apart: with CRASH_EXIT_FILE set, the
+# recipe writes pgbb-crash's exit code into that file, and .ci/crash, which
+# sets it, exits with that code (2 when pgbb-crash never ran).
 CRASH_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-crash
+CRASH_EXIT_FILE ?=
 
-crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); exit 1 on any invariant violation, 2 when it could not run
+# pass_exit ends a recipe line that ran pgbb-crash: it saves the exit code
+# into CRASH_EXIT_FILE (when set) and exits with it.
+pass_exit = code=$$?; $(if $(CRASH_EXIT_FILE),echo $$code >'$(CRASH_EXIT_FILE)';) exit $$code
+
+crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
-	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
+	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); $(pass_exit)
 
 # `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
 # stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into
