@@ -53,6 +53,12 @@ type Config struct {
 	RunDir string
 	// Keep keeps every trial directory, not only failing ones.
 	Keep bool
+	// KeepFailing bounds the evidence of a badly broken build: only the
+	// first KeepFailing failing trials (in the order they finish) of each
+	// invariant and fault plan keep their directories; the others' are
+	// removed, their records kept (Result.Dropped). 0 keeps every failing
+	// trial's directory; Keep keeps everything.
+	KeepFailing int
 	// Replay runs only the trial of this id (<scenario>/<index>).
 	Replay string
 	// ReplayCommand returns the command line that replays a trial.
@@ -74,6 +80,9 @@ type Result struct {
 	// Skipped counts trials not started because a scenario's budget ran
 	// out, per scenario.
 	Skipped map[string]int
+	// Dropped counts failing trials whose directories were removed, over
+	// Config.KeepFailing.
+	Dropped int
 	// Elapsed is the campaign's wall time.
 	Elapsed time.Duration
 	// FirstViolation is the first record that broke an invariant, nil if
@@ -181,6 +190,9 @@ type campaign struct {
 	res   *Result
 	// stopped is set at the first violation when cfg.StopAtViolation.
 	stopped atomic.Bool
+	// kept counts the failing trials kept per invariant and plan
+	// (cfg.KeepFailing), under mu.
+	kept map[[2]string]int
 }
 
 func (c *campaign) logf(format string, args ...any) {
@@ -406,7 +418,10 @@ func (c *campaign) finish(rec *trial.Record) {
 	if len(rec.Violations) > 0 && c.cfg.ReplayCommand != nil {
 		rec.Replay = c.cfg.ReplayCommand(rec.ID)
 	}
-	if len(rec.Violations) == 0 && !c.cfg.Keep {
+	c.mu.Lock()
+	keep := c.cfg.Keep || c.keepFailing(rec)
+	c.mu.Unlock()
+	if !keep {
 		os.RemoveAll(rec.Dir)
 		rec.Dir = ""
 	}
@@ -429,6 +444,34 @@ func (c *campaign) finish(rec *trial.Record) {
 	if c.cfg.OnRecord != nil {
 		c.cfg.OnRecord(rec)
 	}
+}
+
+// keepFailing says whether a record's directory is kept as the evidence
+// of a failing trial: it broke an invariant, and one of its invariants has
+// had fewer than cfg.KeepFailing failing trials kept with its plan. A
+// failing trial not kept is counted in Result.Dropped. c.mu must be held.
+func (c *campaign) keepFailing(rec *trial.Record) bool {
+	if len(rec.Violations) == 0 {
+		return false
+	}
+	if c.cfg.KeepFailing <= 0 {
+		return true
+	}
+	if c.kept == nil {
+		c.kept = map[[2]string]int{}
+	}
+	keep := false
+	for _, v := range rec.Violations {
+		keep = keep || c.kept[[2]string{v.Invariant, rec.Plan}] < c.cfg.KeepFailing
+	}
+	if !keep {
+		c.res.Dropped++
+		return false
+	}
+	for _, v := range rec.Violations {
+		c.kept[[2]string{v.Invariant, rec.Plan}]++
+	}
+	return true
 }
 
 // plantStatus copies a backup's status file into the source data

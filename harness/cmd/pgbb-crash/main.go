@@ -60,6 +60,8 @@ type options struct {
 	scratch   string
 	install   string
 	image     string
+	// keepFailing bounds the failing trials kept per invariant and plan.
+	keepFailing int
 	// compare lists run directories to compare instead of running a
 	// campaign.
 	compare []string
@@ -80,6 +82,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.IntVar(&o.trials, "trials", 0, "run at most this many trials of each scenario (0: as many as it says)")
 	fs.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
 	fs.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
+	fs.IntVar(&o.keepFailing, "keep-failing", 3, "keep the directories of only the first N failing trials of each invariant and fault plan (0: all)")
 	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare, where the comparison goes (default .cache/crash/compare-<time>)")
 	fs.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
 	fs.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
@@ -153,6 +156,9 @@ func run(args []string) (int, error) {
 	}
 	if o.trials < 0 {
 		return 2, fmt.Errorf("-trials %d: want 0 or more", o.trials)
+	}
+	if o.keepFailing < 0 {
+		return 2, fmt.Errorf("-keep-failing %d: want 0 or more", o.keepFailing)
 	}
 	for i := range scs {
 		if o.trials > 0 && scs[i].Trials > o.trials {
@@ -265,7 +271,7 @@ func run(args []string) (int, error) {
 			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
 		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s (directories of failing trials are not kept with this backend: replay them with -backend native)\n", runDir)
 		job := campaign.Job{Scenarios: scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: label,
-			Prefix: res.Prefix, BuildTree: res.BuildTree}
+			Prefix: res.Prefix, BuildTree: res.BuildTree, KeepFailing: o.keepFailing}
 		result, runErr = campaign.RunContainer(ctx, res.Image, agent, job, func(r *trial.Record) {
 			if len(r.Violations) > 0 {
 				r.Replay = replay(r.ID)
@@ -310,7 +316,7 @@ func run(args []string) (int, error) {
 		result, runErr = campaign.Run(ctx, campaign.Config{
 			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
-			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
+			KeepFailing: o.keepFailing, Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
 		})
 		removeEmpty(scratch, ownScratch)
 	}
