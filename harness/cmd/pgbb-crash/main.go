@@ -1,8 +1,9 @@
 // Command pgbb-crash runs the crash campaign: it builds (or reuses) the
 // PostgreSQL under test, runs the scenarios' trials with their fault
 // plans, prints a summary table and writes one JSON record per trial, a
-// summary and an HTML report with a chart into the run directory. It exits
-// 1 when any invariant was violated, 2 when the campaign could not run.
+// summary, an HTML report with a chart and a JUnit XML report into the run
+// directory. It exits 1 when any invariant was violated, 2 when the
+// campaign could not run.
 //
 // With -compare it runs nothing: it loads the given run directories and
 // prints, per fault plan, how each operator signal did in each of their
@@ -331,7 +332,7 @@ func run(args []string) (int, error) {
 		fmt.Printf("%d trials in %s (%.1f trials/min)\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes())
 	}
 	title := fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s (%s backend), seed %d", version, label, o.backend, o.seed)
-	if err := report.Save(runDir, sum, title); err != nil {
+	if err := saveReports(runDir, result.Records, sum, title); err != nil {
 		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
 	} else {
 		fmt.Printf("records and report: %s\n", filepath.Join(runDir, "report.html"))
@@ -346,6 +347,15 @@ func run(args []string) (int, error) {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// saveReports writes the summary (summary.json), the HTML report and the
+// JUnit report of a campaign's records into dir.
+func saveReports(dir string, recs []*trial.Record, sum report.Summary, title string) error {
+	if err := report.Save(dir, sum, title); err != nil {
+		return err
+	}
+	return report.SaveJUnit(dir, recs, title)
 }
 
 // compare loads the run directories of o.compare, prints their operator
