@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash compare clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -85,6 +85,17 @@ pass_exit = code=$$?; $(if $(CRASH_EXIT_FILE),echo $$code >'$(CRASH_EXIT_FILE)';
 crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
 	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); $(pass_exit)
+
+# `make crash-merge`: MERGE (the run directories of every shard of one
+# campaign, run with CRASH_FLAGS='-seed N -shard i/n', comma-separated)
+# into MERGE_OUT (default .cache/crash/<time>-<pg>-<variant>-merged); exit
+# codes as make crash's (.ci/crash crash-merge passes them on).
+MERGE     ?=
+MERGE_OUT ?=
+
+crash-merge: ## merge the run directories of a sharded campaign (MERGE=dir,dir,..., MERGE_OUT=dir): one run's summary and reports
+	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
+	$(CRASH_BIN) -merge '$(MERGE)' $(if $(MERGE_OUT),-out '$(MERGE_OUT)'); $(pass_exit)
 
 # `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
 # stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into

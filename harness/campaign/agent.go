@@ -27,6 +27,8 @@ type Job struct {
 	BuildTree string `json:"build_tree"`
 	// KeepFailing is Config.KeepFailing.
 	KeepFailing int `json:"keep_failing,omitempty"`
+	// Shard is Config.Shard.
+	Shard Shard `json:"shard,omitzero"`
 }
 
 // Agent protocol: the agent writes one line per record and a last line

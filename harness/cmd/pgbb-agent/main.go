@@ -71,7 +71,7 @@ func run(jobPath string) error {
 	result, err := campaign.Run(ctx, campaign.Config{
 		Scenarios: job.Scenarios, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: job.Variant, StatusFile: tgt.StatusFile,
 		Parallel: job.Parallel, Seed: job.Seed, Scratch: scratch, RunDir: runDir, Keep: job.Keep, Replay: job.Replay,
-		KeepFailing: job.KeepFailing, Log: os.Stderr,
+		KeepFailing: job.KeepFailing, Shard: job.Shard, Log: os.Stderr,
 		OnRecord: func(r *trial.Record) {
 			mu.Lock()
 			defer mu.Unlock()

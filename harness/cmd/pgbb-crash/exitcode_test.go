@@ -40,7 +40,7 @@ func TestCIExitCodes(t *testing.T) {
 	if err := os.WriteFile(goPath, []byte(fakeGo), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	vars := []string{"GO=" + goPath, "PGBB_CACHE=" + filepath.Join(tmp, "cache")}
+	vars := []string{"GO=" + goPath, "PGBB_CACHE=" + filepath.Join(tmp, "cache"), "MERGE=a,b"}
 	run := func(env []string, name string, args ...string) int {
 		t.Helper()
 		cmd := exec.Command(name, append(args, vars...)...)
@@ -60,7 +60,7 @@ func TestCIExitCodes(t *testing.T) {
 		t.Logf("%s %s: exit %d\n%s", name, strings.Join(args, " "), cmd.ProcessState.ExitCode(), out)
 		return cmd.ProcessState.ExitCode()
 	}
-	for _, target := range []string{"crash"} {
+	for _, target := range []string{"crash", "crash-merge"} {
 		for _, code := range []string{"0", "1", "2"} {
 			env := []string{"FAKE_CRASH_EXIT=" + code}
 			if got := run(env, "./.ci/crash", target); got != int(code[0]-'0') {
