@@ -29,18 +29,18 @@ type shardRun struct {
 // trial.
 func MergeShards(dirs []string) (Run, error) {
 	if len(dirs) == 0 {
-		return Run{}, fmt.Errorf("merge: no run directories: %w", ErrBadShards)
+		return Run{}, fmt.Errorf("merge shards: no run directories: %w", ErrBadShards)
 	}
 	var shards []shardRun
 	for _, dir := range dirs {
 		sr, err := loadShard(dir)
 		if err != nil {
-			return Run{}, fmt.Errorf("merge: %w", err)
+			return Run{}, fmt.Errorf("merge shards: %w", err)
 		}
 		shards = append(shards, sr)
 	}
 	if err := checkShards(shards); err != nil {
-		return Run{}, fmt.Errorf("merge: %w: %w", err, ErrBadShards)
+		return Run{}, fmt.Errorf("merge shards: %w: %w", err, ErrBadShards)
 	}
 	merged := shards[0].info
 	merged.ShardIndex, merged.ShardCount = 0, 0
@@ -52,7 +52,7 @@ func MergeShards(dirs []string) (Run, error) {
 		}
 		for _, r := range sr.run.Records {
 			if prev, ok := owner[r.ID]; ok {
-				return Run{}, fmt.Errorf("merge: trial %s is in both %s and %s: %w", r.ID, prev, sr.dir, ErrBadShards)
+				return Run{}, fmt.Errorf("merge shards: trial %s is in both %s and %s: %w", r.ID, prev, sr.dir, ErrBadShards)
 			}
 			owner[r.ID] = sr.dir
 			run.Records = append(run.Records, r)

@@ -21,7 +21,7 @@ import (
 func merge(o options, stdout io.Writer) (int, error) {
 	run, err := report.MergeShards(o.merge)
 	if err != nil {
-		return 2, fmt.Errorf("-merge: %w", err)
+		return 2, err
 	}
 	info := run.Info
 	out := o.out
