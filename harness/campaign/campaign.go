@@ -149,6 +149,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return c.res, err
 }
 
+// newCampaign makes a campaign of cfg, with at least one worker, started
+// now; its work is left to the caller to set.
 func newCampaign(cfg Config) *campaign {
 	if cfg.Parallel < 1 {
 		cfg.Parallel = 1
@@ -213,7 +215,7 @@ func (c *campaign) trials() ([][]int, error) {
 			continue
 		}
 		if index >= s.Trials {
-			return nil, fmt.Errorf("scenario %s: replay: scenario %s has trials 0-%d", s.Name, s.Name, s.Trials-1)
+			return nil, fmt.Errorf("replay %s: scenario %s has trials 0-%d", c.cfg.Replay, s.Name, s.Trials-1)
 		}
 		out[k] = []int{index}
 		return out, nil
