@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash compare clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -72,12 +72,31 @@ CRASH_FLAGS ?=
 
 # pgbb-crash is built and run directly, not with `go run`, which turns
 # every non-zero exit into 1: its exit code says 1 (violations) or 2 (the
-# campaign could not run).
+# campaign could not run). make itself exits 2 for any failing recipe, so
+# `make crash` cannot tell the two apart: with CRASH_EXIT_FILE set, the
+# recipe writes pgbb-crash's exit code into that file, and .ci/crash, which
+# sets it, exits with that code (2 when pgbb-crash never ran).
 CRASH_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-crash
+CRASH_EXIT_FILE ?=
 
-crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); exit 1 on any invariant violation, 2 when it could not run
+# pass_exit ends a recipe line that ran pgbb-crash: it saves the exit code
+# into CRASH_EXIT_FILE (when set) and exits with it.
+pass_exit = code=$$?; $(if $(CRASH_EXIT_FILE),echo $$code >'$(CRASH_EXIT_FILE)';) exit $$code
+
+crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
-	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS)
+	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); $(pass_exit)
+
+# `make crash-merge`: MERGE (the run directories of every shard of one
+# campaign, run with CRASH_FLAGS='-seed N -shard i/n', comma-separated)
+# into MERGE_OUT (default .cache/crash/<time>-<pg>-<variant>-merged); exit
+# codes as make crash's (.ci/crash crash-merge passes them on).
+MERGE     ?=
+MERGE_OUT ?=
+
+crash-merge: ## merge the run directories of a sharded campaign (MERGE=dir,dir,..., MERGE_OUT=dir): one run's summary and reports
+	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
+	$(CRASH_BIN) -merge '$(MERGE)' $(if $(MERGE_OUT),-out '$(MERGE_OUT)'); $(pass_exit)
 
 # `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
 # stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into

@@ -25,6 +25,10 @@ type Job struct {
 	// (for contrib/amcheck).
 	Prefix    string `json:"prefix"`
 	BuildTree string `json:"build_tree"`
+	// KeepFailing is Config.KeepFailing.
+	KeepFailing int `json:"keep_failing,omitempty"`
+	// Shard is Config.Shard.
+	Shard Shard `json:"shard,omitzero"`
 }
 
 // Agent protocol: the agent writes one line per record and a last line
@@ -38,6 +42,7 @@ const (
 type AgentDone struct {
 	Error   string         `json:"error,omitempty"`
 	Skipped map[string]int `json:"skipped,omitempty"`
+	Dropped int            `json:"dropped,omitempty"`
 	Elapsed int64          `json:"elapsed_ns"`
 }
 

@@ -56,8 +56,17 @@ type Config struct {
 	// ReaderBin is a pgbb-status binary (BuildTool), which the stop plan
 	// also runs in a PID namespace of its own; empty: it does not.
 	ReaderBin string
+	// KeepFailing bounds the evidence of a badly broken build: only the
+	// first KeepFailing failing trials (in the order they finish) of each
+	// invariant and fault plan keep their directories; the others' are
+	// removed, their records kept (Result.Dropped). 0 keeps every failing
+	// trial's directory; Keep keeps everything.
+	KeepFailing int
 	// Replay runs only the trial of this id (<scenario>/<index>).
 	Replay string
+	// Shard runs only a share of the trials (ShardTrials); the zero Shard
+	// runs them all.
+	Shard Shard
 	// ReplayCommand returns the command line that replays a trial.
 	ReplayCommand func(id string) string
 	// StopAtViolation ends the campaign at the first record that breaks
@@ -77,6 +86,9 @@ type Result struct {
 	// Skipped counts trials not started because a scenario's budget ran
 	// out, per scenario.
 	Skipped map[string]int
+	// Dropped counts failing trials whose directories were removed, over
+	// Config.KeepFailing.
+	Dropped int
 	// Elapsed is the campaign's wall time.
 	Elapsed time.Duration
 	// FirstViolation is the first record that broke an invariant, nil if
@@ -130,52 +142,94 @@ func Validate(scs []scenario.Scenario) error {
 // Run runs the campaign. It returns the records gathered so far also when
 // it fails (for example on Ctrl-C).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	start := time.Now()
-	res := &Result{Skipped: map[string]int{}}
+	c := newCampaign(cfg)
+	c.work = c.worker
+	if err := c.prepare(); err != nil {
+		return c.res, err
+	}
+	err := c.run(ctx)
+	c.res.Elapsed = time.Since(c.start)
+	return c.res, err
+}
+
+// newCampaign makes a campaign of cfg, with at least one worker, started
+// now; its work is left to the caller to set.
+func newCampaign(cfg Config) *campaign {
 	if cfg.Parallel < 1 {
 		cfg.Parallel = 1
 	}
-	if err := Validate(cfg.Scenarios); err != nil {
-		return res, err
+	return &campaign{cfg: cfg, res: &Result{Skipped: map[string]int{}}, start: time.Now()}
+}
+
+// prepare checks the configuration and makes the run and scratch
+// directories.
+func (c *campaign) prepare() error {
+	if err := Validate(c.cfg.Scenarios); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.RunDir, "trials"), 0o755); err != nil {
-		return res, fmt.Errorf("run directory: %w", err)
+	if err := c.cfg.Shard.Check(); err != nil {
+		return err
 	}
-	if err := mkdirReachable(cfg.Acct, cfg.Scratch); err != nil {
-		return res, fmt.Errorf("scratch directory: %w", err)
+	if c.cfg.Replay != "" && !c.cfg.Shard.Whole() {
+		return fmt.Errorf("replay %s: a replay runs one trial, not a shard (%s)", c.cfg.Replay, c.cfg.Shard)
 	}
-	if err := checkSpace(cfg.Scratch, cfg.Scenarios, cfg.Parallel); err != nil {
-		return res, err
+	if err := os.MkdirAll(filepath.Join(c.cfg.RunDir, "trials"), 0o755); err != nil {
+		return fmt.Errorf("run directory: %w", err)
 	}
-	c := &campaign{cfg: cfg, res: res, start: start}
-	var replayScenario string
-	replayIndex := -1
-	if cfg.Replay != "" {
-		var err error
-		if replayScenario, replayIndex, err = ParseID(cfg.Replay); err != nil {
-			return res, err
-		}
+	if err := mkdirReachable(c.cfg.Acct, c.cfg.Scratch); err != nil {
+		return fmt.Errorf("scratch directory: %w", err)
 	}
-	found := false
-	for _, s := range cfg.Scenarios {
-		if replayScenario != "" && s.Name != replayScenario {
+	return checkSpace(c.cfg.Scratch, c.cfg.Scenarios, c.cfg.Parallel)
+}
+
+// run runs the trials of each scenario that has any to run.
+func (c *campaign) run(ctx context.Context) error {
+	trials, err := c.trials()
+	if err != nil {
+		return err
+	}
+	for k, s := range c.cfg.Scenarios {
+		if len(trials[k]) == 0 {
 			continue
 		}
-		found = true
 		if c.stopped.Load() {
 			break
 		}
-		if err := c.scenario(ctx, s, replayIndex); err != nil {
-			res.Elapsed = time.Since(start)
-			return res, fmt.Errorf("scenario %s: %w", s.Name, err)
+		if err := c.scenario(ctx, s, trials[k]); err != nil {
+			return fmt.Errorf("scenario %s: %w", s.Name, err)
 		}
 	}
-	if replayScenario != "" && !found {
-		return res, fmt.Errorf("replay %s: no scenario %q among those given", cfg.Replay, replayScenario)
-	}
-	res.Elapsed = time.Since(start)
-	return res, nil
+	return nil
 }
+
+// trials returns the indices of the trials to run, per scenario: the
+// replayed one, or the shard's.
+func (c *campaign) trials() ([][]int, error) {
+	if c.cfg.Replay == "" {
+		return ShardTrials(c.cfg.Scenarios, c.cfg.Seed, c.cfg.Shard), nil
+	}
+	name, index, err := ParseID(c.cfg.Replay)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]int, len(c.cfg.Scenarios))
+	for k, s := range c.cfg.Scenarios {
+		if s.Name != name {
+			continue
+		}
+		if index >= s.Trials {
+			return nil, fmt.Errorf("replay %s: scenario %s has trials 0-%d", c.cfg.Replay, s.Name, s.Trials-1)
+		}
+		out[k] = []int{index}
+		return out, nil
+	}
+	return nil, fmt.Errorf("replay %s: no scenario %q among those given", c.cfg.Replay, name)
+}
+
+// workFunc runs trials from the queue on worker w of scenario s, whose
+// trials have the given seed, until the queue is empty or the deadline
+// passed (campaign.worker; tests give fake ones).
+type workFunc func(ctx context.Context, s scenario.Scenario, seed int64, w int, queue <-chan int, deadline time.Time) error
 
 type campaign struct {
 	cfg   Config
@@ -184,6 +238,11 @@ type campaign struct {
 	res   *Result
 	// stopped is set at the first violation when cfg.StopAtViolation.
 	stopped atomic.Bool
+	// kept counts the failing trials kept per invariant and plan
+	// (cfg.KeepFailing), under mu.
+	kept map[[2]string]int
+	// work runs a worker's trials (c.worker).
+	work workFunc
 }
 
 func (c *campaign) logf(format string, args ...any) {
@@ -192,24 +251,9 @@ func (c *campaign) logf(format string, args ...any) {
 	}
 }
 
-// scenario runs one scenario's trials over the workers; with replay >= 0
-// only that trial.
-func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, replay int) error {
-	seed := c.cfg.Seed
-	if s.Seed != 0 {
-		seed = s.Seed
-	}
-	var indices []int
-	if replay >= 0 {
-		if replay >= s.Trials {
-			return fmt.Errorf("replay: scenario %s has trials 0-%d", s.Name, s.Trials-1)
-		}
-		indices = []int{replay}
-	} else {
-		for i := 0; i < s.Trials; i++ {
-			indices = append(indices, i)
-		}
-	}
+// scenario runs the given trials of one scenario over the workers.
+func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, indices []int) error {
+	seed := ScenarioSeed(c.cfg.Seed, s)
 	workers := min(c.cfg.Parallel, len(indices))
 	queue := make(chan int, len(indices))
 	for _, i := range indices {
@@ -220,7 +264,11 @@ func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, replay int
 	if s.Budget > 0 {
 		deadline = time.Now().Add(s.Budget)
 	}
-	c.logf("scenario %s: %d trials, %d workers, plans %s", s.Name, len(indices), workers, strings.Join(s.Faults, ","))
+	share := ""
+	if !c.cfg.Shard.Whole() {
+		share = fmt.Sprintf(" of %d (shard %s)", s.Trials, c.cfg.Shard)
+	}
+	c.logf("scenario %s: %d trials%s, %d workers, plans %s", s.Name, len(indices), share, workers, strings.Join(s.Faults, ","))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, workers)
@@ -229,7 +277,7 @@ func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, replay int
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			if err := c.worker(ctx, s, seed, w, queue, deadline); err != nil {
+			if err := c.work(ctx, s, seed, w, queue, deadline); err != nil {
 				errs <- fmt.Errorf("worker %d: %w", w, err)
 				cancel()
 			}
@@ -292,7 +340,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	// The control: a clean run, whose timeline calibrates the faults; it
 	// must pass like any trial, and the oracle always checks it.
 	none, _ := fault.ByName(scenario.PlanNone)
-	cs := spec(fmt.Sprintf("%s/control-w%d", s.Name, w), -1-w, none, nil)
+	cs := spec(c.runID(s, "control", w), -1-w, none, nil)
 	cs.Dir = filepath.Join(dir, "control")
 	cs.ForceOracle = true
 	crec, err := trial.Run(ctx, cs)
@@ -320,7 +368,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	// makes, and from which call on it is finishing: a traced clean run.
 	var counts map[string]int64
 	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
-		ts := spec(fmt.Sprintf("%s/count-w%d", s.Name, w), -100-w, none, cal)
+		ts := spec(c.runID(s, "count", w), -100-w, none, cal)
 		ts.Dir = filepath.Join(dir, "count")
 		ts.CountSyscalls = true
 		rec, err := c.calibrate(ctx, ts, "the traced clean run")
@@ -333,7 +381,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	// part need to know how many it has: a clean run on the layer.
 	var diskCounts map[string]int64
 	if NeedsDiskCalibration(s) {
-		ds := spec(fmt.Sprintf("%s/disk-count-w%d", s.Name, w), -200-w, fault.DiskCount{}, cal)
+		ds := spec(c.runID(s, "disk-count", w), -200-w, fault.DiskCount{}, cal)
 		ds.Dir = filepath.Join(dir, "disk-count")
 		rec, err := c.calibrate(ctx, ds, "the clean run on the power-loss layer")
 		if err != nil {
@@ -354,11 +402,11 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 			c.mu.Unlock()
 			continue
 		}
-		f, err := fault.ByName(s.Faults[index%len(s.Faults)])
+		f, err := fault.ByName(TrialPlan(s, index))
 		if err != nil {
 			return err
 		}
-		ts := spec(fmt.Sprintf("%s/%d", s.Name, index), index, f, cal)
+		ts := spec(TrialID(s, index), index, f, cal)
 		ts.SyscallCalibration = counts
 		ts.DiskCalibration = diskCounts
 		rec, err := trial.Run(ctx, ts)
@@ -374,6 +422,15 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		}
 	}
 	return nil
+}
+
+// runID names a worker's clean run (control, count, disk-count): in a
+// shard, with the shard's index, so that the shards' ids differ.
+func (c *campaign) runID(s scenario.Scenario, what string, w int) string {
+	if c.cfg.Shard.Whole() {
+		return fmt.Sprintf("%s/%s-w%d", s.Name, what, w)
+	}
+	return fmt.Sprintf("%s/%s-s%dw%d", s.Name, what, c.cfg.Shard.Index, w)
 }
 
 // calibrate runs a clean calibration run (what names it in messages),
@@ -409,7 +466,10 @@ func (c *campaign) finish(rec *trial.Record) {
 	if len(rec.Violations) > 0 && c.cfg.ReplayCommand != nil {
 		rec.Replay = c.cfg.ReplayCommand(rec.ID)
 	}
-	if len(rec.Violations) == 0 && !c.cfg.Keep {
+	c.mu.Lock()
+	keep := c.cfg.Keep || c.keepFailing(rec)
+	c.mu.Unlock()
+	if !keep {
 		os.RemoveAll(rec.Dir)
 		rec.Dir = ""
 	}
@@ -432,6 +492,34 @@ func (c *campaign) finish(rec *trial.Record) {
 	if c.cfg.OnRecord != nil {
 		c.cfg.OnRecord(rec)
 	}
+}
+
+// keepFailing says whether a record's directory is kept as the evidence
+// of a failing trial: it broke an invariant, and one of its invariants has
+// had fewer than cfg.KeepFailing failing trials kept with its plan. A
+// failing trial not kept is counted in Result.Dropped. c.mu must be held.
+func (c *campaign) keepFailing(rec *trial.Record) bool {
+	if len(rec.Violations) == 0 {
+		return false
+	}
+	if c.cfg.KeepFailing <= 0 {
+		return true
+	}
+	if c.kept == nil {
+		c.kept = map[[2]string]int{}
+	}
+	keep := false
+	for _, v := range rec.Violations {
+		keep = keep || c.kept[[2]string{v.Invariant, rec.Plan}] < c.cfg.KeepFailing
+	}
+	if !keep {
+		c.res.Dropped++
+		return false
+	}
+	for _, v := range rec.Violations {
+		c.kept[[2]string{v.Invariant, rec.Plan}]++
+	}
+	return true
 }
 
 // plantStatus copies a backup's status file into the source data

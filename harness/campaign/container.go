@@ -154,6 +154,7 @@ func RunContainer(ctx context.Context, image, agent string, job Job, onRecord fu
 	for k, v := range rr.done.Skipped {
 		res.Skipped[k] = v
 	}
+	res.Dropped = rr.done.Dropped
 	if rr.done.Error != "" {
 		return res, fmt.Errorf("agent: %s", strings.TrimSpace(rr.done.Error))
 	}

@@ -45,6 +45,10 @@ type Row struct {
 	Orphans int `json:"orphans"`
 	// Violations counts broken invariants.
 	Violations int `json:"violations"`
+	// Dropped counts failing trials whose directories were not kept
+	// (pgbb-crash -keep-failing): their records and replay commands
+	// remain.
+	Dropped int `json:"dropped"`
 }
 
 // Signal names.
@@ -170,14 +174,20 @@ func Summarize(recs []*trial.Record) Summary {
 				x.Orphans++
 			}
 			x.Violations += len(r.Violations)
+			if Dropped(r) {
+				x.Dropped++
+			}
 		}
 		for _, v := range r.Violations {
 			line := fmt.Sprintf("%s: %s: %s", r.ID, v.Invariant, v.Message)
 			if r.Replay != "" {
 				line += "\n    replay: " + r.Replay
 			}
-			if r.Dir != "" {
+			switch {
+			case r.Dir != "":
 				line += "\n    kept:   " + r.Dir
+			case Dropped(r):
+				line += "\n    kept:   no (over -keep-failing for this invariant and plan)"
 			}
 			s.Violations = append(s.Violations, line)
 		}
@@ -240,6 +250,11 @@ func Summarize(recs []*trial.Record) Summary {
 	return s
 }
 
+// Dropped says whether a failing trial's directory was removed to bound
+// the evidence (pgbb-crash -keep-failing): it broke an invariant and names
+// no directory.
+func Dropped(r *trial.Record) bool { return len(r.Violations) > 0 && r.Dir == "" }
+
 func isLate(phase string) bool {
 	p, ok := fault.ParsePhase(phase)
 	return ok && p >= fault.PhaseEndOfData
@@ -282,6 +297,9 @@ func WriteTable(w io.Writer, s Summary) {
 		fmt.Fprintf(w, "\n%d INVARIANT VIOLATIONS:\n", len(s.Violations))
 		for _, v := range s.Violations {
 			fmt.Fprintln(w, "  "+v)
+		}
+		if s.Total.Dropped > 0 {
+			fmt.Fprintf(w, "%d failing trials' directories not kept (over -keep-failing per invariant and plan): their records and replay commands are above\n", s.Total.Dropped)
 		}
 	} else {
 		fmt.Fprintln(w, "\ninvariant violations: 0")

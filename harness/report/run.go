@@ -34,6 +34,13 @@ type RunInfo struct {
 	Seed int64 `json:"seed"`
 	// Scenarios are the scenario files or directories given (-scenarios).
 	Scenarios []string `json:"scenarios"`
+	// Trials is how many trials each scenario has (after pgbb-crash
+	// -trials): with the seed, what makes the set of trials.
+	Trials map[string]int `json:"trials,omitempty"`
+	// ShardIndex and ShardCount say which share of the campaign's trials
+	// this run ran (pgbb-crash -shard i/n); 0 for the whole campaign.
+	ShardIndex int `json:"shard_index,omitempty"`
+	ShardCount int `json:"shard_count,omitempty"`
 	// Replay is the one trial replayed, if any.
 	Replay string `json:"replay,omitempty"`
 	// Started is when the campaign started.

@@ -71,14 +71,14 @@ func run(jobPath string) error {
 	result, err := campaign.Run(ctx, campaign.Config{
 		Scenarios: job.Scenarios, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: job.Variant, StatusFile: tgt.StatusFile,
 		Parallel: job.Parallel, Seed: job.Seed, Scratch: scratch, RunDir: runDir, Keep: job.Keep, Replay: job.Replay,
-		Log: os.Stderr,
+		KeepFailing: job.KeepFailing, Shard: job.Shard, Log: os.Stderr,
 		OnRecord: func(r *trial.Record) {
 			mu.Lock()
 			defer mu.Unlock()
 			campaign.WriteRecord(os.Stdout, r)
 		},
 	})
-	d := campaign.AgentDone{Skipped: result.Skipped, Elapsed: int64(result.Elapsed)}
+	d := campaign.AgentDone{Skipped: result.Skipped, Dropped: result.Dropped, Elapsed: int64(result.Elapsed)}
 	if err != nil {
 		d.Error = err.Error()
 	}

@@ -1,8 +1,13 @@
 // Command pgbb-crash runs the crash campaign: it builds (or reuses) the
 // PostgreSQL under test, runs the scenarios' trials with their fault
 // plans, prints a summary table and writes one JSON record per trial, a
-// summary and an HTML report with a chart into the run directory. It exits
-// 1 when any invariant was violated, 2 when the campaign could not run.
+// summary, an HTML report with a chart and a JUnit XML report into the run
+// directory. It exits 1 when any invariant was violated, 2 when the
+// campaign could not run.
+//
+// With -shard i/n it runs the i-th of n shares of the seeded campaign's
+// trials; -merge then writes, from the n run directories, what one run of
+// the whole campaign would have (summary, reports, exit code).
 //
 // With -compare it runs nothing: it loads the given run directories and
 // prints, per fault plan, how each operator signal did in each of their
@@ -10,6 +15,8 @@
 //
 //	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock] [-patches DIR]
 //	           [-backend auto|native|container] [-parallel N] [-seed N] [-replay ID] [-keep]
+//	           [-trials N] [-times K] [-keep-failing N] [-shard i/n]
+//	pgbb-crash -merge RUNDIR,RUNDIR[,RUNDIR...] [-out DIR]
 //	pgbb-crash -compare RUNDIR[,RUNDIR...] [-out DIR]
 package main
 
@@ -54,22 +61,28 @@ type options struct {
 	parallel  int
 	seed      int64
 	trials    int
+	times     int
 	replay    string
 	keep      bool
 	out       string
 	scratch   string
 	install   string
 	image     string
+	// keepFailing bounds the failing trials kept per invariant and plan.
+	keepFailing int
+	// shard is the share of the trials to run (-shard).
+	shard campaign.Shard
 	// compare lists run directories to compare instead of running a
-	// campaign.
+	// campaign; merge the run directories of shards to merge.
 	compare []string
+	merge   []string
 }
 
-// parseOptions parses the command line. -compare runs no campaign, so
-// only -out goes with it.
+// parseOptions parses the command line. -compare and -merge run no
+// campaign, so only -out goes with them.
 func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	var o options
-	var compare string
+	var compare, merge, shard string
 	fs.StringVar(&o.scenarios, "scenarios", "scenarios/smoke", "scenario files or directories, comma-separated")
 	fs.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
 	fs.StringVar(&o.variant, "variant", string(build.Patched), "patched or stock")
@@ -78,45 +91,71 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
 	fs.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
 	fs.IntVar(&o.trials, "trials", 0, "run at most this many trials of each scenario (0: as many as it says)")
+	fs.IntVar(&o.times, "times", 1, "run K times the trials each scenario says, with K times its budget (before -trials)")
 	fs.StringVar(&o.replay, "replay", "", "run only this trial (<scenario>/<index>), keeping its directories")
 	fs.BoolVar(&o.keep, "keep", false, "keep every trial's directories, not only failing ones")
-	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare, where the comparison goes (default .cache/crash/compare-<time>)")
+	fs.IntVar(&o.keepFailing, "keep-failing", 3, "keep the directories of only the first N failing trials of each invariant and fault plan (0: all)")
+	fs.StringVar(&shard, "shard", "", "run only the i-th of n shares of the campaign's trials (i/n, 1 <= i <= n; give every shard the same -seed), to -merge later")
+	fs.StringVar(&o.out, "out", "", "run directory for records and report (default .cache/crash/<time>-<pg>-<variant>); with -compare or -merge, where the comparison or merged run goes (default .cache/crash/compare-<time> or <time>-merged)")
 	fs.StringVar(&o.install, "install", "", "use this PostgreSQL installation prefix (with amcheck) instead of building")
 	fs.StringVar(&o.image, "image", "", "with -backend container: use this existing image of the container build instead of building")
 	fs.StringVar(&o.scratch, "scratch", "", "scratch directory for clusters and backups (default a new directory in /dev/shm when it is a tmpfs with room, else in $TMPDIR)")
 	fs.StringVar(&compare, "compare", "", "run no campaign: compare the operator signals of these run directories (comma-separated), one column each")
+	fs.StringVar(&merge, "merge", "", "run no campaign: merge the run directories of every shard of one campaign (comma-separated) into one run's records, summary and reports; exit 1 on violations")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
-	comparing := false
+	var err error
+	if o.shard, err = campaign.ParseShard(shard); err != nil {
+		return o, fmt.Errorf("-shard: %w", err)
+	}
+	if !o.shard.Whole() && o.seed == 0 {
+		return o, errors.New("-shard needs -seed: every shard of a campaign must run the same seed")
+	}
+	var mode string
 	var campaignFlags []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "compare":
-			comparing = true
+		case "compare", "merge":
+			mode += "-" + f.Name
 		case "out":
 		default:
 			campaignFlags = append(campaignFlags, "-"+f.Name)
 		}
 	})
-	if !comparing {
+	switch mode {
+	case "":
 		return o, nil
+	case "-compare-merge", "-merge-compare":
+		return o, errors.New("-compare and -merge cannot go together")
 	}
-	for _, d := range strings.Split(compare, ",") {
-		if d = strings.TrimSpace(d); d != "" {
-			o.compare = append(o.compare, d)
-		}
-	}
-	if len(o.compare) == 0 {
-		return o, errors.New("-compare: no run directories given")
+	dirs := splitList(compare + merge)
+	if len(dirs) == 0 {
+		return o, fmt.Errorf("%s: no run directories given", mode)
 	}
 	if len(campaignFlags) > 0 {
-		return o, fmt.Errorf("-compare runs no campaign: %s cannot go with it (only -out can)", strings.Join(campaignFlags, ", "))
+		return o, fmt.Errorf("%s runs no campaign: %s cannot go with it (only -out can)", mode, strings.Join(campaignFlags, ", "))
+	}
+	if mode == "-compare" {
+		o.compare = dirs
+	} else {
+		o.merge = dirs
 	}
 	return o, nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, d := range strings.Split(s, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func run(args []string) (int, error) {
@@ -126,6 +165,9 @@ func run(args []string) (int, error) {
 	}
 	if len(o.compare) > 0 {
 		return compare(o, os.Stdout)
+	}
+	if len(o.merge) > 0 {
+		return merge(o, os.Stdout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -141,23 +183,19 @@ func run(args []string) (int, error) {
 	if variant == build.Stock && o.patches != "" {
 		return 2, errors.New("-patches applies to the patched variant only")
 	}
-	var paths []string
-	for _, p := range strings.Split(o.scenarios, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			paths = append(paths, p)
-		}
-	}
+	paths := splitList(o.scenarios)
 	scs, err := scenario.LoadPaths(paths...)
 	if err != nil {
 		return 2, err
 	}
-	if o.trials < 0 {
-		return 2, fmt.Errorf("-trials %d: want 0 or more", o.trials)
+	if err := sizeScenarios(scs, o.times, o.trials); err != nil {
+		return 2, err
 	}
-	for i := range scs {
-		if o.trials > 0 && scs[i].Trials > o.trials {
-			scs[i].Trials = o.trials
-		}
+	if o.keepFailing < 0 {
+		return 2, fmt.Errorf("-keep-failing %d: want 0 or more", o.keepFailing)
+	}
+	if o.replay != "" && !o.shard.Whole() {
+		return 2, errors.New("-replay runs one trial: it cannot go with -shard")
 	}
 	if err := campaign.Validate(scs); err != nil {
 		return 2, err
@@ -206,11 +244,18 @@ func run(args []string) (int, error) {
 	runDir := o.out
 	if runDir == "" {
 		runDir = filepath.Join(b.CacheDir(), "crash", time.Now().UTC().Format("20060102-150405")+"-"+fmt.Sprintf("%d-%s", major, label))
+		if !o.shard.Whole() {
+			runDir += fmt.Sprintf("-shard%dof%d", o.shard.Index, o.shard.Count)
+		}
 	}
 	total := 0
-	for _, s := range scs {
-		workers := min(o.parallel, s.Trials)
-		total += s.Trials + workers
+	for k, indices := range campaign.ShardTrials(scs, o.seed, o.shard) {
+		s := scs[k]
+		if len(indices) == 0 {
+			continue
+		}
+		workers := min(o.parallel, len(indices))
+		total += len(indices) + workers
 		if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
 			total += workers
 		}
@@ -232,9 +277,14 @@ func run(args []string) (int, error) {
 	)
 	// run.json says what this run directory holds (report.LoadRun).
 	saveRunInfo := func() error {
+		trials := map[string]int{}
+		for _, s := range scs {
+			trials[s.Name] = s.Trials
+		}
 		return report.SaveRunInfo(runDir, report.RunInfo{
 			Version: version, Major: major, Variant: label, Backend: o.backend, Seed: o.seed,
-			Scenarios: paths, Replay: o.replay, Started: time.Now().UTC(),
+			Scenarios: paths, Trials: trials, ShardIndex: o.shard.Index, ShardCount: o.shard.Count,
+			Replay: o.replay, Started: time.Now().UTC(),
 		})
 	}
 	if o.backend == build.BackendContainer {
@@ -265,7 +315,7 @@ func run(args []string) (int, error) {
 			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
 		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s (directories of failing trials are not kept with this backend: replay them with -backend native)\n", runDir)
 		job := campaign.Job{Scenarios: scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: label,
-			Prefix: res.Prefix, BuildTree: res.BuildTree}
+			Prefix: res.Prefix, BuildTree: res.BuildTree, KeepFailing: o.keepFailing, Shard: o.shard}
 		result, runErr = campaign.RunContainer(ctx, res.Image, agent, job, func(r *trial.Record) {
 			if len(r.Violations) > 0 {
 				r.Replay = replay(r.ID)
@@ -317,7 +367,8 @@ func run(args []string) (int, error) {
 		result, runErr = campaign.Run(ctx, campaign.Config{
 			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
-			Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay, ReaderBin: reader,
+			KeepFailing: o.keepFailing, Shard: o.shard, Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
+			ReaderBin: reader,
 		})
 		removeEmpty(scratch, ownScratch)
 	}
@@ -331,8 +382,11 @@ func run(args []string) (int, error) {
 	if n := len(result.Records); n > 0 && elapsed > 0 {
 		fmt.Printf("%d trials in %s (%.1f trials/min)\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes())
 	}
-	title := fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s (%s backend), seed %d", version, label, o.backend, o.seed)
-	if err := report.Save(runDir, sum, title); err != nil {
+	title := campaignTitle(version, label, o.backend, o.seed)
+	if !o.shard.Whole() {
+		title += fmt.Sprintf(", shard %s", o.shard)
+	}
+	if err := saveReports(runDir, result.Records, sum, title); err != nil {
 		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
 	} else {
 		fmt.Printf("records and report: %s\n", filepath.Join(runDir, "report.html"))
@@ -349,6 +403,40 @@ func run(args []string) (int, error) {
 	return 0, nil
 }
 
+// sizeScenarios multiplies each scenario's trials and budget by times
+// (-times), then caps its trials at trials when not 0 (-trials).
+func sizeScenarios(scs []scenario.Scenario, times, trials int) error {
+	if times < 1 {
+		return fmt.Errorf("-times %d: want 1 or more", times)
+	}
+	if trials < 0 {
+		return fmt.Errorf("-trials %d: want 0 or more", trials)
+	}
+	for i := range scs {
+		scs[i].Trials *= times
+		scs[i].Budget *= time.Duration(times)
+		if trials > 0 && scs[i].Trials > trials {
+			scs[i].Trials = trials
+		}
+	}
+	return nil
+}
+
+// campaignTitle is the title of a campaign's reports, the same for one run
+// and for its shards merged.
+func campaignTitle(version, label, backend string, seed int64) string {
+	return fmt.Sprintf("pgbb crash campaign: PostgreSQL %s %s (%s backend), seed %d", version, label, backend, seed)
+}
+
+// saveReports writes the summary (summary.json), the HTML report and the
+// JUnit report of a campaign's records into dir.
+func saveReports(dir string, recs []*trial.Record, sum report.Summary, title string) error {
+	if err := report.Save(dir, sum, title); err != nil {
+		return err
+	}
+	return report.SaveJUnit(dir, recs, title)
+}
+
 // compare loads the run directories of o.compare, prints their operator
 // signals side by side and saves the comparison into o.out. A directory
 // without trial records is an error (exit 2).
@@ -363,11 +451,10 @@ func compare(o options, stdout io.Writer) (int, error) {
 	}
 	out := o.out
 	if out == "" {
-		b, err := build.New(context.Background(), append(build.FromEnv(), build.WithBackend(build.BackendNative))...)
-		if err != nil {
+		var err error
+		if out, err = cacheOut("compare-" + time.Now().UTC().Format("20060102-150405")); err != nil {
 			return 2, err
 		}
-		out = filepath.Join(b.CacheDir(), "crash", "compare-"+time.Now().UTC().Format("20060102-150405"))
 	}
 	c := report.Compare(report.BuildsOf(runs))
 	report.WriteComparison(stdout, c)
@@ -386,6 +473,10 @@ func replayCommand(o options, major int, id string) string {
 	}
 	if o.install != "" {
 		parts = append(parts, "-install", o.install)
+	}
+	if o.times > 1 {
+		// Trials past the scenario's own number exist only with -times.
+		parts = append(parts, "-times", fmt.Sprint(o.times))
 	}
 	parts = append(parts, "-scenarios", o.scenarios, "-seed", fmt.Sprint(o.seed), "-replay", id)
 	return strings.Join(parts, " ")

@@ -4,16 +4,19 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgbb/pgbb/harness/campaign"
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/report"
+	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
@@ -124,5 +127,112 @@ func TestCompare(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "out2")); !os.IsNotExist(err) {
 		t.Errorf("a failed comparison wrote %s: %v", filepath.Join(root, "out2"), err)
+	}
+}
+
+func TestParseMergeOptions(t *testing.T) {
+	o, err := parse("-merge", "a,,b", "-out", "x")
+	if err != nil || !reflect.DeepEqual(o.merge, []string{"a", "b"}) || o.compare != nil || o.out != "x" {
+		t.Fatalf("-merge: %+v, %v", o, err)
+	}
+	o, err = parse("-shard", "2/3", "-seed", "7")
+	if err != nil || o.shard.String() != "2/3" {
+		t.Fatalf("-shard: %+v, %v", o, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-merge", "a", "-shard", "1/2", "-seed", "1"}, "-merge runs no campaign: -seed, -shard cannot go with it"},
+		{[]string{"-merge", "a", "-compare", "b"}, "cannot go together"},
+		{[]string{"-merge", ""}, "-merge: no run directories"},
+		{[]string{"-shard", "3/2"}, "-shard: shard 3/2"},
+		{[]string{"-shard", "1/2"}, "-shard needs -seed"},
+	} {
+		if _, err := parse(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestMerge writes a run directory as one run of a campaign would, and
+// the same records as two shards, and merges the shards: the merged run
+// directory's summary.json, report.html and junit.xml are byte for byte
+// the one run's, and the exit code is 1 for its violation. A missing
+// shard is exit 2.
+func TestMerge(t *testing.T) {
+	root := t.TempDir()
+	recs := []*trial.Record{
+		record("plain-stream/0", "patched", true, 0, "completed", true),
+		record("plain-stream/1", "patched", true, -1, "in progress", false),
+		record("plain-stream/2", "patched", true, 0, "completed", false),
+		record("plain-stream/3", "patched", true, 1, "failed", false),
+	}
+	recs[1].Index, recs[2].Index, recs[3].Index = 1, 2, 3
+	recs[2].Violations = []trial.Violation{{Invariant: trial.InvCompletedVerified, Message: "pg_verifybackup failed"}}
+	recs[2].Replay = "go run ./harness/cmd/pgbb-crash -seed 7 -replay plain-stream/2"
+	info := report.RunInfo{Version: "18.6", Major: 18, Variant: "patched", Backend: "native", Seed: 7,
+		Scenarios: []string{"scenarios/smoke/plain-stream.json"}, Trials: map[string]int{"plain-stream": 4}}
+	whole := runDir(t, filepath.Join(root, "whole"), &info, recs...)
+	if err := saveReports(whole, recs, report.Summarize(recs), campaignTitle("18.6", "patched", "native", 7)); err != nil {
+		t.Fatal(err)
+	}
+	var shards []string
+	for i, part := range [][]*trial.Record{{recs[1], recs[2]}, {recs[0], recs[3]}} {
+		si := info
+		si.ShardIndex, si.ShardCount = i+1, 2
+		shards = append(shards, runDir(t, filepath.Join(root, fmt.Sprintf("shard%d", i+1)), &si, part...))
+	}
+	out := filepath.Join(root, "merged")
+	var stdout strings.Builder
+	code, err := merge(options{merge: shards, out: out}, &stdout)
+	if code != 1 || err != nil {
+		t.Fatalf("merge: %d, %v\n%s", code, err, stdout.String())
+	}
+	for _, f := range []string{"summary.json", "report.html", "junit.xml"} {
+		a, err := os.ReadFile(filepath.Join(whole, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s of the merged shards differs from one run's:\n%s\n---\n%s", f, a, b)
+		}
+	}
+	if merged, err := report.LoadRun(out); err != nil || len(merged.Records) != 4 || merged.Info.ShardCount != 0 {
+		t.Errorf("merged run directory: %+v, %v", merged, err)
+	}
+	if !strings.Contains(stdout.String(), "1 INVARIANT VIOLATIONS") {
+		t.Errorf("summary:\n%s", stdout.String())
+	}
+	code, err = merge(options{merge: shards, out: out}, io.Discard)
+	if code != 2 || err == nil || !strings.Contains(err.Error(), "already holds trial records") {
+		t.Errorf("merge into a used directory: %d, %v", code, err)
+	}
+	code, err = merge(options{merge: shards[1:], out: filepath.Join(root, "m2")}, io.Discard)
+	if code != 2 || err == nil || !strings.Contains(err.Error(), "shard 1/2 missing") {
+		t.Errorf("merge of one shard of two: %d, %v", code, err)
+	}
+}
+
+func TestSizeScenarios(t *testing.T) {
+	scs := []scenario.Scenario{{Name: "a", Trials: 112, Budget: 4 * time.Minute}, {Name: "b", Trials: 3}}
+	if err := sizeScenarios(scs, 10, 500); err != nil {
+		t.Fatal(err)
+	}
+	if scs[0].Trials != 500 || scs[0].Budget != 40*time.Minute || scs[1].Trials != 30 || scs[1].Budget != 0 {
+		t.Errorf("-times 10 -trials 500: %+v", scs)
+	}
+	if err := sizeScenarios(scs, 0, 0); err == nil {
+		t.Error("-times 0: no error")
+	}
+	if err := sizeScenarios(scs, 1, -1); err == nil {
+		t.Error("-trials -1: no error")
+	}
+	if got := replayCommand(options{variant: "patched", scenarios: "scenarios/smoke", seed: 7, times: 10}, 18, "tar/900"); !strings.Contains(got, "-times 10 ") {
+		t.Errorf("replay command %q has no -times 10", got)
 	}
 }
