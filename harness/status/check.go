@@ -323,10 +323,10 @@ type config struct {
 	between func(step string)
 }
 
-// hook calls c.between, if set.
+// hook calls c.between, if set, with the caller's credentials.
 func (c config) hook(step string) {
 	if c.between != nil {
-		c.between(step)
+		asCaller(func() error { c.between(step); return nil })
 	}
 }
 

@@ -21,4 +21,14 @@ func ownedBy(path string, fi fs.FileInfo, uid uint32) error {
 
 func userName(uid uint32) string { return fmt.Sprintf("uid %d", uid) }
 
-func mayRemoveFrom(parent fs.FileInfo, uid uint32) bool { return false }
+// owner is the user whose credentials a removal runs with.
+type owner struct {
+	uid, gid uint32
+	groups   []uint32
+}
+
+func ownerWithGroups(fi fs.FileInfo) (owner, error) { return owner{}, errNoOwners }
+
+func fileID(fi fs.FileInfo) (FileID, bool) { return FileID{}, false }
+
+func mayRemoveFrom(parent fs.FileInfo, u owner) bool { return false }

@@ -51,27 +51,60 @@ func userName(uid uint32) string {
 	return fmt.Sprintf("uid %d", uid)
 }
 
-// mayRemoveFrom says whether uid may remove an entry it owns from the
-// directory parent: root may, the directory's owner may, and otherwise the
-// directory must be writable and searchable for uid through its group
-// (uid's groups, from the user database) or for others. A sticky bit does
-// not matter, since the entry is uid's own. ACLs are not read: where one
-// would grant more, the removal is refused, never the other way round.
-func mayRemoveFrom(parent fs.FileInfo, uid uint32) bool {
+// owner is the user whose file-system credentials a removal runs with:
+// the owner of the status file.
+type owner struct {
+	uid, gid uint32
+	// groups are the user's groups, its primary group first.
+	groups []uint32
+}
+
+// ownerWithGroups returns the owner of what fi describes, with its primary
+// group and groups from the user database; a uid the database does not
+// know gets the file's group alone.
+func ownerWithGroups(fi fs.FileInfo) (owner, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return owner{}, fmt.Errorf("no owner known for %s", fi.Name())
+	}
+	if gids := groupsOf(st.Uid); len(gids) > 0 {
+		return owner{uid: st.Uid, gid: gids[0], groups: gids}, nil
+	}
+	return owner{uid: st.Uid, gid: st.Gid, groups: []uint32{st.Gid}}, nil
+}
+
+// fileID returns the identity of what fi describes.
+func fileID(fi fs.FileInfo) (FileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return FileID{}, false
+	}
+	return FileID{Dev: uint64(st.Dev), Ino: st.Ino}, true
+}
+
+// mayRemoveFrom says whether the user u may remove an entry it owns from
+// the directory parent, by the permission bits, in the kernel's order:
+// the owner class if u owns the directory, else the group class if u is in
+// its group, else the other class (a class that applies decides, even
+// when a later one would allow more); write and search permission are
+// needed, and a sticky bit does not matter since the entry is u's own.
+// This is the up-front judgement; the removal itself runs with u's
+// credentials, so that the kernel has the last word (ACLs included).
+func mayRemoveFrom(parent fs.FileInfo, u owner) bool {
 	st, ok := parent.Sys().(*syscall.Stat_t)
 	if !ok {
 		return false
 	}
 	perm := parent.Mode().Perm()
 	switch {
-	case uid == 0, st.Uid == uid:
-		return uid == 0 || perm&0o300 == 0o300
-	case perm&0o003 == 0o003:
+	case u.uid == 0:
 		return true
-	case perm&0o030 == 0o030:
-		return slices.Contains(groupsOf(uid), st.Gid)
+	case st.Uid == u.uid:
+		return perm&0o300 == 0o300
+	case slices.Contains(u.groups, st.Gid):
+		return perm&0o030 == 0o030
 	}
-	return false
+	return perm&0o003 == 0o003
 }
 
 // groupsOf returns the groups of uid (its primary group first), or none if
@@ -84,7 +117,7 @@ func groupsOf(uid uint32) []uint32 {
 	ids, _ := u.GroupIds()
 	var gids []uint32
 	for _, id := range append([]string{u.Gid}, ids...) {
-		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+		if g, err := strconv.ParseUint(id, 10, 32); err == nil && !slices.Contains(gids, uint32(g)) {
 			gids = append(gids, uint32(g))
 		}
 	}

@@ -230,19 +230,36 @@ type DirUsers interface {
 	// paths) or below, and, if pid > 0, the pg_basebackup processes whose
 	// parent or process group is pid: the WAL streaming child that
 	// survives its parent's SIGKILL. An error means it cannot be told.
-	DirUsers(dirs []string, pid int) ([]DirUser, error)
+	//
+	// ids, if not nil, are the identities of the directories and of
+	// everything in them: a working directory or an open file that is
+	// one of them counts too, whatever path leads to it there (a bind
+	// mount, another mount namespace).
+	DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error)
 }
+
+// FileID is the identity of a file on this machine: its device and inode.
+type FileID struct{ Dev, Ino uint64 }
 
 var _ DirUsers = Procfs{}
 
 // DirUsers reads /proc/PID/stat, cwd and fd/* of every process. A process
 // whose cwd or fd cannot be read (another user's, when not root) is skipped
 // unless it is pg_basebackup or postgres, which makes it an error.
-func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
+func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error) {
 	root := p.root()
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	// known says whether the file a /proc link leads to is one of ids.
+	known := func(link string) bool {
+		fi, err := os.Stat(link)
+		if err != nil {
+			return false
+		}
+		id, ok := fileID(fi)
+		return ok && ids[id]
 	}
 	inDirs := func(target string) bool {
 		if !filepath.IsAbs(target) {
@@ -280,7 +297,7 @@ func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
 		important := st.name == WriterName || st.name == "postgres"
 		cwd, err := os.Readlink(filepath.Join(base, "cwd"))
 		switch {
-		case err == nil && inDirs(cwd):
+		case err == nil && (inDirs(cwd) || known(filepath.Join(base, "cwd"))):
 			add("working directory " + cwd)
 			continue
 		case err != nil && important && !errors.Is(err, fs.ErrNotExist):
@@ -294,8 +311,9 @@ func (p Procfs) DirUsers(dirs []string, pid int) ([]DirUser, error) {
 			continue
 		}
 		for _, fd := range fds {
-			target, err := os.Readlink(filepath.Join(base, "fd", fd.Name()))
-			if err == nil && inDirs(target) {
+			link := filepath.Join(base, "fd", fd.Name())
+			target, err := os.Readlink(link)
+			if err == nil && (inDirs(target) || (filepath.IsAbs(target) && known(link))) {
 				add("open file " + target)
 				break
 			}

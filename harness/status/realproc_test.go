@@ -55,8 +55,8 @@ type oneNamespace struct{}
 
 func (oneNamespace) Hostname() (string, error)            { return Procfs{}.Hostname() }
 func (oneNamespace) Process(pid int) (ProcessInfo, error) { return Procfs{}.Process(pid) }
-func (oneNamespace) DirUsers(dirs []string, pid int) ([]DirUser, error) {
-	return Procfs{}.DirUsers(dirs, pid)
+func (oneNamespace) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error) {
+	return Procfs{}.DirUsers(dirs, ids, pid)
 }
 
 // liveStatus is an "in progress" file of pid on this host, receiving data,

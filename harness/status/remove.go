@@ -134,8 +134,11 @@ func (rm *Removal) fail(err error) *Removal {
 //   - the privilege boundary: the status file, every recorded directory
 //     and every entry in them are owned by one user, the owner of the
 //     status file; nothing in them is a mount point, a FIFO, a socket or
-//     a device; a created directory is not a mount point, and its parent
-//     lets that user remove it. Whoever runs the removal (root, say), it
+//     a device, nor deeper than 32 levels; a created directory is not a
+//     mount point, and its parent lets that user remove it. And all the
+//     file-system work, judging included, runs with that user's
+//     file-system credentials (asUser), so that the kernel refuses what
+//     the user could not do. Whoever runs the removal (root, say), it
 //     deletes nothing that the user who wrote the status file could not.
 //
 // Each recorded directory is opened once, before anything is judged, and
@@ -173,24 +176,44 @@ func RemoveIfDead(ctx context.Context, dir string, dryRun bool, opts ...Option) 
 	case !fi.IsDir():
 		return rm.refuse("%s is not a directory", abs)
 	}
-	target, err := openDirHandle(abs)
-	if err != nil {
-		return rm.refuse("cannot open the directory: %v", err)
-	}
-	p := &plan{handles: []*dirHandle{target}}
-	defer p.close()
-
-	data, s, owner, err := readForRemoval(target)
+	// Who may delete what: the owner of the status file, whose
+	// credentials everything below runs with.
+	u, err := statusOwner(rm.StatusFile)
 	if err != nil {
 		return rm.refuse("%v", err)
 	}
-	rm.Status, rm.Owner = s, userName(owner)
-	over, lease, err := runOver(s, c)
+	rm.Owner = userName(u.uid)
+	if err := asUser(u, func() error { rm.removeAs(ctx, c, u); return nil }); err != nil {
+		return rm.refuse("%v", err)
+	}
+	return rm
+}
+
+// removeAs is RemoveIfDead with the file-system credentials of u.
+func (rm *Removal) removeAs(ctx context.Context, c config, u owner) *Removal {
+	target, err := openDirHandle(rm.Dir)
+	if err != nil {
+		return rm.refuse("%s cannot open the directory: %v", userName(u.uid), err)
+	}
+	p := &plan{handles: []*dirHandle{target}, ids: map[FileID]bool{}}
+	defer p.close()
+
+	data, s, fileOwner, err := readForRemoval(target)
+	switch {
+	case err != nil:
+		return rm.refuse("%v", err)
+	case fileOwner != u.uid:
+		return rm.refuse("the status file %s changed owner (now %s) while it was being judged", rm.StatusFile, userName(fileOwner))
+	}
+	rm.Status = s
+	var over string
+	var lease bool
+	err = asCaller(func() (err error) { over, lease, err = runOver(s, c); return err })
 	if err != nil {
 		return rm.refuse("%v", err)
 	}
 	rm.Over = over
-	if err := p.judge(s, owner); err != nil {
+	if err := p.judge(s, u); err != nil {
 		return rm.refuse("%v", err)
 	}
 	rm.Steps = p.steps
@@ -201,16 +224,52 @@ func RemoveIfDead(ctx context.Context, dir string, dryRun bool, opts ...Option) 
 		}
 		rm.Over += ", and " + seen
 	}
-	if err := checkUsers(rm.Steps, s, c, abs, abs); err != nil {
+	if err := checkUsers(rm.Steps, s, c, rm.Dir, rm.Dir, p.ids); err != nil {
 		return rm.refuse("%v", err)
 	}
-	if dryRun {
+	if rm.DryRun {
 		rm.ExitCode = ExitRemoved
 		return rm
 	}
 	c.hook("judged")
-	return rm.execute(p, data, owner, c)
+	return rm.execute(p, data, u.uid, c)
 }
+
+// statusOwner returns the owner of the status file at path (a regular
+// file, not a symlink) and that user's groups.
+func statusOwner(path string) (owner, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return owner{}, fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
+	case err != nil:
+		return owner{}, fmt.Errorf("cannot examine the status file: %v", err)
+	case !fi.Mode().IsRegular():
+		return owner{}, fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
+	}
+	u, err := ownerWithGroups(fi)
+	if err != nil {
+		return owner{}, fmt.Errorf("cannot tell who owns the status file %s: %v", path, err)
+	}
+	return u, nil
+}
+
+// asCaller runs f on a goroutine of its own, hence with the caller's
+// credentials, not those asUser gave the current thread (the liveness
+// checks read other users' /proc entries), and returns its error.
+func asCaller(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		err := errExited
+		defer func() { errc <- err }()
+		err = f()
+	}()
+	return <-errc
+}
+
+// errExited is what asCaller and asUser return when f ended its goroutine
+// (runtime.Goexit) instead of returning.
+var errExited = errors.New("the work ended before it returned")
 
 // readForRemoval reads the status file in the target through its handle:
 // a regular file (no symlink at all) that parses. It returns the file, its
@@ -222,7 +281,7 @@ func readForRemoval(target *dirHandle) ([]byte, *Status, uint32, error) {
 	}
 	owner, err := ownerOf(fi)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cannot tell who owns the status file: %v", err)
+		return nil, nil, 0, fmt.Errorf("cannot tell who owns the status file %s: %v", filepath.Join(target.path, FileName), err)
 	}
 	s, err := Parse(data)
 	if err != nil {
@@ -305,6 +364,9 @@ var (
 type plan struct {
 	steps   []RemoveStep
 	handles []*dirHandle
+	// ids are the identities of the directories and everything in them,
+	// for the check of the processes that use them.
+	ids map[FileID]bool
 }
 
 func (p *plan) close() {
@@ -319,7 +381,8 @@ func (p *plan) close() {
 // the directory the status file was found in) and the privilege boundary
 // of owner, opens every other recorded directory, and fills in the steps,
 // target first.
-func (p *plan) judge(s *Status, owner uint32) error {
+func (p *plan) judge(s *Status, u owner) error {
+	owner := u.uid
 	if err := checkDirectoryLines(s); err != nil {
 		return err
 	}
@@ -340,13 +403,25 @@ func (p *plan) judge(s *Status, owner uint32) error {
 			p.steps = append(p.steps, step)
 			continue
 		}
-		h, err := openDirHandle(d.Path)
+		fi, err := os.Lstat(d.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			step.Missing = true
 			p.steps = append(p.steps, step)
 			p.handles = append(p.handles, nil)
 			continue
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Errorf("DIRECTORY %s: %s cannot reach it (%v): only what that user could remove is removed", d.Path, userName(owner), err)
+		case err != nil:
+			return fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
+		}
+		if err := ownedBy(d.Path, fi, owner); err != nil && fi.Mode()&fs.ModeSymlink == 0 {
+			return err
+		}
+		h, err := openDirHandle(d.Path)
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Errorf("DIRECTORY %s: %s cannot reach it (%v): only what that user could remove is removed", d.Path, userName(owner), err)
 		case err != nil:
 			return fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
 		}
@@ -366,10 +441,10 @@ func (p *plan) judge(s *Status, owner uint32) error {
 		if h == nil {
 			continue
 		}
-		if err := checkRemovable(h, p.steps[i].Created, owner); err != nil {
+		if err := checkRemovable(h, p.steps[i].Created, u); err != nil {
 			return err
 		}
-		if err := h.checkContents(owner); err != nil {
+		if err := h.checkContents(owner, p.ids); err != nil {
 			return err
 		}
 	}
@@ -434,16 +509,16 @@ func checkOverlap(steps []RemoveStep) error {
 // checkRemovable refuses a recorded directory that is a mount point when
 // the run is said to have created it (pg_basebackup cannot have), or whose
 // parent would not let owner remove it.
-func checkRemovable(h *dirHandle, created bool, owner uint32) error {
+func checkRemovable(h *dirHandle, created bool, u owner) error {
 	if !created {
 		return nil
 	}
 	if devOf(h.info) != devOf(h.parentInfo) {
 		return fmt.Errorf("DIRECTORY %s is recorded as created by the run, but it is a mount point: never removed", h.path)
 	}
-	if !mayRemoveFrom(h.parentInfo, owner) {
+	if !mayRemoveFrom(h.parentInfo, u) {
 		return fmt.Errorf("DIRECTORY %s: %s cannot remove it from %s (mode %s, owned by %s)",
-			h.path, userName(owner), filepath.Dir(h.path), h.parentInfo.Mode().Perm(), ownerName(h.parentInfo))
+			h.path, userName(u.uid), filepath.Dir(h.path), h.parentInfo.Mode().Perm(), ownerName(h.parentInfo))
 	}
 	return nil
 }
@@ -489,7 +564,7 @@ func looksLikeOurs(h *dirHandle) error {
 
 // checkUsers refuses if a process of this host may still write into the
 // directories; the target, recorded as target, is now at targetNow.
-func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow string) error {
+func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow string, ids map[FileID]bool) error {
 	du, ok := c.procs.(DirUsers)
 	if !ok {
 		return fmt.Errorf("cannot tell which processes use the directories (%T cannot list them)", c.procs)
@@ -513,7 +588,8 @@ func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow strin
 	if host, err := c.procs.Hostname(); err == nil && host == s.Host {
 		pid = s.PID
 	}
-	users, err := du.DirUsers(dirs, pid)
+	var users []DirUser
+	err := asCaller(func() (err error) { users, err = du.DirUsers(dirs, ids, pid); return err })
 	if err != nil {
 		return fmt.Errorf("cannot tell which processes use the directories: %v", err)
 	}
@@ -524,10 +600,19 @@ func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow strin
 	return nil
 }
 
+// maxNameLen is the longest file name the file systems pg_basebackup
+// writes to take (NAME_MAX).
+const maxNameLen = 255
+
 // tombstoneName is the name a directory called name is renamed to before
-// it is removed.
+// it is removed: .NAME.pgbb-removing-PID, with NAME cut short (and marked
+// with "~") when the whole would be longer than a file name may be.
 func tombstoneName(name string) string {
-	return "." + name + TombstoneSuffix + strconv.Itoa(os.Getpid())
+	tail := TombstoneSuffix + strconv.Itoa(os.Getpid())
+	if room := maxNameLen - 1 - len(tail); len(name) > room {
+		name = name[:room-1] + "~"
+	}
+	return "." + name + tail
 }
 
 // tombstone is the path path is renamed to before it is removed.
@@ -551,7 +636,7 @@ func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Remova
 		target.Tombstone = tombstone(target.Path)
 		c.hook("renamed")
 	}
-	if err := rm.recheck(th, data, owner, c, targetNow); err != nil {
+	if err := rm.recheck(p, data, owner, c, targetNow); err != nil {
 		if target.Created {
 			if rerr := th.renameTo(filepath.Base(rm.Dir)); rerr != nil {
 				return rm.refuse("%v; the target was left at %s, since renaming it back failed: %v", err, targetNow, rerr)
@@ -630,18 +715,18 @@ func (rm *Removal) undoRenames(p *plan, err error) *Removal {
 
 // recheck reads the status file again through the target's handle and
 // repeats the checks; the target is now at targetNow.
-func (rm *Removal) recheck(th *dirHandle, data []byte, owner uint32, c config, targetNow string) error {
-	again, s, ownerNow, err := readForRemoval(th)
+func (rm *Removal) recheck(p *plan, data []byte, owner uint32, c config, targetNow string) error {
+	again, s, ownerNow, err := readForRemoval(p.handles[0])
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(again, data) || ownerNow != owner {
-		return fmt.Errorf("the status file changed since it was judged")
+		return fmt.Errorf("the status file %s changed since it was judged", rm.StatusFile)
 	}
 	// Another host's run was watched for the lease already: the file is
 	// still the one judged, which is all a lease can tell.
-	if _, _, err := runOver(s, c); err != nil {
+	if err := asCaller(func() error { _, _, err := runOver(s, c); return err }); err != nil {
 		return err
 	}
-	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow)
+	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow, p.ids)
 }

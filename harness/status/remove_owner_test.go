@@ -34,6 +34,18 @@ func needRoot(t *testing.T) {
 	t.Skip("needs root to make files of other users")
 }
 
+// reachable opens the parents of dir (the test's temporary directories,
+// mode 0700) for search by everyone, as the parents of a backup directory
+// are for the user who wrote it.
+func reachable(t *testing.T, dir string) {
+	t.Helper()
+	for d := filepath.Dir(dir); d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // chownTree gives root and everything under it to uid, symlinks included.
 func chownTree(t *testing.T, root string, uid int) {
 	t.Helper()
@@ -56,6 +68,7 @@ func ownedLayout(t *testing.T, victimUID int) (backupLayout, string) {
 	t.Helper()
 	needRoot(t)
 	l := makeLayout(t)
+	reachable(t, l.root)
 	victim := filepath.Join(l.root, "victim")
 	writeFile(t, victim, "PG_18_202506291/5/16385", []byte("not yours"))
 	chownTree(t, l.root, backupUID)

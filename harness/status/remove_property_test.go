@@ -113,6 +113,7 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 		p.owner = os.Geteuid()
 	}
 	r := p.root
+	reachable(t, r)
 	writeFile(t, r, "sys/secret", []byte("another user's"))
 	writeFile(t, r, "sys/PG_18_202506291/1/1", []byte("another user's table"))
 	writeFile(t, r, "o1/keep", []byte("outside"))

@@ -25,7 +25,7 @@ type machineWithUsers struct {
 	calls     *atomic.Int32
 }
 
-func (m machineWithUsers) DirUsers(dirs []string, pid int) ([]DirUser, error) {
+func (m machineWithUsers) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error) {
 	n := 0
 	if m.calls != nil {
 		n = int(m.calls.Add(1))
@@ -550,6 +550,6 @@ func rewriteOnce(t *testing.T, l backupLayout) func() {
 // realUsers answers DirUsers from this machine's /proc.
 type realUsers struct{ machineWithUsers }
 
-func (realUsers) DirUsers(dirs []string, pid int) ([]DirUser, error) {
-	return Procfs{}.DirUsers(dirs, pid)
+func (realUsers) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error) {
+	return Procfs{}.DirUsers(dirs, ids, pid)
 }

@@ -7,7 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
+
+// maxDepth is how deep a tree RemoveIfDead walks.
+const maxDepth = 32
 
 // A dirHandle is a recorded directory opened once, without following a
 // symlink in its last component: its parent (as an os.Root and as an open
@@ -132,8 +136,16 @@ func (h *dirHandle) readStatus() ([]byte, fs.FileInfo, error) {
 // removed: an entry of another owner, a mount point (another file system),
 // or a kind pg_basebackup never makes (a FIFO, a socket, a device).
 // Symlinks are judged as links, never followed.
-func (h *dirHandle) checkContents(uid uint32) error {
+//
+// It also collects into ids the identity of the directory and of every
+// entry, for the check of the processes that use them, and refuses a tree
+// deeper than maxDepth (pg_basebackup's are a few levels deep; a deeper
+// one would only make the walk slow).
+func (h *dirHandle) checkContents(uid uint32, ids map[FileID]bool) error {
 	dev := devOf(h.info)
+	if id, ok := fileID(h.info); ok {
+		ids[id] = true
+	}
 	return fs.WalkDir(h.dir.FS(), ".", func(rel string, _ fs.DirEntry, err error) error {
 		path := filepath.Join(h.path, rel)
 		if err != nil {
@@ -142,9 +154,15 @@ func (h *dirHandle) checkContents(uid uint32) error {
 		if rel == "." {
 			return nil
 		}
+		if strings.Count(rel, "/") >= maxDepth {
+			return fmt.Errorf("%s is more than %d levels deep: pg_basebackup makes no such tree", path, maxDepth)
+		}
 		fi, err := h.dir.Lstat(rel)
 		if err != nil {
 			return fmt.Errorf("examine %s: %v", path, err)
+		}
+		if id, ok := fileID(fi); ok {
+			ids[id] = true
 		}
 		if err := ownedBy(path, fi, uid); err != nil {
 			return err

@@ -27,7 +27,9 @@ func (m machine) Process(pid int) (status.ProcessInfo, error) {
 	return status.ProcessInfo{Exists: true, Name: status.WriterName, Stopped: m.stopped,
 		StartTime: time.Date(2026, 11, 25, 9, 18, 0, 0, time.UTC)}, nil
 }
-func (machine) DirUsers([]string, int) ([]status.DirUser, error) { return nil, nil }
+func (machine) DirUsers([]string, map[status.FileID]bool, int) ([]status.DirUser, error) {
+	return nil, nil
+}
 
 // progressing is an "in progress" file with progress lines recording dir.
 func progressing(dir string) *status.Status {
@@ -174,6 +176,9 @@ func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 	}
 	const backupUser = 4243
 	root := t.TempDir()
+	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil { // reachable for the backup user
+		t.Fatal(err)
+	}
 	dir, victim := filepath.Join(root, "b1"), filepath.Join(root, "some", "dir")
 	table := filepath.Join(victim, "PG_18_202506291", "5", "16385")
 	if err := os.MkdirAll(filepath.Dir(table), 0o700); err != nil {
@@ -183,6 +188,9 @@ func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(victim), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
