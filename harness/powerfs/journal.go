@@ -60,6 +60,9 @@ func Journaled() Option {
 	return func(fs *FS) { fs.journal = true }
 }
 
+// Journaling says whether the file system was made Journaled.
+func (fs *FS) Journaling() bool { return fs.journal }
+
 // Mark records a named moment between two operations in the journal (the
 // finishing part of a run starts, say).
 func (fs *FS) Mark(name string) {
