@@ -40,6 +40,7 @@ type dstate struct {
 	perm     uint32
 	uid, gid uint32
 	data     []byte            // file
+	patches  []patch           // file: persisted on top (Snapshot.Persist)
 	entries  map[string]uint64 // directory
 	target   string            // symlink
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"maps"
 	"path"
+	"slices"
 	"sort"
 )
 
@@ -49,12 +50,12 @@ func (s *Snapshot) Persist(ops ...Op) *Snapshot {
 func (s *Snapshot) persist(op Op) {
 	switch op.Kind {
 	case OpWrite:
-		s.resize(op.Ino, -1, op.Off, op.data)
+		s.resize(op.Ino, false, 0, op.Off, op.data)
 	case OpTruncate:
-		s.resize(op.Ino, op.Off, 0, nil)
+		s.resize(op.Ino, true, op.Off, 0, nil)
 	case OpOpen:
 		if op.Trunc {
-			s.resize(op.Ino, 0, 0, nil)
+			s.resize(op.Ino, true, 0, 0, nil)
 		}
 	case OpCreate, OpMkdir, OpSymlink, OpLink:
 		s.entry(op.Dir, op.Name, op.Ino)
@@ -69,22 +70,49 @@ func (s *Snapshot) persist(op Op) {
 	}
 }
 
-// resize sets a durable file's size (size >= 0) and writes data at off.
-func (s *Snapshot) resize(ino uint64, size, off int64, data []byte) {
+// resize sets a durable file's size (trunc) or writes data at off. The
+// bytes are not copied: the new state is the old one with a patch (a
+// write-ahead of many megabytes persisted in many states costs nothing
+// until a checker reads the file).
+func (s *Snapshot) resize(ino uint64, trunc bool, size, off int64, data []byte) {
 	d := s.node(ino)
 	if d == nil || d.kind != kFile {
 		return
 	}
-	if size < 0 {
-		size = max(int64(len(d.data)), off+int64(len(data)))
-	}
 	nd := *d
-	nd.data = make([]byte, size)
-	copy(nd.data, d.data)
-	if off < size {
-		copy(nd.data[off:], data)
-	}
+	nd.patches = append(slices.Clip(d.patches), patch{trunc: trunc, size: size, off: off, data: data})
 	s.nodes[ino] = &nd
+}
+
+// patch is a write or a truncate persisted on top of a durable file.
+type patch struct {
+	trunc bool
+	size  int64
+	off   int64
+	data  []byte
+}
+
+// content returns a durable file's bytes, its patches applied.
+func (d *dstate) content() []byte {
+	if len(d.patches) == 0 {
+		return d.data
+	}
+	buf := append([]byte(nil), d.data...)
+	for _, p := range d.patches {
+		end := p.off + int64(len(p.data))
+		if p.trunc {
+			end = p.size
+		}
+		if end > int64(len(buf)) {
+			buf = append(buf, make([]byte, end-int64(len(buf)))...)
+		}
+		if p.trunc {
+			buf = buf[:p.size]
+			continue
+		}
+		copy(buf[p.off:], p.data)
+	}
+	return buf
 }
 
 // entry sets name in a durable directory to ino, or removes it (ino 0).
@@ -199,7 +227,7 @@ func (df *Differ) equal(ref, got *dstate) bool {
 	k := [2]*dstate{ref, got}
 	eq, ok := df.same[k]
 	if !ok {
-		eq = ref.target == got.target && bytes.Equal(ref.data, got.data)
+		eq = ref.target == got.target && bytes.Equal(ref.content(), got.content())
 		df.same[k] = eq
 	}
 	return eq

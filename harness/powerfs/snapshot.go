@@ -106,7 +106,7 @@ func (s *Snapshot) ReadFile(rel string) ([]byte, error) {
 	if d.kind != kFile {
 		return nil, fmt.Errorf("powerfs snapshot: %s: not a regular file", rel)
 	}
-	return append([]byte(nil), d.data...), nil
+	return append([]byte(nil), d.content()...), nil
 }
 
 // Exists says whether rel is a durable path.
@@ -190,7 +190,7 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 			}
 		}
 		linked[ino] = p
-		data := d.data
+		data := d.content()
 		if o, ok := overlay[rel]; ok {
 			data = o
 		}
