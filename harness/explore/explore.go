@@ -68,8 +68,9 @@ type Result struct {
 	Violations []Violation
 	ByRule     map[string]int
 	// Replay is the time spent rebuilding the reference; Elapsed the
-	// whole exploration's.
-	Replay, Elapsed time.Duration
+	// whole exploration's; FirstViolation the time to the first
+	// violation, from the exploration's start.
+	Replay, Elapsed, FirstViolation time.Duration
 }
 
 // Cheap returns the number of states the checker decided alone.
@@ -145,7 +146,7 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 		from = FinishingStart(j, "finishing")
 	}
 	res := &Result{Ops: len(j.Log), From: from, K: cfg.K, ByRule: map[string]int{}, Replay: time.Since(start)}
-	w := &walker{cfg: cfg, chk: chk, res: res}
+	w := &walker{cfg: cfg, chk: chk, res: res, start: start}
 	if w.rp, err = powerfs.NewReplayer(j); err != nil {
 		return nil, fmt.Errorf("explore: %w", err)
 	}
@@ -192,10 +193,11 @@ func changes(op powerfs.Op) bool {
 
 // walker explores the states of each prefix.
 type walker struct {
-	cfg Config
-	chk *Checker
-	res *Result
-	rp  *powerfs.Replayer
+	start time.Time
+	cfg   Config
+	chk   *Checker
+	res   *Result
+	rp    *powerfs.Replayer
 }
 
 // prefix builds and checks the states after op: the pessimistic one,
@@ -265,6 +267,9 @@ func (w *walker) count(id StateID, v Verdict, rule, msg string) {
 			w.res.Undecided = append(w.res.Undecided, id.String())
 		}
 	case Broken:
+		if w.res.ViolationCount == 0 {
+			w.res.FirstViolation = time.Since(w.start)
+		}
 		w.res.ViolationCount++
 		w.res.ByRule[rule]++
 		if len(w.res.Violations) < w.cfg.KeepViolations {

@@ -198,7 +198,7 @@ func printResult(w io.Writer, res *explore.Result, judged []judgement) {
 	fmt.Fprintf(w, "  time %s (replay of the reference %s), %.0f states/s\n",
 		res.Elapsed.Round(time.Millisecond), res.Replay.Round(time.Millisecond), res.PerSecond())
 	for rule, n := range res.ByRule {
-		fmt.Fprintf(w, "  VIOLATION %s: %d states\n", rule, n)
+		fmt.Fprintf(w, "  VIOLATION %s: %d states (first after %s of exploring)\n", rule, n, res.FirstViolation.Round(time.Millisecond))
 	}
 	for i, v := range res.Violations {
 		if i == 5 {
