@@ -141,9 +141,13 @@ func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Sc
 		return nil, "", err
 	}
 	for _, rec := range res.Records {
-		for _, v := range rec.Violations {
-			// The trial's own checks (its torn status views, say) can
-			// already catch a mistake; the exploration goes on.
+		// The trial's own checks (its torn status views, say) can
+		// already catch a mistake; the exploration goes on.
+		for i, v := range rec.Violations {
+			if i == 3 {
+				fmt.Fprintf(stderr, "pgbb-explore: ... and %d more (the record has them)\n", len(rec.Violations)-3)
+				break
+			}
 			fmt.Fprintf(stderr, "pgbb-explore: the clean run %s itself broke %s: %s\n", rec.ID, v.Invariant, v.Message)
 		}
 		if rec.Disk == nil || rec.Disk.Journal == "" {
