@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge compare clean
+.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -97,6 +97,17 @@ MERGE_OUT ?=
 crash-merge: ## merge the run directories of a sharded campaign (MERGE=dir,dir,..., MERGE_OUT=dir): one run's summary and reports
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
 	$(CRASH_BIN) -merge '$(MERGE)' $(if $(MERGE_OUT),-out '$(MERGE_OUT)'); $(pass_exit)
+
+# `make explore`: EXPLORE_SCENARIOS (a clean run each on the power-loss
+# layer, then every crash state of its finishing part), PATCHES as for
+# crash, EXPLORE_FLAGS (e.g. -k 6 -ksweep 1-6 -scale 5 -oracle 4).
+EXPLORE_SCENARIOS ?= scenarios/smoke/powerloss.json,scenarios/power/tar-powerloss.json
+EXPLORE_FLAGS ?=
+EXPLORE_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-explore
+
+explore: ## every crash state of the finishing part of one clean run per scenario (PG=18, PATCHES=, EXPLORE_FLAGS=); exit 1 on a violation (root, /dev/fuse)
+	$(GO) build -o $(EXPLORE_BIN) ./harness/cmd/pgbb-explore
+	$(EXPLORE_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(EXPLORE_SCENARIOS) $(EXPLORE_FLAGS)
 
 # `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
 # stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into

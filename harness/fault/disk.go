@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/pgbb/pgbb/harness/build"
@@ -33,6 +34,26 @@ type Disk struct {
 	Target      string
 	Tablespaces []string
 	off         bool
+	journaled   bool
+}
+
+// JournalFile is the file, in the trial's directory, into which PowerOff
+// writes the journal of a journaled disk (DiskOptions): every operation of
+// the run with what it changed, for the offline explorer
+// (harness/explore).
+const JournalFile = "ops.journal"
+
+// MarkFinishing is the journal mark DiskCount sets where it sees the
+// finishing part of the run start.
+const MarkFinishing = "finishing"
+
+// DiskOptions returns the options of the layer a fault plan runs on: the
+// clean run that calibrates the disk plans (DiskCount) is journaled.
+func DiskOptions(f Fault) []powerfs.Option {
+	if _, ok := f.(DiskCount); ok {
+		return []powerfs.Option{powerfs.Journaled()}
+	}
+	return nil
 }
 
 // DiskReport is what the layer saw in one trial.
@@ -56,6 +77,8 @@ type DiskReport struct {
 	SpaceLimit int64 `json:"space_limit,omitempty"`
 	// TornStates is the number of torn states of the status file checked.
 	TornStates int `json:"torn_states"`
+	// Journal is the journal file of a journaled disk (JournalFile).
+	Journal string `json:"journal,omitempty"`
 }
 
 // NeedsDisk says whether a fault plan runs on the power-loss layer: the
@@ -74,8 +97,8 @@ type diskFault interface {
 
 // MountDisk mounts the layer on dir/disk with the target and tablespaces
 // directories in it, owned by acct, durable from the start. The status
-// file's torn states are recorded.
-func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int) (*Disk, error) {
+// file's torn states are recorded. opts (DiskOptions) go to the layer.
+func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int, opts ...powerfs.Option) (*Disk, error) {
 	mp := filepath.Join(dir, "disk")
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
@@ -84,8 +107,9 @@ func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces 
 	if err := os.Chmod(mp, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
-	fs := powerfs.New(powerfs.Owner(acct.UID, acct.GID), powerfs.RootMode(0o755))
+	fs := powerfs.New(append([]powerfs.Option{powerfs.Owner(acct.UID, acct.GID), powerfs.RootMode(0o755)}, opts...)...)
 	d := &Disk{FS: fs, Mountpoint: mp, Target: filepath.Join(mp, "target")}
+	d.journaled = fs.Journaling()
 	if err := fs.MkdirAll("target", 0o700); err != nil {
 		return nil, err
 	}
@@ -117,6 +141,17 @@ func (d *Disk) PowerOff() (*DiskReport, error) {
 		return rep, fmt.Errorf("disk: %w", err)
 	}
 	d.off = true
+	if d.journaled {
+		j, err := d.FS.Journal(map[string]string{"mountpoint": d.Mountpoint, "target": d.Target,
+			"tablespaces": strings.Join(d.Tablespaces, ",")})
+		if err == nil {
+			rep.Journal = filepath.Join(filepath.Dir(d.Mountpoint), JournalFile)
+			err = j.WriteFile(rep.Journal)
+		}
+		if err != nil {
+			return rep, fmt.Errorf("disk: %w", err)
+		}
+	}
 	if err := snap.Materialise(d.Mountpoint); err != nil {
 		return rep, fmt.Errorf("disk: %w", err)
 	}
@@ -405,6 +440,7 @@ func (DiskCount) Inject(ctx context.Context, t *Target) (Injection, error) {
 	if !ok {
 		return inj, err
 	}
+	d.FS.Mark(MarkFinishing)
 	var start [len(countedKinds)]int64
 	for i, k := range countedKinds {
 		start[i] = int64(d.FS.Count(k))

@@ -40,6 +40,7 @@ type dstate struct {
 	perm     uint32
 	uid, gid uint32
 	data     []byte            // file
+	patches  []patch           // file: persisted on top (Snapshot.Persist)
 	entries  map[string]uint64 // directory
 	target   string            // symlink
 }
@@ -79,21 +80,6 @@ type inode struct {
 	durable *dstate
 }
 
-// handle is an open file or directory.
-type handle struct {
-	ino   uint64
-	write bool
-	// list is a directory's listing as of its open.
-	list []dirent
-}
-
-// dirent is one name of a directory listing.
-type dirent struct {
-	name string
-	ino  uint64
-	mode uint32
-}
-
 // Option configures an FS.
 type Option func(*FS)
 
@@ -128,8 +114,6 @@ type FS struct {
 	start   time.Time
 	inodes  map[uint64]*inode
 	nextIno uint64
-	handles map[uint64]*handle
-	nextFh  uint64
 
 	uid, gid     uint32
 	rootPerm     uint32
@@ -156,6 +140,14 @@ type FS struct {
 	tornNames map[string]bool
 	torn      []tornRecord
 
+	// journal keeps the data of writes in the log; setup lists the
+	// MkdirAll calls and marks the Mark calls (see Journal).
+	journal bool
+	setup   []SetupDir
+	marks   []Mark
+	// forced is the errno a replay injects into the next operation.
+	forced syscall.Errno
+
 	mount *mount
 }
 
@@ -165,8 +157,6 @@ func New(opts ...Option) *FS {
 		start:    time.Now(),
 		inodes:   map[uint64]*inode{},
 		nextIno:  rootIno + 1,
-		handles:  map[uint64]*handle{},
-		nextFh:   1,
 		rootPerm: 0o755,
 		crashed:  make(chan struct{}),
 	}
@@ -209,6 +199,7 @@ func (fs *FS) MkdirAll(rel string, perm uint32) error {
 		cur.durable = fs.dirDurable(cur)
 		cur = n
 	}
+	fs.setup = append(fs.setup, SetupDir{Path: rel, Perm: perm})
 	return nil
 }
 
@@ -491,10 +482,10 @@ func (fs *FS) childPath(dir *inode, name string) string {
 }
 
 // listing returns a directory's entries sorted by name; fs.mu is held.
-func (fs *FS) listing(dir *inode) []dirent {
-	out := []dirent{{".", dir.ino, syscall.S_IFDIR}, {"..", dir.parent, syscall.S_IFDIR}}
+func (fs *FS) listing(dir *inode) []DirEntry {
+	out := []DirEntry{{".", dir.ino, syscall.S_IFDIR}, {"..", dir.parent, syscall.S_IFDIR}}
 	if dir.ino == rootIno {
-		out[1].ino = rootIno
+		out[1].Ino = rootIno
 	}
 	names := make([]string, 0, len(dir.entries))
 	for name := range dir.entries {
@@ -503,7 +494,7 @@ func (fs *FS) listing(dir *inode) []dirent {
 	sort.Strings(names)
 	for _, name := range names {
 		n := fs.inodes[dir.entries[name]]
-		out = append(out, dirent{name, n.ino, n.kind.ifmt()})
+		out = append(out, DirEntry{name, n.ino, n.kind.ifmt()})
 	}
 	return out
 }

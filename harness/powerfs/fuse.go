@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,7 +58,7 @@ func (fs *FS) Mount(ctx context.Context, dir string) error {
 		DisabledCapabilities: fuse.CAP_PASSTHROUGH,
 		MaxWrite:             1 << 20,
 	}
-	srv, err := fuse.NewServer(&raw{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fs}, dir, opts)
+	srv, err := fuse.NewServer(newRaw(fs), dir, opts)
 	if err != nil {
 		return fmt.Errorf("powerfs: mount %s: %w", dir, err)
 	}
@@ -106,394 +107,148 @@ func (fs *FS) Unmount() error {
 	return nil
 }
 
-// raw serves FUSE requests from the model. Every method holds fs.mu.
+// raw translates FUSE requests into the model's calls (calls.go): the
+// model does the work and the locking; raw converts arguments, attributes
+// and errnos, and keeps the listings of open directories.
 type raw struct {
 	fuse.RawFileSystem
 	fs *FS
+
+	mu     sync.Mutex
+	lists  map[uint64][]DirEntry
+	nextFh uint64
+}
+
+func newRaw(fs *FS) *raw {
+	return &raw{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fs, lists: map[uint64][]DirEntry{}, nextFh: 1}
 }
 
 func (r *raw) String() string { return "powerfs" }
 
 func (r *raw) Init(*fuse.Server) {}
 
-func who(h *fuse.InHeader) caller {
-	return caller{pid: h.Caller.Pid, uid: h.Caller.Uid, gid: h.Caller.Gid}
+// who returns the process behind a request.
+func who(h *fuse.InHeader) Caller {
+	return Caller{PID: h.Caller.Pid, UID: h.Caller.Uid, GID: h.Caller.Gid}
 }
 
 func st(e syscall.Errno) fuse.Status { return fuse.Status(e) }
 
-// attr fills a's attributes from n; fs.mu is held.
-func (fs *FS) attr(n *inode, a *fuse.Attr) {
-	a.Ino = n.ino
-	a.Mode = n.kind.ifmt() | n.perm
-	a.Nlink = n.nlink
-	if a.Nlink == 0 && n.kind == kDir {
-		a.Nlink = 2
-	}
-	a.Uid, a.Gid = n.uid, n.gid
-	switch n.kind {
-	case kFile:
-		a.Size = uint64(len(n.data))
-	case kSymlink:
-		a.Size = uint64(len(n.target))
-	default:
-		a.Size = 4096
-	}
-	a.Blocks = (a.Size + 511) / 512
-	a.Blksize = 4096
-	a.SetTimes(&n.atime, &n.mtime, &n.ctime)
+// fill converts the model's attributes.
+func fill(a Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.UID, a.GID
+	out.Size = a.Size
+	out.Blocks = (a.Size + 511) / 512
+	out.Blksize = 4096
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
 }
 
-// entry fills an EntryOut for n; fs.mu is held.
-func (fs *FS) entry(n *inode, out *fuse.EntryOut) {
-	out.NodeId = n.ino
-	out.Generation = 1
-	fs.attr(n, &out.Attr)
-	out.SetEntryTimeout(fs.entryTimeout)
-	out.SetAttrTimeout(fs.attrTimeout)
-}
-
-// dir returns the directory inode of a node id.
-func (fs *FS) dir(ino uint64) (*inode, syscall.Errno) {
-	n, ok := fs.inodes[ino]
-	if !ok {
-		return nil, syscall.ENOENT
-	}
-	if n.kind != kDir {
-		return nil, syscall.ENOTDIR
-	}
-	return n, 0
-}
-
-func (r *raw) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	d, e := fs.dir(h.NodeId)
+// entry answers a request that returns an inode: its attributes and how
+// long the kernel may cache them.
+func (r *raw) entry(a Attr, e syscall.Errno, out *fuse.EntryOut) fuse.Status {
 	if e != 0 {
 		return st(e)
 	}
-	ino, ok := d.entries[name]
-	if !ok {
-		return fuse.ENOENT
-	}
-	fs.entry(fs.inodes[ino], out)
+	out.NodeId = a.Ino
+	out.Generation = 1
+	fill(a, &out.Attr)
+	out.SetEntryTimeout(r.fs.entryTimeout)
+	out.SetAttrTimeout(r.fs.attrTimeout)
 	return fuse.OK
+}
+
+// attr answers a request that returns attributes.
+func (r *raw) attr(a Attr, e syscall.Errno, out *fuse.AttrOut) fuse.Status {
+	if e != 0 {
+		return st(e)
+	}
+	fill(a, &out.Attr)
+	out.SetTimeout(r.fs.attrTimeout)
+	return fuse.OK
+}
+
+func (r *raw) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	a, e := r.fs.Lookup(h.NodeId, name)
+	return r.entry(a, e, out)
 }
 
 func (r *raw) Forget(nodeid, nlookup uint64) {}
 
 func (r *raw) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return fuse.ENOENT
-	}
-	fs.attr(n, &out.Attr)
-	out.SetTimeout(fs.attrTimeout)
-	return fuse.OK
+	a, e := r.fs.GetAttr(in.NodeId)
+	return r.attr(a, e, out)
 }
 
 func (r *raw) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
+	var ch AttrChange
+	if v, ok := in.GetSize(); ok {
+		ch.Size = &v
 	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return fuse.ENOENT
+	if v, ok := in.GetMode(); ok {
+		ch.Mode = &v
 	}
-	if size, ok := in.GetSize(); ok {
-		if n.kind != kFile {
-			return fuse.Status(syscall.EISDIR)
-		}
-		op, e := fs.begin(who(&in.InHeader), OpTruncate, fs.pathOf(n), "", true)
-		op.Off = int64(size)
-		if e == 0 {
-			n.truncate(int64(size))
-		}
-		if e := fs.end(op, e); e != 0 {
-			return st(e)
-		}
+	if v, ok := in.GetUID(); ok {
+		ch.UID = &v
 	}
-	now := time.Now()
-	if mode, ok := in.GetMode(); ok {
-		n.perm = mode & 07777
-		n.ctime = now
+	if v, ok := in.GetGID(); ok {
+		ch.GID = &v
 	}
-	if uid, ok := in.GetUID(); ok {
-		n.uid = uid
-		n.ctime = now
+	if v, ok := in.GetMTime(); ok {
+		ch.Mtime = &v
 	}
-	if gid, ok := in.GetGID(); ok {
-		n.gid = gid
-		n.ctime = now
+	if v, ok := in.GetATime(); ok {
+		ch.Atime = &v
 	}
-	if t, ok := in.GetMTime(); ok {
-		n.mtime = t
-	}
-	if t, ok := in.GetATime(); ok {
-		n.atime = t
-	}
-	fs.attr(n, &out.Attr)
-	out.SetTimeout(fs.attrTimeout)
-	return fuse.OK
-}
-
-// mknode makes a new inode named name in the directory of h.NodeId,
-// logged as kind; fs.mu is held.
-func (fs *FS) mknode(h *fuse.InHeader, kind OpKind, name string, k kind, perm uint32, target string) (*inode, syscall.Errno) {
-	if fs.off() {
-		return nil, syscall.EIO
-	}
-	d, e := fs.dir(h.NodeId)
-	if e != 0 {
-		return nil, e
-	}
-	op, e := fs.begin(who(h), kind, fs.childPath(d, name), "", true)
-	if e == 0 {
-		if _, exists := d.entries[name]; exists {
-			e = syscall.EEXIST
-		}
-	}
-	var n *inode
-	if e == 0 {
-		gid := h.Caller.Gid
-		if d.perm&syscall.S_ISGID != 0 {
-			gid = d.gid
-			if k == kDir {
-				perm |= syscall.S_ISGID
-			}
-		}
-		n = fs.newInode(k, perm, h.Caller.Uid, gid)
-		n.target = target
-		if k == kSymlink {
-			n.durable = &dstate{kind: kSymlink, perm: n.perm, uid: n.uid, gid: n.gid, target: target}
-		}
-		fs.link(d, name, n)
-	}
-	return n, fs.end(op, e)
+	a, e := r.fs.SetAttr(who(&in.InHeader), in.NodeId, ch)
+	return r.attr(a, e, out)
 }
 
 func (r *raw) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	if in.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return fuse.EPERM
 	}
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n, e := fs.mknode(&in.InHeader, OpCreate, name, kFile, in.Mode&07777, "")
-	if e != 0 {
-		return st(e)
-	}
-	fs.entry(n, out)
-	return fuse.OK
+	a, e := r.fs.Create(who(&in.InHeader), in.NodeId, name, in.Mode&07777)
+	return r.entry(a, e, out)
 }
 
 func (r *raw) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n, e := fs.mknode(&in.InHeader, OpMkdir, name, kDir, in.Mode&07777, "")
-	if e != 0 {
-		return st(e)
-	}
-	fs.entry(n, out)
-	return fuse.OK
+	a, e := r.fs.Mkdir(who(&in.InHeader), in.NodeId, name, in.Mode&07777)
+	return r.entry(a, e, out)
 }
 
 func (r *raw) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n, e := fs.mknode(h, OpSymlink, name, kSymlink, 0o777, target)
-	if e != 0 {
-		return st(e)
-	}
-	fs.entry(n, out)
-	return fuse.OK
+	a, e := r.fs.Symlink(who(h), h.NodeId, name, target)
+	return r.entry(a, e, out)
 }
 
 func (r *raw) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return nil, fuse.EIO
-	}
-	n, ok := fs.inodes[h.NodeId]
-	if !ok || n.kind != kSymlink {
-		return nil, fuse.EINVAL
-	}
-	return []byte(n.target), fuse.OK
+	target, e := r.fs.Readlink(h.NodeId)
+	return []byte(target), st(e)
 }
 
 func (r *raw) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n, e := fs.mknode(&in.InHeader, OpCreate, name, kFile, in.Mode&07777, "")
-	if e != 0 {
-		return st(e)
-	}
-	fs.entry(n, &out.EntryOut)
-	out.Fh = fs.newHandle(&handle{ino: n.ino, write: in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY})
-	return fuse.OK
-}
-
-func (fs *FS) newHandle(h *handle) uint64 {
-	fh := fs.nextFh
-	fs.nextFh++
-	fs.handles[fh] = h
-	return fh
+	a, e := r.fs.Create(who(&in.InHeader), in.NodeId, name, in.Mode&07777)
+	return r.entry(a, e, &out.EntryOut)
 }
 
 func (r *raw) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	d, e := fs.dir(in.NodeId)
-	if e != 0 {
-		return st(e)
-	}
-	n, ok := fs.inodes[in.Oldnodeid]
-	if !ok {
-		return fuse.ENOENT
-	}
-	op, e := fs.begin(who(&in.InHeader), OpLink, fs.pathOf(n), fs.childPath(d, name), true)
-	if e == 0 {
-		switch {
-		case n.kind == kDir:
-			e = syscall.EPERM
-		default:
-			if _, exists := d.entries[name]; exists {
-				e = syscall.EEXIST
-			}
-		}
-	}
-	if e == 0 {
-		fs.link(d, name, n)
-	}
-	if e := fs.end(op, e); e != 0 {
-		return st(e)
-	}
-	fs.entry(n, out)
-	return fuse.OK
+	a, e := r.fs.Link(who(&in.InHeader), in.Oldnodeid, in.NodeId, name)
+	return r.entry(a, e, out)
 }
 
 func (r *raw) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	return r.remove(h, name, OpUnlink)
+	return st(r.fs.Unlink(who(h), h.NodeId, name))
 }
 
 func (r *raw) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	return r.remove(h, name, OpRmdir)
-}
-
-func (r *raw) remove(h *fuse.InHeader, name string, kind OpKind) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	d, e := fs.dir(h.NodeId)
-	if e != 0 {
-		return st(e)
-	}
-	op, e := fs.begin(who(h), kind, fs.childPath(d, name), "", true)
-	if e == 0 {
-		ino, ok := d.entries[name]
-		switch {
-		case !ok:
-			e = syscall.ENOENT
-		case kind == OpRmdir && fs.inodes[ino].kind != kDir:
-			e = syscall.ENOTDIR
-		case kind == OpRmdir && len(fs.inodes[ino].entries) > 0:
-			e = syscall.ENOTEMPTY
-		case kind == OpUnlink && fs.inodes[ino].kind == kDir:
-			e = syscall.EISDIR
-		}
-	}
-	if e == 0 {
-		fs.unlink(d, name)
-	}
-	return st(fs.end(op, e))
+	return st(r.fs.Rmdir(who(h), h.NodeId, name))
 }
 
 func (r *raw) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, newName string) fuse.Status {
-	const renameNoReplace = 1
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	src, e := fs.dir(in.NodeId)
-	if e != 0 {
-		return st(e)
-	}
-	dst, e := fs.dir(in.Newdir)
-	if e != 0 {
-		return st(e)
-	}
-	op, e := fs.begin(who(&in.InHeader), OpRename, fs.childPath(src, oldName), fs.childPath(dst, newName), true)
-	var n *inode
-	if e == 0 {
-		ino, ok := src.entries[oldName]
-		if !ok {
-			e = syscall.ENOENT
-		} else {
-			n = fs.inodes[ino]
-		}
-	}
-	if e == 0 && in.Flags&^renameNoReplace != 0 {
-		e = syscall.EINVAL // RENAME_EXCHANGE, RENAME_WHITEOUT
-	}
-	if e == 0 {
-		if tino, ok := dst.entries[newName]; ok {
-			t := fs.inodes[tino]
-			switch {
-			case in.Flags&renameNoReplace != 0:
-				e = syscall.EEXIST
-			case tino == n.ino:
-				// Same inode: nothing to do (POSIX).
-			case n.kind == kDir && t.kind != kDir:
-				e = syscall.ENOTDIR
-			case n.kind != kDir && t.kind == kDir:
-				e = syscall.EISDIR
-			case t.kind == kDir && len(t.entries) > 0:
-				e = syscall.ENOTEMPTY
-			}
-		}
-	}
-	if e == 0 && fs.tracked(op.Path, op.NewPath) {
-		fs.recordTorn(op.Seq, OpRename, op.Path, n, 0, nil)
-	}
-	if e == 0 {
-		// Renaming a name onto another name of the same inode does
-		// nothing (POSIX).
-		if tino, ok := dst.entries[newName]; !ok || tino != n.ino {
-			if ok {
-				fs.unlink(dst, newName)
-			}
-			fs.unlink(src, oldName)
-			fs.link(dst, newName, n)
-		}
-	}
-	return st(fs.end(op, e))
+	return st(r.fs.Rename(who(&in.InHeader), in.NodeId, oldName, in.Newdir, newName, in.Flags))
 }
 
 func (r *raw) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
@@ -501,179 +256,62 @@ func (r *raw) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 }
 
 func (r *raw) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return fuse.ENOENT
-	}
-	write := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	op, e := fs.begin(who(&in.InHeader), OpOpen, fs.pathOf(n), "", write)
-	if e == 0 && n.kind == kDir && write {
-		e = syscall.EISDIR
-	}
-	if e := fs.end(op, e); e != 0 {
-		return st(e)
-	}
-	if in.Flags&syscall.O_TRUNC != 0 && write && n.kind == kFile && len(n.data) > 0 {
-		n.truncate(0)
-	}
-	out.Fh = fs.newHandle(&handle{ino: n.ino, write: write})
-	return fuse.OK
+	return st(r.fs.Open(who(&in.InHeader), in.NodeId, in.Flags))
 }
 
 func (r *raw) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return nil, fuse.EIO
+	k, e := r.fs.Read(in.NodeId, int64(in.Offset), buf[:min(int(in.Size), len(buf))])
+	if e != 0 {
+		return nil, st(e)
 	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return nil, fuse.ENOENT
-	}
-	if n.kind != kFile {
-		return nil, fuse.Status(syscall.EISDIR)
-	}
-	var k int
-	if off := int64(in.Offset); off < int64(len(n.data)) {
-		k = copy(buf[:min(int(in.Size), len(buf))], n.data[off:])
-	}
-	n.atime = time.Now()
 	return fuse.ReadResultData(buf[:k]), fuse.OK
 }
 
 func (r *raw) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return 0, fuse.EIO
-	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return 0, fuse.ENOENT
-	}
-	if n.kind != kFile {
-		return 0, fuse.Status(syscall.EISDIR)
-	}
-	p := fs.pathOf(n)
-	op, e := fs.begin(who(&in.InHeader), OpWrite, p, "", true)
-	op.Off, op.Len = int64(in.Offset), int64(len(data))
-	if e == 0 && fs.spaceLimit > 0 && fs.written+int64(len(data)) > fs.spaceLimit {
-		room := fs.spaceLimit - fs.written
-		if room <= 0 {
-			e = syscall.ENOSPC
-			op.Injected = true
-		} else {
-			data = data[:room]
-			op.Len = room
-			op.Injected = true
-		}
-	}
-	if e == 0 {
-		if fs.tracked(p) {
-			fs.recordTorn(op.Seq, OpWrite, p, n, int64(in.Offset), data)
-		}
-		n.writeAt(int64(in.Offset), data)
-		fs.written += int64(len(data))
-	}
-	if e := fs.end(op, e); e != 0 {
-		return 0, st(e)
-	}
-	return uint32(len(data)), fuse.OK
+	k, e := r.fs.Write(who(&in.InHeader), in.NodeId, int64(in.Offset), data)
+	return uint32(k), st(e)
 }
 
 func (r *raw) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	return fuse.OK
+	return st(r.fs.Alive())
 }
 
-func (r *raw) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	delete(fs.handles, in.Fh)
-}
+func (r *raw) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {}
 
 func (r *raw) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	return r.fsync(in, OpFsync)
+	return st(r.fs.Fsync(who(&in.InHeader), in.NodeId))
 }
 
 func (r *raw) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	return r.fsync(in, OpFsyncDir)
-}
-
-func (r *raw) fsync(in *fuse.FsyncIn, kind OpKind) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	n, ok := fs.inodes[in.NodeId]
-	if !ok {
-		return fuse.ENOENT
-	}
-	if n.kind == kDir {
-		kind = OpFsyncDir
-	}
-	op, e := fs.begin(who(&in.InHeader), kind, fs.pathOf(n), "", false)
-	if op.Crash == "" {
-		// A failed fsync drops the dirty state (fsyncgate); one cut off
-		// by the power changes nothing.
-		if n.kind == kDir {
-			fs.fsyncDir(n, e)
-		} else {
-			fs.fsyncFile(n, e)
-		}
-	}
-	return st(fs.end(op, e))
+	return st(r.fs.Fsync(who(&in.InHeader), in.NodeId))
 }
 
 func (r *raw) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
-	}
-	d, e := fs.dir(in.NodeId)
+	list, e := r.fs.OpenDir(who(&in.InHeader), in.NodeId)
 	if e != 0 {
 		return st(e)
 	}
-	op, e := fs.begin(who(&in.InHeader), OpOpen, fs.pathOf(d), "", false)
-	if e := fs.end(op, e); e != 0 {
-		return st(e)
-	}
-	out.Fh = fs.newHandle(&handle{ino: d.ino, list: fs.listing(d)})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out.Fh = r.nextFh
+	r.nextFh++
+	r.lists[out.Fh] = list
 	return fuse.OK
 }
 
 func (r *raw) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
+	if e := r.fs.Alive(); e != 0 {
+		return st(e)
 	}
-	h, ok := fs.handles[in.Fh]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list, ok := r.lists[in.Fh]
 	if !ok {
 		return fuse.EBADF
 	}
-	for i := int(in.Offset); i < len(h.list); i++ {
-		de := h.list[i]
-		if !out.AddDirEntry(fuse.DirEntry{Name: de.name, Ino: de.ino, Mode: de.mode, Off: uint64(i + 1)}) {
+	for i := int(in.Offset); i < len(list); i++ {
+		de := list[i]
+		if !out.AddDirEntry(fuse.DirEntry{Name: de.Name, Ino: de.Ino, Mode: de.Mode, Off: uint64(i + 1)}) {
 			break
 		}
 	}
@@ -681,33 +319,18 @@ func (r *raw) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntr
 }
 
 func (r *raw) ReleaseDir(in *fuse.ReleaseIn) {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	delete(fs.handles, in.Fh)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.lists, in.Fh)
 }
 
 func (r *raw) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	fs := r.fs
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.off() {
-		return fuse.EIO
+	s, e := r.fs.StatFs()
+	if e != 0 {
+		return st(e)
 	}
-	const bsize = 4096
-	total := uint64(1 << 40)
-	if fs.spaceLimit > 0 {
-		total = uint64(fs.spaceLimit)
-	}
-	used := uint64(fs.written)
-	if used > total {
-		used = total
-	}
-	out.Bsize, out.Frsize, out.NameLen = bsize, bsize, 255
-	out.Blocks = total / bsize
-	out.Bfree = (total - used) / bsize
-	out.Bavail = out.Bfree
-	out.Files = 1 << 24
-	out.Ffree = out.Files - uint64(len(fs.inodes))
+	out.Bsize, out.Frsize, out.NameLen = uint32(s.Bsize), uint32(s.Bsize), 255
+	out.Blocks, out.Bfree, out.Bavail = s.Blocks, s.Bfree, s.Bfree
+	out.Files, out.Ffree = s.Files, s.Ffree
 	return fuse.OK
 }

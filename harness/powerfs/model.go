@@ -6,19 +6,19 @@ import (
 	"time"
 )
 
-// caller is the process behind a request.
-type caller struct {
-	pid, uid, gid uint32
-}
-
 // begin counts an operation and decides whether it fails: at a crash
 // point "before" (the power goes, EIO) or by a fault rule. A non-zero
 // errno means the caller must not apply the operation and must pass the
 // errno to end. fs.mu is held and the power is on.
-func (fs *FS) begin(c caller, kind OpKind, p, p2 string, write bool) (*Op, syscall.Errno) {
+func (fs *FS) begin(c Caller, kind OpKind, p, p2 string, write bool) (*Op, syscall.Errno) {
 	fs.counts[kind]++
 	op := &Op{Seq: len(fs.log) + 1, Kind: kind, KindName: kind.String(), N: fs.counts[kind],
-		Path: p, NewPath: p2, Write: write, PID: c.pid, At: time.Since(fs.start)}
+		Path: p, NewPath: p2, Write: write, PID: c.PID, At: time.Since(fs.start)}
+	if fs.forced != 0 {
+		// A replay repeats the errno a rule injected in the run.
+		op.Injected = true
+		return op, fs.forced
+	}
 	for _, cp := range fs.crashAt {
 		if cp.Op == kind && cp.N == op.N && !cp.After {
 			op.Crash = "before"

@@ -102,7 +102,37 @@ type Op struct {
 	Injected bool `json:"injected,omitempty"`
 	// Crash is "before" or "after" when the power was cut at this op.
 	Crash string `json:"crash,omitempty"`
+
+	// What the operation changed, for a replay of the log (Replayer).
+	// Ino is the inode operated on: the one made by a create, mkdir or
+	// symlink, the one written, truncated, opened, fsynced, linked,
+	// renamed or removed.
+	Ino uint64 `json:"ino,omitempty"`
+	// Dir and Name are the directory and name a create, mkdir, symlink,
+	// link, unlink, rmdir or rename (its source) changed; NewDir and
+	// NewName a rename's target, Flags its flags.
+	Dir     uint64 `json:"dir,omitempty"`
+	Name    string `json:"name,omitempty"`
+	NewDir  uint64 `json:"new_dir,omitempty"`
+	NewName string `json:"new_name,omitempty"`
+	Flags   uint32 `json:"flags,omitempty"`
+	// Target is a symlink's target.
+	Target string `json:"target,omitempty"`
+	// Perm, UID and GID are the attributes of the inode a create, mkdir
+	// or symlink made, or of the inode an fsync made durable.
+	Perm uint32 `json:"perm,omitempty"`
+	UID  uint32 `json:"uid,omitempty"`
+	GID  uint32 `json:"gid,omitempty"`
+	// Trunc says an open truncated the file (O_TRUNC).
+	Trunc bool `json:"trunc,omitempty"`
+	// data is what a write wrote, kept when the file system journals
+	// (see Journal).
+	data []byte
 }
+
+// Data returns the bytes a write wrote, when the file system kept them
+// (Journal): a slice of the log, not to be modified.
+func (o Op) Data() []byte { return o.data }
 
 // String renders the op for logs.
 func (o Op) String() string {

@@ -17,6 +17,19 @@ type Snapshot struct {
 	// Seq is the number of operations logged when it was taken.
 	Seq   int
 	nodes map[uint64]*dstate
+	// base, when set, holds the inodes nodes does not (Persist).
+	base *Snapshot
+}
+
+// node returns an inode's durable state, nil when it has none.
+func (s *Snapshot) node(ino uint64) *dstate {
+	if d, ok := s.nodes[ino]; ok {
+		return d
+	}
+	if s.base != nil {
+		return s.base.nodes[ino]
+	}
+	return nil
 }
 
 // snapshot takes the durable state; fs.mu is held.
@@ -33,7 +46,7 @@ func (fs *FS) snapshot() *Snapshot {
 func (s *Snapshot) walk(fn func(rel string, ino uint64, d *dstate) error) error {
 	var rec func(rel string, ino uint64, stack map[uint64]bool) error
 	rec = func(rel string, ino uint64, stack map[uint64]bool) error {
-		d := s.nodes[ino]
+		d := s.node(ino)
 		if d.kind != kDir {
 			return nil
 		}
@@ -50,7 +63,7 @@ func (s *Snapshot) walk(fn func(rel string, ino uint64, d *dstate) error) error 
 		for _, name := range names {
 			cino := d.entries[name]
 			child := path.Join(rel, name)
-			cd := s.nodes[cino]
+			cd := s.node(cino)
 			if cd == nil {
 				continue
 			}
@@ -93,7 +106,7 @@ func (s *Snapshot) ReadFile(rel string) ([]byte, error) {
 	if d.kind != kFile {
 		return nil, fmt.Errorf("powerfs snapshot: %s: not a regular file", rel)
 	}
-	return append([]byte(nil), d.data...), nil
+	return append([]byte(nil), d.content()...), nil
 }
 
 // Exists says whether rel is a durable path.
@@ -104,7 +117,7 @@ func (s *Snapshot) Exists(rel string) bool {
 
 // lookup resolves rel through durable entries (no symlinks followed).
 func (s *Snapshot) lookup(rel string) (*dstate, bool) {
-	d := s.nodes[rootIno]
+	d := s.node(rootIno)
 	for _, el := range strings.Split(path.Clean(rel), "/") {
 		if el == "." || el == "" {
 			continue
@@ -116,7 +129,10 @@ func (s *Snapshot) lookup(rel string) (*dstate, bool) {
 		if !ok {
 			return nil, false
 		}
-		d = s.nodes[ino]
+		d = s.node(ino)
+		if d == nil {
+			return nil, false
+		}
 	}
 	return d, d != nil
 }
@@ -174,7 +190,7 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 			}
 		}
 		linked[ino] = p
-		data := d.data
+		data := d.content()
 		if o, ok := overlay[rel]; ok {
 			data = o
 		}
@@ -193,12 +209,12 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return fmt.Errorf("materialise: %w", err)
 		}
-		uid, gid := s.nodes[rootIno].uid, s.nodes[rootIno].gid
+		uid, gid := s.node(rootIno).uid, s.node(rootIno).gid
 		if err := writeFile(p, data, 0o600, uid, gid, root); err != nil {
 			return fmt.Errorf("materialise: %w", err)
 		}
 	}
-	root0 := s.nodes[rootIno]
+	root0 := s.node(rootIno)
 	dirs = append(dirs, dirMode{dst, root0.perm, root0.uid, root0.gid})
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]

@@ -189,7 +189,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// tablespaces on the power-loss layer (see disk.go).
 	var disk *fault.Disk
 	if fault.NeedsDisk(s.Fault) {
-		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces))
+		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces), fault.DiskOptions(s.Fault)...)
 		if err != nil {
 			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 		}

@@ -1,0 +1,288 @@
+// Package explore builds, offline, every crash state of the finishing part
+// of one recorded run on the power-loss layer, as ALICE does: it replays
+// the run's journal (harness/powerfs) through the persistence model and,
+// at every prefix of the log from the start of the finishing part to the
+// exit, takes the durable state (the pessimistic one: only what was
+// synced), every state in which any subset of the last K operations not
+// yet synced reached the disk anyway, and the states in which a write of
+// the status file was torn (each prefix of its bytes). A Checker judges
+// each state without a server; the states it cannot decide are left for
+// the oracle (Materialise writes one to disk).
+package explore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/powerfs"
+)
+
+// Config says what to explore.
+type Config struct {
+	// Status is the status file's path relative to the layer's root
+	// ("target/backup_status"); its temporary file is Status+".tmp".
+	Status string
+	// K bounds the unsynced operations combined: every subset of the
+	// last K at each prefix (2^K states per prefix, with the pessimistic
+	// one).
+	K int
+	// From is the index in the log of the first operation explored; -1
+	// starts at the finishing part (FinishingStart).
+	From int
+	// NoTorn leaves out the torn writes of the status file.
+	NoTorn bool
+	// KeepUndecided bounds the undecided states whose names are kept
+	// (default 1000); all are counted.
+	KeepUndecided int
+	// KeepViolations bounds the violations kept (default 100); all are
+	// counted.
+	KeepViolations int
+}
+
+// Violation is a crash state that breaks a rule.
+type Violation struct {
+	State   string `json:"state"`
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+}
+
+// Result is what an exploration found.
+type Result struct {
+	// Ops is the length of the log; From the index where the
+	// exploration started; Prefixes the prefixes from there, Changing
+	// those that changed the model (the others repeat the state before).
+	Ops, From, Prefixes, Changing int
+	// K is the bound used.
+	K int
+	// States counts the states built: Pessimistic (one per changing
+	// prefix), Subsets (unsynced operations persisted), Torn.
+	States, Pessimistic, Subsets, Torn int
+	// Per verdict: states judged cheaply (NothingClaimed, Complete),
+	// Undecided (for the oracle), Broken.
+	NothingClaimed, Complete, UndecidedCount, ViolationCount int
+	// Undecided names undecided states (up to KeepUndecided);
+	// Violations the first violations (up to KeepViolations), and
+	// ByRule counts violations per rule.
+	Undecided  []string
+	Violations []Violation
+	ByRule     map[string]int
+	// Replay is the time spent rebuilding the reference; Elapsed the
+	// whole exploration's; FirstViolation the time to the first
+	// violation, from the exploration's start.
+	Replay, Elapsed, FirstViolation time.Duration
+}
+
+// Cheap returns the number of states the checker decided alone.
+func (r *Result) Cheap() int { return r.NothingClaimed + r.Complete + r.ViolationCount }
+
+// PerSecond returns the states built per second.
+func (r *Result) PerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.States) / r.Elapsed.Seconds()
+}
+
+// FinishingStart returns the index in the log where the finishing part
+// starts: the earlier of the mark the calibration run set when the run's
+// log said so (fault.MarkFinishing) and the create of
+// backup_manifest.tmp, which follows the last data byte of every
+// tablespace. 0 when neither is there.
+func FinishingStart(j *powerfs.Journal, mark string) int {
+	start := -1
+	if seq, ok := j.MarkSeq(mark); ok {
+		start = seq
+	}
+	for i, op := range j.Log {
+		if op.Kind == powerfs.OpCreate && op.Errno == 0 && op.Name == "backup_manifest.tmp" {
+			if start < 0 || i < start {
+				start = i
+			}
+			break
+		}
+	}
+	return max(start, 0)
+}
+
+// Reference replays the whole journal and returns the completed run's
+// final state: what the programs saw at the exit.
+func Reference(j *powerfs.Journal) (*powerfs.Snapshot, error) {
+	r, err := powerfs.NewReplayer(j)
+	if err != nil {
+		return nil, err
+	}
+	for !r.Done() {
+		if _, err := r.Step(); err != nil {
+			return nil, err
+		}
+	}
+	return r.Volatile(), nil
+}
+
+// Explore builds and checks every crash state of the journal's run from
+// cfg.From on.
+func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, error) {
+	start := time.Now()
+	if cfg.K < 0 || cfg.K > 16 {
+		return nil, fmt.Errorf("explore: K %d: want 0 to 16", cfg.K)
+	}
+	if cfg.KeepUndecided == 0 {
+		cfg.KeepUndecided = 1000
+	}
+	if cfg.KeepViolations == 0 {
+		cfg.KeepViolations = 100
+	}
+	ref, err := Reference(j)
+	if err != nil {
+		return nil, fmt.Errorf("explore: %w", err)
+	}
+	chk, err := NewChecker(cfg.Status, ref)
+	if err != nil {
+		return nil, fmt.Errorf("explore: %w", err)
+	}
+	from := cfg.From
+	if from < 0 {
+		from = FinishingStart(j, "finishing")
+	}
+	res := &Result{Ops: len(j.Log), From: from, K: cfg.K, ByRule: map[string]int{}, Replay: time.Since(start)}
+	w := &walker{cfg: cfg, chk: chk, res: res, start: start}
+	if w.rp, err = powerfs.NewReplayer(j); err != nil {
+		return nil, fmt.Errorf("explore: %w", err)
+	}
+	for !w.rp.Done() {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		explore := w.rp.Next() >= from
+		op, err := w.rp.Step()
+		if err != nil {
+			return res, fmt.Errorf("explore: %w", err)
+		}
+		chk.NoteWrite(op)
+		if !explore {
+			continue
+		}
+		res.Prefixes++
+		if changes(op) {
+			res.Changing++
+			w.prefix(op)
+		}
+	}
+	// The run is over: what it reported done must be durable.
+	if len(j.Log) > 0 {
+		v, rule, msg := chk.CheckExit(w.rp.Durable())
+		w.res.States++
+		w.count(StateID{Prefix: j.Log[len(j.Log)-1].Seq}, v, rule, msg)
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// changes says whether an applied operation changed the model: a state
+// after it differs from the state before.
+func changes(op powerfs.Op) bool {
+	switch op.Kind {
+	case powerfs.OpOpen:
+		return op.Trunc && op.Errno == 0
+	case powerfs.OpFsync, powerfs.OpFsyncDir:
+		return op.Crash != "before"
+	}
+	return op.Errno == 0 && op.Crash != "before"
+}
+
+// walker explores the states of each prefix.
+type walker struct {
+	start time.Time
+	cfg   Config
+	chk   *Checker
+	res   *Result
+	rp    *powerfs.Replayer
+}
+
+// prefix builds and checks the states after op: the pessimistic one,
+// every subset of the last K unsynced operations persisted, and those
+// with a persisted write of the status file torn.
+func (w *walker) prefix(op powerfs.Op) {
+	base := w.rp.Durable()
+	cands := w.rp.Unsynced(w.cfg.K)
+	for mask := 0; mask < 1<<len(cands); mask++ {
+		var sel []powerfs.Op
+		for i, c := range cands {
+			if mask&(1<<i) != 0 {
+				sel = append(sel, c)
+			}
+		}
+		id := StateID{Prefix: op.Seq, Persisted: seqs(sel)}
+		s := base
+		if mask == 0 {
+			w.res.Pessimistic++
+		} else {
+			s = base.Persist(sel...)
+			w.res.Subsets++
+		}
+		w.judge(id, s, false)
+		if w.cfg.NoTorn {
+			continue
+		}
+		for i, c := range sel {
+			if w.chk.StatusWrite(c) {
+				w.torn(base, id, sel, i)
+			}
+		}
+	}
+}
+
+// torn builds the states in which the persisted write sel[i] of the
+// status file reached the disk only in part: every proper prefix of it.
+func (w *walker) torn(base *powerfs.Snapshot, id StateID, sel []powerfs.Op, i int) {
+	write := sel[i]
+	torn := append([]powerfs.Op(nil), sel...)
+	for k := 1; k < len(write.Data()); k++ {
+		torn[i] = write.Torn(k)
+		tid := id
+		tid.Torn, tid.TornLen = write.Seq, k
+		w.res.Torn++
+		w.judge(tid, base.Persist(torn...), true)
+	}
+}
+
+// judge checks one state and counts the verdict.
+func (w *walker) judge(id StateID, s *powerfs.Snapshot, torn bool) {
+	w.res.States++
+	v, rule, msg := w.chk.Check(s, torn)
+	w.count(id, v, rule, msg)
+}
+
+// count counts a verdict.
+func (w *walker) count(id StateID, v Verdict, rule, msg string) {
+	switch v {
+	case NothingClaimed:
+		w.res.NothingClaimed++
+	case Complete:
+		w.res.Complete++
+	case Undecided:
+		w.res.UndecidedCount++
+		if len(w.res.Undecided) < w.cfg.KeepUndecided {
+			w.res.Undecided = append(w.res.Undecided, id.String())
+		}
+	case Broken:
+		if w.res.ViolationCount == 0 {
+			w.res.FirstViolation = time.Since(w.start)
+		}
+		w.res.ViolationCount++
+		w.res.ByRule[rule]++
+		if len(w.res.Violations) < w.cfg.KeepViolations {
+			w.res.Violations = append(w.res.Violations, Violation{State: id.String(), Rule: rule, Message: msg})
+		}
+	}
+}
+
+// seqs returns the operations' numbers.
+func seqs(ops []powerfs.Op) []int {
+	out := make([]int, len(ops))
+	for i, op := range ops {
+		out[i] = op.Seq
+	}
+	return out
+}
