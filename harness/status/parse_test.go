@@ -200,6 +200,11 @@ func TestValid(t *testing.T) {
 	target.Format, target.Target = "", "server:/srv/backup"
 	nosync := completedStatus()
 	nosync.Sync, nosync.Durable = false, false
+	// Synced, but not every file: -D -, --target, a file skipped by the sync.
+	notDurable := completedStatus()
+	notDurable.Durable = false
+	signaled := failedStatus(true)
+	signaled.Reason = "terminated by signal SIGTERM while receiving data"
 	empty := inProgressStatus(false)
 	empty.Label, empty.Host = "", ""
 	unknownTimes := failedStatus(true)
@@ -225,6 +230,8 @@ func TestValid(t *testing.T) {
 		"completed":                       completedStatus(),
 		"completed target":                target,
 		"completed not durable":           nosync,
+		"completed synced, not durable":   notDurable,
+		"failed by a signal":              signaled,
 		"in progress":                     inProgressStatus(true),
 		"in progress not started":         inProgressStatus(false),
 		"empty label and host":            empty,
@@ -326,7 +333,6 @@ func TestInvalid(t *testing.T) {
 		{"end before start", replace("END WAL LOCATION: 0/2000100", "END WAL LOCATION: 0/2000000"), 14, "before START WAL LOCATION"},
 		{"durable maybe", replace("DURABLE: yes", "DURABLE: maybe"), 16, "neither yes nor no"},
 		{"durable but no sync", replace("SYNC: on", "SYNC: off"), 16, "DURABLE: yes contradicts SYNC: off"},
-		{"not durable but sync", replace("DURABLE: yes", "DURABLE: no"), 16, "DURABLE: no contradicts SYNC: on"},
 		{"reason in completed", replace("DURABLE: yes\n", "DURABLE: yes\nREASON: x\n"), 17, "REASON not allowed when completed"},
 		{"failed without reason", join(bodyLines(failedStatus(true).Encode())[:14]), 15, "REASON missing (required when failed)"},
 		{"failed with durable", join(append(bodyLines(failedStatus(true).Encode())[:14], "DURABLE: yes", "REASON: x")), 15, "DURABLE not allowed when failed"},
