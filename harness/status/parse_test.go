@@ -128,6 +128,10 @@ func TestRealFiles(t *testing.T) {
 		"0003/in_progress_killed":                StateInProgress,
 		"0003-pg15/completed_plain":              StateCompleted,
 		"0003-pg15/completed_nosync_tar_fetch":   StateCompleted,
+		"0003-signals/completed_stdout_sync":     StateCompleted,
+		"0003-signals/completed_target_sync":     StateCompleted,
+		"0003-signals/completed_readonly_file":   StateCompleted,
+		"0003-signals/failed_sigterm":            StateFailed,
 	}
 	files, _ := filepath.Glob("testdata/real/*/*")
 	if len(files) != len(want) {
@@ -184,6 +188,22 @@ func TestRealFiles(t *testing.T) {
 	}
 	if s.Phase != PhaseReceiving || s.BytesReceived != 73728 || s.BytesTotal != 37661696 || s.UpdateTime.IsZero() || s.UpdateInterval != 1 {
 		t.Errorf("in_progress_killed: %+v", s)
+	}
+	for _, name := range []string{"completed_stdout_sync", "completed_target_sync", "completed_readonly_file"} {
+		s, err = ReadFile("testdata/real/0003-signals/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Sync || s.Durable {
+			t.Errorf("%s: sync %t, durable %t; want synced but not durable", name, s.Sync, s.Durable)
+		}
+	}
+	s, err = ReadFile("testdata/real/0003-signals/failed_sigterm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Reason != "terminated by signal SIGTERM while receiving data" {
+		t.Errorf("failed_sigterm: reason %q", s.Reason)
 	}
 	s, err = ReadFile("testdata/real/0003/completed_existing_label")
 	if err != nil {
