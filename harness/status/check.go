@@ -23,9 +23,10 @@ const (
 	NotComplete Verdict = iota
 	// Completed: the backup is complete and was synced to disk. Exit code 0.
 	Completed
-	// CompletedNotDurable: the backup is complete but was taken with
-	// --no-sync, so a crash of the machine since may have lost part of
-	// it. Exit code 4.
+	// CompletedNotDurable: the backup is complete but pg_basebackup did
+	// not sync all of it (--no-sync, -D -, --target, or a file it could
+	// not open for the sync), so a crash of the machine since may have
+	// lost part of it. Exit code 4.
 	CompletedNotDurable
 	// Failed: pg_basebackup exited with an error, named in
 	// Status.Reason. Exit code 2.
@@ -403,7 +404,11 @@ func check(path string, c config, first *sample) *Report {
 	case Completed:
 		r.Summary = "completed and durable"
 	case CompletedNotDurable:
-		r.Summary = "completed but not durable (--no-sync): a crash of the machine since may have lost part of it"
+		if s.Sync {
+			r.Summary = "completed but not durable (not every file was synced by pg_basebackup): a crash of the machine since may have lost part of it"
+		} else {
+			r.Summary = "completed but not durable (--no-sync): a crash of the machine since may have lost part of it"
+		}
 	case Failed:
 		r.Summary = "failed: " + s.Reason
 	case Running:

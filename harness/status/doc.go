@@ -31,8 +31,8 @@
 //	BYTES TOTAL: 37661696                  the server estimated the size)
 //	END WAL LOCATION: 0/2000100        (completed only)
 //	END TIME: 2026-11-25 09:20:00 UTC  (completed and failed)
-//	DURABLE: yes | no                  (completed only)
-//	REASON: error while ...            (failed only)
+//	DURABLE: yes | no                  (completed only; yes only if this run synced every file)
+//	REASON: error while ...            (failed only; or "terminated by signal SIGTERM while ...")
 //	CHECKSUM: 1A2B3C4D
 //
 // The lines marked "patch 0003" (progress and directories) come

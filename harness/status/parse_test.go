@@ -128,6 +128,10 @@ func TestRealFiles(t *testing.T) {
 		"0003/in_progress_killed":                StateInProgress,
 		"0003-pg15/completed_plain":              StateCompleted,
 		"0003-pg15/completed_nosync_tar_fetch":   StateCompleted,
+		"0003-signals/completed_stdout_sync":     StateCompleted,
+		"0003-signals/completed_target_sync":     StateCompleted,
+		"0003-signals/completed_readonly_file":   StateCompleted,
+		"0003-signals/failed_sigterm":            StateFailed,
 	}
 	files, _ := filepath.Glob("testdata/real/*/*")
 	if len(files) != len(want) {
@@ -185,6 +189,22 @@ func TestRealFiles(t *testing.T) {
 	if s.Phase != PhaseReceiving || s.BytesReceived != 73728 || s.BytesTotal != 37661696 || s.UpdateTime.IsZero() || s.UpdateInterval != 1 {
 		t.Errorf("in_progress_killed: %+v", s)
 	}
+	for _, name := range []string{"completed_stdout_sync", "completed_target_sync", "completed_readonly_file"} {
+		s, err = ReadFile("testdata/real/0003-signals/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Sync || s.Durable {
+			t.Errorf("%s: sync %t, durable %t; want synced but not durable", name, s.Sync, s.Durable)
+		}
+	}
+	s, err = ReadFile("testdata/real/0003-signals/failed_sigterm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Reason != "terminated by signal SIGTERM while receiving data" {
+		t.Errorf("failed_sigterm: reason %q", s.Reason)
+	}
 	s, err = ReadFile("testdata/real/0003/completed_existing_label")
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +220,11 @@ func TestValid(t *testing.T) {
 	target.Format, target.Target = "", "server:/srv/backup"
 	nosync := completedStatus()
 	nosync.Sync, nosync.Durable = false, false
+	// Synced, but not every file: -D -, --target, a file skipped by the sync.
+	notDurable := completedStatus()
+	notDurable.Durable = false
+	signaled := failedStatus(true)
+	signaled.Reason = "terminated by signal SIGTERM while receiving data"
 	empty := inProgressStatus(false)
 	empty.Label, empty.Host = "", ""
 	unknownTimes := failedStatus(true)
@@ -225,6 +250,8 @@ func TestValid(t *testing.T) {
 		"completed":                       completedStatus(),
 		"completed target":                target,
 		"completed not durable":           nosync,
+		"completed synced, not durable":   notDurable,
+		"failed by a signal":              signaled,
 		"in progress":                     inProgressStatus(true),
 		"in progress not started":         inProgressStatus(false),
 		"empty label and host":            empty,
@@ -326,7 +353,6 @@ func TestInvalid(t *testing.T) {
 		{"end before start", replace("END WAL LOCATION: 0/2000100", "END WAL LOCATION: 0/2000000"), 14, "before START WAL LOCATION"},
 		{"durable maybe", replace("DURABLE: yes", "DURABLE: maybe"), 16, "neither yes nor no"},
 		{"durable but no sync", replace("SYNC: on", "SYNC: off"), 16, "DURABLE: yes contradicts SYNC: off"},
-		{"not durable but sync", replace("DURABLE: yes", "DURABLE: no"), 16, "DURABLE: no contradicts SYNC: on"},
 		{"reason in completed", replace("DURABLE: yes\n", "DURABLE: yes\nREASON: x\n"), 17, "REASON not allowed when completed"},
 		{"failed without reason", join(bodyLines(failedStatus(true).Encode())[:14]), 15, "REASON missing (required when failed)"},
 		{"failed with durable", join(append(bodyLines(failedStatus(true).Encode())[:14], "DURABLE: yes", "REASON: x")), 15, "DURABLE not allowed when failed"},

@@ -278,7 +278,9 @@ type Status struct {
 	EndTime time.Time `json:"end_time,omitzero"`
 	// Durable is DURABLE: yes (completed only): everything was synced.
 	Durable bool `json:"durable"`
-	// Reason is the REASON of a failed backup, naming the step that failed.
+	// Reason is the REASON of a failed backup, naming the step that failed
+	// ("error while receiving data") or the signal that ended the run
+	// ("terminated by signal SIGTERM while receiving data").
 	Reason string `json:"reason,omitempty"`
 	// Checksum is the CRC-32C of the file up to the CHECKSUM line.
 	Checksum uint32 `json:"checksum"`

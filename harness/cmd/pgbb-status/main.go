@@ -13,7 +13,8 @@
 //	    with the writing process gone, or "in progress" on another host
 //	2   failed (the reason is printed)
 //	3   still running (this host, pid alive, its start time matching)
-//	4   completed but not durable (--no-sync)
+//	4   completed but not durable (--no-sync, -D -, --target, or a file
+//	    pg_basebackup could not open for the sync)
 //	5   alive but stalled: the process is stopped, or no update of the
 //	    status file for status.StallIntervals intervals (at least
 //	    status.MinStallAge) while receiving data or waiting for WAL

@@ -13,7 +13,8 @@ pbc = 'src/bin/pg_basebackup/pg_basebackup.c'
 FINAL = '''	if (status_path != NULL)
 	{
 		status_phase = "finishing";
-		if (!write_backup_status("completed", xlogend, NULL, do_sync))
+		if (!write_backup_status("completed", xlogend, NULL, do_sync,
+								 PG_LOG_ERROR))
 			exit(1);
 	}
 '''
@@ -42,8 +43,8 @@ def claim_early():
 static bool status_claimed_completed = false;
 ''')
     edit(pbc, '''	status_phase = phase;
-	if (status_path != NULL &&''', '''	status_phase = phase;
-	if (status_path != NULL && !status_claimed_completed &&''')
+	if (status_path != NULL)''', '''	status_phase = phase;
+	if (status_path != NULL && !status_claimed_completed)''')
     edit(pbc, '''	if (status_path == NULL || status_interval <= 0 ||''',
          '''	if (status_path == NULL || status_claimed_completed || status_interval <= 0 ||''')
 
@@ -54,6 +55,13 @@ def move_final_before(anchor):
     edit(pbc, anchor, EARLY + '\n' + anchor)
 
 variants = {}
+
+# The durable rename of the temporary status file in write_backup_status().
+RENAME = '''		if (durable_rename(tmppath, status_path) != 0)
+		{
+			(void) unlink(tmppath);
+			goto done;
+		}'''
 
 def v(name, subject, body):
     def deco(f):
@@ -91,47 +99,39 @@ def _():
    'The status file is truncated and written in place instead of through a\ntemporary file and a rename: a crash or kill in the middle leaves an\nempty or partial file.')
 def _():
     edit(pbc, '''	snprintf(tmppath, sizeof(tmppath), "%s.tmp", status_path);
-	fd = open(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY,''', '''	snprintf(tmppath, sizeof(tmppath), "%s", status_path);
+	fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,''', '''	snprintf(tmppath, sizeof(tmppath), "%s", status_path);
 	fd = open(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY,''')
-    edit(pbc, '''	if (durable)
+    s = open(os.path.join(tree, pbc)).read()
+    start = s.index('''	if (durable)
 	{
-		/* durable_rename emits its own log message in case of failure */
-		if (durable_rename(tmppath, status_path) != 0)
-			goto done;
-	}
-	else if (rename(tmppath, status_path) != 0)
-	{
-		pg_log_error("could not rename file \\"%s\\" to \\"%s\\": %m",
-					 tmppath, status_path);
-		goto done;
-	}
-''', '''	if (durable && fsync_fname(status_path, false) != 0)
+		/*
+		 * durable_rename emits its own log message''')
+    end = s.index('''	result = true;
+
+done:''', start)
+    edit(pbc, s[start:end], '''	if (durable && fsync_fname(status_path, false) != 0)
 		goto done;
 ''')
 
 @v('no-fsync-tmp', 'Rename the status file without syncing it first',
    'The temporary status file is renamed into place without being synced:\nafter a power loss the rename may survive while the contents do not.')
 def _():
-    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
-		if (durable_rename(tmppath, status_path) != 0)
-			goto done;''', '''		if (rename(tmppath, status_path) != 0 ||
-			fsync_parent_path(status_path) != 0)
-			goto done;''')
+    edit(pbc, RENAME, RENAME.replace('''		if (durable_rename(tmppath, status_path) != 0)''', '''		if (rename(tmppath, status_path) != 0 ||
+			fsync_parent_path(status_path) != 0)'''))
 
 @v('no-dir-fsync', 'Do not sync the directory after renaming the status file',
    'The status file is synced and renamed, but the directory is not synced:\nafter a power loss the rename may be lost.')
 def _():
-    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
-		if (durable_rename(tmppath, status_path) != 0)
-			goto done;''', '''		if (fsync_fname(tmppath, false) != 0 ||
-			rename(tmppath, status_path) != 0)
-			goto done;''')
+    edit(pbc, RENAME, RENAME.replace('''		if (durable_rename(tmppath, status_path) != 0)''', '''		if (fsync_fname(tmppath, false) != 0 ||
+			rename(tmppath, status_path) != 0)'''))
 
 @v('ignore-sync-errors', 'Ignore errors of the final sync',
-   'Errors met during the final sync are logged but ignored, as before\n0001: a file that could not be opened is never synced, yet the backup\nis reported as completed.')
+   'Errors met during the final sync are logged but ignored, as before\n0001: a file that could not be opened is never synced, yet the backup\nis reported as completed and durable.')
 def _():
-    edit(pbc, '''		if (sync_result != 0)
-			pg_fatal("could not synchronize backup to disk");''', '''		(void) sync_result;''')
+    edit(pbc, '''		if (sync_result < 0)
+			pg_fatal("could not synchronize backup to disk");
+''', '')
+    edit(pbc, '''		backup_synced = (sync_result == 0);''', '''		backup_synced = true;''')
 
 @v('no-exclude', 'Neither exclude nor drop an incoming backup_status',
    'The server sends a backup_status found in its data directory, and\npg_basebackup extracts it: in plain format, the stale file of an\nearlier backup overwrites the status of this one.')
@@ -145,7 +145,7 @@ def _():
 @v('nosync-claims-durable', 'Claim durability with --no-sync',
    'A completed backup taken with --no-sync says DURABLE: yes.')
 def _():
-    edit(pbc, '''append_status_line(&buf, "DURABLE", do_sync ? "yes" : "no");''',
+    edit(pbc, '''append_status_line(&buf, "DURABLE", backup_synced ? "yes" : "no");''',
          '''append_status_line(&buf, "DURABLE", "yes");''')
 
 @v('bad-checksum', 'Checksum the status file without its first line',
@@ -162,17 +162,17 @@ def _():
 @v('ignore-status-rename-error', 'Ignore a failed rename of the status file',
    'The result of durable_rename() of the temporary status file is ignored:\nwhen the rename fails, the run goes on, exits 0, and leaves the\nprevious status in place.')
 def _():
-    edit(pbc, '''		/* durable_rename emits its own log message in case of failure */
-		if (durable_rename(tmppath, status_path) != 0)
-			goto done;''', '''		(void) durable_rename(tmppath, status_path);''')
+    edit(pbc, RENAME, '''		(void) durable_rename(tmppath, status_path);''')
 
 @v('atexit-before-dir-check', 'Register the failure handler before checking the directory',
    'The exit handler that rewrites the status file as "failed" is\nregistered before the backup directory is checked, "to cover every\nerror": a retry into the directory of a completed backup fails on the\nnon-empty directory, as it must, and then rewrites that backup\'s status\nas failed.')
 def _():
-    edit(pbc, '''		if (!write_backup_status("in progress", NULL, NULL, do_sync))
+    edit(pbc, '''		if (!write_backup_status("in progress", NULL, NULL, do_sync,
+								 PG_LOG_ERROR))
 			exit(1);
 		atexit(backup_status_atexit);
-	}''', '''		if (!write_backup_status("in progress", NULL, NULL, do_sync))
+	}''', '''		if (!write_backup_status("in progress", NULL, NULL, do_sync,
+								 PG_LOG_ERROR))
 			exit(1);
 	}''')
     edit(pbc, '''	if (basedir != NULL && (format == 'p' || strcmp(basedir, "-") != 0))
