@@ -130,12 +130,13 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 
 	obs.Stopped = waitStopped(t.PID, true, 2*time.Second)
 	before, _ := os.ReadFile(statusPath)
-	r := status.Check(t.Dir)
+	own := status.WithProcesses(WritersNamespace())
+	r := status.Check(t.Dir, own)
 	obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
 	if r.Status != nil {
 		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
 	}
-	rm := status.RemoveIfDead(ctx, t.Dir, false)
+	rm := status.RemoveIfDead(ctx, t.Dir, false, own)
 	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
 	if t.ReaderBin != "" {
 		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, t.Dir)

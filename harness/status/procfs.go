@@ -295,19 +295,12 @@ func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser
 			continue
 		}
 		important := st.name == WriterName || st.name == "postgres"
-		cwd, err := os.Readlink(filepath.Join(base, "cwd"))
+		cwd, fds, err := processLinks(base, important)
 		switch {
-		case err == nil && (inDirs(cwd) || known(filepath.Join(base, "cwd"))):
+		case err != nil && important:
+			return nil, fmt.Errorf("cannot see the working directory and open files of pid %d (%s): %w", n, st.name, err)
+		case cwd != "" && (inDirs(cwd) || known(filepath.Join(base, "cwd"))):
 			add("working directory " + cwd)
-			continue
-		case err != nil && important && !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("cannot see the working directory of pid %d (%s): %w", n, st.name, err)
-		}
-		fds, err := os.ReadDir(filepath.Join(base, "fd"))
-		if err != nil {
-			if important && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("cannot see the open files of pid %d (%s): %w", n, st.name, err)
-			}
 			continue
 		}
 		for _, fd := range fds {
@@ -320,4 +313,36 @@ func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser
 		}
 	}
 	return users, nil
+}
+
+// processLinks reads the working directory and the list of open files of
+// the process at base (/proc/PID). A process that is gone, or whose links
+// cannot be read (another user's, when not root), has none. For an
+// important process an error other than its being gone is returned, but
+// only after a few tries: a process that is starting or exiting can
+// refuse for an instant, and a refusal makes the removal refuse.
+func processLinks(base string, important bool) (string, []os.DirEntry, error) {
+	var err error
+	for try := range 5 {
+		if try > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		var cwd string
+		var fds []os.DirEntry
+		if cwd, err = os.Readlink(filepath.Join(base, "cwd")); err == nil {
+			fds, err = os.ReadDir(filepath.Join(base, "fd"))
+		}
+		switch {
+		case err == nil:
+			return cwd, fds, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil, nil
+		case !important:
+			return "", nil, nil
+		}
+		if _, serr := os.Stat(filepath.Join(base, "stat")); errors.Is(serr, fs.ErrNotExist) {
+			return "", nil, nil // it exited meanwhile
+		}
+	}
+	return "", nil, err
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/status"
 )
@@ -77,7 +78,7 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 		return fmt.Errorf("clean-up: %w", err)
 	}
 
-	rm := status.RemoveIfDead(ctx, target, false)
+	rm := status.RemoveIfDead(ctx, target, false, status.WithProcesses(fault.WritersNamespace()))
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
 	for _, step := range rm.Steps {
 		c.Steps = append(c.Steps, step.String())
