@@ -133,6 +133,18 @@ func (a Account) CheckReachable(dir string) error {
 	}
 }
 
+// MkdirAll creates dir and its missing parents with perm (as os.MkdirAll)
+// and gives dir itself to the account (no chown without a switch).
+func (a Account) MkdirAll(dir string, perm os.FileMode) error {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	if a.Switch {
+		return os.Chown(dir, int(a.UID), int(a.GID))
+	}
+	return nil
+}
+
 // chownTree gives a directory tree to the account (no-op without a switch).
 func (a Account) chownTree(dir string) error {
 	if !a.Switch {

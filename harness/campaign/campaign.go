@@ -570,13 +570,8 @@ func SaveRecord(runDir string, rec *trial.Record) error {
 // mkdirReachable creates dir, owned by the account, and checks the
 // account can reach it.
 func mkdirReachable(a build.Account, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := a.MkdirAll(dir, 0o755); err != nil {
 		return err
-	}
-	if a.Switch {
-		if err := os.Chown(dir, int(a.UID), int(a.GID)); err != nil {
-			return err
-		}
 	}
 	return a.CheckReachable(dir)
 }

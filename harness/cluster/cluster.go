@@ -91,29 +91,18 @@ func (c *Cluster) Run(ctx context.Context, name string, args ...string) (string,
 	return proc.Run(ctx, c.Acct, nil, append([]string{c.bin(name)}, args...)...)
 }
 
-// mkdirOwned creates dir (and parents) and gives dir to the account.
-func (c *Cluster) mkdirOwned(dir string, mode os.FileMode) error {
-	if err := os.MkdirAll(dir, mode); err != nil {
-		return err
-	}
-	if c.Acct.Switch {
-		return os.Chown(dir, int(c.Acct.UID), int(c.Acct.GID))
-	}
-	return nil
-}
-
 // Init runs initdb with data checksums and writes the server settings:
 // WAL for replication, fsync on (a durability harness never turns it
 // off), trust authentication for local and 127.0.0.1 connections only.
 func (c *Cluster) Init(ctx context.Context) error {
 	parent := filepath.Dir(c.DataDir)
-	if err := c.mkdirOwned(parent, 0o755); err != nil {
+	if err := c.Acct.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}
 	if err := c.Acct.CheckReachable(c.DataDir); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}
-	if err := c.mkdirOwned(c.SocketDir, 0o700); err != nil {
+	if err := c.Acct.MkdirAll(c.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}
 	if _, err := c.Run(ctx, "initdb", "--data-checksums", "--no-instructions", "--auth=trust",
@@ -169,7 +158,7 @@ host    replication   all   127.0.0.1/32  trust
 // since its socket directory is private. A server that does not start is
 // an ErrStart error with the log's tail.
 func (c *Cluster) Start(ctx context.Context, timeout time.Duration) error {
-	if err := c.mkdirOwned(c.SocketDir, 0o700); err != nil {
+	if err := c.Acct.MkdirAll(c.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
 	tries := 1

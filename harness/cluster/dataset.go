@@ -38,7 +38,7 @@ func (c *Cluster) LoadDataset(ctx context.Context, dir string, scale, tablespace
 	}
 	for i := 1; i <= tablespaces; i++ {
 		loc := filepath.Join(dir, fmt.Sprintf("ts%d", i))
-		if err := c.mkdirOwned(loc, 0o700); err != nil {
+		if err := c.Acct.MkdirAll(loc, 0o700); err != nil {
 			return fmt.Errorf("load dataset: tablespace %s: %w", loc, err)
 		}
 		c.Tablespaces = append(c.Tablespaces, loc)

@@ -106,7 +106,7 @@ func judgeTorn(ctx context.Context, s Spec, rec *Record, v fault.TornView, dir s
 	if err := v.Materialise(tree); err != nil {
 		return nil, fmt.Errorf("torn state %s: %w", v.State, err)
 	}
-	if err := mkdirOwned(s.Acct, filepath.Join(dir, "oracle")); err != nil {
+	if err := s.Acct.MkdirAll(filepath.Join(dir, "oracle"), 0o755); err != nil {
 		return nil, err
 	}
 	verdict, err := oracle.Judge(ctx, oracle.Input{

@@ -181,7 +181,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
 		Variant: s.Variant, StatusFile: s.StatusFile, Dir: s.Dir, Start: time.Now().UTC(),
 	}
-	if err := mkdirOwned(s.Acct, s.Dir); err != nil {
+	if err := s.Acct.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	target := filepath.Join(s.Dir, "target")
@@ -519,15 +519,4 @@ func survivors(pgid int, grace time.Duration) []int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// mkdirOwned creates dir for the account.
-func mkdirOwned(a build.Account, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if a.Switch {
-		return os.Chown(dir, int(a.UID), int(a.GID))
-	}
-	return nil
 }

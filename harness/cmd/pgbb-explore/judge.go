@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
 	"github.com/pgbb/pgbb/harness/explore"
 	"github.com/pgbb/pgbb/harness/oracle"
@@ -66,7 +65,7 @@ func judgeState(ctx context.Context, tgt campaign.Target, rec *trial.Record, j *
 		return oracle.Verdict{}, err
 	}
 	scratch := filepath.Join(dir, "oracle")
-	if err := mkdirOwned(tgt.Acct, scratch); err != nil {
+	if err := tgt.Acct.MkdirAll(scratch, 0o755); err != nil {
 		return oracle.Verdict{}, err
 	}
 	target := filepath.Join(tree, "target")
@@ -102,17 +101,6 @@ func scenarioOf(rec *trial.Record) runArgs {
 		}
 	}
 	return a
-}
-
-// mkdirOwned makes dir for the account that runs PostgreSQL.
-func mkdirOwned(a build.Account, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if a.Switch {
-		return os.Chown(dir, int(a.UID), int(a.GID))
-	}
-	return nil
 }
 
 // materialise writes one state of a saved journal into o.out and, with
