@@ -80,24 +80,32 @@ func readLimited(path string) ([]byte, error) {
 		return nil, fmt.Errorf("open status file: %w", err)
 	}
 	defer f.Close()
-	fi, err = f.Stat()
+	data, _, err := readOpened(f, open)
+	return data, err
+}
+
+// readOpened reads the open status file f (at path, for messages): a
+// regular file of at most MaxSize bytes, also while it is read. It returns
+// the contents and what f is.
+func readOpened(f *os.File, path string) ([]byte, fs.FileInfo, error) {
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("stat status file: %w", err)
+		return nil, nil, fmt.Errorf("stat status file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (mode %s)", open, ErrNotRegular, fi.Mode())
+		return nil, nil, fmt.Errorf("%s: %w (mode %s)", path, ErrNotRegular, fi.Mode())
 	}
 	if fi.Size() > MaxSize {
-		return nil, fmt.Errorf("%s: %w: %d bytes, the limit is %d", open, ErrTooLarge, fi.Size(), MaxSize)
+		return nil, nil, fmt.Errorf("%s: %w: %d bytes, the limit is %d", path, ErrTooLarge, fi.Size(), MaxSize)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read status file: %w", err)
+		return nil, nil, fmt.Errorf("read status file: %w", err)
 	}
 	if len(data) > MaxSize {
-		return nil, fmt.Errorf("%s: %w: it grew past %d bytes while being read", open, ErrTooLarge, MaxSize)
+		return nil, nil, fmt.Errorf("%s: %w: it grew past %d bytes while being read", path, ErrTooLarge, MaxSize)
 	}
-	return data, nil
+	return data, fi, nil
 }
 
 // within says whether path is dir or below it; both are resolved paths.

@@ -149,8 +149,9 @@ func (rm *Removal) fail(err error) *Removal {
 // thus: a created directory is first renamed to a tombstone in the same
 // parent (".NAME.pgbb-removing-PID", without replacing anything), the
 // status file is read again from inside it and must be byte for byte the
-// one judged, every check but the walk of the contents is made again, and
-// only then is anything removed; if a check fails, the tombstone is
+// one judged (with the same owner), the run must still be over and no
+// process may use the directories, and only then is anything removed (the
+// owner's credentials cover what changes after the other checks); if a check fails, the tombstone is
 // renamed back. A retry into dir can start as soon as dir was renamed. An
 // "existing" directory is emptied in place, the status file last, so that
 // it stays non-empty (and a retry refuses it) until the last entry is
@@ -239,13 +240,8 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner) *Removal {
 // file, not a symlink) and that user's groups.
 func statusOwner(path string) (owner, error) {
 	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return owner{}, fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
-	case err != nil:
-		return owner{}, fmt.Errorf("cannot examine the status file: %v", err)
-	case !fi.Mode().IsRegular():
-		return owner{}, fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
+	if err := checkStatusLstat(path, fi, err); err != nil {
+		return owner{}, err
 	}
 	u, err := ownerWithGroups(fi)
 	if err != nil {

@@ -3,7 +3,6 @@ package status
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -105,30 +104,36 @@ func (h *dirHandle) names() ([]string, error) {
 func (h *dirHandle) readStatus() ([]byte, fs.FileInfo, error) {
 	path := filepath.Join(h.path, FileName)
 	fi, err := h.dir.Lstat(FileName)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil, fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
-	case err != nil:
-		return nil, nil, fmt.Errorf("cannot examine the status file: %v", err)
-	case !fi.Mode().IsRegular():
-		return nil, nil, fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
+	if err := checkStatusLstat(path, fi, err); err != nil {
+		return nil, nil, err
 	}
 	f, err := h.dir.OpenFile(FileName, openFlags, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
 	}
 	defer f.Close()
-	if ofi, err := f.Stat(); err != nil || !os.SameFile(fi, ofi) {
-		return nil, nil, fmt.Errorf("status file %s was replaced while being opened", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, ofi, err := readOpened(f, path)
 	switch {
 	case err != nil:
 		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
-	case len(data) > MaxSize:
-		return nil, nil, fmt.Errorf("status file cannot be read: %s: %v: over %d bytes", path, ErrTooLarge, MaxSize)
+	case !os.SameFile(fi, ofi):
+		return nil, nil, fmt.Errorf("status file %s was replaced while being opened", path)
 	}
 	return data, fi, nil
+}
+
+// checkStatusLstat turns what Lstat said of the status file at path into
+// the reason it cannot prove anything, or nil for a regular file.
+func checkStatusLstat(path string, fi fs.FileInfo, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
+	case err != nil:
+		return fmt.Errorf("cannot examine the status file: %v", err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
+	}
+	return nil
 }
 
 // checkContents walks the directory through its handle and refuses
