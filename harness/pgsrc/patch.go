@@ -14,7 +14,11 @@ import (
 	"strings"
 )
 
-// PatchSeries returns the *.patch files of dirs, a list of directories
+// CoverLetter is the name `git format-patch --cover-letter` gives the mail
+// that introduces a series: it holds no change, and is never applied.
+const CoverLetter = "0000-cover-letter.patch"
+
+// PatchSeries returns the *.patch files of dirs (not a CoverLetter), a list of directories
 // joined by the OS path list separator (":" on Unix): each directory's
 // patches in name order, the directories in the order given. A second
 // directory thus stacks patches on top of a series, as the known-bad
@@ -30,7 +34,7 @@ func PatchSeries(dirs string) ([]string, error) {
 		}
 		var series []string
 		for _, e := range ents {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), ".patch") {
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".patch") && e.Name() != CoverLetter {
 				series = append(series, filepath.Join(dir, e.Name()))
 			}
 		}

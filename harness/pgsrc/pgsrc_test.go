@@ -279,7 +279,7 @@ func TestPatchSeriesEmpty(t *testing.T) {
 func TestPatchSeriesStacked(t *testing.T) {
 	base, top := t.TempDir(), t.TempDir()
 	for _, f := range []string{filepath.Join(base, "0002-b.patch"), filepath.Join(base, "0001-a.patch"),
-		filepath.Join(top, "0001-z.patch"), filepath.Join(top, "README.md")} {
+		filepath.Join(base, CoverLetter), filepath.Join(top, "0001-z.patch"), filepath.Join(top, "README.md")} {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
