@@ -8,7 +8,7 @@ branch bad-NAME and one patch, numbered after the series, in OUT_DIR/NAME.
 """
 import subprocess, os, sys, re
 tree = sys.argv[1]
-out = sys.argv[2]
+out = os.path.abspath(sys.argv[2])
 pbc = 'src/bin/pg_basebackup/pg_basebackup.c'
 FINAL = '''	if (status_path != NULL)
 	{
@@ -133,14 +133,42 @@ def _():
 ''', '')
     edit(pbc, '''		backup_synced = (sync_result == 0);''', '''		backup_synced = true;''')
 
-@v('no-exclude', 'Neither exclude nor drop an incoming backup_status',
-   'The server sends a backup_status found in its data directory, and\npg_basebackup extracts it: in plain format, the stale file of an\nearlier backup overwrites the status of this one.')
+@v('stdout-claims-durable', 'Claim durability when writing to standard output',
+   'With -D - nothing of the backup is synced by pg_basebackup, yet the\nsync step is skipped as if it had succeeded: a completed backup written\nto standard output says DURABLE: yes.')
 def _():
-    edit('src/backend/backup/basebackup.c', '''	{"backup_status", false},
-''', '')
-    edit(pbc, '''	if (exclude_status_file)
-		streamer = astreamer_member_filter_new(streamer, BACKUP_STATUS_FILE);
-''', '')
+    edit(pbc, '''	if (do_sync && backup_target == NULL && !writing_to_stdout)
+	{
+		int			sync_result;
+''', '''	if (do_sync && backup_target == NULL)
+	{
+		int			sync_result = 0;
+''')
+    edit(pbc, '''		if (format == 't')
+			sync_result = sync_dir_recurse(basedir, sync_method);
+''', '''		if (format == 't')
+		{
+			if (!writing_to_stdout)
+				sync_result = sync_dir_recurse(basedir, sync_method);
+		}
+''')
+
+@v('progress-rewrite-fatal', 'Fail the backup when a progress rewrite fails',
+   'A progress rewrite of the status file that cannot be written ends the\nbackup with an error: a status directory that becomes read-only, or a\nfull disk under it, aborts a backup that would otherwise succeed.')
+def _():
+    edit(pbc, '''	status_phase = phase;
+	if (status_path != NULL)
+		(void) write_backup_status("in progress", NULL, NULL, false,
+								   PG_LOG_WARNING);''', '''	status_phase = phase;
+	if (status_path != NULL &&
+		!write_backup_status("in progress", NULL, NULL, false,
+							 PG_LOG_ERROR))
+		exit(1);''')
+    edit(pbc, '''	(void) write_backup_status("in progress", NULL, NULL, false,
+							   PG_LOG_WARNING);
+}''', '''	if (!write_backup_status("in progress", NULL, NULL, false,
+							 PG_LOG_ERROR))
+		exit(1);
+}''')
 
 @v('nosync-claims-durable', 'Claim durability with --no-sync',
    'A completed backup taken with --no-sync says DURABLE: yes.')
@@ -164,22 +192,12 @@ def _():
 def _():
     edit(pbc, RENAME, '''		(void) durable_rename(tmppath, status_path);''')
 
-@v('atexit-before-dir-check', 'Register the failure handler before checking the directory',
-   'The exit handler that rewrites the status file as "failed" is\nregistered before the backup directory is checked, "to cover every\nerror": a retry into the directory of a completed backup fails on the\nnon-empty directory, as it must, and then rewrites that backup\'s status\nas failed.')
+@v('failed-without-writing', 'Say "failed" also when this run never wrote the status file',
+   'The exit handler that rewrites the status file as "failed" no longer\nchecks that this run wrote the file, "to cover every error": a retry\ngiven the same status file and the directory of a completed backup\nfails on the non-empty directory, as it must, and then rewrites that\nbackup\'s status as failed.')
 def _():
-    edit(pbc, '''		if (!write_backup_status("in progress", NULL, NULL, do_sync,
-								 PG_LOG_ERROR))
-			exit(1);
-		atexit(backup_status_atexit);
-	}''', '''		if (!write_backup_status("in progress", NULL, NULL, do_sync,
-								 PG_LOG_ERROR))
-			exit(1);
-	}''')
-    edit(pbc, '''	if (basedir != NULL && (format == 'p' || strcmp(basedir, "-") != 0))
-		verify_dir_is_empty_or_create(basedir, &made_new_pgdata, &found_existing_pgdata);''', '''	if (status_path != NULL)
-		atexit(backup_status_atexit);
-	if (basedir != NULL && (format == 'p' || strcmp(basedir, "-") != 0))
-		verify_dir_is_empty_or_create(basedir, &made_new_pgdata, &found_existing_pgdata);''')
+    edit(pbc, '''	if (success || in_log_streamer || !status_written)
+		return;''', '''	if (success || in_log_streamer || status_path == NULL)
+		return;''')
 
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
