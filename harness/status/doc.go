@@ -47,14 +47,27 @@
 // # Strictness
 //
 // [Parse] accepts exactly what the writer produces and nothing else: an
-// unknown format version, an unknown, duplicate, missing or misplaced key, a
-// value not in its canonical form, a line that is not "KEY: value", a
-// carriage return or other control character, bytes that are not UTF-8, a
-// missing or wrong checksum line, or anything after it, is an error. So a
-// file that parses as completed is byte for byte what [Status.Encode]
-// produces for it. [ReadFile] and [ReadDir] add the file-system checks: a
-// size limit ([MaxSize]), a regular file only, and no symlink that leaves the
-// directory it is in.
+// unknown format version, a duplicate, missing or misplaced known key, a
+// value of a known key not in its canonical form (STATUS: bogus), a line
+// that is not "KEY: value" with a key of upper-case words (A to Z, single
+// spaces), a carriage return or other control character, bytes that are
+// not UTF-8, a missing or wrong checksum line, or anything after it, is an
+// error. So a file that parses as completed is byte for byte what
+// [Status.Encode] produces for it, apart from the lines of unknown keys.
+// [ReadFile] adds the file-system checks: a size limit ([MaxSize]), a
+// regular file only, and no symlink that leaves the directory it is in.
+//
+// # Unknown keys and versions
+//
+// A line whose key this reader does not know is ignored, wherever it is
+// after the first line, and its key recorded in [Status.UnknownKeys]
+// (pgbb-status shows them as a note); it must still have the form of a
+// line, and the CHECKSUM covers it. The format version on the first line
+// changes only when a reader that ignores unknown keys would be misled by
+// the new files: a key removed, or the meaning of an existing key or value
+// changed. A version this reader does not know ([FormatVersion] is the
+// newest) is refused. So a writer may add a key without a new version,
+// and this reader still judges its files by the keys it knows.
 //
 // # Deciding
 //

@@ -284,6 +284,12 @@ type Status struct {
 	Reason string `json:"reason,omitempty"`
 	// Checksum is the CRC-32C of the file up to the CHECKSUM line.
 	Checksum uint32 `json:"checksum"`
+	// UnknownKeys are the keys of lines this reader does not know, in
+	// the order they first appear: a later writer added them without
+	// changing the format version, which promises that a reader may
+	// ignore them. Their lines are covered by the checksum, but not
+	// parsed, and Encode does not write them.
+	UnknownKeys []string `json:"unknown_keys,omitempty"`
 }
 
 // crc32c is the CRC-32C (Castagnoli) of b, as on the CHECKSUM line.
@@ -305,7 +311,9 @@ func sanitize(v string) string {
 // Encode returns the file pg_basebackup writes for s, with its checksum
 // line; it sets s.Checksum. It writes what the fields say, following the
 // writer (write_backup_status in the patch) line by line, so that for every
-// s that Parse returned, Encode gives back the parsed bytes. Encoding a
+// s that Parse returned without UnknownKeys, Encode gives back the parsed
+// bytes (the lines of unknown keys are not written: for a file with them,
+// Encode gives the file without those lines, with its own checksum). Encoding a
 // Status that Parse would reject (for example a completed one that was not
 // Started) gives a file that Parse rejects.
 func (s *Status) Encode() []byte {

@@ -236,6 +236,10 @@ func writeText(w io.Writer, r *status.Report) {
 	}
 	if s := r.Status; s != nil {
 		row("status file", "%s (format %d, checksum %08X ok)", r.StatusFile, s.Version, s.Checksum)
+		if len(s.UnknownKeys) > 0 {
+			row("note", "ignored the lines of keys this reader does not know (a later pg_basebackup added them): %s",
+				strings.Join(s.UnknownKeys, ", "))
+		}
 		row("status", "%s", s.State)
 		row("started", "%s by pid %d on host %s", timeOrUnknown(s.StartTime), s.PID, s.Host)
 		if s.State != status.StateInProgress {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +165,22 @@ func TestWaitUntilFinal(t *testing.T) {
 	code, out, _ := runCmd(t, "--wait", "--timeout", "20s", "--interval", "10ms", dir)
 	if code != 2 || strings.Contains(out, "gave up") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestUnknownKeys: a file with lines of keys this reader does not know is
+// judged by the others; the report notes the keys, in JSON too.
+func TestUnknownKeys(t *testing.T) {
+	data := statusOf(status.StateCompleted, true).Encode()
+	body := strings.Replace(string(data[:len(data)-len("CHECKSUM: 12345678\n")]), "SYNC: on\n", "SYNC: on\nCOMPRESSION: gzip\n", 1)
+	data = fmt.Appendf([]byte(body), "CHECKSUM: %08X\n", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	dir := backupDir(t, data)
+	code, out, _ := runCmd(t, dir)
+	if code != 0 || !strings.Contains(out, "note         ignored the lines of keys this reader does not know (a later pg_basebackup added them): COMPRESSION\n") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "--json", dir)
+	if code != 0 || !strings.Contains(out, `"unknown_keys": [`) {
+		t.Errorf("--json: exit %d:\n%s", code, out)
 	}
 }
