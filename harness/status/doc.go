@@ -1,14 +1,17 @@
 // Package status reads the backup status file that the patched
-// pg_basebackup writes, and decides whether a backup directory can be used,
-// is still being written, or must be removed and taken again.
+// pg_basebackup writes, and decides whether a backup can be used, is still
+// being written, or must be removed and taken again.
 //
 // # The file
 //
-// pg_basebackup writes backup_status into the target directory, or wherever
-// --status-file says. Every version of the file is written to
-// backup_status.tmp and renamed into place, so a reader sees a whole old or a
-// whole new version; the temporary file's presence alone means nothing. The
-// file is a sequence of "KEY: value" lines in a fixed order:
+// pg_basebackup writes a status file only when asked, with
+// --status-file=FILE, and refuses a FILE inside any directory the backup
+// writes (the target, --waldir, tablespace directories): the file always
+// lives outside the backup, and its DIRECTORY lines name the directories.
+// Every version of the file is written to FILE.tmp ([TempPath]) and
+// renamed into place, so a reader sees a whole old or a whole new version;
+// the temporary file's presence alone means nothing. The file is a
+// sequence of "KEY: value" lines in a fixed order:
 //
 //	BACKUP STATUS FORMAT: 1
 //	STATUS: in progress | completed | failed
@@ -71,12 +74,13 @@
 //
 // # Deciding
 //
-// [Check] reads a directory or file and returns a [Report] whose [Verdict]
-// maps to the exit codes of pgbb-status (see [Verdict.ExitCode]). Whether an
-// "in progress" run is still alive is asked of a [Processes] implementation;
-// [Procfs] answers from Linux /proc, tests use a fake. A directory without a
-// status file (a stock pg_basebackup) is described by heuristic evidence
-// only, and never judged completed.
+// [Check] reads a status file and returns a [Report] whose [Verdict] maps
+// to the exit codes of pgbb-status (see [Verdict.ExitCode]). Whether an
+// "in progress" run is still alive is asked of a [Processes]
+// implementation; [Procfs] answers from Linux /proc, tests use a fake. A
+// missing status file is never judged completed, nor final (the run may
+// not have written it yet); a directory given in its place is refused
+// ([ErrIsDirectory]).
 //
 // A pid means something only within one PID namespace. With a [Processes]
 // that implements [PIDNamespaces], as Procfs does, a run is never called

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// MaxSize is the largest status file Parse, ReadFile and ReadDir accept, in
+// MaxSize is the largest status file Parse and ReadFile accept, in
 // bytes. A real file is well under 2 KiB (a label is at most 1023 bytes).
 const MaxSize = 64 << 10
 

@@ -101,11 +101,11 @@ func TestPIDNamespaceReader(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, writer.Process.Pid, dir)
 	writeFile(t, dir, FileName, s.Encode())
-	if r := Check(dir); r.Verdict != Running {
+	if r := Check(filepath.Join(dir, FileName)); r.Verdict != Running {
 		t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
 	}
 
-	code, r := readInNamespace(t, bin, dir)
+	code, r := readInNamespace(t, bin, filepath.Join(dir, FileName))
 	if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "PID namespace") {
 		t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
 	}
@@ -119,11 +119,11 @@ func TestPIDNamespaceReader(t *testing.T) {
 
 	writer.Process.Kill()
 	writer.Wait()
-	code, r = readInNamespace(t, bin, dir)
+	code, r = readInNamespace(t, bin, filepath.Join(dir, FileName))
 	if code != 1 || r.Final || r.Liveness.Certain {
 		t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
 	}
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+	if r := Check(filepath.Join(dir, FileName)); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }
@@ -208,7 +208,7 @@ func TestPIDNamespaceWriter(t *testing.T) {
 	if err != nil || len(nested) != 1 || nested[0].PID != hostPID {
 		t.Errorf("NestedWriters(%d): %+v %v, want pid %d", innerPID, nested, err, hostPID)
 	}
-	r := Check(dir)
+	r := Check(filepath.Join(dir, FileName))
 	if r.Verdict != NotComplete || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "another PID namespace") {
 		t.Fatalf("live writer (pid %d here, %d in its namespace): %v final %v (%s)", hostPID, innerPID, r.Verdict, r.Final, r.Summary)
 	}
@@ -223,7 +223,7 @@ func TestPIDNamespaceWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+	if r := Check(filepath.Join(dir, FileName)); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }

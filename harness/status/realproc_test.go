@@ -105,7 +105,7 @@ func TestStoppedWriter(t *testing.T) {
 	writeFile(t, dir, FileName, s.Encode())
 	now := at(s.UpdateTime.Add(time.Second))
 
-	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(filepath.Join(dir, FileName), ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("before SIGSTOP: %v (%s)", r.Verdict, r.Summary)
 	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -113,7 +113,7 @@ func TestStoppedWriter(t *testing.T) {
 	}
 	waitState(t, cmd.Process.Pid, true)
 	for i := 0; i < 3; i++ {
-		r := Check(dir, ownNamespace(t, now)...)
+		r := Check(filepath.Join(dir, FileName), ownNamespace(t, now)...)
 		if r.Verdict != Stalled || r.ExitCode != 5 || r.Final || !strings.Contains(r.Summary, "stopped") {
 			t.Fatalf("stopped: %v exit %d final %v (%s)", r.Verdict, r.ExitCode, r.Final, r.Summary)
 		}
@@ -131,7 +131,7 @@ func TestStoppedWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, cmd.Process.Pid, false)
-	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(filepath.Join(dir, FileName), ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("after SIGCONT: %v (%s)", r.Verdict, r.Summary)
 	}
 

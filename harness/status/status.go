@@ -8,12 +8,26 @@ import (
 	"time"
 )
 
-// FileName is the name of the status file in a backup directory.
+// TempSuffix is appended to the status file's path to name the temporary
+// file that pg_basebackup writes each version to before renaming it into
+// place. Its presence alone means nothing.
+const TempSuffix = ".tmp"
+
+// TempPath is the temporary file of the status file at path.
+func TempPath(path string) string { return path + TempSuffix }
+
+// FileName was the name of the status file that pg_basebackup wrote into
+// the target directory by default.
+//
+// Deprecated: pg_basebackup writes a status file only where
+// --status-file=FILE says, outside every directory the backup writes;
+// give that path. FileName remains as a name a caller may choose.
 const FileName = "backup_status"
 
-// TempFileName is the temporary file pg_basebackup writes before renaming it
-// to FileName. Its presence alone means nothing.
-const TempFileName = FileName + ".tmp"
+// TempFileName is the temporary file of a status file named FileName.
+//
+// Deprecated: use TempPath.
+const TempFileName = FileName + TempSuffix
 
 // FormatVersion is the newest format version this package reads.
 const FormatVersion = 1

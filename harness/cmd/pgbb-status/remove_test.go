@@ -41,6 +41,16 @@ func progressing(dir string) *status.Status {
 	return s
 }
 
+// backupDir makes a backup directory holding data as its status file.
+func backupDir(t *testing.T, data []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, status.FileName), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func runWith(t *testing.T, opts []status.Option, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -53,11 +63,9 @@ func clock(t time.Time) status.Option { return status.WithClock(func() time.Time
 func TestProgressAndStalled(t *testing.T) {
 	dir := t.TempDir()
 	s := progressing(dir)
-	if err := os.WriteFile(filepath.Join(dir, status.FileName), s.Encode(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := statusFile(t, s.Encode())
 	fresh := clock(s.UpdateTime.Add(2 * time.Second))
-	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{}), fresh}, dir)
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{}), fresh}, path)
 	for _, want := range []string{
 		"still running",
 		"receiving data, updated 2026-11-25 09:19:40 UTC, 2s ago (every 5s)",
@@ -75,11 +83,11 @@ func TestProgressAndStalled(t *testing.T) {
 		"old file":        {status.WithProcesses(machine{}), clock(s.UpdateTime.Add(time.Minute))},
 		"stopped process": {status.WithProcesses(machine{stopped: true}), fresh},
 	} {
-		code, out, _ := runWith(t, opts, dir)
+		code, out, _ := runWith(t, opts, path)
 		if code != 5 || !strings.Contains(out, "alive but stalled") || !strings.Contains(out, "exit 5 (stalled)") {
 			t.Errorf("%s: exit %d:\n%s", name, code, out)
 		}
-		code, out, _ = runWith(t, opts, "--json", dir)
+		code, out, _ = runWith(t, opts, "--json", path)
 		var r struct {
 			Verdict  string
 			Progress struct{ Stalled bool }
