@@ -97,12 +97,15 @@
 //
 // # Cleaning up
 //
-// [RemoveIfDead] removes a backup directory and the other directories its
-// DIRECTORY lines record, only when the status file proves that the run is
-// over and did not complete; every check that cannot tell makes it refuse.
-// It removes nothing that the owner of the status file could not remove
-// itself, and works through directory handles (os.Root) opened before the
-// judgement, so that a path swapped for a symlink is never followed.
+// [RemoveIfDead] takes the status file and removes what its run left
+// behind: the directories its DIRECTORY lines record, then FILE.tmp and
+// the status file, only when the file proves that the run is over and did
+// not complete; every check that cannot tell makes it refuse. It removes
+// nothing that the owner of the status file could not remove itself,
+// works through directory handles (os.Root) opened before the judgement,
+// so that a path swapped for a symlink is never followed, and never
+// removes a status file that a new run rewrote meanwhile. Run again after
+// being killed, it finishes the job.
 //
 // The key table of each format version lives in one place (see spec.go), so
 // that keys can be added without touching the parser's framing or the

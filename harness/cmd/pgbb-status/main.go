@@ -118,7 +118,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		case o.lease < 0:
 			return nil, usagef(stderr, "--lease must not be negative")
 		}
-		return o, nil
+		return o, notDirectory(o.remove, stderr)
 	}
 	switch {
 	case set["lease"] || set["dry-run"]:
@@ -202,13 +202,13 @@ func writeJSON(stdout, stderr io.Writer, v any) {
 func writeRemoval(w io.Writer, rm *status.Removal) {
 	switch {
 	case rm.Refused != "":
-		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.Dir, rm.Refused)
+		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.StatusFile, rm.Refused)
 	case rm.DryRun:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.Dir, rm.Over)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.StatusFile, rm.Over)
 	case rm.Error != "":
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.Dir, rm.Over, rm.Error)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.StatusFile, rm.Over, rm.Error)
 	default:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.Dir, rm.Over)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.StatusFile, rm.Over)
 	}
 	if rm.Refused == "" {
 		for _, st := range rm.Steps {
@@ -220,7 +220,7 @@ func writeRemoval(w io.Writer, rm *status.Removal) {
 				}
 			}
 			line := st.String()
-			if st.Tombstone != "" && !st.Done {
+			if st.Tombstone != "" && !st.Done && !st.Resumed {
 				line += ", now at " + st.Tombstone
 			}
 			fmt.Fprintf(w, "%s%s\n", mark, line)

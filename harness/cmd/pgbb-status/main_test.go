@@ -115,7 +115,7 @@ func TestDirectory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, status.FileName), statusOf(status.StateCompleted, true).Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{dir}, {"--json", dir}, {"--wait", "--timeout", "1h", dir}} {
+	for _, args := range [][]string{{dir}, {"--json", dir}, {"--wait", "--timeout", "1h", dir}, {"--remove-if-dead", dir}, {"--dry-run", "--json", "--remove-if-dead", dir}} {
 		code, out, errs := runCmd(t, args...)
 		want := "pgbb-status: " + dir + " is a directory: give the status file that pg_basebackup wrote with --status-file\n"
 		if code != status.ExitUsage || out != "" || !strings.HasPrefix(errs, want) || !strings.Contains(errs, "usage: pgbb-status") {
