@@ -88,8 +88,9 @@ type RemoveStep struct {
 	// Resumed says an interrupted removal had renamed it to Tombstone
 	// already.
 	Resumed bool `json:"resumed,omitempty"`
-	// Kept says why a file was left alone when its turn came: gone
-	// already, or no longer the file judged (a new run rewrote it).
+	// Kept says why a file was left alone when its turn came: it was no
+	// longer the file judged (a new run rewrote it). (A file gone by
+	// then is Missing.)
 	Kept string `json:"kept,omitempty"`
 	// Done says the step was carried out (for a kept file: that it was
 	// dealt with).
@@ -102,13 +103,17 @@ func (st RemoveStep) String() string {
 	if st.Resumed {
 		resumed = fmt.Sprintf(", found at %s, where an interrupted removal had renamed it", st.Tombstone)
 	}
+	what := st.Path
+	if st.File != "" {
+		what = "the " + st.File + " " + st.Path
+	}
 	switch {
-	case st.Kept != "":
-		return fmt.Sprintf("keep the %s %s: %s", st.File, st.Path, st.Kept)
-	case st.File != "":
-		return fmt.Sprintf("remove the %s %s%s", st.File, st.Path, resumed)
 	case st.Missing:
-		return fmt.Sprintf("nothing to do for %s (already gone)", st.Path)
+		return fmt.Sprintf("nothing to do for %s (already gone)", what)
+	case st.Kept != "":
+		return fmt.Sprintf("keep %s: %s", what, st.Kept)
+	case st.File != "":
+		return fmt.Sprintf("remove %s%s", what, resumed)
 	case st.Created:
 		return fmt.Sprintf("remove %s (created by the run)%s", st.Path, resumed)
 	}
@@ -796,10 +801,15 @@ func (rm *Removal) execute(p *plan, sf *statusRef, data []byte, sum uint32, owne
 		st := &rm.Steps[len(dirs)+i]
 		c.hook("removing " + st.Path)
 		kept, err := sf.remove(f, sum, c.hook)
-		if err != nil {
+		switch {
+		case err != nil:
 			return rm.fail(err)
+		case kept == alreadyGone:
+			st.Missing = true
+		default:
+			st.Kept = kept
 		}
-		st.Kept, st.Done = kept, true
+		st.Done = true
 	}
 	rm.ExitCode = ExitRemoved
 	return rm

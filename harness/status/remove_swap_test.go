@@ -306,3 +306,23 @@ func TestRemoveTempFileReusedInPlace(t *testing.T) {
 		t.Errorf("the dead run's status file: %v", err)
 	}
 }
+
+// TestRemoveFileGoneAtItsTurn: a temporary file removed by someone else
+// after the judgement is "already gone", not a failure.
+func TestRemoveFileGoneAtItsTurn(t *testing.T) {
+	l := makeLayout(t)
+	l.write(t, l.status())
+	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+	hook := func(at string) {
+		if at == "removing "+tmp {
+			if err := os.Remove(tmp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	st := rm.Steps[len(rm.Steps)-2]
+	if rm.ExitCode != ExitRemoved || !st.Missing || st.Kept != "" || st.String() != "nothing to do for the temporary file "+tmp+" (already gone)" {
+		t.Fatalf("exit %d refused %q error %q, step %+v (%s)", rm.ExitCode, rm.Refused, rm.Error, st, st)
+	}
+}

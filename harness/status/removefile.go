@@ -156,14 +156,18 @@ type fileStep struct {
 	resumed bool
 }
 
+// alreadyGone is what remove says of a file that was gone when its turn
+// came.
+const alreadyGone = "already gone"
+
 // remove removes the file of st from the status file's directory, only if
 // it is still the file judged and holds the bytes judged (a new run that
 // reuses a temporary file left behind truncates it and writes it anew):
 // it is renamed to its tombstone (never replacing anything), checked there
 // and removed, so that a new run that rewrites the file meanwhile (by a
 // rename, which gives a new inode) never loses it. It returns why the file
-// was kept, if it was: gone already, or no longer the file judged; a new
-// run's file renamed to the tombstone in the instant before it is renamed
+// was kept, if it was: alreadyGone, or no longer the file judged; a new
+// run's file renamed to the tombstone in the instant before is renamed
 // back.
 //
 // hook, if not nil, is called just before the rename (tests).
@@ -182,7 +186,7 @@ func (r *statusRef) remove(st fileStep, sum uint32, hook func(string)) (kept str
 	ok, err := same(st.name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "already gone", nil
+		return alreadyGone, nil
 	case err != nil:
 		return "", fmt.Errorf("examine %s: %w", r.where(st.name), err)
 	case !ok:
@@ -202,7 +206,7 @@ func (r *statusRef) remove(st fileStep, sum uint32, hook func(string)) (kept str
 			// rename: that is a new run's file; give it back.
 			if rerr := renameAtNoReplace(r.dirFile, tomb, st.name); rerr != nil {
 				if _, serr := r.dir.Lstat(st.name); serr == nil {
-					return fmt.Sprintf("rewritten by a new run while being removed; its newer version is in place, an older one left at %s", r.where(tomb)), nil
+					return fmt.Sprintf("a new run rewrote it as it was being removed, and again: its newest version is in place, an older one left at %s", r.where(tomb)), nil
 				}
 				return "", fmt.Errorf("%s was rewritten by a new run while being removed, and renaming it back from %s failed: %v", r.where(st.name), r.where(tomb), rerr)
 			}
