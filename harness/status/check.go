@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -45,7 +44,8 @@ const (
 
 // Exit codes of pgbb-status besides those of the verdicts.
 const (
-	// ExitUsage is the exit code for a bad command line.
+	// ExitUsage is the exit code for a bad command line, and for a
+	// directory given where the status file is wanted.
 	ExitUsage = 64
 )
 
@@ -235,62 +235,25 @@ func namespaceDoubt(l *Liveness, found string, s *Status, p Processes, slack tim
 	}
 }
 
-// Heuristic is the evidence found in a backup directory without a status
-// file, as left by a stock pg_basebackup (or --no-status-file, or a run
-// that has not written its status file yet). It is a guess, never proof:
-// a verdict drawn from it is never Completed.
-type Heuristic struct {
-	// BackupManifest: backup_manifest exists. A stock pg_basebackup
-	// renames backup_manifest.tmp to it after its final sync, so the
-	// backup probably completed; but with --no-sync the rename itself
-	// may not be durable, and its absence proves nothing with
-	// --no-manifest.
-	BackupManifest bool `json:"backup_manifest"`
-	// BackupManifestTmp: backup_manifest.tmp exists: the manifest was
-	// being received or synced when the run stopped or is still running.
-	BackupManifestTmp bool `json:"backup_manifest_tmp"`
-	// StatusTmp: backup_status.tmp exists; alone, this means nothing.
-	StatusTmp bool `json:"backup_status_tmp"`
-	// Guess says in a sentence what the evidence suggests.
-	Guess string `json:"guess"`
-}
-
-// heuristic gathers the evidence in dir.
-func heuristic(dir string) *Heuristic {
-	exists := func(name string) bool {
-		_, err := os.Lstat(filepath.Join(dir, name))
-		return err == nil
-	}
-	h := &Heuristic{
-		BackupManifest:    exists("backup_manifest"),
-		BackupManifestTmp: exists("backup_manifest.tmp"),
-		StatusTmp:         exists(TempFileName),
-	}
-	switch {
-	case h.BackupManifest && h.BackupManifestTmp:
-		h.Guess = "both backup_manifest and backup_manifest.tmp exist, which a single pg_basebackup run does not leave: do not trust this directory"
-	case h.BackupManifest:
-		h.Guess = "backup_manifest exists, so a stock pg_basebackup probably got to its end; this is no proof of a complete or durable backup"
-	case h.BackupManifestTmp:
-		h.Guess = "backup_manifest.tmp exists: the run stopped, or is still running, before renaming the manifest; the backup is not complete"
-	default:
-		h.Guess = "no manifest: the run stopped or is still running before receiving it, or used --no-manifest; nothing tells which"
-	}
-	return h
-}
+// ErrIsDirectory is returned (wrapped) when the path given as the status
+// file is a directory: pg_basebackup writes its status file only where
+// --status-file says, never into a backup directory.
+var ErrIsDirectory = errors.New("is a directory: give the status file that pg_basebackup wrote with --status-file")
 
 // Report is the result of Check: what was found, and the verdict.
 type Report struct {
-	// Path is the directory or file examined.
+	// Path is the path examined, as given.
 	Path string `json:"path"`
-	// StatusFile is the status file read (or looked for).
+	// StatusFile is the status file read (or looked for): Path.
 	StatusFile string `json:"status_file"`
-	// Verdict decides; ExitCode is Verdict.ExitCode().
+	// Verdict decides; ExitCode is Verdict.ExitCode(), or ExitUsage
+	// when Path is a directory (Err wraps ErrIsDirectory).
 	Verdict  Verdict `json:"verdict"`
 	ExitCode int     `json:"exit_code"`
 	// Final says the verdict cannot change by itself any more; see Decide.
 	// A missing or unreadable status file is not final: the run may not
-	// have written it yet.
+	// have written it yet. A directory is final (and ExitUsage): waiting
+	// does not turn it into a status file.
 	Final bool `json:"final"`
 	// Summary says the verdict in a sentence.
 	Summary string `json:"summary"`
@@ -304,8 +267,6 @@ type Report struct {
 	// Progress is what an "in progress" file with progress lines says
 	// about how far the run got; with the verdict Stalled, why.
 	Progress *Progress `json:"progress,omitempty"`
-	// Heuristic is the evidence of a directory without a status file.
-	Heuristic *Heuristic `json:"heuristic,omitempty"`
 	// TimedOut says Wait gave up before a final verdict.
 	TimedOut bool `json:"timed_out,omitempty"`
 }
@@ -355,10 +316,12 @@ func WithStartSlack(d time.Duration) Option { return func(c *config) { c.slack =
 // instead of time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// Check examines path, a backup directory (whose FileName it reads) or a
-// status file, and decides. It never returns Completed or
-// CompletedNotDurable unless the status file parsed and says so. A
-// directory without a status file gets heuristic evidence instead.
+// Check examines the status file at path (the --status-file that
+// pg_basebackup was given) and decides. It never returns Completed or
+// CompletedNotDurable unless the status file parsed and says so. A missing
+// file is NotComplete and not final: the run has not written it yet, or
+// was never given it. A directory is refused (ErrIsDirectory, exit code
+// ExitUsage): pg_basebackup writes no status file into a backup directory.
 //
 // A live run is Running, or Stalled when its process is stopped or, in a
 // phase with periodic rewrites (Phase.Heartbeat) and a non-zero UPDATE
@@ -372,19 +335,15 @@ func Check(path string, opts ...Option) *Report {
 // check is Check with the first sample Wait saw of the run, if any.
 func check(path string, c config, first *sample) *Report {
 	r := &Report{Path: path, StatusFile: path}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return r.unreadable(err, "cannot examine "+path)
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		r.unreadable(fmt.Errorf("%s %w", path, ErrIsDirectory), path+" "+ErrIsDirectory.Error())
+		r.ExitCode, r.Final = ExitUsage, true
+		return r
 	}
-	isDir := fi.IsDir()
-	if isDir {
-		r.StatusFile = filepath.Join(path, FileName)
-	}
-	s, err := ReadFile(r.StatusFile)
+	s, err := ReadFile(path)
 	switch {
-	case err != nil && isDir && errors.Is(err, fs.ErrNotExist):
-		r.Heuristic = heuristic(path)
-		return r.unreadable(err, "no status file (stock pg_basebackup, --no-status-file, or not written yet): not known to be complete; heuristic evidence only")
+	case errors.Is(err, fs.ErrNotExist):
+		return r.unreadable(err, "no status file: the run has not written it yet, or was not given this --status-file; not known to be complete")
 	case err != nil:
 		return r.unreadable(err, "status file cannot be used")
 	}
@@ -440,8 +399,8 @@ func (r *Report) unreadable(err error, summary string) *Report {
 
 // Wait checks path every interval until the verdict is final or ctx is
 // done, and returns the last report; if ctx ended first, its TimedOut is
-// set. Give ctx a deadline: a directory that never gets a status file is
-// never final.
+// set. Give ctx a deadline: a status file that is never written is never
+// final.
 //
 // The rate in Report.Progress is measured between the first "in progress"
 // file of the run that Wait saw (in the phase receiving data) and the

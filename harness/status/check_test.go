@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestCheckDirectory(t *testing.T) {
+func TestCheckFile(t *testing.T) {
 	procs := WithProcesses(machine(WriterName, 0))
 	for name, tc := range map[string]struct {
 		data    []byte
@@ -123,86 +124,81 @@ func TestCheckDirectory(t *testing.T) {
 		"not durable": {func() []byte { s := completedStatus(); s.Sync, s.Durable = false, false; return s.Encode() }(), CompletedNotDurable},
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			writeFile(t, dir, FileName, tc.data)
-			for _, path := range []string{dir, filepath.Join(dir, FileName)} {
-				r := Check(path, procs)
-				if r.Verdict != tc.verdict || r.ExitCode != tc.verdict.ExitCode() {
-					t.Errorf("%s: %v exit %d (%s), want %v", path, r.Verdict, r.ExitCode, r.Summary, tc.verdict)
-				}
-				if r.StatusFile != filepath.Join(dir, FileName) || r.Heuristic != nil {
-					t.Errorf("%s: status file %q, heuristic %+v", path, r.StatusFile, r.Heuristic)
-				}
-				if (r.Err != nil) != (tc.verdict == NotComplete) || (r.Err != nil) != (r.Status == nil) {
-					t.Errorf("%s: err %v, status %v", path, r.Err, r.Status)
-				}
+			path := writeFile(t, t.TempDir(), statusName, tc.data)
+			r := Check(path, procs)
+			if r.Verdict != tc.verdict || r.ExitCode != tc.verdict.ExitCode() {
+				t.Errorf("%v exit %d (%s), want %v", r.Verdict, r.ExitCode, r.Summary, tc.verdict)
+			}
+			if r.StatusFile != path || r.Path != path {
+				t.Errorf("status file %q, path %q, want %q", r.StatusFile, r.Path, path)
+			}
+			if (r.Err != nil) != (tc.verdict == NotComplete) || (r.Err != nil) != (r.Status == nil) {
+				t.Errorf("err %v, status %v", r.Err, r.Status)
 			}
 		})
 	}
 }
 
-func TestCheckHeuristic(t *testing.T) {
-	tests := []struct {
-		name  string
-		files []string
-		guess string
-	}{
-		{"empty directory", nil, "no manifest"},
-		{"manifest", []string{"PG_VERSION", "backup_manifest"}, "probably got to its end"},
-		{"manifest being written", []string{"PG_VERSION", "backup_manifest.tmp"}, "not complete"},
-		{"both manifests", []string{"backup_manifest", "backup_manifest.tmp"}, "do not trust"},
-		{"status temporary file only", []string{TempFileName, "backup_manifest"}, "probably"},
+// TestCheckDirectory: a directory, even one holding a file named as the
+// status file once was, is no status file: exit 64, final, whatever is
+// in it; Wait stops at once.
+func TestCheckDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, completedStatus().Encode())
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			for _, f := range tc.files {
+	for _, path := range []string{dir, link} {
+		r := Check(path, WithProcesses(fakeProcesses{}))
+		if r.Verdict != NotComplete || r.ExitCode != ExitUsage || !r.Final || r.Status != nil || !errors.Is(r.Err, ErrIsDirectory) {
+			t.Errorf("%s: %v exit %d final %v status %v err %v", path, r.Verdict, r.ExitCode, r.Final, r.Status, r.Err)
+		}
+		if want := path + " is a directory: give the status file that pg_basebackup wrote with --status-file"; r.Summary != want {
+			t.Errorf("%s: summary %q, want %q", path, r.Summary, want)
+		}
+		start := time.Now()
+		if r := Wait(context.Background(), path, time.Hour, WithProcesses(fakeProcesses{})); r.ExitCode != ExitUsage || r.TimedOut || time.Since(start) > time.Minute {
+			t.Errorf("%s: Wait: exit %d timed out %v", path, r.ExitCode, r.TimedOut)
+		}
+	}
+}
+
+// TestCheckMissing: a missing status file is not complete and not final
+// (the run may not have written it yet), also when its temporary file or
+// a backup directory's files are there.
+func TestCheckMissing(t *testing.T) {
+	dir := t.TempDir()
+	for name, files := range map[string][]string{
+		"nothing":                     nil,
+		"only its temporary file":     {statusName + TempSuffix},
+		"next to a finished manifest": {"backup_manifest", "PG_VERSION"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+			for _, f := range files {
 				writeFile(t, dir, f, completedStatus().Encode())
 			}
-			r := Check(dir, WithProcesses(fakeProcesses{}))
-			if r.Verdict != NotComplete || r.ExitCode != 1 || r.Final {
-				t.Errorf("%v exit %d final %v, want not-complete, 1, not final", r.Verdict, r.ExitCode, r.Final)
+			r := Check(filepath.Join(dir, statusName), WithProcesses(fakeProcesses{}))
+			if r.Verdict != NotComplete || r.ExitCode != 1 || r.Final || !errors.Is(r.Err, fs.ErrNotExist) {
+				t.Errorf("%v exit %d final %v err %v, want not-complete, 1, not final, not found", r.Verdict, r.ExitCode, r.Final, r.Err)
 			}
-			h := r.Heuristic
-			if h == nil {
-				t.Fatal("no heuristic evidence")
-			}
-			has := func(name string) bool {
-				for _, f := range tc.files {
-					if f == name {
-						return true
-					}
-				}
-				return false
-			}
-			if h.BackupManifest != has("backup_manifest") || h.BackupManifestTmp != has("backup_manifest.tmp") || h.StatusTmp != has(TempFileName) {
-				t.Errorf("evidence %+v for files %v", h, tc.files)
-			}
-			if !strings.Contains(h.Guess, tc.guess) || !strings.Contains(r.Summary, "heuristic") {
-				t.Errorf("guess %q summary %q, want %q and the word heuristic", h.Guess, r.Summary, tc.guess)
+			if !strings.HasPrefix(r.Summary, "no status file") {
+				t.Errorf("summary %q", r.Summary)
 			}
 		})
 	}
-}
-
-func TestCheckMissingPath(t *testing.T) {
-	r := Check(filepath.Join(t.TempDir(), "nonexistent"))
-	if r.Verdict != NotComplete || r.Err == nil || r.Heuristic != nil {
-		t.Errorf("%+v", r)
-	}
-	// A status file named directly that is missing gets no heuristic.
-	dir := t.TempDir()
-	writeFile(t, dir, "backup_manifest", nil)
-	r = Check(filepath.Join(dir, "elsewhere_status"))
-	if r.Verdict != NotComplete || r.Heuristic != nil {
+	// Its directory missing too.
+	r := Check(filepath.Join(dir, "nonexistent", statusName))
+	if r.Verdict != NotComplete || r.ExitCode != 1 || r.Final || !strings.HasPrefix(r.Summary, "no status file") {
 		t.Errorf("%+v", r)
 	}
 }
 
 func TestReportJSON(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
-	r := Check(dir, WithProcesses(machine(WriterName, 0)))
+	writeFile(t, dir, statusName, inProgressStatus(true).Encode())
+	r := Check(filepath.Join(dir, statusName), WithProcesses(machine(WriterName, 0)))
 	data, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +234,7 @@ func TestReportJSON(t *testing.T) {
 // until the timeout, which keeps its verdict.
 func TestWait(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	writeFile(t, dir, statusName, inProgressStatus(true).Encode())
 	var checks atomic.Int32
 	procs := countingProcesses{machine(WriterName, 0), &checks}
 	go func() {
@@ -246,30 +242,30 @@ func TestWait(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		// Replace it as pg_basebackup does: temporary file and rename.
-		tmp := writeFile(t, dir, TempFileName, completedStatus().Encode())
-		if err := os.Rename(tmp, filepath.Join(dir, FileName)); err != nil {
+		tmp := writeFile(t, dir, statusName+TempSuffix, completedStatus().Encode())
+		if err := os.Rename(tmp, filepath.Join(dir, statusName)); err != nil {
 			t.Error(err)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r := Wait(ctx, dir, 5*time.Millisecond, WithProcesses(procs))
+	r := Wait(ctx, filepath.Join(dir, statusName), 5*time.Millisecond, WithProcesses(procs))
 	if r.Verdict != Completed || r.TimedOut {
 		t.Fatalf("%v timed out %v: %s", r.Verdict, r.TimedOut, r.Summary)
 	}
 
-	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	writeFile(t, dir, statusName, inProgressStatus(true).Encode())
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	r = Wait(ctx, dir, 5*time.Millisecond, WithProcesses(procs))
+	r = Wait(ctx, filepath.Join(dir, statusName), 5*time.Millisecond, WithProcesses(procs))
 	if r.Verdict != Running || r.ExitCode != 3 || !r.TimedOut {
 		t.Fatalf("%v exit %d timed out %v", r.Verdict, r.ExitCode, r.TimedOut)
 	}
 
 	// A final state ends the wait at once.
-	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	writeFile(t, dir, statusName, inProgressStatus(true).Encode())
 	start := time.Now()
-	r = Wait(context.Background(), dir, time.Hour, WithProcesses(fakeProcesses{host: "db1"}))
+	r = Wait(context.Background(), filepath.Join(dir, statusName), time.Hour, WithProcesses(fakeProcesses{host: "db1"}))
 	if r.Verdict != NotComplete || !r.Final || time.Since(start) > time.Minute {
 		t.Fatalf("dead run: %v final %v", r.Verdict, r.Final)
 	}
@@ -288,12 +284,12 @@ func (c countingProcesses) Process(pid int) (ProcessInfo, error) {
 
 func TestStartSlackOption(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, inProgressStatus(true).Encode())
+	writeFile(t, dir, statusName, inProgressStatus(true).Encode())
 	procs := WithProcesses(machine(WriterName, 5*time.Second))
-	if r := Check(dir, procs); r.Verdict != NotComplete {
+	if r := Check(filepath.Join(dir, statusName), procs); r.Verdict != NotComplete {
 		t.Errorf("default slack: %v", r.Verdict)
 	}
-	if r := Check(dir, procs, WithStartSlack(10*time.Second)); r.Verdict != Running {
+	if r := Check(filepath.Join(dir, statusName), procs, WithStartSlack(10*time.Second)); r.Verdict != Running {
 		t.Errorf("slack 10s: %v", r.Verdict)
 	}
 }

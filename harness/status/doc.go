@@ -1,14 +1,17 @@
 // Package status reads the backup status file that the patched
-// pg_basebackup writes, and decides whether a backup directory can be used,
-// is still being written, or must be removed and taken again.
+// pg_basebackup writes, and decides whether a backup can be used, is still
+// being written, or must be removed and taken again.
 //
 // # The file
 //
-// pg_basebackup writes backup_status into the target directory, or wherever
-// --status-file says. Every version of the file is written to
-// backup_status.tmp and renamed into place, so a reader sees a whole old or a
-// whole new version; the temporary file's presence alone means nothing. The
-// file is a sequence of "KEY: value" lines in a fixed order:
+// pg_basebackup writes a status file only when asked, with
+// --status-file=FILE, and refuses a FILE inside any directory the backup
+// writes (the target, --waldir, tablespace directories): the file always
+// lives outside the backup, and its DIRECTORY lines name the directories.
+// Every version of the file is written to FILE.tmp ([TempPath]) and
+// renamed into place, so a reader sees a whole old or a whole new version;
+// the temporary file's presence alone means nothing. The file is a
+// sequence of "KEY: value" lines in a fixed order:
 //
 //	BACKUP STATUS FORMAT: 1
 //	STATUS: in progress | completed | failed
@@ -47,23 +50,37 @@
 // # Strictness
 //
 // [Parse] accepts exactly what the writer produces and nothing else: an
-// unknown format version, an unknown, duplicate, missing or misplaced key, a
-// value not in its canonical form, a line that is not "KEY: value", a
-// carriage return or other control character, bytes that are not UTF-8, a
-// missing or wrong checksum line, or anything after it, is an error. So a
-// file that parses as completed is byte for byte what [Status.Encode]
-// produces for it. [ReadFile] and [ReadDir] add the file-system checks: a
-// size limit ([MaxSize]), a regular file only, and no symlink that leaves the
-// directory it is in.
+// unknown format version, a duplicate, missing or misplaced known key, a
+// value of a known key not in its canonical form (STATUS: bogus), a line
+// that is not "KEY: value" with a key of upper-case words (A to Z, single
+// spaces), a carriage return or other control character, bytes that are
+// not UTF-8, a missing or wrong checksum line, or anything after it, is an
+// error. So a file that parses as completed is byte for byte what
+// [Status.Encode] produces for it, apart from the lines of unknown keys.
+// [ReadFile] adds the file-system checks: a size limit ([MaxSize]), a
+// regular file only, and no symlink that leaves the directory it is in.
+//
+// # Unknown keys and versions
+//
+// A line whose key this reader does not know is ignored, wherever it is
+// after the first line, and its key recorded in [Status.UnknownKeys]
+// (pgbb-status shows them as a note); it must still have the form of a
+// line, and the CHECKSUM covers it. The format version on the first line
+// changes only when a reader that ignores unknown keys would be misled by
+// the new files: a key removed, or the meaning of an existing key or value
+// changed. A version this reader does not know ([FormatVersion] is the
+// newest) is refused. So a writer may add a key without a new version,
+// and this reader still judges its files by the keys it knows.
 //
 // # Deciding
 //
-// [Check] reads a directory or file and returns a [Report] whose [Verdict]
-// maps to the exit codes of pgbb-status (see [Verdict.ExitCode]). Whether an
-// "in progress" run is still alive is asked of a [Processes] implementation;
-// [Procfs] answers from Linux /proc, tests use a fake. A directory without a
-// status file (a stock pg_basebackup) is described by heuristic evidence
-// only, and never judged completed.
+// [Check] reads a status file and returns a [Report] whose [Verdict] maps
+// to the exit codes of pgbb-status (see [Verdict.ExitCode]). Whether an
+// "in progress" run is still alive is asked of a [Processes]
+// implementation; [Procfs] answers from Linux /proc, tests use a fake. A
+// missing status file is never judged completed, nor final (the run may
+// not have written it yet); a directory given in its place is refused
+// ([ErrIsDirectory]).
 //
 // A pid means something only within one PID namespace. With a [Processes]
 // that implements [PIDNamespaces], as Procfs does, a run is never called
@@ -80,12 +97,15 @@
 //
 // # Cleaning up
 //
-// [RemoveIfDead] removes a backup directory and the other directories its
-// DIRECTORY lines record, only when the status file proves that the run is
-// over and did not complete; every check that cannot tell makes it refuse.
-// It removes nothing that the owner of the status file could not remove
-// itself, and works through directory handles (os.Root) opened before the
-// judgement, so that a path swapped for a symlink is never followed.
+// [RemoveIfDead] takes the status file and removes what its run left
+// behind: the directories its DIRECTORY lines record, then FILE.tmp and
+// the status file, only when the file proves that the run is over and did
+// not complete; every check that cannot tell makes it refuse. It removes
+// nothing that the owner of the status file could not remove itself,
+// works through directory handles (os.Root) opened before the judgement,
+// so that a path swapped for a symlink is never followed, and never
+// removes a status file that a new run rewrote meanwhile. Run again after
+// being killed, it finishes the job.
 //
 // The key table of each format version lives in one place (see spec.go), so
 // that keys can be added without touching the parser's framing or the

@@ -3,11 +3,12 @@ package status
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
-// MaxSize is the largest status file Parse, ReadFile and ReadDir accept, in
+// MaxSize is the largest status file Parse and ReadFile accept, in
 // bytes. A real file is well under 2 KiB (a label is at most 1023 bytes).
 const MaxSize = 64 << 10
 
@@ -44,10 +45,11 @@ func lineErrorf(line int, format string, args ...any) *ParseError {
 }
 
 // Parse parses the contents of a status file. It accepts exactly what
-// pg_basebackup writes: see the package documentation. Any error is a
-// *ParseError. A Status with State StateCompleted is returned only for a
-// file that ends in a correct checksum line and whose every line is in
-// place and in canonical form.
+// pg_basebackup writes, and lines of keys it does not know: see the
+// package documentation. Any error is a *ParseError. A Status with State
+// StateCompleted is returned only for a file that ends in a correct
+// checksum line and whose every line of a known key is in place and in
+// canonical form; the keys of the other lines are in Status.UnknownKeys.
 func Parse(data []byte) (*Status, error) {
 	if len(data) > MaxSize {
 		return nil, &ParseError{Msg: fmt.Sprintf("file is %d bytes, more than the limit of %d", len(data), MaxSize)}
@@ -121,7 +123,12 @@ func Parse(data []byte) (*Status, error) {
 		case key == keyVersion:
 			return nil, lineErrorf(n, "duplicate %s (first on line 1)", key)
 		case j < 0:
-			return nil, lineErrorf(n, "unknown key %q in format version %d", key, version)
+			// A key a later writer added without changing the
+			// version: ignored, but recorded.
+			if !slices.Contains(s.UnknownKeys, key) {
+				s.UnknownKeys = append(s.UnknownKeys, key)
+			}
+			continue
 		case at[key] != 0 && spec.repeated[key] && j == next-1:
 			// another line of a repeated key, right after the last
 		case at[key] != 0 && !spec.repeated[key]:
@@ -179,7 +186,25 @@ func splitLine(l string) (key, value string, err error) {
 	if key == "" {
 		return "", "", fmt.Errorf("line has no key")
 	}
+	if !validKey(key) {
+		return "", "", fmt.Errorf("%q is not a key (upper-case words A-Z separated by single spaces)", truncate(key, 60))
+	}
 	return key, value, nil
+}
+
+// validKey says whether key has the form of every key, known or not: words
+// of the letters A to Z, separated by single spaces.
+func validKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+		case c == ' ' && i > 0 && i < len(key)-1 && key[i-1] != ' ':
+		default:
+			return false
+		}
+	}
+	return key != ""
 }
 
 // parseChecksumLine reads "CHECKSUM: XXXXXXXX", eight upper-case hex digits.

@@ -315,9 +315,16 @@ func TestInvalid(t *testing.T) {
 		{"latin-1 label", replace("base backup", "base b\xe4ckup"), 6, "not UTF-8"},
 		{"empty line", replace("HOST: db1\n", "HOST: db1\n\n"), 6, "empty line"},
 		{"no space after colon", replace("PID: 1234", "PID:1234"), 4, "not a KEY: value line"},
-		{"lower-case key", replace("PID: 1234", "pid: 1234"), 4, `unknown key "pid"`},
-		{"unknown key", replace("SYNC: on\n", "SYNC: on\nCOMPRESSION: none\n"), 11, `unknown key "COMPRESSION"`},
-		{"key with trailing space", replace("PID: 1234", "PID : 1234"), 4, `unknown key "PID "`},
+		{"lower-case key", replace("PID: 1234", "pid: 1234"), 4, `"pid" is not a key`},
+		{"key with trailing space", replace("PID: 1234", "PID : 1234"), 4, `"PID " is not a key`},
+		{"unknown key in lower case", replace("SYNC: on\n", "SYNC: on\ncompression: none\n"), 11, `"compression" is not a key`},
+		{"unknown key with a digit", replace("SYNC: on\n", "SYNC: on\nCRC32C: none\n"), 11, `"CRC32C" is not a key`},
+		{"unknown key with two spaces", replace("SYNC: on\n", "SYNC: on\nNEW  KEY: x\n"), 11, `"NEW  KEY" is not a key`},
+		{"unknown key with a leading space", replace("SYNC: on\n", "SYNC: on\n NEW: x\n"), 11, `" NEW" is not a key`},
+		{"unknown key without a value separator", replace("SYNC: on\n", "SYNC: on\nNEW KEY:\n"), 11, "not a KEY: value line"},
+		{"unknown key, duplicate known key after it", replace("SYNC: on\n", "SYNC: on\nNEW: x\nSYNC: on\n"), 12, "duplicate SYNC (first on line 10)"},
+		{"unknown key, known key out of place after it", replace("HOST: db1\nLABEL: pg_basebackup base backup\n", "LABEL: pg_basebackup base backup\nNEW: x\nHOST: db1\n"), 7, "HOST out of place: it comes before LABEL (line 5)"},
+		{"unknown key in an unknown version", replace("FORMAT: 1\nSTATUS: completed\n", "FORMAT: 2\nSTATUS: completed\nNEW: x\n"), 1, "unsupported format version 2"},
 		{"duplicate status", replace("STATUS: completed\n", "STATUS: completed\nSTATUS: completed\n"), 3, "duplicate STATUS (first on line 2)"},
 		{"duplicate version", replace("STATUS: completed\n", "STATUS: completed\nBACKUP STATUS FORMAT: 1\n"), 3, "duplicate BACKUP STATUS FORMAT"},
 		{"out of order", replace("HOST: db1\nLABEL: pg_basebackup base backup\n", "LABEL: pg_basebackup base backup\nHOST: db1\n"), 6, "HOST out of place: it comes before LABEL (line 5)"},
@@ -394,6 +401,71 @@ func TestInvalid(t *testing.T) {
 				t.Errorf("error %q (line %d), want line %d containing %q", err, pe.Line, tc.line, tc.msg)
 			}
 		})
+	}
+}
+
+// TestUnknownKeys: lines of keys this reader does not know are ignored
+// wherever they are after the first line, and recorded; the file parses as
+// it would without them, the checksum still covers them, and Encode gives
+// the file without them.
+func TestUnknownKeys(t *testing.T) {
+	insert := func(s *Status, before, line string) string {
+		var out []string
+		done := false
+		for _, l := range bodyLines(s.Encode()) {
+			if !done && strings.HasPrefix(l, before+": ") {
+				out, done = append(out, line), true
+			}
+			out = append(out, l)
+		}
+		if !done {
+			panic("test bug: no " + before + " line")
+		}
+		return strings.Join(out, "\n") + "\n"
+	}
+	twoDirs := withProgress(inProgressStatus(true))
+	for _, tc := range []struct {
+		name string
+		s    *Status
+		body string
+		keys []string
+	}{
+		{"completed, after SYNC", completedStatus(), insert(completedStatus(), keySync, "COMPRESSION: gzip"), []string{"COMPRESSION"}},
+		{"completed, before STATUS", completedStatus(), insert(completedStatus(), keyStatus, "WRITER: pg_basebackup"), []string{"WRITER"}},
+		{"completed, last before the checksum", completedStatus(), strings.Join(append(bodyLines(completedStatus().Encode()), "NEW KEY WITH WORDS: "), "\n") + "\n", []string{"NEW KEY WITH WORDS"}},
+		{"failed, with a colon in the value", failedStatus(true), insert(failedStatus(true), keyReason, "DETAIL: could not read: no such file"), []string{"DETAIL"}},
+		{"in progress, between DIRECTORY lines", twoDirs, strings.Replace(strings.Join(bodyLines(twoDirs.Encode()), "\n")+"\n", "\nDIRECTORY: existing", "\nNEW: x\nDIRECTORY: existing", 1), []string{"NEW"}},
+		{"in progress, two keys, one twice", inProgressStatus(true),
+			insert(inProgressStatus(true), keyHost, "B: 1\nA: 2\nB: 3"), []string{"B", "A"}},
+		{"a key that looks like a checksum", completedStatus(), insert(completedStatus(), keyDurable, "CHECKSUMS: 1A2B3C4D"), []string{"CHECKSUMS"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := seal(tc.body)
+			got, err := Parse(data)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, data)
+			}
+			want := *tc.s
+			want.Encode()
+			want.Checksum, want.UnknownKeys = got.Checksum, tc.keys
+			if diff := cmp.Diff(&want, got); diff != "" {
+				t.Errorf("Parse (-want +got):\n%s", diff)
+			}
+			if !bytes.Equal(got.Encode(), tc.s.Encode()) {
+				t.Errorf("Encode:\n%s\nwant the file without the unknown lines:\n%s", got.Encode(), tc.s.Encode())
+			}
+			// The checksum covers the unknown lines too.
+			changed := bytes.Replace(data, []byte(tc.keys[0]+": "), []byte(tc.keys[0]+": x"), 1)
+			if _, err := Parse(changed); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+				t.Errorf("an unknown line changed without its checksum: %v", err)
+			}
+		})
+	}
+	// The version still decides: the same file in a version this reader
+	// does not know is refused.
+	v2 := seal(strings.Replace(insert(completedStatus(), keySync, "COMPRESSION: gzip"), "FORMAT: 1", "FORMAT: 2", 1))
+	if _, err := Parse(v2); err == nil || !strings.Contains(err.Error(), "unsupported format version 2") {
+		t.Errorf("version 2: %v", err)
 	}
 }
 

@@ -67,11 +67,11 @@ type jsonReport struct {
 	} `json:"liveness"`
 }
 
-// readInNamespace runs pgbb-status --json dir in a new PID namespace with
+// readInNamespace runs pgbb-status --json file in a new PID namespace with
 // its own /proc, and returns its exit code and report.
-func readInNamespace(t *testing.T, bin, dir string) (int, jsonReport) {
+func readInNamespace(t *testing.T, bin, file string) (int, jsonReport) {
 	t.Helper()
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--json", dir)
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--json", file)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -100,30 +100,30 @@ func TestPIDNamespaceReader(t *testing.T) {
 	writer := fakeWriter(t, "", "60")
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, writer.Process.Pid, dir)
-	writeFile(t, dir, FileName, s.Encode())
-	if r := Check(dir); r.Verdict != Running {
+	file := statusBeside(t, dir, s)
+	if r := Check(file); r.Verdict != Running {
 		t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
 	}
 
-	code, r := readInNamespace(t, bin, dir)
+	code, r := readInNamespace(t, bin, file)
 	if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "PID namespace") {
 		t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
 	}
-	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", dir).CombinedOutput()
+	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", file).CombinedOutput()
 	if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != ExitRefused {
 		t.Fatalf("--remove-if-dead in a PID namespace: %v: %s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("a live run's directory was touched: %v", err)
 	}
 
 	writer.Process.Kill()
 	writer.Wait()
-	code, r = readInNamespace(t, bin, dir)
+	code, r = readInNamespace(t, bin, file)
 	if code != 1 || r.Final || r.Liveness.Certain {
 		t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
 	}
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }
@@ -202,20 +202,20 @@ func TestPIDNamespaceWriter(t *testing.T) {
 	hostPID, innerPID, cmd := nestedWriter(t)
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, innerPID, dir)
-	writeFile(t, dir, FileName, s.Encode())
+	file := statusBeside(t, dir, s)
 
 	nested, err := Procfs{}.NestedWriters(innerPID)
 	if err != nil || len(nested) != 1 || nested[0].PID != hostPID {
 		t.Errorf("NestedWriters(%d): %+v %v, want pid %d", innerPID, nested, err, hostPID)
 	}
-	r := Check(dir)
+	r := Check(file)
 	if r.Verdict != NotComplete || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "another PID namespace") {
 		t.Fatalf("live writer (pid %d here, %d in its namespace): %v final %v (%s)", hostPID, innerPID, r.Verdict, r.Final, r.Summary)
 	}
-	if rm := RemoveIfDead(t.Context(), dir, false); rm.ExitCode != ExitRefused {
+	if rm := RemoveIfDead(t.Context(), file, false); rm.ExitCode != ExitRefused {
 		t.Fatalf("--remove-if-dead of a live run: exit %d over %q", rm.ExitCode, rm.Over)
 	}
-	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("a live run's directory was touched: %v", err)
 	}
 
@@ -223,7 +223,7 @@ func TestPIDNamespaceWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if r := Check(dir); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }

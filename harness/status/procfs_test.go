@@ -108,8 +108,8 @@ func TestLivenessRealProcess(t *testing.T) {
 	s.Host, s.PID = host, cmd.Process.Pid
 	s.StartTime = time.Now().UTC().Truncate(time.Second)
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, s.Encode())
-	r := Check(dir, ownNamespace(t)...)
+	writeFile(t, dir, statusName, s.Encode())
+	r := Check(filepath.Join(dir, statusName), ownNamespace(t)...)
 	if r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("live process: %v (%s)", r.Verdict, r.Summary)
 	}
@@ -118,22 +118,22 @@ func TestLivenessRealProcess(t *testing.T) {
 	// process: that is a reused pid.
 	old := *s
 	old.StartTime = s.StartTime.Add(-time.Minute)
-	writeFile(t, dir, FileName, old.Encode())
-	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
+	writeFile(t, dir, statusName, old.Encode())
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
 		t.Fatalf("reused pid: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 
-	writeFile(t, dir, FileName, s.Encode())
+	writeFile(t, dir, statusName, s.Encode())
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// Not reaped yet: a zombie, which is dead too.
 	time.Sleep(100 * time.Millisecond)
-	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
 		t.Fatalf("zombie: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 	cmd.Wait()
-	if r := Check(dir, ownNamespace(t)...); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
 		t.Fatalf("reaped: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }

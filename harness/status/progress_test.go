@@ -75,12 +75,12 @@ func TestStalled(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, dir, FileName, tc.status.Encode())
+			writeFile(t, dir, statusName, tc.status.Encode())
 			now := tc.status.UpdateTime.Add(tc.age)
 			if tc.status.UpdateTime.IsZero() {
 				now = tc.status.StartTime.Add(tc.age)
 			}
-			r := Check(dir, WithProcesses(tc.procs), at(now))
+			r := Check(filepath.Join(dir, statusName), WithProcesses(tc.procs), at(now))
 			if r.Verdict != tc.verdict || r.ExitCode != tc.verdict.ExitCode() {
 				t.Fatalf("verdict %v exit %d, want %v (%s)", r.Verdict, r.ExitCode, tc.verdict, r.Summary)
 			}
@@ -103,8 +103,8 @@ func TestProgressEstimate(t *testing.T) {
 	s.UpdateTime = s.StartTime.Add(100 * time.Second)
 	s.BytesReceived, s.BytesTotal = 1000_000, 4000_000
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, s.Encode())
-	r := Check(dir, WithProcesses(machine(WriterName, -time.Second)), at(s.UpdateTime.Add(2*time.Second)))
+	writeFile(t, dir, statusName, s.Encode())
+	r := Check(filepath.Join(dir, statusName), WithProcesses(machine(WriterName, -time.Second)), at(s.UpdateTime.Add(2*time.Second)))
 	p := r.Progress
 	if r.Verdict != Running || p == nil {
 		t.Fatalf("%v %+v", r.Verdict, p)
@@ -132,8 +132,8 @@ func TestProgressEstimate(t *testing.T) {
 	} {
 		u := *s
 		mod(&u)
-		writeFile(t, dir, FileName, u.Encode())
-		r := Check(dir, WithProcesses(machine(WriterName, -time.Second)), at(u.UpdateTime))
+		writeFile(t, dir, statusName, u.Encode())
+		r := Check(filepath.Join(dir, statusName), WithProcesses(machine(WriterName, -time.Second)), at(u.UpdateTime))
 		if r.Progress.Remaining != nil {
 			t.Errorf("%+v: remaining %v", u, *r.Progress.Remaining)
 		}
@@ -143,8 +143,8 @@ func TestProgressEstimate(t *testing.T) {
 	}
 
 	// A dead run gets no estimate.
-	writeFile(t, dir, FileName, s.Encode())
-	if r := Check(dir, WithProcesses(fakeProcesses{host: "db1"}), at(s.UpdateTime)); r.Progress.Remaining != nil {
+	writeFile(t, dir, statusName, s.Encode())
+	if r := Check(filepath.Join(dir, statusName), WithProcesses(fakeProcesses{host: "db1"}), at(s.UpdateTime)); r.Progress.Remaining != nil {
 		t.Errorf("dead run: remaining %v", *r.Progress.Remaining)
 	}
 }
@@ -162,21 +162,21 @@ func TestWaitRateFromSamples(t *testing.T) {
 	u.BytesReceived = s.BytesReceived + 500_000
 
 	dir := t.TempDir()
-	writeFile(t, dir, FileName, s.Encode())
+	writeFile(t, dir, statusName, s.Encode())
 	var checks atomic.Int32
 	procs := countingProcesses{machine(WriterName, -time.Second), &checks}
 	go func() {
 		for checks.Load() < 2 {
 			time.Sleep(time.Millisecond)
 		}
-		tmp := writeFile(t, dir, TempFileName, u.Encode())
-		if err := os.Rename(tmp, filepath.Join(dir, FileName)); err != nil {
+		tmp := writeFile(t, dir, statusName+TempSuffix, u.Encode())
+		if err := os.Rename(tmp, filepath.Join(dir, statusName)); err != nil {
 			t.Error(err)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	r := Wait(ctx, dir, time.Millisecond, WithProcesses(procs), at(u.UpdateTime.Add(time.Second)))
+	r := Wait(ctx, filepath.Join(dir, statusName), time.Millisecond, WithProcesses(procs), at(u.UpdateTime.Add(time.Second)))
 	if !r.TimedOut || r.Verdict != Running {
 		t.Fatalf("%v timed out %v: %s", r.Verdict, r.TimedOut, r.Summary)
 	}
@@ -184,7 +184,7 @@ func TestWaitRateFromSamples(t *testing.T) {
 		t.Fatalf("progress %+v", p)
 	}
 	// A single check measures from START TIME.
-	if p := Check(dir, WithProcesses(procs), at(u.UpdateTime)).Progress; p.RateFrom != "start" || p.Rate != float64(u.BytesReceived)/110 {
+	if p := Check(filepath.Join(dir, statusName), WithProcesses(procs), at(u.UpdateTime)).Progress; p.RateFrom != "start" || p.Rate != float64(u.BytesReceived)/110 {
 		t.Fatalf("single check: %+v", p)
 	}
 }

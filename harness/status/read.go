@@ -21,15 +21,19 @@ var ErrNotRegular = errors.New("status file is not a regular file")
 // that leads out of the directory it is in, or nowhere.
 var ErrSymlinkOutside = errors.New("status file is a symlink leading out of its directory")
 
-// ReadDir reads and parses the status file FileName in the backup directory
-// dir; see ReadFile. A directory without one gives an error satisfying
+// ReadDir reads and parses the status file FileName in the directory dir;
+// see ReadFile. A directory without one gives an error satisfying
 // errors.Is(err, fs.ErrNotExist).
+//
+// Deprecated: pg_basebackup writes no status file into the backup
+// directory any more, only where --status-file=FILE says (outside every
+// directory the backup writes); read that file with ReadFile.
 func ReadDir(dir string) (*Status, error) {
 	return ReadFile(filepath.Join(dir, FileName))
 }
 
-// ReadFile reads and parses the status file at path (for example one that
-// --status-file put outside the backup). It refuses a file over MaxSize
+// ReadFile reads and parses the status file at path (the --status-file
+// that pg_basebackup was given). It refuses a file over MaxSize
 // bytes, anything but a regular file, and a symlink whose target is not
 // inside the symlink's own directory (nor a dangling one). A parse error is a
 // *ParseError with Path set; a missing file gives an error satisfying

@@ -23,10 +23,13 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	return path
 }
 
-func TestReadDir(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, dir, FileName, completedStatus().Encode())
-	s, err := ReadDir(dir)
+// statusName is the name the tests give a status file: pg_basebackup
+// writes one only where --status-file says.
+const statusName = "b1.status"
+
+func TestReadFile(t *testing.T) {
+	path := writeFile(t, t.TempDir(), statusName, completedStatus().Encode())
+	s, err := ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,13 +38,25 @@ func TestReadDir(t *testing.T) {
 	}
 }
 
-func TestReadDirMissing(t *testing.T) {
+func TestReadFileMissing(t *testing.T) {
 	dir := t.TempDir()
 	// The temporary file alone is no status file.
-	writeFile(t, dir, TempFileName, completedStatus().Encode())
-	_, err := ReadDir(dir)
+	writeFile(t, dir, statusName+TempSuffix, completedStatus().Encode())
+	_, err := ReadFile(filepath.Join(dir, statusName))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("error %v, want fs.ErrNotExist", err)
+	}
+	if TempPath("/s/b1.status") != "/s/b1.status.tmp" || TempFileName != FileName+".tmp" {
+		t.Errorf("TempPath %q, TempFileName %q", TempPath("/s/b1.status"), TempFileName)
+	}
+}
+
+// TestReadDirDeprecated: the deprecated ReadDir still reads dir/FileName.
+func TestReadDirDeprecated(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, FileName, completedStatus().Encode())
+	if s, err := ReadDir(dir); err != nil || s.State != StateCompleted {
+		t.Fatalf("%v %v", s, err)
 	}
 }
 
@@ -63,7 +78,7 @@ func TestSymlinks(t *testing.T) {
 	good := writeFile(t, outside, "status", completedStatus().Encode())
 	tests := []struct {
 		name   string
-		target func(dir string) string // what the backup_status symlink points to
+		target func(dir string) string // what the status file, a symlink, points to
 		ok     bool
 	}{
 		{"to a file in the same directory", func(dir string) string {
@@ -92,15 +107,16 @@ func TestSymlinks(t *testing.T) {
 			return "sub/status"
 		}, false},
 		{"dangling", func(string) string { return "nonexistent" }, false},
-		{"to itself", func(string) string { return FileName }, false},
+		{"to itself", func(string) string { return statusName }, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := os.Symlink(tc.target(dir), filepath.Join(dir, FileName)); err != nil {
+			path := filepath.Join(dir, statusName)
+			if err := os.Symlink(tc.target(dir), path); err != nil {
 				t.Fatal(err)
 			}
-			s, err := ReadDir(dir)
+			s, err := ReadFile(path)
 			switch {
 			case tc.ok && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -115,25 +131,25 @@ func TestSymlinks(t *testing.T) {
 			case errors.Is(err, fs.ErrNotExist):
 				t.Fatalf("error %v is taken for a missing status file", err)
 			}
-			if r := Check(dir); !tc.ok && (r.Verdict != NotComplete || r.ExitCode != 1) {
+			if r := Check(path); !tc.ok && (r.Verdict != NotComplete || r.ExitCode != 1) {
 				t.Errorf("Check: %v exit %d", r.Verdict, r.ExitCode)
 			}
 		})
 	}
 }
 
-// TestBackupDirectoryIsSymlink: only the file's own symlink is checked; the
-// directory may be reached through one (a "latest" link).
-func TestBackupDirectoryIsSymlink(t *testing.T) {
+// TestStatusDirectoryIsSymlink: only the file's own symlink is checked;
+// the directory it is in may be reached through one (a "latest" link).
+func TestStatusDirectoryIsSymlink(t *testing.T) {
 	root := t.TempDir()
-	writeFile(t, root, "b1/"+FileName, completedStatus().Encode())
-	if err := os.Symlink("b1", filepath.Join(root, "latest")); err != nil {
+	writeFile(t, root, "s1/"+statusName, completedStatus().Encode())
+	if err := os.Symlink("s1", filepath.Join(root, "latest")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(FileName, filepath.Join(root, "b1", "alias")); err != nil {
+	if err := os.Symlink(statusName, filepath.Join(root, "s1", "alias")); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{filepath.Join(root, "latest", FileName), filepath.Join(root, "latest", "alias")} {
+	for _, path := range []string{filepath.Join(root, "latest", statusName), filepath.Join(root, "latest", "alias")} {
 		if _, err := ReadFile(path); err != nil {
 			t.Errorf("%s: %v", path, err)
 		}
@@ -149,18 +165,18 @@ func TestSizeLimit(t *testing.T) {
 	if n := len(s.Encode()); n != MaxSize {
 		t.Fatalf("test bug: %d bytes", n)
 	}
-	writeFile(t, dir, FileName, s.Encode())
-	if _, err := ReadDir(dir); err != nil {
+	writeFile(t, dir, statusName, s.Encode())
+	if _, err := ReadFile(filepath.Join(dir, statusName)); err != nil {
 		t.Fatalf("file of %d bytes: %v", MaxSize, err)
 	}
 	// One byte more is refused before parsing.
 	s.Label += "x"
-	writeFile(t, dir, FileName, s.Encode())
-	if _, err := ReadDir(dir); !errors.Is(err, ErrTooLarge) {
+	writeFile(t, dir, statusName, s.Encode())
+	if _, err := ReadFile(filepath.Join(dir, statusName)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("file of %d bytes: error %v, want ErrTooLarge", MaxSize+1, err)
 	}
 	// A huge sparse file is refused without reading it.
-	f, err := os.Create(filepath.Join(dir, FileName))
+	f, err := os.Create(filepath.Join(dir, statusName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +184,7 @@ func TestSizeLimit(t *testing.T) {
 		t.Skipf("cannot make a sparse file: %v", err)
 	}
 	f.Close()
-	if _, err := ReadDir(dir); !errors.Is(err, ErrTooLarge) {
+	if _, err := ReadFile(filepath.Join(dir, statusName)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("sparse file: error %v, want ErrTooLarge", err)
 	}
 }
@@ -176,20 +192,20 @@ func TestSizeLimit(t *testing.T) {
 func TestNotRegular(t *testing.T) {
 	t.Run("directory", func(t *testing.T) {
 		dir := t.TempDir()
-		if err := os.Mkdir(filepath.Join(dir, FileName), 0o755); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, statusName), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadDir(dir); !errors.Is(err, ErrNotRegular) {
+		if _, err := ReadFile(filepath.Join(dir, statusName)); !errors.Is(err, ErrNotRegular) {
 			t.Fatalf("error %v, want ErrNotRegular", err)
 		}
 	})
 	t.Run("fifo", func(t *testing.T) {
 		dir := t.TempDir()
-		if err := syscall.Mkfifo(filepath.Join(dir, FileName), 0o644); err != nil {
+		if err := syscall.Mkfifo(filepath.Join(dir, statusName), 0o644); err != nil {
 			t.Skipf("mkfifo: %v", err)
 		}
 		// Must not block waiting for a writer.
-		if _, err := ReadDir(dir); !errors.Is(err, ErrNotRegular) {
+		if _, err := ReadFile(filepath.Join(dir, statusName)); !errors.Is(err, ErrNotRegular) {
 			t.Fatalf("error %v, want ErrNotRegular", err)
 		}
 	})
@@ -200,11 +216,11 @@ func TestUnreadable(t *testing.T) {
 		t.Skip("root reads everything")
 	}
 	dir := t.TempDir()
-	path := writeFile(t, dir, FileName, completedStatus().Encode())
+	path := writeFile(t, dir, statusName, completedStatus().Encode())
 	if err := os.Chmod(path, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadDir(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+	if _, err := ReadFile(filepath.Join(dir, statusName)); err == nil || errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("error %v, want permission denied", err)
 	}
 }

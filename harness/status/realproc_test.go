@@ -59,6 +59,17 @@ func (oneNamespace) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]Dir
 	return Procfs{}.DirUsers(dirs, ids, pid)
 }
 
+// statusBeside makes the target directory dir and writes s as its status
+// file next to it (outside it, as --status-file must be), returning the
+// file's path.
+func statusBeside(t *testing.T, dir string, s *Status) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, filepath.Dir(dir), filepath.Base(dir)+".status", s.Encode())
+}
+
 // liveStatus is an "in progress" file of pid on this host, receiving data,
 // just updated, recording dir as its created target.
 func liveStatus(t *testing.T, pid int, dir string) *Status {
@@ -102,10 +113,10 @@ func TestStoppedWriter(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "b1")
 	s := liveStatus(t, cmd.Process.Pid, dir)
-	writeFile(t, dir, FileName, s.Encode())
+	file := statusBeside(t, dir, s)
 	now := at(s.UpdateTime.Add(time.Second))
 
-	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(file, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("before SIGSTOP: %v (%s)", r.Verdict, r.Summary)
 	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -113,13 +124,13 @@ func TestStoppedWriter(t *testing.T) {
 	}
 	waitState(t, cmd.Process.Pid, true)
 	for i := 0; i < 3; i++ {
-		r := Check(dir, ownNamespace(t, now)...)
+		r := Check(file, ownNamespace(t, now)...)
 		if r.Verdict != Stalled || r.ExitCode != 5 || r.Final || !strings.Contains(r.Summary, "stopped") {
 			t.Fatalf("stopped: %v exit %d final %v (%s)", r.Verdict, r.ExitCode, r.Final, r.Summary)
 		}
 	}
 	before := tree(t, root)
-	rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
+	rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "the run is alive") {
 		t.Fatalf("remove while stopped: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
@@ -131,14 +142,14 @@ func TestStoppedWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, cmd.Process.Pid, false)
-	if r := Check(dir, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
+	if r := Check(file, ownNamespace(t, now)...); r.Verdict != Running || r.ExitCode != 3 {
 		t.Fatalf("after SIGCONT: %v (%s)", r.Verdict, r.Summary)
 	}
 
 	// Dead now: removed.
 	cmd.Process.Kill()
 	cmd.Wait()
-	rm = RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
+	rm = RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("remove after kill: exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -155,15 +166,15 @@ func TestRemoveReusedPid(t *testing.T) {
 	cmd := fakeWriter(t, "", "60")
 	dir := filepath.Join(t.TempDir(), "b1")
 	s := liveStatus(t, cmd.Process.Pid, dir)
-	writeFile(t, dir, FileName, s.Encode())
-	if rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
+	file := statusBeside(t, dir, s)
+	if rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "alive") {
 		t.Fatalf("matching start: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
 
 	s.StartTime = s.StartTime.Add(-time.Minute)
 	s.UpdateTime = s.StartTime
-	writeFile(t, dir, FileName, s.Encode())
-	rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
+	statusBeside(t, dir, s)
+	rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "pid was reused") {
 		t.Fatalf("reused pid: exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 	}
@@ -185,8 +196,8 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		other := fakeWriter(t, dir, "60")
 		s := liveStatus(t, 1, dir)
 		s.PID = other.Process.Pid + 100000 // no such process
-		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
+		file := statusBeside(t, dir, s)
+		rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "working directory") {
 			t.Fatalf("exit %d refused %q", rm.ExitCode, rm.Refused)
 		}
@@ -223,8 +234,8 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 
 		dir := filepath.Join(t.TempDir(), "b1")
 		s := liveStatus(t, pgid, dir)
-		writeFile(t, dir, FileName, s.Encode())
-		rm := RemoveIfDead(t.Context(), dir, false, ownNamespace(t)...)
+		file := statusBeside(t, dir, s)
+		rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "WAL streaming child") {
 			t.Fatalf("exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 		}

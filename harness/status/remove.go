@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -25,9 +24,18 @@ const (
 	ExitRemoveFailed = 2
 )
 
-// TombstoneSuffix is in the name a directory is renamed to before it is
-// removed: .NAME.pgbb-removing-PID, in the same parent.
+// TombstoneSuffix is in the name something is renamed to before it is
+// removed: .NAME.pgbb-removing-XXXXXXXX, in the same directory, where
+// XXXXXXXX is the CHECKSUM of the status file judged.
 const TombstoneSuffix = ".pgbb-removing-"
+
+// The files a RemoveStep removes, besides recorded directories.
+const (
+	// StepTempFile is FILE.tmp, the status file's temporary file.
+	StepTempFile = "temporary file"
+	// StepStatusFile is the status file.
+	StepStatusFile = "status file"
+)
 
 // WithLease lets RemoveIfDead judge a run written on another host dead when
 // its status file stays the same while RemoveIfDead watches it for d on
@@ -37,9 +45,7 @@ func WithLease(d time.Duration) Option { return func(c *config) { c.lease = d } 
 
 // Removal is the result of RemoveIfDead.
 type Removal struct {
-	// Dir is the backup directory, made absolute.
-	Dir string `json:"dir"`
-	// StatusFile is Dir's status file.
+	// StatusFile is the status file, made absolute.
 	StatusFile string `json:"status_file"`
 	// Status is the parsed status file, if it was read.
 	Status *Status `json:"status,omitempty"`
@@ -53,8 +59,9 @@ type Removal struct {
 	// Refused says why nothing was removed; empty if the removal went
 	// ahead.
 	Refused string `json:"refused,omitempty"`
-	// Steps are what was (or, with DryRun or on refusal, would be) done,
-	// one per recorded directory.
+	// Steps are what was (or, with DryRun or on refusal, would be) done:
+	// one per recorded directory, then FILE.tmp if there was one, then
+	// the status file.
 	Steps []RemoveStep `json:"steps,omitempty"`
 	// Err is what stopped a removal that had started; Error its text.
 	Err   error  `json:"-"`
@@ -63,28 +70,52 @@ type Removal struct {
 	ExitCode int `json:"exit_code"`
 }
 
-// RemoveStep is what happens to one recorded directory.
+// RemoveStep is what happens to one recorded directory, or to the status
+// file or its temporary file.
 type RemoveStep struct {
-	// Path is the recorded directory.
+	// Path is the recorded directory, or the file.
 	Path string `json:"path"`
-	// Created says the run created it: it is removed. Otherwise it
-	// existed before the run: it is emptied and kept.
+	// File is StepTempFile or StepStatusFile for a file, empty for a
+	// directory.
+	File string `json:"file,omitempty"`
+	// Created says the run created the directory: it is removed.
+	// Otherwise it existed before the run: it is emptied and kept.
 	Created bool `json:"created"`
 	// Missing says it does not exist any more: nothing to do.
 	Missing bool `json:"missing,omitempty"`
 	// Tombstone is the name it was renamed to before being removed.
 	Tombstone string `json:"tombstone,omitempty"`
-	// Done says the step was carried out.
+	// Resumed says an interrupted removal had renamed it to Tombstone
+	// already.
+	Resumed bool `json:"resumed,omitempty"`
+	// Kept says why a file was left alone when its turn came: it was no
+	// longer the file judged (a new run rewrote it). (A file gone by
+	// then is Missing.)
+	Kept string `json:"kept,omitempty"`
+	// Done says the step was carried out (for a kept file: that it was
+	// dealt with).
 	Done bool `json:"done"`
 }
 
 // String says what the step does.
 func (st RemoveStep) String() string {
+	resumed := ""
+	if st.Resumed {
+		resumed = fmt.Sprintf(", found at %s, where an interrupted removal had renamed it", st.Tombstone)
+	}
+	what := st.Path
+	if st.File != "" {
+		what = "the " + st.File + " " + st.Path
+	}
 	switch {
 	case st.Missing:
-		return fmt.Sprintf("nothing to do for %s (already gone)", st.Path)
+		return fmt.Sprintf("nothing to do for %s (already gone)", what)
+	case st.Kept != "":
+		return fmt.Sprintf("keep %s: %s", what, st.Kept)
+	case st.File != "":
+		return fmt.Sprintf("remove %s%s", what, resumed)
 	case st.Created:
-		return fmt.Sprintf("remove %s (created by the run)", st.Path)
+		return fmt.Sprintf("remove %s (created by the run)%s", st.Path, resumed)
 	}
 	return fmt.Sprintf("empty %s (it existed before the run; kept)", st.Path)
 }
@@ -102,15 +133,16 @@ func (rm *Removal) fail(err error) *Removal {
 	return rm
 }
 
-// RemoveIfDead removes the backup directory dir and the other directories
-// its status file records (DIRECTORY lines: "created" ones are removed,
-// "existing" ones emptied and kept), but only when the status file proves
-// that the run is over and did not complete, and only what the status
-// file's owner could remove itself:
+// RemoveIfDead removes what the run of the status file at statusFile left
+// behind: the directories its DIRECTORY lines record ("created" ones are
+// removed, "existing" ones emptied and kept), then its temporary file
+// FILE.tmp, if any, and the status file itself. It does so only when the
+// status file proves that the run is over and did not complete, and only
+// what the status file's owner could remove itself:
 //
-//   - the file is dir's own backup_status, a regular file that parses
-//     (a torn, invalid or missing file is refused), and says "in
-//     progress" or "failed" (never "completed", durable or not);
+//   - the status file is a regular file (not a symlink, nor a directory)
+//     that parses (a torn, invalid or missing file is refused), and says
+//     "in progress" or "failed" (never "completed", durable or not);
 //   - written on this host: its pid is gone, a zombie, or another program
 //     or a later process (start time checked: a reused pid does not count
 //     as alive); a live run, stalled or not, is refused, as is a check
@@ -125,86 +157,112 @@ func (rm *Removal) fail(err error) *Removal {
 //     in the directories, and no pg_basebackup is a child or in the
 //     process group of the recorded pid (the WAL streaming child outlives
 //     its parent's SIGKILL);
-//   - the first DIRECTORY is dir itself; every DIRECTORY is printable, an
+//   - there is at least one DIRECTORY (a run with -D - or --target records
+//     none: nothing is known to be its); every DIRECTORY is printable, an
 //     absolute clean path other than "/", a directory and not a symlink,
 //     none inside another; a tar-format run records only its target; any
-//     other recorded directory holds only what pg_basebackup puts in a
-//     --waldir (WAL segments, .partial, .history, archive_status,
-//     summaries) or a tablespace directory (PG_<version>_<catversion>);
-//   - the privilege boundary: the status file, every recorded directory
-//     and every entry in them are owned by one user, the owner of the
-//     status file; nothing in them is a mount point, a FIFO, a socket or
-//     a device, nor deeper than 32 levels; a created directory is not a
-//     mount point, and its parent lets that user remove it. And all the
-//     file-system work, judging included, runs with that user's
-//     file-system credentials (asUser), so that the kernel refuses what
-//     the user could not do. Whoever runs the removal (root, say), it
-//     deletes nothing that the user who wrote the status file could not.
+//     recorded directory but the first (the target) holds only what
+//     pg_basebackup puts in a --waldir (WAL segments, .partial, .history,
+//     archive_status, summaries) or a tablespace directory
+//     (PG_<version>_<catversion>); the status file lies in none of them
+//     (pg_basebackup refuses such a --status-file);
+//   - the privilege boundary: the status file, FILE.tmp, every recorded
+//     directory and every entry in them are owned by one user, the owner
+//     of the status file; nothing in them is a mount point, a FIFO, a
+//     socket or a device, nor deeper than 32 levels; a created directory
+//     is not a mount point, and its parent, like the status file's, lets
+//     that user remove it. And all the file-system work, judging
+//     included, runs with that user's file-system credentials (asUser),
+//     so that the kernel refuses what the user could not do. Whoever runs
+//     the removal (root, say), it deletes nothing that the user who wrote
+//     the status file could not.
 //
-// Each recorded directory is opened once, before anything is judged, and
-// everything after goes through those handles (os.Root): a path swapped
-// for a symlink after the judgement is never followed, and a rename is
-// checked against the identity judged and undone if it moved something
-// else. Races with a run starting into the same directory are closed
-// thus: a created directory is first renamed to a tombstone in the same
-// parent (".NAME.pgbb-removing-PID", without replacing anything), the
-// status file is read again from inside it and must be byte for byte the
-// one judged (with the same owner), the run must still be over and no
-// process may use the directories, and only then is anything removed (the
-// owner's credentials cover what changes after the other checks); if a check fails, the tombstone is
-// renamed back. A retry into dir can start as soon as dir was renamed. An
-// "existing" directory is emptied in place, the status file last, so that
-// it stays non-empty (and a retry refuses it) until the last entry is
-// gone.
+// The status file's directory and each recorded directory are opened
+// once, before anything is judged, and everything after goes through
+// those handles (os.Root): a path swapped for a symlink after the
+// judgement is never followed, and a rename is checked against the
+// identity judged and undone if it moved something else. The steps:
+//
+//  1. Every created directory is renamed to its tombstone in the same
+//     parent, ".NAME.pgbb-removing-XXXXXXXX" (XXXXXXXX: the status
+//     file's CHECKSUM), never replacing anything. A retry into the same
+//     paths can start from then on.
+//  2. The status file is read again through its directory's handle and
+//     must be byte for byte the one judged, the same file (inode) with
+//     the same owner; the run must still be over and no process may use
+//     the directories. Otherwise every tombstone is renamed back and the
+//     removal refused. (The owner, mount and permission checks are not
+//     repeated: the owner's credentials cover what changes after them.)
+//  3. Every directory is emptied (an existing one in place: it stays
+//     non-empty, so a retry refuses it, until its last entry is gone),
+//     then every tombstone removed.
+//  4. FILE.tmp, if there was one, then the status file are removed, each
+//     only if it is still the file judged (same inode; for the status
+//     file, the same bytes): each is renamed to its tombstone, checked
+//     there and removed. A new run that reuses the same --status-file
+//     rewrites it by renaming a new file into place, so its file is never
+//     the one judged and is kept (RemoveStep.Kept); one renamed in the
+//     instant between the check and the rename is renamed back.
+//
+// What a crash (or a kill) of the removal leaves, and why running it again
+// on the same status file finishes the job: the status file stays in
+// place, unchanged, until step 4, so a second run judges the same file
+// the same way. After step 1, a created directory is missing and its
+// tombstone, named after the status file's checksum, is there: the second
+// run finds it, judges it as the directory (all the same checks) and goes
+// on without renaming it again; a tombstone renamed back in step 2 is
+// the directory again. During step 3 a directory is partly emptied, or a
+// tombstone is gone: the rest is judged and removed, and a directory gone
+// with no tombstone is "already gone". In step 4, a crash between the
+// rename of a file and its removal leaves its tombstone: FILE.tmp's is
+// found by name; if the status file is missing, its tombstone (the only
+// file in its directory named ".FILE.pgbb-removing-XXXXXXXX", whose
+// CHECKSUM is XXXXXXXX) is judged in its place, proves the run over
+// again, and is removed. What is never finished by a second run: the
+// tombstones of a run whose status file a new run has rewritten since
+// (their names carry the old checksum); they hold nothing but the dead
+// run's files and can be removed by hand.
 //
 // With dryRun nothing is changed: the Removal says what would be done.
-func RemoveIfDead(ctx context.Context, dir string, dryRun bool, opts ...Option) *Removal {
+func RemoveIfDead(ctx context.Context, statusFile string, dryRun bool, opts ...Option) *Removal {
 	c := newConfig(opts)
-	rm := &Removal{Dir: dir, DryRun: dryRun}
-	abs, err := filepath.Abs(dir)
+	rm := &Removal{StatusFile: statusFile, DryRun: dryRun}
+	abs, err := filepath.Abs(statusFile)
 	if err != nil {
-		return rm.refuse("cannot make %s absolute: %v", dir, err)
+		return rm.refuse("cannot make %s absolute: %v", statusFile, err)
 	}
-	rm.Dir = abs
-	rm.StatusFile = filepath.Join(abs, FileName)
-
-	fi, err := os.Lstat(abs)
-	switch {
-	case err != nil:
-		return rm.refuse("cannot examine the directory: %v", err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return rm.refuse("%s is a symlink: give the directory itself", abs)
-	case !fi.IsDir():
-		return rm.refuse("%s is not a directory", abs)
-	}
+	rm.StatusFile = abs
 	// Who may delete what: the owner of the status file, whose
 	// credentials everything below runs with.
-	u, err := statusOwner(rm.StatusFile)
-	if err != nil {
+	name, fi, err := findStatus(abs)
+	if err := checkStatusLstat(abs, fi, err); err != nil {
 		return rm.refuse("%v", err)
 	}
+	u, err := ownerWithGroups(fi)
+	if err != nil {
+		return rm.refuse("cannot tell who owns the status file %s: %v", abs, err)
+	}
 	rm.Owner = userName(u.uid)
-	if err := asUser(u, func() error { rm.removeAs(ctx, c, u); return nil }); err != nil {
+	if err := asUser(u, func() error { rm.removeAs(ctx, c, u, name, fi); return nil }); err != nil {
 		return rm.refuse("%v", err)
 	}
 	return rm
 }
 
-// removeAs is RemoveIfDead with the file-system credentials of u.
-func (rm *Removal) removeAs(ctx context.Context, c config, u owner) *Removal {
-	target, err := openDirHandle(rm.Dir)
+// removeAs is RemoveIfDead with the file-system credentials of u, on the
+// status file called name in its directory, as Lstat saw it before.
+func (rm *Removal) removeAs(ctx context.Context, c config, u owner, name string, seen fs.FileInfo) *Removal {
+	sf, err := openStatusRef(rm.StatusFile, name, seen)
 	if err != nil {
-		return rm.refuse("%s cannot open the directory: %v", userName(u.uid), err)
+		return rm.refuse("%s cannot open the directory of the status file: %v", userName(u.uid), err)
 	}
-	p := &plan{handles: []*dirHandle{target}, ids: map[FileID]bool{}}
+	defer sf.Close()
+	p := &plan{ids: map[FileID]bool{}}
 	defer p.close()
 
-	data, s, fileOwner, err := readForRemoval(target)
-	switch {
-	case err != nil:
+	data, s, err := sf.judge(u.uid)
+	if err != nil {
 		return rm.refuse("%v", err)
-	case fileOwner != u.uid:
-		return rm.refuse("the status file %s changed owner (now %s) while it was being judged", rm.StatusFile, userName(fileOwner))
 	}
 	rm.Status = s
 	var over string
@@ -217,15 +275,18 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner) *Removal {
 	if err := p.judge(s, u); err != nil {
 		return rm.refuse("%v", err)
 	}
+	if err := p.judgeFiles(sf, data, s.Checksum, u); err != nil {
+		return rm.refuse("%v", err)
+	}
 	rm.Steps = p.steps
 	if lease {
-		seen, err := observe(ctx, target, data, c)
+		seen, err := observe(ctx, sf, data, c)
 		if err != nil {
 			return rm.refuse("%v", err)
 		}
 		rm.Over += ", and " + seen
 	}
-	if err := checkUsers(rm.Steps, s, c, rm.Dir, rm.Dir, p.ids); err != nil {
+	if err := checkUsers(p.paths(), s, c, p.ids); err != nil {
 		return rm.refuse("%v", err)
 	}
 	if rm.DryRun {
@@ -233,21 +294,38 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner) *Removal {
 		return rm
 	}
 	c.hook("judged")
-	return rm.execute(p, data, u.uid, c)
+	return rm.execute(p, sf, data, s.Checksum, u.uid, c)
 }
 
-// statusOwner returns the owner of the status file at path (a regular
-// file, not a symlink) and that user's groups.
-func statusOwner(path string) (owner, error) {
-	fi, err := os.Lstat(path)
-	if err := checkStatusLstat(path, fi, err); err != nil {
-		return owner{}, err
+// judge reads the status file through its directory's handle: a regular
+// file (no symlink at all), the one Lstat saw, owned by uid, that parses;
+// under a tombstone's name, one whose CHECKSUM the name carries. It
+// returns the file and its parse.
+func (r *statusRef) judge(uid uint32) ([]byte, *Status, error) {
+	data, fi, err := r.read(r.name)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case !os.SameFile(fi, r.info):
+		return nil, nil, fmt.Errorf("the status file %s was replaced while it was being judged", r.where(r.name))
 	}
-	u, err := ownerWithGroups(fi)
+	if owner, err := ownerOf(fi); err != nil || owner != uid {
+		return nil, nil, fmt.Errorf("the status file %s changed owner (now %s) while it was being judged", r.where(r.name), ownerName(fi))
+	}
+	s, err := Parse(data)
 	if err != nil {
-		return owner{}, fmt.Errorf("cannot tell who owns the status file %s: %v", path, err)
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			pe.Path = r.where(r.name)
+		}
+		return nil, nil, fmt.Errorf("status file cannot be used: %v", err)
 	}
-	return u, nil
+	if r.resumed() {
+		if sum, ok := r.tombstoneSum(); !ok || sum != s.Checksum {
+			return nil, nil, fmt.Errorf("no status file %s, and %s, named as its tombstone, is not (its CHECKSUM is %08X)", r.path, r.where(r.name), s.Checksum)
+		}
+	}
+	return data, s, nil
 }
 
 // asCaller runs f on a goroutine of its own, hence with the caller's
@@ -266,29 +344,6 @@ func asCaller(f func() error) error {
 // errExited is what asCaller and asUser return when f ended its goroutine
 // (runtime.Goexit) instead of returning.
 var errExited = errors.New("the work ended before it returned")
-
-// readForRemoval reads the status file in the target through its handle:
-// a regular file (no symlink at all) that parses. It returns the file, its
-// parse and its owner.
-func readForRemoval(target *dirHandle) ([]byte, *Status, uint32, error) {
-	data, fi, err := target.readStatus()
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	owner, err := ownerOf(fi)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cannot tell who owns the status file %s: %v", filepath.Join(target.path, FileName), err)
-	}
-	s, err := Parse(data)
-	if err != nil {
-		var pe *ParseError
-		if errors.As(err, &pe) {
-			pe.Path = filepath.Join(target.path, FileName)
-		}
-		return nil, nil, 0, fmt.Errorf("status file cannot be used: %v", err)
-	}
-	return data, s, owner, nil
-}
 
 // runOver proves that the run of s is over and did not complete, or says
 // why that cannot be proven. For a run written on another host it says
@@ -335,17 +390,17 @@ func leasePoll(lease time.Duration) time.Duration {
 	return max(min(lease/10, time.Second), time.Millisecond)
 }
 
-// observe watches the status file in the target for the lease, on this
-// machine's monotonic clock; every read must be the file judged, data.
-func observe(ctx context.Context, target *dirHandle, data []byte, c config) (string, error) {
+// observe watches the status file for the lease, on this machine's
+// monotonic clock; every read must be the file judged, data.
+func observe(ctx context.Context, sf *statusRef, data []byte, c config) (string, error) {
 	read := func(string) ([]byte, error) {
-		b, _, err := target.readStatus()
+		b, _, err := sf.read(sf.name)
 		if err == nil && !bytes.Equal(b, data) {
 			return nil, fmt.Errorf("the status file changed since it was judged: the run rewrote it and is alive")
 		}
 		return b, err
 	}
-	return observeLease(ctx, filepath.Join(target.path, FileName), c.lease, leasePoll(c.lease), read, c.leaseClock)
+	return observeLease(ctx, sf.where(sf.name), c.lease, leasePoll(c.lease), read, c.leaseClock)
 }
 
 // walName and tablespaceName are what pg_basebackup puts into a --waldir
@@ -356,10 +411,14 @@ var (
 )
 
 // A plan is what RemoveIfDead is to do: a step and an open handle per
-// recorded directory (nil for one already gone), the target first.
+// recorded directory (nil for one already gone), in file order, then the
+// steps of the files.
 type plan struct {
 	steps   []RemoveStep
 	handles []*dirHandle
+	// files are the files to remove last: FILE.tmp, if any, then the
+	// status file; their steps follow the directories'.
+	files []fileStep
 	// ids are the identities of the directories and everything in them,
 	// for the check of the processes that use them.
 	ids map[FileID]bool
@@ -373,33 +432,43 @@ func (p *plan) close() {
 	}
 }
 
-// judge checks the DIRECTORY lines of s against the target (p.handles[0],
-// the directory the status file was found in) and the privilege boundary
-// of owner, opens every other recorded directory, and fills in the steps,
-// target first.
+// paths are the current paths of the directories that exist: recorded,
+// or their tombstones'.
+func (p *plan) paths() []string {
+	var out []string
+	for _, h := range p.handles {
+		if h != nil {
+			out = append(out, h.where())
+		}
+	}
+	return out
+}
+
+// judge checks the DIRECTORY lines of s and the privilege boundary of
+// owner, opens every recorded directory (or, for a created one that an
+// interrupted removal renamed, its tombstone), and fills in a step for
+// each.
 func (p *plan) judge(s *Status, u owner) error {
 	owner := u.uid
 	if err := checkDirectoryLines(s); err != nil {
 		return err
 	}
-	target := p.handles[0]
-	if err := ownedBy(target.path, target.info, owner); err != nil {
-		return err
-	}
 	for i, d := range s.Directories {
 		step := RemoveStep{Path: d.Path, Created: d.Created}
-		if i == 0 {
-			fi, err := os.Lstat(d.Path)
-			if err != nil {
-				return fmt.Errorf("DIRECTORY %s: %v", d.Path, err)
-			}
-			if !os.SameFile(fi, target.info) {
-				return fmt.Errorf("the first DIRECTORY (the target) is %s, not %s: the status file is not this directory's own", d.Path, target.path)
-			}
-			p.steps = append(p.steps, step)
-			continue
-		}
+		name := filepath.Base(d.Path)
 		fi, err := os.Lstat(d.Path)
+		if d.Created {
+			tomb := tombstone(d.Path, s.Checksum)
+			_, terr := os.Lstat(tomb)
+			switch {
+			case terr == nil && err == nil:
+				return fmt.Errorf("DIRECTORY %s and %s, its tombstone from an interrupted removal of this run, both exist: %s may be a new run's; remove the tombstone by hand once sure", d.Path, tomb, d.Path)
+			case terr == nil:
+				step.Tombstone, step.Resumed = tomb, true
+				name = filepath.Base(tomb)
+				fi, err = os.Lstat(tomb)
+			}
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			step.Missing = true
@@ -414,7 +483,7 @@ func (p *plan) judge(s *Status, u owner) error {
 		if err := ownedBy(d.Path, fi, owner); err != nil && fi.Mode()&fs.ModeSymlink == 0 {
 			return err
 		}
-		h, err := openDirHandle(d.Path)
+		h, err := openDirHandle(d.Path, name)
 		switch {
 		case errors.Is(err, fs.ErrPermission):
 			return fmt.Errorf("DIRECTORY %s: %s cannot reach it (%v): only what that user could remove is removed", d.Path, userName(owner), err)
@@ -423,14 +492,16 @@ func (p *plan) judge(s *Status, u owner) error {
 		}
 		p.handles = append(p.handles, h)
 		p.steps = append(p.steps, step)
-		if err := ownedBy(h.path, h.info, owner); err != nil {
+		if err := ownedBy(h.where(), h.info, owner); err != nil {
 			return err
 		}
-		if err := looksLikeOurs(h); err != nil {
-			return err
+		if i > 0 {
+			if err := looksLikeOurs(h); err != nil {
+				return err
+			}
 		}
 	}
-	if err := checkOverlap(p.steps); err != nil {
+	if err := checkOverlap(p.steps, p.paths()); err != nil {
 		return err
 	}
 	for i, h := range p.handles {
@@ -444,6 +515,67 @@ func (p *plan) judge(s *Status, u owner) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// judgeFiles checks the status file's place and its temporary file, and
+// adds their steps: the status file must lie in none of the recorded
+// directories (pg_basebackup refuses such a --status-file), and its
+// directory must let u remove it; FILE.tmp (or its tombstone, left by an
+// interrupted removal), if there is one, must be a regular file of u.
+func (p *plan) judgeFiles(sf *statusRef, data []byte, sum uint32, u owner) error {
+	for _, st := range p.steps {
+		if within(st.Path, sf.path) {
+			return fmt.Errorf("the status file %s lies inside DIRECTORY %s: pg_basebackup refuses such a --status-file, so it did not write this file", sf.path, st.Path)
+		}
+	}
+	if id, ok := fileID(sf.dirInfo); ok && p.ids[id] {
+		return fmt.Errorf("the status file %s lies inside one of the recorded directories (%s is one of them or in one): pg_basebackup refuses such a --status-file, so it did not write this file",
+			sf.path, filepath.Dir(sf.path))
+	}
+	if !mayRemoveFrom(sf.dirInfo, u) {
+		return fmt.Errorf("%s cannot remove the status file %s from %s (mode %s, owned by %s)",
+			userName(u.uid), sf.path, filepath.Dir(sf.path), sf.dirInfo.Mode().Perm(), ownerName(sf.dirInfo))
+	}
+	tmp := fileStep{name: sf.tempName()}
+	fi, err := sf.dir.Lstat(tmp.name)
+	if errors.Is(err, fs.ErrNotExist) {
+		tomb := tombstoneName(tmp.name, sum)
+		if fi, err = sf.dir.Lstat(tomb); err == nil {
+			tmp.name, tmp.resumed = tomb, true
+		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("cannot examine the temporary file %s: %v", sf.where(tmp.name), err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("the temporary file %s is not a regular file (mode %s): pg_basebackup writes one", sf.where(tmp.name), fi.Mode())
+	default:
+		if err := ownedBy(sf.where(tmp.name), fi, u.uid); err != nil {
+			return err
+		}
+		data, rfi, err := sf.read(tmp.name)
+		switch {
+		case err != nil:
+			return fmt.Errorf("the temporary file: %v", err)
+		case !os.SameFile(rfi, fi):
+			return fmt.Errorf("the temporary file %s was replaced while it was being judged", sf.where(tmp.name))
+		}
+		tmp.info, tmp.data = fi, data
+		p.files = append(p.files, tmp)
+		st := RemoveStep{Path: sf.where(sf.tempName()), File: StepTempFile}
+		if tmp.resumed {
+			st.Tombstone, st.Resumed = sf.where(tmp.name), true
+		}
+		p.steps = append(p.steps, st)
+	}
+	p.files = append(p.files, fileStep{name: sf.name, info: sf.info, data: data, resumed: sf.resumed()})
+	st := RemoveStep{Path: sf.path, File: StepStatusFile}
+	if sf.resumed() {
+		st.Tombstone, st.Resumed = sf.where(sf.name), true
+	}
+	p.steps = append(p.steps, st)
 	return nil
 }
 
@@ -479,25 +611,29 @@ func checkDirectoryLines(s *Status) error {
 	return nil
 }
 
-// checkOverlap makes the overlap check on resolved paths: a symlink in a
-// parent must not make one directory the other, or put one inside
+// checkOverlap makes the overlap check on resolved paths (paths: the
+// current paths of the directories that exist, in step order): a symlink
+// in a parent must not make one directory the other, or put one inside
 // another.
-func checkOverlap(steps []RemoveStep) error {
-	resolved := make([]string, len(steps))
-	for i, st := range steps {
+func checkOverlap(steps []RemoveStep, paths []string) error {
+	var resolved, names []string
+	k := 0
+	for _, st := range steps {
 		if st.Missing {
 			continue
 		}
-		r, err := filepath.EvalSymlinks(st.Path)
+		p := paths[k]
+		k++
+		r, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			return fmt.Errorf("resolve DIRECTORY %s: %v", st.Path, err)
 		}
-		resolved[i] = r
-		for j := range i {
-			if resolved[j] != "" && (within(resolved[j], r) || within(r, resolved[j])) {
-				return fmt.Errorf("DIRECTORY %s and %s resolve to %s and %s, the same or one inside the other", steps[j].Path, st.Path, resolved[j], r)
+		for j, q := range resolved {
+			if within(q, r) || within(r, q) {
+				return fmt.Errorf("DIRECTORY %s and %s resolve to %s and %s, the same or one inside the other", names[j], st.Path, q, r)
 			}
 		}
+		resolved, names = append(resolved, r), append(names, st.Path)
 	}
 	return nil
 }
@@ -559,21 +695,14 @@ func looksLikeOurs(h *dirHandle) error {
 }
 
 // checkUsers refuses if a process of this host may still write into the
-// directories; the target, recorded as target, is now at targetNow.
-func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow string, ids map[FileID]bool) error {
+// directories, now at paths.
+func checkUsers(paths []string, s *Status, c config, ids map[FileID]bool) error {
 	du, ok := c.procs.(DirUsers)
 	if !ok {
 		return fmt.Errorf("cannot tell which processes use the directories (%T cannot list them)", c.procs)
 	}
 	var dirs []string
-	for _, st := range steps {
-		if st.Missing {
-			continue
-		}
-		p := st.Path
-		if p == target {
-			p = targetNow
-		}
+	for _, p := range paths {
 		r, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			return fmt.Errorf("resolve %s: %v", p, err)
@@ -600,11 +729,13 @@ func checkUsers(steps []RemoveStep, s *Status, c config, target, targetNow strin
 // writes to take (NAME_MAX).
 const maxNameLen = 255
 
-// tombstoneName is the name a directory called name is renamed to before
-// it is removed: .NAME.pgbb-removing-PID, with NAME cut short (and marked
-// with "~") when the whole would be longer than a file name may be.
-func tombstoneName(name string) string {
-	tail := TombstoneSuffix + strconv.Itoa(os.Getpid())
+// tombstoneName is the name something called name is renamed to before it
+// is removed, for the status file whose CHECKSUM is sum:
+// .NAME.pgbb-removing-XXXXXXXX, with NAME cut short (and marked with "~")
+// when the whole would be longer than a file name may be. A second
+// removal over the same status file finds it by that name.
+func tombstoneName(name string, sum uint32) string {
+	tail := fmt.Sprintf("%s%08X", TombstoneSuffix, sum)
 	if room := maxNameLen - 1 - len(tail); len(name) > room {
 		name = name[:room-1] + "~"
 	}
@@ -612,65 +743,49 @@ func tombstoneName(name string) string {
 }
 
 // tombstone is the path path is renamed to before it is removed.
-func tombstone(path string) string {
-	return filepath.Join(filepath.Dir(path), tombstoneName(filepath.Base(path)))
+func tombstone(path string, sum uint32) string {
+	return filepath.Join(filepath.Dir(path), tombstoneName(filepath.Base(path), sum))
 }
 
 // execute carries out the plan; data is the status file that was judged,
-// owner its owner.
-func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Removal {
-	target, th := &rm.Steps[0], p.handles[0]
-	targetNow := rm.Dir
-
-	// The target first: out of the way of a retry, then everything
-	// checked again from where it is now.
-	if target.Created {
-		if err := th.renameTo(tombstoneName(th.name)); err != nil {
-			return rm.refuse("cannot rename the target out of the way: %v", err)
+// sum its CHECKSUM, owner its owner.
+func (rm *Removal) execute(p *plan, sf *statusRef, data []byte, sum uint32, owner uint32, c config) *Removal {
+	dirs := rm.Steps[:len(p.handles)]
+	// Every created directory out of the way of a retry, then everything
+	// checked again.
+	for i := range dirs {
+		st, h := &dirs[i], p.handles[i]
+		if h == nil || !st.Created || st.Resumed {
+			continue
 		}
-		targetNow = filepath.Join(filepath.Dir(rm.Dir), th.name)
-		target.Tombstone = tombstone(target.Path)
-		c.hook("renamed")
+		if err := h.renameTo(tombstoneName(h.name, sum)); err != nil {
+			return rm.undoRenames(p, fmt.Errorf("cannot rename %s out of the way: %w", st.Path, err))
+		}
+		st.Tombstone = tombstone(st.Path, sum)
 	}
-	if err := rm.recheck(p, data, owner, c, targetNow); err != nil {
-		if target.Created {
-			if rerr := th.renameTo(filepath.Base(rm.Dir)); rerr != nil {
-				return rm.refuse("%v; the target was left at %s, since renaming it back failed: %v", err, targetNow, rerr)
-			}
-			target.Tombstone = ""
-		}
-		return rm.refuse("%v (checked again after renaming the target; nothing removed)", err)
+	c.hook("renamed")
+	if err := rm.recheck(p, sf, data, owner, c); err != nil {
+		return rm.undoRenames(p, fmt.Errorf("%w (checked again after renaming the created directories)", err))
 	}
 	c.hook("checked")
 
-	// The other created directories out of the way too, then empty every
-	// directory, then remove the tombstones.
-	for i := range rm.Steps[1:] {
-		st, h := &rm.Steps[1+i], p.handles[1+i]
-		if st.Missing || !st.Created {
-			continue
-		}
-		if err := h.renameTo(tombstoneName(h.name)); err != nil {
-			return rm.undoRenames(p, err)
-		}
-		st.Tombstone = tombstone(st.Path)
-	}
-	for i := range rm.Steps {
-		st, h := &rm.Steps[i], p.handles[i]
+	// Empty every directory, then remove the tombstones.
+	for i := range dirs {
+		st, h := &dirs[i], p.handles[i]
 		if st.Missing {
 			st.Done = true
 			continue
 		}
 		c.hook("emptying " + st.Path)
-		if err := h.empty(i == 0); err != nil {
+		if err := h.empty(); err != nil {
 			return rm.fail(err)
 		}
 		if !st.Created {
 			st.Done = true
 		}
 	}
-	for i := range rm.Steps {
-		st, h := &rm.Steps[i], p.handles[i]
+	for i := range dirs {
+		st, h := &dirs[i], p.handles[i]
 		if st.Tombstone == "" {
 			continue
 		}
@@ -680,49 +795,66 @@ func (rm *Removal) execute(p *plan, data []byte, owner uint32, c config) *Remova
 		}
 		st.Done = true
 	}
+
+	// The files last, each only if it is still the one judged.
+	for i, f := range p.files {
+		st := &rm.Steps[len(dirs)+i]
+		c.hook("removing " + st.Path)
+		kept, err := sf.remove(f, sum, c.hook)
+		switch {
+		case err != nil:
+			return rm.fail(err)
+		case kept == alreadyGone:
+			st.Missing = true
+		default:
+			st.Kept = kept
+		}
+		st.Done = true
+	}
 	rm.ExitCode = ExitRemoved
 	return rm
 }
 
-// undoRenames renames every tombstone back, since err stopped the
-// removal before anything was removed: a refusal if that worked.
+// undoRenames renames back every directory this removal renamed, since
+// err stopped it before anything was removed: a refusal if that worked.
 func (rm *Removal) undoRenames(p *plan, err error) *Removal {
 	var failed []string
-	for i := range rm.Steps {
-		st, h := &rm.Steps[i], p.handles[i]
-		if st.Tombstone == "" {
+	for i, h := range p.handles {
+		st := &rm.Steps[i]
+		if h == nil || st.Tombstone == "" || st.Resumed {
 			continue
 		}
-		name := filepath.Base(st.Path)
-		if i == 0 {
-			name = filepath.Base(rm.Dir)
-		}
-		if rerr := h.renameTo(name); rerr != nil {
+		if rerr := h.renameTo(filepath.Base(st.Path)); rerr != nil {
 			failed = append(failed, fmt.Sprintf("%s left at %s: %v", st.Path, st.Tombstone, rerr))
 			continue
 		}
 		st.Tombstone = ""
 	}
 	if len(failed) > 0 {
-		return rm.fail(fmt.Errorf("%v; renaming back failed: %s", err, strings.Join(failed, "; ")))
+		return rm.refuse("%v; renaming back failed, so a directory holding only the dead run's files was left at its tombstone: %s", err, strings.Join(failed, "; "))
 	}
 	return rm.refuse("%v (nothing removed, every directory renamed back)", err)
 }
 
-// recheck reads the status file again through the target's handle and
-// repeats the checks; the target is now at targetNow.
-func (rm *Removal) recheck(p *plan, data []byte, owner uint32, c config, targetNow string) error {
-	again, s, ownerNow, err := readForRemoval(p.handles[0])
+// recheck reads the status file again through its directory's handle and
+// repeats the checks that may change by themselves.
+func (rm *Removal) recheck(p *plan, sf *statusRef, data []byte, owner uint32, c config) error {
+	again, fi, err := sf.read(sf.name)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(again, data) || ownerNow != owner {
-		return fmt.Errorf("the status file %s changed since it was judged", rm.StatusFile)
+	ownerNow, oerr := ownerOf(fi)
+	if !bytes.Equal(again, data) || !os.SameFile(fi, sf.info) || oerr != nil || ownerNow != owner {
+		return fmt.Errorf("the status file %s changed since it was judged (a new run may have rewritten it)", sf.where(sf.name))
+	}
+	s, err := Parse(again)
+	if err != nil {
+		return err
 	}
 	// Another host's run was watched for the lease already: the file is
 	// still the one judged, which is all a lease can tell.
 	if err := asCaller(func() error { _, _, err := runOver(s, c); return err }); err != nil {
 		return err
 	}
-	return checkUsers(rm.Steps, s, c, rm.Steps[0].Path, targetNow, p.ids)
+	return checkUsers(p.paths(), s, c, p.ids)
 }

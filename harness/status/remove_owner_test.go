@@ -79,14 +79,14 @@ func ownedLayout(t *testing.T, victimUID int) (backupLayout, string) {
 	return l, victim
 }
 
-// refusedUnchanged runs RemoveIfDead dry and for real on dir and asserts
-// that both refuse with want in the reason and that nothing under root
-// changed.
-func refusedUnchanged(t *testing.T, dir, root, want string, opts ...Option) {
+// refusedUnchanged runs RemoveIfDead dry and for real on the status file
+// and asserts that both refuse with want in the reason and that nothing
+// under root changed.
+func refusedUnchanged(t *testing.T, file, root, want string, opts ...Option) {
 	t.Helper()
 	before := treeWithOwners(t, root)
 	for _, dry := range []bool{true, false} {
-		rm := RemoveIfDead(t.Context(), dir, dry, append([]Option{WithProcesses(realUsers{deadOnDB1()})}, opts...)...)
+		rm := RemoveIfDead(t.Context(), file, dry, append([]Option{WithProcesses(realUsers{deadOnDB1()})}, opts...)...)
 		if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
 			t.Fatalf("dry run %v: exit %d, refused %q, error %q; want refused with %q", dry, rm.ExitCode, rm.Refused, rm.Error, want)
 		}
@@ -200,31 +200,59 @@ func TestRemoveOwnership(t *testing.T) {
 			}
 		}, "cannot remove it"},
 		{"status file of root", func(t *testing.T, l backupLayout, victim string, s *Status) {
-			if err := os.Lchown(filepath.Join(l.target, FileName), 0, 0); err != nil {
+			if err := os.Lchown(l.file, 0, 0); err != nil {
 				t.Fatal(err)
 			}
-		}, "owned by uid"},
+		}, fmt.Sprintf("owned by uid %d, not by uid 0", backupUID)},
+		{"status file of another user than the directories", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			if err := os.Lchown(l.file, otherUID, otherUID); err != nil {
+				t.Fatal(err)
+			}
+		}, fmt.Sprintf("owned by uid %d, not by uid %d", backupUID, otherUID)},
+		{"temporary file of another user", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+			if err := os.Lchown(tmp, otherUID, otherUID); err != nil {
+				t.Fatal(err)
+			}
+		}, fmt.Sprintf("%s is owned by uid %d", "TMP", otherUID)},
+		{"temporary file of root", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+		}, "TMP is owned by uid 0"},
+		{"status file in a directory the user cannot write", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			if err := os.Lchown(filepath.Dir(l.file), 0, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, "cannot remove the status file"},
+		{"status file in a directory the user cannot search", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			dir := filepath.Dir(l.file)
+			if err := os.Lchown(dir, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "cannot open the directory of the status file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, victim := ownedLayout(t, otherUID)
 			s := l.status()
 			l.write(t, s)
-			if err := os.Lchown(filepath.Join(l.target, FileName), backupUID, backupUID); err != nil {
-				t.Fatal(err)
-			}
+			chownTree(t, l.file, backupUID)
 			tc.modify(t, l, victim, s)
 			// Rewrite the (maybe forged) status file, keeping its owner.
-			fi, err := os.Lstat(filepath.Join(l.target, FileName))
+			fi, err := os.Lstat(l.file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.write(t, s)
-			st := fi.Sys().(*syscall.Stat_t)
-			if err := os.Lchown(filepath.Join(l.target, FileName), int(st.Uid), int(st.Gid)); err != nil {
+			if err := os.WriteFile(l.file, s.Encode(), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			refusedUnchanged(t, l.target, l.root, tc.want)
+			st := fi.Sys().(*syscall.Stat_t)
+			if err := os.Lchown(l.file, int(st.Uid), int(st.Gid)); err != nil {
+				t.Fatal(err)
+			}
+			refusedUnchanged(t, l.file, l.root, strings.ReplaceAll(tc.want, "TMP", TempPath(l.file)))
 		})
 	}
 }
@@ -264,8 +292,8 @@ func TestRemoveMountPoint(t *testing.T) {
 			s := l.status()
 			tc.modify(l, mnt, s)
 			l.write(t, s)
-			chownTree(t, filepath.Join(l.target, FileName), backupUID)
-			refusedUnchanged(t, l.target, l.root, tc.want)
+			chownTree(t, l.file, backupUID)
+			refusedUnchanged(t, l.file, l.root, tc.want)
 		})
 	}
 }
@@ -276,11 +304,11 @@ func TestRemoveMountPoint(t *testing.T) {
 func TestRemoveHardLinkOwnFile(t *testing.T) {
 	l, victim := ownedLayout(t, otherUID)
 	l.write(t, l.status())
-	chownTree(t, l.target, backupUID)
+	chownTree(t, l.file, backupUID)
 	if err := os.Link(l.outside, filepath.Join(l.target, "base", "1", "2619")); err != nil {
 		t.Fatal(err)
 	}
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}

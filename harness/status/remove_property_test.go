@@ -8,16 +8,19 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
 
 // FuzzRemoveIfDead: over generated trees and status files (forged
 // DIRECTORY lines among them, symlinks and hard links leading out, entries
-// of another owner when run as root), RemoveIfDead never changes anything
-// outside the directories the status file records, nor anything of
-// another owner than the status file's, and a refusal changes nothing at
-// all. `go test` runs the seeds below; `go test -fuzz FuzzRemoveIfDead`
+// of another owner when run as root, a status file put inside a recorded
+// directory or given as a symlink, a temporary file of the owner or of
+// another user), RemoveIfDead never changes anything outside the
+// directories the status file records but the status file and its
+// temporary file, nor anything of another owner than the status file's,
+// and a refusal changes nothing at all. `go test` runs the seeds below; `go test -fuzz FuzzRemoveIfDead`
 // explores more.
 func FuzzRemoveIfDead(f *testing.F) {
 	for seed := range uint64(64) {
@@ -152,15 +155,34 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 	for _, i := range p.rng.Perm(len(pool))[:p.rng.IntN(4)] {
 		s.Directories = append(s.Directories, Directory{Path: filepath.Join(r, pool[i]), Created: p.rng.IntN(2) == 0})
 	}
-	writeFile(t, r, "b1/"+FileName, s.Encode())
+	// The status file, outside the backup as pg_basebackup wants it, or
+	// (forged) inside the target, or given as a symlink to it.
+	file := filepath.Join(r, "st", "b1.status")
+	switch p.rng.IntN(12) {
+	case 0:
+		file = filepath.Join(r, "b1", "b1.status")
+	case 1:
+		writeFile(t, r, "st/real.status", s.Encode())
+		os.Symlink("real.status", file)
+	}
+	writeFile(t, filepath.Dir(file), filepath.Base(file), s.Encode())
+	tmp := TempPath(file)
+	switch p.rng.IntN(4) {
+	case 0:
+		writeFile(t, filepath.Dir(tmp), filepath.Base(tmp), []byte("BACKUP STATUS FORMAT: 1\n"))
+	case 1:
+		writeFile(t, filepath.Dir(tmp), filepath.Base(tmp), []byte("BACKUP STATUS FORMAT: 1\n"))
+		p.chown(tmp, true)
+	}
 	if p.asRoot {
-		os.Lchown(filepath.Join(r, "b1", FileName), p.owner, p.owner)
+		os.Lchown(filepath.Dir(file), p.owner, p.owner)
+		os.Lchown(file, p.owner, p.owner)
 		if p.rng.IntN(10) == 0 {
-			os.Lchown(filepath.Join(r, "b1", FileName), p.uid, p.uid)
+			os.Lchown(file, p.uid, p.uid)
 		}
 	}
 	statusOwner := uint32(p.owner)
-	if fi, err := os.Lstat(filepath.Join(r, "b1", FileName)); err == nil {
+	if fi, err := os.Stat(file); err == nil {
 		statusOwner = fi.Sys().(*syscall.Stat_t).Uid
 	}
 	var allowed []string
@@ -171,13 +193,13 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 	}
 
 	before := p.entries(t)
-	rm := RemoveIfDead(t.Context(), filepath.Join(r, "b1"), false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), file, false, WithProcesses(realUsers{deadOnDB1()}))
 	after := p.entries(t)
 	for path, desc := range before {
 		if after[path] == desc {
 			continue
 		}
-		inside := false
+		inside := path == file || path == tmp
 		for _, a := range allowed {
 			inside = inside || within(a, path)
 		}
@@ -190,6 +212,12 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 			t.Errorf("seed %d: %s is outside the recorded directories %v, yet changed: %s -> %q (exit %d)", seed, path, allowed, desc, after[path], rm.ExitCode)
 		case uid != statusOwner:
 			t.Errorf("seed %d: %s of uid %d changed, the status file's owner is %d: %s -> %q (exit %d)", seed, path, uid, statusOwner, desc, after[path], rm.ExitCode)
+		}
+	}
+	// Nothing is left behind under a name of the removal's own.
+	for path := range after {
+		if strings.Contains(filepath.Base(path), TombstoneSuffix) && rm.ExitCode != ExitRemoveFailed {
+			t.Errorf("seed %d: %s left behind (exit %d %s%s)", seed, path, rm.ExitCode, rm.Refused, rm.Error)
 		}
 	}
 	t.Logf("seed %d: %d directories recorded, exit %d %s%s", seed, len(s.Directories), rm.ExitCode, rm.Refused, rm.Error)

@@ -30,8 +30,8 @@ func TestRemoveUnreachableDirectory(t *testing.T) {
 	s := l.status()
 	s.Directories[2].Path = wal
 	l.write(t, s)
-	chownTree(t, filepath.Join(l.target, FileName), backupUID)
-	refusedUnchanged(t, l.target, l.root, "cannot reach")
+	chownTree(t, l.file, backupUID)
+	refusedUnchanged(t, l.file, l.root, "cannot reach")
 }
 
 // TestRemoveMovedInAfterJudgement: a directory of another user moved into
@@ -40,9 +40,9 @@ func TestRemoveUnreachableDirectory(t *testing.T) {
 func TestRemoveMovedInAfterJudgement(t *testing.T) {
 	l, victim := ownedLayout(t, otherUID)
 	l.write(t, l.status())
-	chownTree(t, filepath.Join(l.target, FileName), backupUID)
+	chownTree(t, l.file, backupUID)
 	before := treeWithOwners(t, victim)
-	moved := filepath.Join(tombstone(l.target), "victim")
+	moved := filepath.Join(l.tombstone(l.target, l.status()), "victim")
 	hook := func(at string) {
 		if at == "checked" {
 			if err := os.Rename(victim, moved); err != nil {
@@ -50,7 +50,7 @@ func TestRemoveMovedInAfterJudgement(t *testing.T) {
 			}
 		}
 	}
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
 	if rm.ExitCode != ExitRemoveFailed {
 		t.Errorf("exit %d refused %q error %q, want a removal that failed part way", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -88,7 +88,7 @@ func TestRemoveSwappedForDirectory(t *testing.T) {
 					}
 					cur := path
 					if _, err := os.Lstat(cur); err != nil {
-						cur = tombstone(path)
+						cur = l.tombstone(path, l.status())
 					}
 					if err := os.Rename(cur, cur+".moved"); err != nil {
 						return // already removed
@@ -98,7 +98,7 @@ func TestRemoveSwappedForDirectory(t *testing.T) {
 					}
 					at = cur
 				}
-				rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+				rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
 				if at == "" {
 					t.Logf("step not reached: nothing swapped (exit %d)", rm.ExitCode)
 					return
@@ -170,7 +170,7 @@ func TestRemoveDeepTree(t *testing.T) {
 	}
 	l.write(t, l.status())
 	start := time.Now()
-	refusedUnchanged(t, l.target, l.root, "levels deep")
+	refusedUnchanged(t, l.file, l.root, "levels deep")
 	t.Logf("refused in %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -184,8 +184,8 @@ func TestRemoveLongName(t *testing.T) {
 	}
 	s := l.status()
 	s.Directories[0].Path = long
-	writeFile(t, long, FileName, s.Encode())
-	rm := RemoveIfDead(t.Context(), long, false, WithProcesses(realUsers{deadOnDB1()}))
+	l.write(t, s)
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -225,5 +225,5 @@ func TestDirUsersThroughBindMount(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	refusedUnchanged(t, l.target, l.root, "may still write into the backup: working directory "+mnt)
+	refusedUnchanged(t, l.file, l.root, "may still write into the backup: working directory "+mnt)
 }

@@ -3,18 +3,19 @@
 package status
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
-
-// between makes RemoveIfDead call f between its steps.
-func between(f func(step string)) Option { return func(c *config) { c.between = f } }
 
 // victimTree is a directory outside the backup that must survive whatever
 // is swapped in front of it.
@@ -44,49 +45,48 @@ func swapForSymlink(t *testing.T, path, to string) {
 
 // TestRemoveSwapped: a recorded directory, or a directory inside one,
 // swapped for a symlink to another directory at each step of a removal;
-// and the status file replaced. Whatever the step, what the symlink
-// points to is never touched, nor anything else outside the backup: the
-// removal refuses, stops, or removes only the link.
+// the status file replaced by one naming another directory, or by a
+// symlink to another run's; its directory swapped for a symlink to
+// another. Whatever the step, what the symlink points to is never
+// touched, nor anything else outside the backup: the removal refuses,
+// stops, or removes only the link.
 func TestRemoveSwapped(t *testing.T) {
-	steps := []string{"judged", "renamed", "checked", "emptying b1", "emptying b1_wal", "emptying ts1", "removing b1", "removing b1_wal"}
+	steps := []string{"judged", "renamed", "checked", "emptying b1", "emptying b1_wal", "emptying ts1", "removing b1", "removing b1_wal",
+		"removing status/b1.status", "renaming status/b1.status"}
 	type swap struct {
 		name string
 		do   func(t *testing.T, l backupLayout, victim string)
 	}
+	current := func(l backupLayout, path string) string {
+		if _, err := os.Lstat(path); err != nil {
+			return l.tombstone(path, l.status())
+		}
+		return path
+	}
 	swaps := []swap{
-		{"target", func(t *testing.T, l backupLayout, victim string) {
-			cur := l.target
-			if _, err := os.Lstat(cur); err != nil {
-				cur = tombstone(l.target)
-			}
-			swapForSymlink(t, cur, victim)
-		}},
-		{"waldir", func(t *testing.T, l backupLayout, victim string) {
-			cur := l.wal
-			if _, err := os.Lstat(cur); err != nil {
-				cur = tombstone(l.wal)
-			}
-			swapForSymlink(t, cur, victim)
-		}},
+		{"target", func(t *testing.T, l backupLayout, victim string) { swapForSymlink(t, current(l, l.target), victim) }},
+		{"waldir", func(t *testing.T, l backupLayout, victim string) { swapForSymlink(t, current(l, l.wal), victim) }},
 		{"tablespace", func(t *testing.T, l backupLayout, victim string) { swapForSymlink(t, l.ts, victim) }},
 		{"a directory inside the target", func(t *testing.T, l backupLayout, victim string) {
-			dir := l.target
-			if _, err := os.Lstat(dir); err != nil {
-				dir = tombstone(l.target)
-			}
-			swapForSymlink(t, filepath.Join(dir, "base"), victim)
+			swapForSymlink(t, filepath.Join(current(l, l.target), "base"), victim)
 		}},
 		{"the status file", func(t *testing.T, l backupLayout, victim string) {
-			dir := l.target
-			if _, err := os.Lstat(dir); err != nil {
-				dir = tombstone(l.target)
-			}
 			s := l.status()
 			s.PID = 4321
-			writeFile(t, dir, FileName+".new", s.Encode())
-			if err := os.Rename(filepath.Join(dir, FileName+".new"), filepath.Join(dir, FileName)); err != nil {
-				t.Fatal(err)
-			}
+			s.Directories[2].Path = victim
+			l.write(t, s)
+		}},
+		{"the status file for a symlink", func(t *testing.T, l backupLayout, victim string) {
+			s := l.status()
+			s.Directories[2].Path = victim
+			other := writeFile(t, l.root, "other.status", s.Encode())
+			swapForSymlink(t, l.file, other)
+		}},
+		{"the status file's directory", func(t *testing.T, l backupLayout, victim string) {
+			s := l.status()
+			s.Directories[2].Path = victim
+			writeFile(t, l.root, "elsewhere/b1.status", s.Encode())
+			swapForSymlink(t, filepath.Dir(l.file), filepath.Join(l.root, "elsewhere"))
 		}},
 	}
 	for _, sw := range swaps {
@@ -107,7 +107,7 @@ func TestRemoveSwapped(t *testing.T) {
 						sw.do(t, l, victim)
 					}
 				}
-				rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+				rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
 				if !swapped {
 					t.Logf("step %q not reached (exit %d refused %q error %q)", step, rm.ExitCode, rm.Refused, rm.Error)
 				}
@@ -119,6 +119,13 @@ func TestRemoveSwapped(t *testing.T) {
 				if data, err := os.ReadFile(l.outside); err != nil || string(data) != "keep me" {
 					t.Fatalf("%s: %q %v", l.outside, data, err)
 				}
+				other := filepath.Join(l.root, "status", "b2.status")
+				if _, err := os.Lstat(filepath.Join(l.root, "status.moved")); err == nil {
+					other = filepath.Join(l.root, "status.moved", "b2.status")
+				}
+				if data, err := os.ReadFile(other); err != nil || !bytes.Equal(data, completedStatus().Encode()) {
+					t.Fatalf("the other run's status file: %q %v", data, err)
+				}
 				t.Logf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 			})
 		}
@@ -126,26 +133,115 @@ func TestRemoveSwapped(t *testing.T) {
 }
 
 // TestRemoveStatusReplacedBeforeRecheck: a status file replaced after the
-// judgement and before the check made after the rename refuses the
-// removal, and the target is renamed back with everything in it.
+// judgement and before the check made after the renames refuses the
+// removal, every directory is renamed back with everything in it, and
+// the new status file stays.
 func TestRemoveStatusReplacedBeforeRecheck(t *testing.T) {
 	l := makeLayout(t)
 	l.write(t, l.status())
+	s := l.status()
+	s.PID = 4321
 	hook := func(at string) {
 		if at == "renamed" {
-			s := l.status()
-			s.PID = 4321
-			writeFile(t, tombstone(l.target), FileName, s.Encode())
+			l.write(t, s)
 		}
 	}
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
-	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "changed since it was judged") {
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "changed since it was judged") || !strings.Contains(rm.Refused, "every directory renamed back") {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
 	for _, p := range []string{filepath.Join(l.target, "base/1/1259"), filepath.Join(l.wal, "000000010000000000000001"), filepath.Join(l.ts, "PG_18_202506291/5/16385")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
+	}
+	if data, err := os.ReadFile(l.file); err != nil || !bytes.Equal(data, s.Encode()) {
+		t.Errorf("the new status file: %q %v", data, err)
+	}
+}
+
+// TestRemoveStatusRewrittenByNewRun: a new run that reuses the status file
+// and rewrites it (a new file renamed into place, as pg_basebackup does)
+// at any step of a removal never loses it: before the check made after
+// the renames, the removal is refused; after it, the dead run's
+// directories are removed and the new file kept; in the instant between
+// the last check of the status file and its rename, it is renamed back.
+// The same holds for a temporary file the new run writes.
+func TestRemoveStatusRewrittenByNewRun(t *testing.T) {
+	for _, step := range []string{"judged", "renamed", "checked", "emptying b1", "emptying ts1", "removing b1", "removing b1_wal",
+		"removing status/b1.status.tmp", "renaming status/b1.status.tmp", "removing status/b1.status", "renaming status/b1.status"} {
+		t.Run(step, func(t *testing.T) {
+			l := makeLayout(t)
+			l.write(t, l.status())
+			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+			verb, name, _ := strings.Cut(step, " ")
+			want := verb + " " + filepath.Join(l.root, name)
+			if name == "" {
+				want = step
+			}
+			next := l.status()
+			next.PID, next.StartTime = 4321, next.StartTime.Add(time.Hour)
+			rewritten := false
+			hook := func(at string) {
+				if at != want || rewritten {
+					return
+				}
+				rewritten = true
+				l.write(t, next)
+				writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the new run's"))
+			}
+			rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+			if !rewritten {
+				t.Fatalf("step %q not reached: exit %d refused %q error %q", step, rm.ExitCode, rm.Refused, rm.Error)
+			}
+			if data, err := os.ReadFile(l.file); err != nil || !bytes.Equal(data, next.Encode()) {
+				t.Fatalf("exit %d refused %q error %q: the new run's status file was lost: %q %v", rm.ExitCode, rm.Refused, rm.Error, data, err)
+			}
+			if data, err := os.ReadFile(TempPath(l.file)); err != nil || string(data) != "the new run's" {
+				t.Fatalf("exit %d refused %q error %q: the new run's temporary file was lost: %q %v", rm.ExitCode, rm.Refused, rm.Error, data, err)
+			}
+			entries, _ := os.ReadDir(filepath.Dir(l.file))
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if want := []string{"b1.status", "b1.status.tmp", "b2.status"}; !slices.Equal(names, want) {
+				t.Errorf("status directory holds %q, want %q", names, want)
+			}
+			switch step {
+			case "judged", "renamed":
+				if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "changed since it was judged") {
+					t.Errorf("exit %d refused %q error %q, want refused", rm.ExitCode, rm.Refused, rm.Error)
+				}
+				if _, err := os.Stat(filepath.Join(l.target, "base/1/1259")); err != nil {
+					t.Errorf("target: %v", err)
+				}
+			default:
+				if rm.ExitCode != ExitRemoved {
+					t.Fatalf("exit %d refused %q error %q, want removed", rm.ExitCode, rm.Refused, rm.Error)
+				}
+				if _, err := os.Lstat(l.target); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("target: %v", err)
+				}
+				kept := rm.Steps[len(rm.Steps)-2:]
+				if strings.HasSuffix(step, "b1.status") {
+					kept = kept[1:] // the dead run's temporary file went first
+					if st := rm.Steps[len(rm.Steps)-2]; st.File != StepTempFile || st.Kept != "" || !st.Done {
+						t.Errorf("step %+v, want the dead run's temporary file removed", st)
+					}
+				}
+				for _, st := range kept {
+					if !strings.Contains(st.Kept, "a new run rewrote it") || !strings.HasPrefix(st.String(), "keep the ") {
+						t.Errorf("step %+v (%s), want it kept", st, st)
+					}
+					// Rewritten between the check and the rename: renamed back.
+					wantBack := verb == "renaming" && (st.File == StepTempFile) == strings.HasSuffix(step, ".tmp")
+					if back := strings.Contains(st.Kept, "renamed back"); back != wantBack {
+						t.Errorf("step %+v: renamed back %v at %s", st, back, step)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -166,7 +262,7 @@ func TestRemoveManyFiles(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -176,5 +272,57 @@ func TestRemoveManyFiles(t *testing.T) {
 	}
 	if data, err := os.ReadFile(l.outside); err != nil || string(data) != "keep me" {
 		t.Fatalf("%s: %q %v", l.outside, data, err)
+	}
+}
+
+// TestRemoveTempFileReusedInPlace: a new run that truncates the temporary
+// file the dead run left and writes its own first version into it (the
+// same inode) keeps it: the removal removes only the bytes it judged.
+func TestRemoveTempFileReusedInPlace(t *testing.T) {
+	l := makeLayout(t)
+	l.write(t, l.status())
+	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+	hook := func(at string) {
+		if at == "removing "+tmp {
+			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("the new run's")
+			f.Close()
+		}
+	}
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	if rm.ExitCode != ExitRemoved {
+		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
+	}
+	if data, err := os.ReadFile(tmp); err != nil || string(data) != "the new run's" {
+		t.Fatalf("the new run's temporary file: %q %v", data, err)
+	}
+	if st := rm.Steps[len(rm.Steps)-2]; st.File != StepTempFile || st.Kept == "" {
+		t.Errorf("step %+v, want the temporary file kept", st)
+	}
+	if _, err := os.Lstat(l.file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the dead run's status file: %v", err)
+	}
+}
+
+// TestRemoveFileGoneAtItsTurn: a temporary file removed by someone else
+// after the judgement is "already gone", not a failure.
+func TestRemoveFileGoneAtItsTurn(t *testing.T) {
+	l := makeLayout(t)
+	l.write(t, l.status())
+	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+	hook := func(at string) {
+		if at == "removing "+tmp {
+			if err := os.Remove(tmp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}), between(hook))
+	st := rm.Steps[len(rm.Steps)-2]
+	if rm.ExitCode != ExitRemoved || !st.Missing || st.Kept != "" || st.String() != "nothing to do for the temporary file "+tmp+" (already gone)" {
+		t.Fatalf("exit %d refused %q error %q, step %+v (%s)", rm.ExitCode, rm.Refused, rm.Error, st, st)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,9 +44,11 @@ func deadOnDB1() machineWithUsers { return machineWithUsers{fakeProcesses: fakeP
 // backupLayout is a dead run's directories next to things that are not
 // the run's: root/b1 (the target, created, with a pg_wal symlink to
 // root/b1_wal), root/b1_wal (--waldir, created), root/ts1 (a tablespace
-// directory that existed), root/b2 (another backup) and root/notes.txt.
+// directory that existed), root/b2 (another backup), root/notes.txt, and
+// the status files of both runs in root/status, outside the backups, as
+// --status-file puts them: b1.status (file) and b2.status.
 type backupLayout struct {
-	root, target, wal, ts, sibling, outside string
+	root, target, wal, ts, sibling, outside, file string
 }
 
 func makeLayout(t *testing.T) backupLayout {
@@ -57,6 +61,7 @@ func makeLayout(t *testing.T) backupLayout {
 		ts:      filepath.Join(root, "ts1"),
 		sibling: filepath.Join(root, "b2"),
 		outside: filepath.Join(root, "notes.txt"),
+		file:    filepath.Join(root, "status", "b1.status"),
 	}
 	writeFile(t, l.target, "PG_VERSION", []byte("18\n"))
 	writeFile(t, l.target, "base/1/1259", []byte("data"))
@@ -73,7 +78,8 @@ func makeLayout(t *testing.T) backupLayout {
 		t.Fatal(err)
 	}
 	writeFile(t, l.ts, "PG_18_202506291/5/16385", []byte("table"))
-	writeFile(t, l.sibling, FileName, completedStatus().Encode())
+	writeFile(t, l.sibling, "PG_VERSION", []byte("18\n"))
+	writeFile(t, l.root, "status/b2.status", completedStatus().Encode())
 	writeFile(t, l.root, "notes.txt", []byte("keep me"))
 	return l
 }
@@ -85,11 +91,24 @@ func (l backupLayout) status() *Status {
 	return s
 }
 
-// write puts s into the target as its status file.
+// write writes s as the run's status file, as pg_basebackup does: to the
+// temporary file, renamed into place.
 func (l backupLayout) write(t *testing.T, s *Status) {
 	t.Helper()
-	writeFile(t, l.target, FileName, s.Encode())
+	tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), s.Encode())
+	if err := os.Rename(tmp, l.file); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// tombstone is where RemoveIfDead renames path, over the status file s.
+func (l backupLayout) tombstone(path string, s *Status) string {
+	s.Encode()
+	return tombstone(path, s.Checksum)
+}
+
+// between makes RemoveIfDead call f between its steps.
+func between(f func(step string)) Option { return func(c *config) { c.between = f } }
 
 // tree lists every path under root with its kind and contents, to show
 // that nothing changed.
@@ -129,10 +148,17 @@ func TestRemoveRefused(t *testing.T) {
 		l     backupLayout
 		s     *Status
 		procs Processes
-		dir   string // given to RemoveIfDead; the target if empty
+		file  string // given to RemoveIfDead; l.file if empty
 		opts  []Option
 	}
 	alive := machineWithUsers{fakeProcesses: machine(WriterName, -time.Second)}
+	// inTarget writes the status file into the target, as the default
+	// status file once was.
+	inTarget := func(t *testing.T, c *setup) {
+		c.file = filepath.Join(c.l.target, "b1.status")
+		writeFile(t, c.l.target, "b1.status", c.s.Encode())
+		c.s = nil
+	}
 	tests := []struct {
 		name   string
 		modify func(t *testing.T, c *setup)
@@ -178,32 +204,79 @@ func TestRemoveRefused(t *testing.T) {
 			c.opts = []Option{WithLease(5 * time.Second), leaseWatch(nil)}
 		}, "shorter than 15s"},
 		{"no status file", func(t *testing.T, c *setup) { c.s = nil }, "no status file"},
+		{"no status file, only its temporary file", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), "b1.status.tmp", c.s.Encode())
+			c.s = nil
+		}, "no status file"},
+		{"no status file, two tombstones of it", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), tombstoneName("b1.status", 1), c.s.Encode())
+			writeFile(t, filepath.Dir(c.l.file), tombstoneName("b1.status", 2), c.s.Encode())
+			c.s = nil
+		}, "no status file"},
+		{"no status file, a tombstone of another file", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), tombstoneName("b1.status", 1), c.s.Encode())
+			c.s = nil
+		}, "named as its tombstone, is not"},
 		{"torn status file", func(t *testing.T, c *setup) {
 			data := c.s.Encode()
-			writeFile(t, c.l.target, FileName, data[:len(data)-20])
+			writeFile(t, filepath.Dir(c.l.file), "b1.status", data[:len(data)-20])
 			c.s = nil
 		}, "cut short"},
 		{"bad checksum", func(t *testing.T, c *setup) {
 			data := c.s.Encode()
 			data = []byte(strings.Replace(string(data), "PID: 1234", "PID: 1235", 1))
-			writeFile(t, c.l.target, FileName, data)
+			writeFile(t, filepath.Dir(c.l.file), "b1.status", data)
 			c.s = nil
 		}, "checksum mismatch"},
 		{"status file is a symlink", func(t *testing.T, c *setup) {
-			writeFile(t, c.l.target, "real_status", c.s.Encode())
-			if err := os.Symlink("real_status", filepath.Join(c.l.target, FileName)); err != nil {
+			writeFile(t, filepath.Dir(c.l.file), "real.status", c.s.Encode())
+			if err := os.Symlink("real.status", c.l.file); err != nil {
+				t.Fatal(err)
+			}
+			c.s = nil
+		}, "is a symlink: give the status file itself"},
+		{"status file is a dangling symlink", func(t *testing.T, c *setup) {
+			if err := os.Symlink("nowhere", c.l.file); err != nil {
+				t.Fatal(err)
+			}
+			c.s = nil
+		}, "is a symlink"},
+		{"status file is a directory", func(t *testing.T, c *setup) { c.file = c.l.target }, "is a directory: give the status file"},
+		{"status file is a FIFO", func(t *testing.T, c *setup) {
+			if err := syscall.Mkfifo(c.l.file, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			c.s = nil
 		}, "not a regular file"},
-		{"directory is a symlink", func(t *testing.T, c *setup) {
-			c.dir = filepath.Join(c.l.root, "link")
-			if err := os.Symlink(c.l.target, c.dir); err != nil {
+		{"status file is some other file", func(t *testing.T, c *setup) { c.file = c.l.outside }, "status file cannot be used"},
+		{"status file inside the target", inTarget, "lies inside DIRECTORY {target}"},
+		{"status file inside the target, reached through a symlink", func(t *testing.T, c *setup) {
+			inTarget(t, c)
+			link := filepath.Join(c.l.root, "link")
+			if err := os.Symlink(c.l.target, link); err != nil {
 				t.Fatal(err)
 			}
-		}, "is a symlink"},
-		{"directory is a file", func(t *testing.T, c *setup) { c.dir = c.l.outside }, "not a directory"},
-		{"directory missing", func(t *testing.T, c *setup) { c.dir = filepath.Join(c.l.root, "nope") }, "no such file"},
+			c.file = filepath.Join(link, "b1.status")
+		}, "lies inside one of the recorded directories"},
+		{"status file inside a tablespace directory", func(t *testing.T, c *setup) {
+			c.file = filepath.Join(c.l.ts, "PG_18_202506291", "b1.status")
+			writeFile(t, filepath.Dir(c.file), "b1.status", c.s.Encode())
+			c.s = nil
+		}, "lies inside DIRECTORY"},
+		{"temporary file is a directory", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), "b1.status", c.s.Encode())
+			c.s = nil
+			if err := os.Mkdir(TempPath(c.l.file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "temporary file {tmp} is not a regular file"},
+		{"temporary file is a symlink", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), "b1.status", c.s.Encode())
+			c.s = nil
+			if err := os.Symlink(c.l.outside, TempPath(c.l.file)); err != nil {
+				t.Fatal(err)
+			}
+		}, "temporary file {tmp} is not a regular file"},
 		{"no DIRECTORY lines (patch 0002)", func(t *testing.T, c *setup) {
 			c.s = inProgressStatus(true)
 		}, "no DIRECTORY lines"},
@@ -223,6 +296,13 @@ func TestRemoveRefused(t *testing.T) {
 		{"DIRECTORY is a file", func(t *testing.T, c *setup) {
 			c.s.Directories[2].Path = c.l.outside
 		}, "is not a directory"},
+		{"target is a symlink", func(t *testing.T, c *setup) {
+			link := filepath.Join(c.l.root, "b1link")
+			if err := os.Symlink(c.l.target, link); err != nil {
+				t.Fatal(err)
+			}
+			c.s.Directories[0].Path = link
+		}, "is a symlink"},
 		{"DIRECTORY is a symlink", func(t *testing.T, c *setup) {
 			link := filepath.Join(c.l.root, "tslink")
 			if err := os.Symlink(c.l.ts, link); err != nil {
@@ -243,11 +323,7 @@ func TestRemoveRefused(t *testing.T) {
 		{"target is not the first DIRECTORY", func(t *testing.T, c *setup) {
 			d := c.s.Directories
 			d[0], d[1] = d[1], d[0]
-		}, "the first DIRECTORY (the target) is"},
-		{"status file copied from another directory", func(t *testing.T, c *setup) {
-			c.dir = c.l.sibling
-			writeFile(t, c.l.sibling, FileName, c.s.Encode())
-		}, "not this directory's own"},
+		}, "does not look like a WAL or tablespace directory"},
 		{"DIRECTORY inside the target", func(t *testing.T, c *setup) {
 			c.s.Directories[2].Path = filepath.Join(c.l.target, "base")
 		}, "one is inside the other"},
@@ -269,6 +345,11 @@ func TestRemoveRefused(t *testing.T) {
 		{"tar format with more than the target", func(t *testing.T, c *setup) {
 			c.s.Format = "tar"
 		}, "tar-format run records only its target"},
+		{"a created DIRECTORY and its tombstone both exist", func(t *testing.T, c *setup) {
+			if err := os.Mkdir(c.l.tombstone(c.l.wal, c.s), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "both exist"},
 		{"a process has a file open inside", func(t *testing.T, c *setup) {
 			c.procs = machineWithUsers{fakeProcesses: fakeProcesses{host: "db1"}, users: []DirUser{{PID: 77, Name: "postgres", Why: "open file x"}}}
 		}, "pid 77 (postgres) may still write"},
@@ -284,15 +365,21 @@ func TestRemoveRefused(t *testing.T) {
 		{"the check after the rename finds a user", func(t *testing.T, c *setup) {
 			c.procs = machineWithUsers{fakeProcesses: fakeProcesses{host: "db1"}, users: []DirUser{{PID: 88, Name: "postgres", Why: "working directory"}},
 				usersFrom: 2, calls: new(atomic.Int32)}
-		}, "checked again after renaming the target"},
-		{"the tombstone name is taken", func(t *testing.T, c *setup) {
-			if err := os.Mkdir(tombstone(c.l.target), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}, "cannot rename the target out of the way"},
+		}, "checked again after renaming the created directories"},
+		{"a tombstone name taken after the judgement", func(t *testing.T, c *setup) {
+			tomb := c.l.tombstone(c.l.wal, c.s)
+			c.opts = []Option{between(func(step string) {
+				if step == "judged" {
+					if err := os.Mkdir(tomb, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})}
+			t.Cleanup(func() { os.Remove(tomb) })
+		}, "cannot rename {wal} out of the way"},
 	}
 	// These rules are checked only when removing for real.
-	wetOnly := map[string]bool{"the check after the rename finds a user": true, "the tombstone name is taken": true}
+	wetOnly := map[string]bool{"the check after the rename finds a user": true, "a tombstone name taken after the judgement": true}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l := makeLayout(t)
@@ -301,19 +388,24 @@ func TestRemoveRefused(t *testing.T) {
 			if c.s != nil {
 				l.write(t, c.s)
 			}
-			if c.dir == "" {
-				c.dir = l.target
+			if c.file == "" {
+				c.file = l.file
 			}
-			before := tree(t, l.root)
+			want := strings.NewReplacer("{target}", l.target, "{tmp}", TempPath(l.file), "{wal}", l.wal).Replace(tc.want)
+			// (The tombstone name taken by the test is no change.)
+			taken := filepath.Base(l.tombstone(l.wal, l.status()))
+			notTaken := func(e string) bool { return strings.HasPrefix(e, taken) }
+			before := slices.DeleteFunc(tree(t, l.root), notTaken)
 			for _, dry := range []bool{true, false} {
 				if dry && wetOnly[tc.name] {
 					continue
 				}
-				rm := RemoveIfDead(t.Context(), c.dir, dry, append([]Option{WithProcesses(c.procs)}, c.opts...)...)
-				if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, tc.want) {
-					t.Fatalf("dry run %v: exit %d, refused %q, error %q; want refused with %q", dry, rm.ExitCode, rm.Refused, rm.Error, tc.want)
+				rm := RemoveIfDead(t.Context(), c.file, dry, append([]Option{WithProcesses(c.procs)}, c.opts...)...)
+				if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
+					t.Fatalf("dry run %v: exit %d, refused %q, error %q; want refused with %q", dry, rm.ExitCode, rm.Refused, rm.Error, want)
 				}
-				if diff := cmp.Diff(before, tree(t, l.root)); diff != "" {
+				after := slices.DeleteFunc(tree(t, l.root), notTaken)
+				if diff := cmp.Diff(before, after); diff != "" {
 					t.Fatalf("dry run %v: the tree changed (-before +after):\n%s", dry, diff)
 				}
 			}
@@ -321,9 +413,11 @@ func TestRemoveRefused(t *testing.T) {
 	}
 }
 
-// TestRemoveRealFiles: none of the real status files allows a removal of
-// the directory it is put in (completed, no DIRECTORY lines, or a
-// DIRECTORY that is not this directory).
+// TestRemoveRealFiles: the real status files, put outside the directories
+// they record: a completed one is never removed, one without DIRECTORY
+// lines or with none (-D -, --target) is refused, and one whose recorded
+// directories are all gone (they are not on this machine) leaves only
+// itself to remove.
 func TestRemoveRealFiles(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "real", "*", "*"))
 	if err != nil || len(files) == 0 {
@@ -339,25 +433,43 @@ func TestRemoveRealFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := t.TempDir()
-			writeFile(t, dir, FileName, data)
+			path := writeFile(t, t.TempDir(), statusName, data)
 			// The run is dead on its host, whichever that is.
-			procs := machineWithUsers{fakeProcesses: fakeProcesses{host: s.Host}}
-			rm := RemoveIfDead(t.Context(), dir, false, WithProcesses(procs))
+			procs := realUsers{machineWithUsers{fakeProcesses: fakeProcesses{host: s.Host}}}
+			rm := RemoveIfDead(t.Context(), path, false, WithProcesses(procs))
 			var want string
 			switch {
 			case s.State == StateCompleted:
 				want = "a completed backup is never removed"
 			case !s.Progress:
 				want = "no DIRECTORY lines"
-			default:
-				want = "DIRECTORY " + s.Directories[0].Path
+			case len(s.Directories) == 0:
+				want = "records no directory"
 			}
-			if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
-				t.Fatalf("exit %d refused %q, want %q", rm.ExitCode, rm.Refused, want)
+			if want != "" {
+				if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
+					t.Fatalf("exit %d refused %q, want %q", rm.ExitCode, rm.Refused, want)
+				}
+				if _, err := os.Stat(path); err != nil {
+					t.Fatal(err)
+				}
+				return
 			}
-			if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
-				t.Fatal(err)
+			for _, d := range s.Directories {
+				if _, err := os.Lstat(d.Path); err == nil {
+					t.Skipf("%s exists on this machine", d.Path)
+				}
+			}
+			if rm.ExitCode != ExitRemoved || len(rm.Steps) != len(s.Directories)+1 {
+				t.Fatalf("exit %d refused %q error %q steps %+v", rm.ExitCode, rm.Refused, rm.Error, rm.Steps)
+			}
+			for _, st := range rm.Steps[:len(s.Directories)] {
+				if !st.Missing || !st.Done {
+					t.Errorf("step %+v: want missing and done", st)
+				}
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the status file is still there: %v", err)
 			}
 		})
 	}
@@ -365,9 +477,10 @@ func TestRemoveRealFiles(t *testing.T) {
 
 // TestRemoveRealDirectories: a dead run's target, --waldir and tablespace
 // directory are removed (the tablespace directory, which existed, emptied
-// and kept), and nothing else is touched: not another backup next to it,
-// not a file outside, not what the symlinks in the target point to before
-// their turn. The dry run before changes nothing and plans the same.
+// and kept), then its temporary and status files, and nothing else is
+// touched: not another backup next to it, nor its status file, not a file
+// outside, not what the symlinks in the target point to before their
+// turn. The dry run before changes nothing and plans the same.
 func TestRemoveRealDirectories(t *testing.T) {
 	for _, state := range []State{StateInProgress, StateFailed} {
 		t.Run(state.String(), func(t *testing.T) {
@@ -378,27 +491,30 @@ func TestRemoveRealDirectories(t *testing.T) {
 				s.Directories = l.status().Directories
 			}
 			l.write(t, s)
+			// A temporary file the run did not rename.
+			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\nSTA"))
 			procs := realUsers{deadOnDB1()}
 			before := tree(t, l.root)
 
-			dry := RemoveIfDead(t.Context(), l.target, true, WithProcesses(procs))
+			dry := RemoveIfDead(t.Context(), l.file, true, WithProcesses(procs))
 			if dry.ExitCode != ExitRemoved || dry.Refused != "" || !dry.DryRun {
 				t.Fatalf("dry run: exit %d refused %q", dry.ExitCode, dry.Refused)
 			}
 			if diff := cmp.Diff(before, tree(t, l.root)); diff != "" {
 				t.Fatalf("the dry run changed the tree:\n%s", diff)
 			}
-			wantSteps := []RemoveStep{{Path: l.target, Created: true}, {Path: l.wal, Created: true}, {Path: l.ts}}
+			wantSteps := []RemoveStep{{Path: l.target, Created: true}, {Path: l.wal, Created: true}, {Path: l.ts},
+				{Path: TempPath(l.file), File: StepTempFile}, {Path: l.file, File: StepStatusFile}}
 			if diff := cmp.Diff(wantSteps, dry.Steps); diff != "" {
 				t.Fatalf("dry-run steps (-want +got):\n%s", diff)
 			}
 
-			rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(procs))
+			rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(procs))
 			if rm.ExitCode != ExitRemoved || rm.Refused != "" || rm.Error != "" {
 				t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 			}
 			for _, st := range rm.Steps {
-				if !st.Done {
+				if !st.Done || st.Kept != "" {
 					t.Errorf("step not done: %+v", st)
 				}
 			}
@@ -408,8 +524,10 @@ func TestRemoveRealDirectories(t *testing.T) {
 			want := []string{
 				"./",
 				"b2/",
-				"b2/backup_status " + fmt.Sprintf("%x", completedStatus().Encode()),
+				"b2/PG_VERSION " + fmt.Sprintf("%x", "18\n"),
 				"notes.txt " + fmt.Sprintf("%x", "keep me"),
+				"status/",
+				"status/b2.status " + fmt.Sprintf("%x", completedStatus().Encode()),
 				"ts1/",
 			}
 			if diff := cmp.Diff(want, tree(t, l.root)); diff != "" {
@@ -436,7 +554,7 @@ func TestRemoveExistingTarget(t *testing.T) {
 		}
 	}
 	l.write(t, s)
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved {
 		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 	}
@@ -449,22 +567,41 @@ func TestRemoveExistingTarget(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
+	if _, err := os.Lstat(l.file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("status file: %v", err)
+	}
 }
 
 // TestRemoveMissingDirectory: a recorded directory already gone is
-// nothing to do, not a refusal.
+// nothing to do, not a refusal; so are all of them, which leaves the
+// status file to remove.
 func TestRemoveMissingDirectory(t *testing.T) {
 	l := makeLayout(t)
 	if err := os.RemoveAll(l.wal); err != nil {
 		t.Fatal(err)
 	}
 	l.write(t, l.status())
-	rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(realUsers{deadOnDB1()}))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
 	if rm.ExitCode != ExitRemoved || !rm.Steps[1].Missing {
 		t.Fatalf("exit %d refused %q steps %+v", rm.ExitCode, rm.Refused, rm.Steps)
 	}
 	if _, err := os.Stat(l.target); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("target: %v", err)
+	}
+
+	l = makeLayout(t)
+	for _, d := range []string{l.target, l.wal, l.ts} {
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.write(t, l.status())
+	rm = RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
+	if rm.ExitCode != ExitRemoved || !rm.Steps[0].Missing || !rm.Steps[2].Missing || rm.Steps[3].File != StepStatusFile {
+		t.Fatalf("all gone: exit %d refused %q steps %+v", rm.ExitCode, rm.Refused, rm.Steps)
+	}
+	if _, err := os.Lstat(l.file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("status file: %v", err)
 	}
 }
 
@@ -489,7 +626,7 @@ func TestRemoveOtherHostLease(t *testing.T) {
 					s.UpdateTime = s.UpdateTime.Add(-lag)
 					l.write(t, s)
 					before := tree(t, l.root)
-					rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(procs), WithLease(time.Hour), leaseWatch(rewriteOnce(t, l)))
+					rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(procs), WithLease(time.Hour), leaseWatch(rewriteOnce(t, l)))
 					if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "rewrote it and is alive") {
 						t.Fatalf("writer %s behind, rewritten within the lease: exit %d refused %q", lag, rm.ExitCode, rm.Refused)
 					}
@@ -499,7 +636,7 @@ func TestRemoveOtherHostLease(t *testing.T) {
 				}
 			}
 			l.write(t, s)
-			rm := RemoveIfDead(t.Context(), l.target, false, WithProcesses(procs), WithLease(time.Hour), leaseWatch(nil))
+			rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(procs), WithLease(time.Hour), leaseWatch(nil))
 			if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "stayed byte for byte the same for 1h0m0s") {
 				t.Fatalf("exit %d refused %q over %q", rm.ExitCode, rm.Refused, rm.Over)
 			}
@@ -525,15 +662,14 @@ func leaseWatch(during func()) Option {
 }
 
 // rewriteOnce returns a function that, on its second call, rewrites the
-// target's status file as a live run does: a later UPDATE TIME, more
-// bytes.
+// status file as a live run does: a later UPDATE TIME, more bytes.
 func rewriteOnce(t *testing.T, l backupLayout) func() {
 	calls := 0
 	return func() {
 		if calls++; calls != 2 {
 			return
 		}
-		data, err := os.ReadFile(filepath.Join(l.target, FileName))
+		data, err := os.ReadFile(l.file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,4 +688,104 @@ type realUsers struct{ machineWithUsers }
 
 func (realUsers) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser, error) {
 	return Procfs{}.DirUsers(dirs, ids, pid)
+}
+
+// TestRemoveResumes: a removal killed at any step leaves what a second
+// removal over the same status file finishes: created directories at
+// their tombstones (renamed, partly emptied), directories gone, and the
+// temporary or status file renamed to its tombstone.
+func TestRemoveResumes(t *testing.T) {
+	type crash func(t *testing.T, l backupLayout)
+	renameTo := func(t *testing.T, from, to string) {
+		t.Helper()
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeAll := func(t *testing.T, paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		crash   crash
+		resumed []int // the steps found at their tombstones
+	}{
+		{"after renaming the target", func(t *testing.T, l backupLayout) {
+			renameTo(t, l.target, l.tombstone(l.target, l.status()))
+		}, []int{0}},
+		{"after renaming both created directories", func(t *testing.T, l backupLayout) {
+			renameTo(t, l.target, l.tombstone(l.target, l.status()))
+			renameTo(t, l.wal, l.tombstone(l.wal, l.status()))
+		}, []int{0, 1}},
+		{"while emptying", func(t *testing.T, l backupLayout) {
+			tomb := l.tombstone(l.target, l.status())
+			renameTo(t, l.target, tomb)
+			renameTo(t, l.wal, l.tombstone(l.wal, l.status()))
+			removeAll(t, filepath.Join(tomb, "base"), filepath.Join(l.ts, "PG_18_202506291"))
+		}, []int{0, 1}},
+		{"after removing a tombstone", func(t *testing.T, l backupLayout) {
+			removeAll(t, l.target, filepath.Join(l.ts, "PG_18_202506291"))
+			renameTo(t, l.wal, l.tombstone(l.wal, l.status()))
+			removeAll(t, filepath.Join(l.tombstone(l.wal, l.status()), "archive_status"))
+		}, []int{1}},
+		{"after removing the directories", func(t *testing.T, l backupLayout) {
+			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"))
+		}, nil},
+		{"after renaming the temporary file", func(t *testing.T, l backupLayout) {
+			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"))
+			renameTo(t, TempPath(l.file), l.tombstone(TempPath(l.file), l.status()))
+		}, []int{3}},
+		{"after renaming the status file", func(t *testing.T, l backupLayout) {
+			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"), TempPath(l.file))
+			renameTo(t, l.file, l.tombstone(l.file, l.status()))
+		}, []int{3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := makeLayout(t)
+			l.write(t, l.status())
+			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\n"))
+			tc.crash(t, l)
+			before := tree(t, l.root)
+			dry := RemoveIfDead(t.Context(), l.file, true, WithProcesses(realUsers{deadOnDB1()}))
+			if dry.ExitCode != ExitRemoved {
+				t.Fatalf("dry run: exit %d refused %q", dry.ExitCode, dry.Refused)
+			}
+			if diff := cmp.Diff(before, tree(t, l.root)); diff != "" {
+				t.Fatalf("the dry run changed the tree:\n%s", diff)
+			}
+			var resumed []int
+			for i, st := range dry.Steps {
+				if st.Resumed {
+					resumed = append(resumed, i)
+					if !strings.Contains(st.String(), "where an interrupted removal had renamed it") {
+						t.Errorf("step %d: %s", i, st)
+					}
+				}
+			}
+			if !slices.Equal(resumed, tc.resumed) {
+				t.Errorf("steps found at their tombstones: %v, want %v (%+v)", resumed, tc.resumed, dry.Steps)
+			}
+			rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
+			if rm.ExitCode != ExitRemoved {
+				t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
+			}
+			want := []string{
+				"./",
+				"b2/",
+				"b2/PG_VERSION " + fmt.Sprintf("%x", "18\n"),
+				"notes.txt " + fmt.Sprintf("%x", "keep me"),
+				"status/",
+				"status/b2.status " + fmt.Sprintf("%x", completedStatus().Encode()),
+				"ts1/",
+			}
+			if diff := cmp.Diff(want, tree(t, l.root)); diff != "" {
+				t.Fatalf("after the second removal (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

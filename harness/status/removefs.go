@@ -1,7 +1,6 @@
 package status
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -31,37 +30,29 @@ type dirHandle struct {
 	info, parentInfo fs.FileInfo
 }
 
-// openDirHandle opens the directory at path (an absolute, clean path). A
-// symlink as its last component, anything but a directory, or a parent
-// or directory that changes while being opened is an error.
-func openDirHandle(path string) (_ *dirHandle, err error) {
-	h := &dirHandle{path: path, name: filepath.Base(path)}
+// openDirHandle opens the directory recorded as path (an absolute, clean
+// path) under its current name in path's parent: its own, or that of its
+// tombstone. A symlink as that last component, anything but a directory,
+// or a parent or directory that changes while being opened is an error.
+func openDirHandle(path, name string) (_ *dirHandle, err error) {
+	h := &dirHandle{path: path, name: name}
 	defer func() {
 		if err != nil {
 			h.Close()
 		}
 	}()
-	parent := filepath.Dir(path)
-	if h.parent, err = os.OpenRoot(parent); err != nil {
+	if h.parent, h.parentDir, h.parentInfo, err = openParent(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	if h.parentDir, err = os.Open(parent); err != nil {
-		return nil, err
-	}
-	if h.parentInfo, err = h.parent.Stat("."); err != nil {
-		return nil, err
-	}
-	if fi, err := h.parentDir.Stat(); err != nil || !os.SameFile(fi, h.parentInfo) {
-		return nil, fmt.Errorf("%s changed while it was being opened", parent)
-	}
+	where := h.where()
 	fi, err := h.parent.Lstat(h.name)
 	switch {
 	case err != nil:
 		return nil, err
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return nil, fmt.Errorf("%s is a symlink, where pg_basebackup made a directory", path)
+		return nil, fmt.Errorf("%s is a symlink, where pg_basebackup made a directory", where)
 	case !fi.IsDir():
-		return nil, fmt.Errorf("%s is not a directory", path)
+		return nil, fmt.Errorf("%s is not a directory", where)
 	}
 	if h.dir, err = h.parent.OpenRoot(h.name); err != nil {
 		return nil, err
@@ -70,10 +61,43 @@ func openDirHandle(path string) (_ *dirHandle, err error) {
 		return nil, err
 	}
 	if !os.SameFile(fi, h.info) {
-		return nil, fmt.Errorf("%s changed while it was being opened", path)
+		return nil, fmt.Errorf("%s changed while it was being opened", where)
 	}
 	return h, nil
 }
+
+// openParent opens the directory dir twice, as an os.Root (to reach what
+// is in it) and as an open directory (to rename in it), and checks that
+// both are the same directory, which it returns the FileInfo of.
+func openParent(dir string) (root *os.Root, f *os.File, fi fs.FileInfo, err error) {
+	defer func() {
+		if err != nil {
+			if root != nil {
+				root.Close()
+			}
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	if root, err = os.OpenRoot(dir); err != nil {
+		return nil, nil, nil, err
+	}
+	if f, err = os.Open(dir); err != nil {
+		return nil, nil, nil, err
+	}
+	if fi, err = root.Stat("."); err != nil {
+		return nil, nil, nil, err
+	}
+	if ffi, err := f.Stat(); err != nil || !os.SameFile(ffi, fi) {
+		return nil, nil, nil, fmt.Errorf("%s changed while it was being opened", dir)
+	}
+	return root, f, fi, nil
+}
+
+// where is the directory's current path: the recorded one, or its
+// tombstone's.
+func (h *dirHandle) where() string { return filepath.Join(filepath.Dir(h.path), h.name) }
 
 // Close closes the handles.
 func (h *dirHandle) Close() {
@@ -96,44 +120,6 @@ func (h *dirHandle) names() ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
-}
-
-// readStatus reads the status file inside the directory, which must be a
-// regular file (no symlink at all), at most MaxSize bytes; it returns its
-// contents and what was read.
-func (h *dirHandle) readStatus() ([]byte, fs.FileInfo, error) {
-	path := filepath.Join(h.path, FileName)
-	fi, err := h.dir.Lstat(FileName)
-	if err := checkStatusLstat(path, fi, err); err != nil {
-		return nil, nil, err
-	}
-	f, err := h.dir.OpenFile(FileName, openFlags, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
-	}
-	defer f.Close()
-	data, ofi, err := readOpened(f, path)
-	switch {
-	case err != nil:
-		return nil, nil, fmt.Errorf("status file cannot be read: %v", err)
-	case !os.SameFile(fi, ofi):
-		return nil, nil, fmt.Errorf("status file %s was replaced while being opened", path)
-	}
-	return data, fi, nil
-}
-
-// checkStatusLstat turns what Lstat said of the status file at path into
-// the reason it cannot prove anything, or nil for a regular file.
-func checkStatusLstat(path string, fi fs.FileInfo, err error) error {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("no status file %s: nothing proves the run is over (a stock pg_basebackup, --no-status-file, or a run that has not written it yet)", path)
-	case err != nil:
-		return fmt.Errorf("cannot examine the status file: %v", err)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("status file %s is not a regular file (mode %s)", path, fi.Mode())
-	}
-	return nil
 }
 
 // checkContents walks the directory through its handle and refuses
@@ -218,24 +204,14 @@ func (h *dirHandle) renameTo(name string) error {
 
 // empty removes everything in the directory through its handle (os.Root:
 // no symlink is followed, nothing outside is reached) and keeps the
-// directory; with statusLast, the status file goes last, so that the
-// directory is not empty (and a retry refuses it) until everything else
-// is gone.
-func (h *dirHandle) empty(statusLast bool) error {
+// directory.
+func (h *dirHandle) empty() error {
 	names, err := h.names()
 	if err != nil {
 		return fmt.Errorf("empty %s: %w", h.path, err)
 	}
 	for _, n := range names {
-		if statusLast && n == FileName {
-			continue
-		}
 		if err := h.dir.RemoveAll(n); err != nil {
-			return fmt.Errorf("empty %s: %w", h.path, err)
-		}
-	}
-	if statusLast {
-		if err := h.dir.Remove(FileName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("empty %s: %w", h.path, err)
 		}
 	}
@@ -245,7 +221,7 @@ func (h *dirHandle) empty(statusLast bool) error {
 // removeEmptied removes the (emptied) directory from its parent, if its
 // name there still leads to the directory judged.
 func (h *dirHandle) removeEmptied() error {
-	where := filepath.Join(filepath.Dir(h.path), h.name)
+	where := h.where()
 	fi, err := h.parent.Lstat(h.name)
 	if err != nil || !os.SameFile(fi, h.info) {
 		return fmt.Errorf("remove %s: it was swapped for something else; left alone", where)

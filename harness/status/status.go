@@ -8,12 +8,26 @@ import (
 	"time"
 )
 
-// FileName is the name of the status file in a backup directory.
+// TempSuffix is appended to the status file's path to name the temporary
+// file that pg_basebackup writes each version to before renaming it into
+// place. Its presence alone means nothing.
+const TempSuffix = ".tmp"
+
+// TempPath is the temporary file of the status file at path.
+func TempPath(path string) string { return path + TempSuffix }
+
+// FileName was the name of the status file that pg_basebackup wrote into
+// the target directory by default.
+//
+// Deprecated: pg_basebackup writes a status file only where
+// --status-file=FILE says, outside every directory the backup writes;
+// give that path. FileName remains as a name a caller may choose.
 const FileName = "backup_status"
 
-// TempFileName is the temporary file pg_basebackup writes before renaming it
-// to FileName. Its presence alone means nothing.
-const TempFileName = FileName + ".tmp"
+// TempFileName is the temporary file of a status file named FileName.
+//
+// Deprecated: use TempPath.
+const TempFileName = FileName + TempSuffix
 
 // FormatVersion is the newest format version this package reads.
 const FormatVersion = 1
@@ -284,6 +298,12 @@ type Status struct {
 	Reason string `json:"reason,omitempty"`
 	// Checksum is the CRC-32C of the file up to the CHECKSUM line.
 	Checksum uint32 `json:"checksum"`
+	// UnknownKeys are the keys of lines this reader does not know, in
+	// the order they first appear: a later writer added them without
+	// changing the format version, which promises that a reader may
+	// ignore them. Their lines are covered by the checksum, but not
+	// parsed, and Encode does not write them.
+	UnknownKeys []string `json:"unknown_keys,omitempty"`
 }
 
 // crc32c is the CRC-32C (Castagnoli) of b, as on the CHECKSUM line.
@@ -305,7 +325,9 @@ func sanitize(v string) string {
 // Encode returns the file pg_basebackup writes for s, with its checksum
 // line; it sets s.Checksum. It writes what the fields say, following the
 // writer (write_backup_status in the patch) line by line, so that for every
-// s that Parse returned, Encode gives back the parsed bytes. Encoding a
+// s that Parse returned without UnknownKeys, Encode gives back the parsed
+// bytes (the lines of unknown keys are not written: for a file with them,
+// Encode gives the file without those lines, with its own checksum). Encoding a
 // Status that Parse would reject (for example a completed one that was not
 // Started) gives a file that Parse rejects.
 func (s *Status) Encode() []byte {

@@ -2,11 +2,12 @@
 // and says whether the backup can be used, is still being written, or must
 // be removed and taken again.
 //
-//	pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE
-//	pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead DIR
+//	pgbb-status [--json] [--wait [--timeout D] [--interval D]] FILE
+//	pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead FILE
 //
-// DIR is a backup directory (its backup_status is read), FILE a status file
-// written elsewhere with --status-file. Exit codes:
+// FILE is the status file, the path pg_basebackup was given with
+// --status-file=FILE (it lies outside every directory the backup writes;
+// its DIRECTORY lines name them). A directory is a usage error. Exit codes:
 //
 //	0   completed and durable
 //	1   not complete: no status file, unreadable or invalid, "in progress"
@@ -18,18 +19,19 @@
 //	5   alive but stalled: the process is stopped, or no update of the
 //	    status file for status.StallIntervals intervals (at least
 //	    status.MinStallAge) while receiving data or waiting for WAL
-//	64  usage error (also for -h)
+//	64  usage error (also for -h, and for a directory where FILE is wanted)
 //
 // --wait polls every --interval (default 1s) until the verdict is final
 // (completed, failed, or "in progress" with the process gone) or --timeout
 // (default: none) expires; then the exit code is that of the last verdict.
-// A directory without a status file is never final.
+// A missing status file is never final.
 //
-// --remove-if-dead DIR removes DIR and the other directories its status
-// file records, only when the file proves the run is over and did not
-// complete (see status.RemoveIfDead). Exit codes: 0 removed (--dry-run:
-// would be), 1 refused (nothing removed; the reason is printed), 2 the
-// removal failed part way (what was done is printed), 64 usage error.
+// --remove-if-dead FILE removes the directories the status file records
+// (created ones removed, existing ones emptied), then FILE.tmp and FILE,
+// only when the file proves the run is over and did not complete (see
+// status.RemoveIfDead). Exit codes: 0 removed (--dry-run: would be), 1
+// refused (nothing removed; the reason is printed), 2 the removal failed
+// part way (what was done is printed), 64 usage error.
 package main
 
 import (
@@ -67,8 +69,8 @@ type options struct {
 	dryRun   bool
 }
 
-const usageLine = "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] DIR|FILE\n" +
-	"       pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead DIR\n"
+const usageLine = "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] FILE\n" +
+	"       pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead FILE\n"
 
 // errUsage is a command line error already reported.
 var errUsage = errors.New("usage")
@@ -82,7 +84,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.wait, "wait", false, "poll until the verdict is final (or --timeout)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: give up after this long (0: never)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "with --wait: time between checks")
-	fs.StringVar(&o.remove, "remove-if-dead", "", "remove the backup directory `DIR` and the directories its status file records, if it proves the run is over and not completed")
+	fs.StringVar(&o.remove, "remove-if-dead", "", "remove the directories that the status file `FILE` records, then the file, if it proves the run is over and not completed")
 	fs.DurationVar(&o.lease, "lease", 0, "with --remove-if-dead: watch the status file of a run written on another host for this long; it is over if the file never changed")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "with --remove-if-dead: print what would be removed, remove nothing")
 	fs.Usage = func() {
@@ -108,21 +110,21 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	if set["remove-if-dead"] {
 		switch {
 		case o.remove == "":
-			return nil, usagef(stderr, "--remove-if-dead needs a DIR")
+			return nil, usagef(stderr, "--remove-if-dead needs a FILE")
 		case len(paths) != 0:
-			return nil, usagef(stderr, "--remove-if-dead DIR takes no other path, got %q", paths)
+			return nil, usagef(stderr, "--remove-if-dead FILE takes no other path, got %q", paths)
 		case o.wait || set["timeout"] || set["interval"]:
 			return nil, usagef(stderr, "--remove-if-dead does not go with --wait, --timeout or --interval")
 		case o.lease < 0:
 			return nil, usagef(stderr, "--lease must not be negative")
 		}
-		return o, nil
+		return o, notDirectory(o.remove, stderr)
 	}
 	switch {
 	case set["lease"] || set["dry-run"]:
 		return nil, usagef(stderr, "--lease and --dry-run need --remove-if-dead")
 	case len(paths) != 1:
-		return nil, usagef(stderr, "want one DIR or FILE, got %d", len(paths))
+		return nil, usagef(stderr, "want one FILE, got %d", len(paths))
 	case paths[0] == "":
 		return nil, usagef(stderr, "empty path")
 	case !o.wait && (set["timeout"] || set["interval"]):
@@ -133,7 +135,16 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, usagef(stderr, "--interval must be positive")
 	}
 	o.path = paths[0]
-	return o, nil
+	return o, notDirectory(o.path, stderr)
+}
+
+// notDirectory refuses a directory where the status file is wanted: a
+// backup directory holds no status file.
+func notDirectory(path string, stderr io.Writer) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return usagef(stderr, "%s %v", path, status.ErrIsDirectory)
+	}
+	return nil
 }
 
 func usagef(stderr io.Writer, format string, args ...any) error {
@@ -191,13 +202,13 @@ func writeJSON(stdout, stderr io.Writer, v any) {
 func writeRemoval(w io.Writer, rm *status.Removal) {
 	switch {
 	case rm.Refused != "":
-		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.Dir, rm.Refused)
+		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.StatusFile, rm.Refused)
 	case rm.DryRun:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.Dir, rm.Over)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.StatusFile, rm.Over)
 	case rm.Error != "":
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.Dir, rm.Over, rm.Error)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.StatusFile, rm.Over, rm.Error)
 	default:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.Dir, rm.Over)
+		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.StatusFile, rm.Over)
 	}
 	if rm.Refused == "" {
 		for _, st := range rm.Steps {
@@ -209,7 +220,7 @@ func writeRemoval(w io.Writer, rm *status.Removal) {
 				}
 			}
 			line := st.String()
-			if st.Tombstone != "" && !st.Done {
+			if st.Tombstone != "" && !st.Done && !st.Resumed {
 				line += ", now at " + st.Tombstone
 			}
 			fmt.Fprintf(w, "%s%s\n", mark, line)
@@ -236,6 +247,10 @@ func writeText(w io.Writer, r *status.Report) {
 	}
 	if s := r.Status; s != nil {
 		row("status file", "%s (format %d, checksum %08X ok)", r.StatusFile, s.Version, s.Checksum)
+		if len(s.UnknownKeys) > 0 {
+			row("note", "ignored the lines of keys this reader does not know (a later pg_basebackup added them): %s",
+				strings.Join(s.UnknownKeys, ", "))
+		}
 		row("status", "%s", s.State)
 		row("started", "%s by pid %d on host %s", timeOrUnknown(s.StartTime), s.PID, s.Host)
 		if s.State != status.StateInProgress {
@@ -296,12 +311,6 @@ func writeText(w io.Writer, r *status.Report) {
 	if l := r.Liveness; l != nil {
 		row("liveness", "%s", l.Reason)
 	}
-	if h := r.Heuristic; h != nil {
-		row("HEURISTIC", "(no status file; a guess from the files present, never proof)")
-		row("", "backup_manifest %s, backup_manifest.tmp %s, backup_status.tmp %s",
-			present(h.BackupManifest), present(h.BackupManifestTmp), present(h.StatusTmp))
-		row("", "%s", h.Guess)
-	}
 	verdict := r.Verdict.String()
 	if r.TimedOut {
 		verdict += ", gave up waiting"
@@ -314,13 +323,6 @@ func interval(seconds int) string {
 		return "phase change only"
 	}
 	return (time.Duration(seconds) * time.Second).String()
-}
-
-func present(b bool) string {
-	if b {
-		return "present"
-	}
-	return "absent"
 }
 
 func timeOrUnknown(t time.Time) string {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,16 +43,18 @@ func statusOf(state status.State, sync bool) *status.Status {
 	return s
 }
 
-// backupDir makes a backup directory holding data as its status file.
-func backupDir(t *testing.T, data []byte) string {
+// statusFile returns the path of a status file holding data, in a
+// directory of its own, as --status-file puts it outside the backup; with
+// nil data the file does not exist.
+func statusFile(t *testing.T, data []byte) string {
 	t.Helper()
-	dir := t.TempDir()
+	path := filepath.Join(t.TempDir(), "b1.status")
 	if data != nil {
-		if err := os.WriteFile(filepath.Join(dir, status.FileName), data, 0o644); err != nil {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return dir
+	return path
 }
 
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -72,16 +76,16 @@ func TestExitCodes(t *testing.T) {
 		{"failed", statusOf(status.StateFailed, true).Encode(), 2, "failed: error while syncing the backup to disk"},
 		{"running", statusOf(status.StateInProgress, true).Encode(), 3, "still running"},
 		{"torn", statusOf(status.StateCompleted, true).Encode()[:200], 1, "cannot be used"},
-		{"no status file", nil, 1, "HEURISTIC"},
+		{"no status file", nil, 1, "no status file: the run has not written it yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := backupDir(t, tc.data)
-			code, out, _ := runCmd(t, dir)
+			path := statusFile(t, tc.data)
+			code, out, _ := runCmd(t, path)
 			if code != tc.code || !strings.Contains(out, tc.want) {
 				t.Errorf("exit %d, want %d; output:\n%s\nwant it to contain %q", code, tc.code, out, tc.want)
 			}
-			code, out, _ = runCmd(t, "--json", dir)
+			code, out, _ = runCmd(t, "--json", path)
 			var r map[string]any
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("--json: %v\n%s", err, out)
@@ -96,31 +100,48 @@ func TestExitCodes(t *testing.T) {
 func TestDead(t *testing.T) {
 	s := statusOf(status.StateInProgress, true)
 	s.PID = 999
-	code, out, _ := runCmd(t, backupDir(t, s.Encode()))
+	code, out, _ := runCmd(t, statusFile(t, s.Encode()))
 	if code != 1 || !strings.Contains(out, "pid 999 is gone") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
 
-func TestStatusFileElsewhere(t *testing.T) {
-	dir := backupDir(t, statusOf(status.StateCompleted, true).Encode())
-	code, out, _ := runCmd(t, filepath.Join(dir, status.FileName), "--json")
-	if code != 0 || !strings.Contains(out, `"verdict": "completed"`) {
+// TestDirectory: a directory where the status file is wanted is a usage
+// error (64), with --wait and --remove-if-dead too, even if it holds a
+// file named as the status file once was in a backup directory.
+func TestDirectory(t *testing.T) {
+	path := statusFile(t, statusOf(status.StateCompleted, true).Encode())
+	dir := filepath.Dir(path)
+	if err := os.WriteFile(filepath.Join(dir, status.FileName), statusOf(status.StateCompleted, true).Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{dir}, {"--json", dir}, {"--wait", "--timeout", "1h", dir}, {"--remove-if-dead", dir}, {"--dry-run", "--json", "--remove-if-dead", dir}} {
+		code, out, errs := runCmd(t, args...)
+		want := "pgbb-status: " + dir + " is a directory: give the status file that pg_basebackup wrote with --status-file\n"
+		if code != status.ExitUsage || out != "" || !strings.HasPrefix(errs, want) || !strings.Contains(errs, "usage: pgbb-status") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd(t, path, "--json")
+	if code != 0 || !strings.Contains(out, `"verdict": "completed"`) || !strings.Contains(out, `"status_file": "`+path+`"`) {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
 
 func TestUsage(t *testing.T) {
-	dir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "b1.status")
 	for _, args := range [][]string{
 		nil,
-		{dir, dir},
-		{"--bogus", dir},
-		{"--timeout", "1s", dir},
-		{"--interval", "1s", dir},
-		{"--wait", "--interval", "0s", dir},
-		{"--wait", "--timeout", "-1s", dir},
-		{"--wait", "--timeout", "soon", dir},
+		{file, file},
+		{"--bogus", file},
+		{"--timeout", "1s", file},
+		{"--interval", "1s", file},
+		{"--wait", "--interval", "0s", file},
+		{"--wait", "--timeout", "-1s", file},
+		{"--wait", "--timeout", "soon", file},
 		{""},
 		{"-h"},
 		{"--help"},
@@ -133,35 +154,52 @@ func TestUsage(t *testing.T) {
 }
 
 func TestWaitTimeout(t *testing.T) {
-	dir := backupDir(t, statusOf(status.StateInProgress, true).Encode())
+	path := statusFile(t, statusOf(status.StateInProgress, true).Encode())
 	start := time.Now()
-	code, out, _ := runCmd(t, dir, "--wait", "--timeout", "100ms", "--interval", "10ms")
+	code, out, _ := runCmd(t, path, "--wait", "--timeout", "100ms", "--interval", "10ms")
 	if code != 3 || !strings.Contains(out, "gave up waiting") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
 	}
-	code, out, _ = runCmd(t, "--json", "--wait", "--timeout=50ms", "--interval=10ms", backupDir(t, nil))
+	code, out, _ = runCmd(t, "--json", "--wait", "--timeout=50ms", "--interval=10ms", statusFile(t, nil))
 	if code != 1 || !strings.Contains(out, `"timed_out": true`) {
 		t.Errorf("no status file: exit %d:\n%s", code, out)
 	}
 }
 
 func TestWaitUntilFinal(t *testing.T) {
-	dir := backupDir(t, statusOf(status.StateInProgress, true).Encode())
+	path := statusFile(t, statusOf(status.StateInProgress, true).Encode())
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		tmp := filepath.Join(dir, status.TempFileName)
+		tmp := status.TempPath(path)
 		if err := os.WriteFile(tmp, statusOf(status.StateFailed, true).Encode(), 0o644); err != nil {
 			t.Error(err)
 		}
-		if err := os.Rename(tmp, filepath.Join(dir, status.FileName)); err != nil {
+		if err := os.Rename(tmp, path); err != nil {
 			t.Error(err)
 		}
 	}()
-	code, out, _ := runCmd(t, "--wait", "--timeout", "20s", "--interval", "10ms", dir)
+	code, out, _ := runCmd(t, "--wait", "--timeout", "20s", "--interval", "10ms", path)
 	if code != 2 || strings.Contains(out, "gave up") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestUnknownKeys: a file with lines of keys this reader does not know is
+// judged by the others; the report notes the keys, in JSON too.
+func TestUnknownKeys(t *testing.T) {
+	data := statusOf(status.StateCompleted, true).Encode()
+	body := strings.Replace(string(data[:len(data)-len("CHECKSUM: 12345678\n")]), "SYNC: on\n", "SYNC: on\nCOMPRESSION: gzip\n", 1)
+	data = fmt.Appendf([]byte(body), "CHECKSUM: %08X\n", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	path := statusFile(t, data)
+	code, out, _ := runCmd(t, path)
+	if code != 0 || !strings.Contains(out, "note         ignored the lines of keys this reader does not know (a later pg_basebackup added them): COMPRESSION\n") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "--json", path)
+	if code != 0 || !strings.Contains(out, `"unknown_keys": [`) {
+		t.Errorf("--json: exit %d:\n%s", code, out)
 	}
 }

@@ -53,11 +53,9 @@ func clock(t time.Time) status.Option { return status.WithClock(func() time.Time
 func TestProgressAndStalled(t *testing.T) {
 	dir := t.TempDir()
 	s := progressing(dir)
-	if err := os.WriteFile(filepath.Join(dir, status.FileName), s.Encode(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := statusFile(t, s.Encode())
 	fresh := clock(s.UpdateTime.Add(2 * time.Second))
-	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{}), fresh}, dir)
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{}), fresh}, path)
 	for _, want := range []string{
 		"still running",
 		"receiving data, updated 2026-11-25 09:19:40 UTC, 2s ago (every 5s)",
@@ -75,11 +73,11 @@ func TestProgressAndStalled(t *testing.T) {
 		"old file":        {status.WithProcesses(machine{}), clock(s.UpdateTime.Add(time.Minute))},
 		"stopped process": {status.WithProcesses(machine{stopped: true}), fresh},
 	} {
-		code, out, _ := runWith(t, opts, dir)
+		code, out, _ := runWith(t, opts, path)
 		if code != 5 || !strings.Contains(out, "alive but stalled") || !strings.Contains(out, "exit 5 (stalled)") {
 			t.Errorf("%s: exit %d:\n%s", name, code, out)
 		}
-		code, out, _ = runWith(t, opts, "--json", dir)
+		code, out, _ = runWith(t, opts, "--json", path)
 		var r struct {
 			Verdict  string
 			Progress struct{ Stalled bool }
@@ -92,69 +90,85 @@ func TestProgressAndStalled(t *testing.T) {
 
 func TestRemoveIfDead(t *testing.T) {
 	root := t.TempDir()
-	dir := filepath.Join(root, "b1")
+	dir, file := filepath.Join(root, "b1"), filepath.Join(root, "b1.status")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, status.FileName), progressing(dir).Encode(), 0o644); err != nil {
+	if err := os.WriteFile(file, progressing(dir).Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	gone := []status.Option{status.WithProcesses(machine{gone: true})}
 
 	// Alive: refused.
-	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{})}, "--remove-if-dead", dir)
-	if code != 1 || !strings.Contains(out, "refused, nothing removed: the run is alive") {
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{})}, "--remove-if-dead", file)
+	if code != 1 || !strings.Contains(out, file+": refused, nothing removed: the run is alive") {
 		t.Errorf("alive: exit %d:\n%s", code, out)
 	}
 	// Dry run: the plan, nothing removed.
-	code, out, _ = runWith(t, gone, "--dry-run", "--remove-if-dead", dir)
-	if code != 0 || !strings.Contains(out, "would do:\n  remove "+dir+" (created by the run)\n") || !strings.Contains(out, "dry run: nothing removed") {
+	code, out, _ = runWith(t, gone, "--dry-run", "--remove-if-dead", file)
+	if code != 0 || !strings.Contains(out, "would do:\n  remove "+dir+" (created by the run)\n  remove the status file "+file+"\n") ||
+		!strings.Contains(out, "dry run: nothing removed") {
 		t.Errorf("dry run: exit %d:\n%s", code, out)
 	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("dry run removed it: %v", err)
 	}
-	code, out, _ = runWith(t, gone, "--dry-run", "--json", "--remove-if-dead", dir)
+	code, out, _ = runWith(t, gone, "--dry-run", "--json", "--remove-if-dead", file)
 	var rm struct {
-		DryRun bool `json:"dry_run"`
-		Steps  []status.RemoveStep
+		StatusFile string `json:"status_file"`
+		DryRun     bool   `json:"dry_run"`
+		Steps      []status.RemoveStep
 	}
-	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != 0 || !rm.DryRun || len(rm.Steps) != 1 || rm.Steps[0].Done {
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != 0 || !rm.DryRun || rm.StatusFile != file || len(rm.Steps) != 2 || rm.Steps[0].Done ||
+		rm.Steps[1].File != status.StepStatusFile {
 		t.Errorf("dry run --json: exit %d %+v %v\n%s", code, rm, err, out)
 	}
 	// For real.
-	code, out, _ = runWith(t, gone, "--remove-if-dead", dir)
-	if code != 0 || !strings.Contains(out, "pid 1234 is gone") || !strings.Contains(out, "removed:\n  remove "+dir) || !strings.Contains(out, "exit 0 (removed)") {
+	code, out, _ = runWith(t, gone, "--remove-if-dead", file)
+	if code != 0 || !strings.Contains(out, "pid 1234 is gone") || !strings.Contains(out, "removed:\n  remove "+dir) ||
+		!strings.Contains(out, "  remove the status file "+file+"\n") || !strings.Contains(out, "exit 0 (removed)") {
 		t.Errorf("remove: exit %d:\n%s", code, out)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("%s: %v", dir, err)
+	for _, p := range []string{dir, file} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 	// Nothing there any more: refused.
-	code, out, _ = runWith(t, gone, "--remove-if-dead", dir)
-	if code != 1 || !strings.Contains(out, "refused") {
+	code, out, _ = runWith(t, gone, "--remove-if-dead", file)
+	if code != 1 || !strings.Contains(out, "refused, nothing removed: no status file "+file) {
 		t.Errorf("again: exit %d:\n%s", code, out)
 	}
 	// Completed: refused, in JSON too.
-	done := backupDir(t, statusOf(status.StateCompleted, true).Encode())
+	done := statusFile(t, statusOf(status.StateCompleted, true).Encode())
 	code, out, _ = runWith(t, gone, "--json", "--remove-if-dead", done)
 	if code != 1 || !strings.Contains(out, `"refused": "the status file says completed`) {
 		t.Errorf("completed: exit %d:\n%s", code, out)
 	}
+	// A symlink to a status file: refused, naming it.
+	link := filepath.Join(root, "link.status")
+	if err := os.Symlink(done, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runWith(t, gone, "--remove-if-dead", link)
+	if code != 1 || !strings.Contains(out, "status file "+link+" is a symlink") {
+		t.Errorf("symlink: exit %d:\n%s", code, out)
+	}
 }
 
 func TestRemoveUsage(t *testing.T) {
-	dir := t.TempDir()
+	file := filepath.Join(t.TempDir(), "b1.status")
 	for _, args := range [][]string{
-		{"--remove-if-dead", dir, dir},
+		{"--remove-if-dead", file, file},
 		{"--remove-if-dead", ""},
 		{"--remove-if-dead"},
-		{"--remove-if-dead", dir, "--wait"},
-		{"--remove-if-dead", dir, "--timeout", "1s"},
-		{"--remove-if-dead", dir, "--lease", "-1s"},
-		{"--remove-if-dead", dir, "--lease", "soon"},
-		{"--lease", "1h", dir},
-		{"--dry-run", dir},
+		{"--remove-if-dead", file, "--wait"},
+		{"--remove-if-dead", file, "--timeout", "1s"},
+		{"--remove-if-dead", file, "--lease", "-1s"},
+		{"--remove-if-dead", file, "--lease", "soon"},
+		{"--remove-if-dead", filepath.Dir(file)},
+		{"--lease", "1h", file},
+		{"--dry-run", file},
 	} {
 		code, out, errs := runWith(t, nil, args...)
 		if code != status.ExitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
@@ -166,7 +180,8 @@ func TestRemoveUsage(t *testing.T) {
 // TestRemoveIfDeadAsRootOverAnotherUsersFile: run as root over the status
 // file of an unprivileged backup user that names, on a second DIRECTORY
 // line, a directory of root, --remove-if-dead refuses, names the directory
-// and its owner, and leaves both directories as they were.
+// and its owner, and leaves both directories and the status file as they
+// were.
 func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("PGBB_INTEGRATION") != "" {
@@ -180,6 +195,7 @@ func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, victim := filepath.Join(root, "b1"), filepath.Join(root, "some", "dir")
+	file := filepath.Join(root, "status", "b1.status")
 	table := filepath.Join(victim, "PG_18_202506291", "5", "16385")
 	if err := os.MkdirAll(filepath.Dir(table), 0o700); err != nil {
 		t.Fatal(err)
@@ -193,21 +209,23 @@ func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(victim), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{dir, filepath.Dir(file)} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := progressing(dir)
 	s.Directories = append(s.Directories, status.Directory{Path: victim})
-	if err := os.WriteFile(filepath.Join(dir, status.FileName), s.Encode(), 0o644); err != nil {
+	if err := os.WriteFile(file, s.Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{root, dir, filepath.Join(dir, status.FileName)} {
+	for _, p := range []string{root, dir, filepath.Dir(file), file} {
 		if err := os.Lchown(p, backupUser, backupUser); err != nil {
 			t.Fatal(err)
 		}
 	}
 	gone := []status.Option{status.WithProcesses(machine{gone: true})}
-	for _, args := range [][]string{{"--dry-run", "--remove-if-dead", dir}, {"--remove-if-dead", dir}} {
+	for _, args := range [][]string{{"--dry-run", "--remove-if-dead", file}, {"--remove-if-dead", file}} {
 		code, out, _ := runWith(t, gone, args...)
 		if code != status.ExitRefused || !strings.Contains(out, victim+" is owned by uid 0") || !strings.Contains(out, "nothing removed") {
 			t.Fatalf("%v: exit %d:\n%s", args, code, out)
@@ -216,7 +234,9 @@ func TestRemoveIfDeadAsRootOverAnotherUsersFile(t *testing.T) {
 	if data, err := os.ReadFile(table); err != nil || string(data) != "root's" {
 		t.Fatalf("%s: %q %v", table, data, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, status.FileName)); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{dir, file} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
