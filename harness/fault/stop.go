@@ -82,9 +82,6 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
 	hold := StopHoldMin + time.Duration(t.Rand.Int64N(int64(StopHoldMax-StopHoldMin)))
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
-	if t.StatusFile == "" {
-		return inj, errors.New("stop: the run writes no status file")
-	}
 	obs := &StopObservation{}
 	inj.Stop = obs
 	statusPath := t.StatusFile
@@ -128,20 +125,24 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	}()
 
 	obs.Stopped = waitStopped(t.PID, true, 2*time.Second)
-	before, _ := os.ReadFile(statusPath)
-	own := status.WithProcesses(WritersNamespace())
-	r := status.Check(statusPath, own)
-	obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
-	if r.Status != nil {
-		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+	// A build that writes no status file (stock) is only stopped and
+	// continued: there is nothing to read.
+	if statusPath != "" {
+		before, _ := os.ReadFile(statusPath)
+		own := status.WithProcesses(WritersNamespace())
+		r := status.Check(statusPath, own)
+		obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
+		if r.Status != nil {
+			obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+		}
+		rm := RemoveIfDead(ctx, statusPath, false, own)
+		obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
+		if t.ReaderBin != "" {
+			obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
+		}
+		after, err := os.ReadFile(statusPath)
+		obs.TargetIntact = err == nil && bytes.Equal(before, after)
 	}
-	rm := RemoveIfDead(ctx, statusPath, false, own)
-	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
-	if t.ReaderBin != "" {
-		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
-	}
-	after, err := os.ReadFile(statusPath)
-	obs.TargetIntact = err == nil && bytes.Equal(before, after)
 
 	timer := time.NewTimer(max(hold-time.Since(stoppedAt), 0))
 	defer timer.Stop()
