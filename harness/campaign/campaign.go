@@ -322,6 +322,11 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	if err := cl.LoadDataset(ctx, filepath.Join(dir, "cluster"), s.Scale, s.Tablespaces); err != nil {
 		return err
 	}
+	if s.ReadOnlyFile {
+		if err := plantReadOnly(c.cfg.Acct, cl.DataDir); err != nil {
+			return err
+		}
+	}
 	wl, err := workload.Start(ctx, cl.ConnString(cluster.Database), s.Scale, s.Clients, TrialSeed(seed, s.Name, -1-w))
 	if err != nil {
 		return err
@@ -359,7 +364,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	}
 	cal := crec.Timeline
 	if s.StaleStatus {
-		if err := plantStatus(c.cfg.Acct, filepath.Join(cs.Dir, "target", "backup_status"), cl.DataDir); err != nil {
+		if err := plantStatus(c.cfg.Acct, crec.StatusPath, cl.DataDir); err != nil {
 			return err
 		}
 	}
@@ -522,13 +527,15 @@ func (c *campaign) keepFailing(rec *trial.Record) bool {
 	return true
 }
 
-// plantStatus copies a backup's status file into the source data
-// directory (scenario stale_status). Without one (a stock build) a
-// completed status file of the format is written instead.
+// plantStatus copies a backup's status file (from, empty for a build that
+// writes none) into the source data directory as backup_status, where a
+// source restored from a backup that kept its status file there has one
+// (scenario stale_status). Without one (a stock build) a completed status
+// file of the format is written instead.
 func plantStatus(a build.Account, from, dataDir string) error {
 	data, err := os.ReadFile(from)
-	if err != nil {
-		if !os.IsNotExist(err) {
+	if from == "" || err != nil {
+		if from != "" && !os.IsNotExist(err) {
 			return fmt.Errorf("stale status: %w", err)
 		}
 		sum := crc32.Checksum([]byte(staleStatus), crc32.MakeTable(crc32.Castagnoli))
@@ -540,6 +547,30 @@ func plantStatus(a build.Account, from, dataDir string) error {
 	}
 	if a.Switch {
 		return os.Chown(to, int(a.UID), int(a.GID))
+	}
+	return nil
+}
+
+// ReadOnlyFileName is the file of mode 0400 planted in the source data
+// directory (scenario readonly_file): no file the server knows, so it
+// ignores it, and every base backup copies it.
+const ReadOnlyFileName = "pgbb_readonly"
+
+// plantReadOnly writes ReadOnlyFileName into the source data directory,
+// owned by the server's account, with mode 0400: pg_basebackup, run as
+// that account, can read it but not open it for writing.
+func plantReadOnly(a build.Account, dataDir string) error {
+	p := filepath.Join(dataDir, ReadOnlyFileName)
+	if err := os.WriteFile(p, []byte("a file of the source that nobody may write\n"), 0o400); err != nil {
+		return fmt.Errorf("readonly file: %w", err)
+	}
+	if err := os.Chmod(p, 0o400); err != nil {
+		return fmt.Errorf("readonly file: %w", err)
+	}
+	if a.Switch {
+		if err := os.Chown(p, int(a.UID), int(a.GID)); err != nil {
+			return fmt.Errorf("readonly file: %w", err)
+		}
 	}
 	return nil
 }

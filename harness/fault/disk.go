@@ -16,8 +16,9 @@ import (
 
 // Disk is a trial's backup storage on the power-loss layer
 // (harness/powerfs): one file system mounted on <trial>/disk, holding the
-// backup target and the tablespace directories, made durable before the
-// run as an operator's prepared directories are. Every file-system call
+// backup target, the tablespace directories and the directory of the
+// status file, made durable before the run as an operator's prepared
+// directories are. Every file-system call
 // of the pg_basebackup process tree under them goes through the layer
 // and is counted once. After the run, PowerOff cuts the power (unless a
 // fault already did), unmounts, and materialises the durable state on the
@@ -30,12 +31,18 @@ type Disk struct {
 	// materialised after PowerOff.
 	Mountpoint string
 	// Target is pg_basebackup's -D directory; Tablespaces the
-	// --tablespace-mapping directories.
+	// --tablespace-mapping directories; StatusFile the --status-file, in
+	// a directory of its own next to them.
 	Target      string
 	Tablespaces []string
+	StatusFile  string
 	off         bool
 	journaled   bool
 }
+
+// StatusDirName is the directory, next to the target, that holds a trial's
+// status file: outside every directory pg_basebackup writes.
+const StatusDirName = "status"
 
 // JournalFile is the file, in the trial's directory, into which PowerOff
 // writes the journal of a journaled disk (DiskOptions): every operation of
@@ -95,10 +102,11 @@ type diskFault interface {
 	usesDisk()
 }
 
-// MountDisk mounts the layer on dir/disk with the target and tablespaces
-// directories in it, owned by acct, durable from the start. The status
-// file's torn states are recorded. opts (DiskOptions) go to the layer.
-func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int, opts ...powerfs.Option) (*Disk, error) {
+// MountDisk mounts the layer on dir/disk with the target, tablespace and
+// status directories in it, owned by acct, durable from the start; the
+// status file is statusName in the status directory, and its torn states
+// are recorded. opts (DiskOptions) go to the layer.
+func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int, statusName string, opts ...powerfs.Option) (*Disk, error) {
 	mp := filepath.Join(dir, "disk")
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
@@ -120,7 +128,11 @@ func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces 
 		}
 		d.Tablespaces = append(d.Tablespaces, filepath.Join(mp, name))
 	}
-	fs.TrackTorn("backup_status", "backup_status.tmp")
+	if err := fs.MkdirAll(StatusDirName, 0o700); err != nil {
+		return nil, err
+	}
+	d.StatusFile = filepath.Join(mp, StatusDirName, statusName)
+	fs.TrackTorn(statusName, statusName+".tmp")
 	if err := fs.Mount(ctx, mp); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
@@ -143,7 +155,7 @@ func (d *Disk) PowerOff() (*DiskReport, error) {
 	d.off = true
 	if d.journaled {
 		j, err := d.FS.Journal(map[string]string{"mountpoint": d.Mountpoint, "target": d.Target,
-			"tablespaces": strings.Join(d.Tablespaces, ",")})
+			"tablespaces": strings.Join(d.Tablespaces, ","), "status": d.StatusFile})
 		if err == nil {
 			rep.Journal = filepath.Join(filepath.Dir(d.Mountpoint), JournalFile)
 			err = j.WriteFile(rep.Journal)

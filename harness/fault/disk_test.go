@@ -26,7 +26,7 @@ func diskTarget(t *testing.T) (*Disk, *Target, *exec.Cmd) {
 		t.Fatalf("the power-loss plans need root and /dev/fuse (euid %d): %v", os.Geteuid(), err)
 	}
 	acct := build.Account{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
-	d, err := MountDisk(context.Background(), t.TempDir(), acct, 1)
+	d, err := MountDisk(context.Background(), t.TempDir(), acct, 1, "backup_status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,10 @@ func TestEIOOnOpenDuringSync(t *testing.T) {
 
 func TestStatusViews(t *testing.T) {
 	d, _, _ := diskTarget(t)
-	st := filepath.Join(d.Target, "backup_status")
+	st := d.StatusFile
+	if filepath.Dir(st) == d.Target || filepath.Base(st) != "backup_status" {
+		t.Fatalf("status file %s: want backup_status outside the target %s", st, d.Target)
+	}
 	sync := func(p string) {
 		f, err := os.Open(p)
 		if err != nil {
@@ -202,15 +205,15 @@ func TestStatusViews(t *testing.T) {
 	// The right way: temporary file, fsync, rename, directory fsync.
 	put(st+".tmp", "in progress")
 	os.Rename(st+".tmp", st)
-	sync(d.Target)
+	sync(filepath.Dir(st))
 	put(st+".tmp", "completed")
 	os.Rename(st+".tmp", st)
-	sync(d.Target)
+	sync(filepath.Dir(st))
 	var got []string
-	for _, v := range d.StatusViews("target/backup_status") {
+	for _, v := range d.StatusViews("status/backup_status") {
 		got = append(got, string(v.Content))
 	}
-	// A reader of backup_status only ever sees the whole old status.
+	// A reader of the status file only ever sees the whole old status.
 	if strings.Join(got, "|") != "in progress" {
 		t.Fatalf("status views %q, want only the whole first status", got)
 	}
@@ -222,7 +225,7 @@ func TestStatusViews(t *testing.T) {
 	f.Write([]byte("failed"))
 	f.Close()
 	got = nil
-	for _, v := range d.StatusViews("target/backup_status") {
+	for _, v := range d.StatusViews("status/backup_status") {
 		got = append(got, string(v.Content))
 	}
 	for _, want := range []string{"f", "fa", "failed"} {

@@ -30,9 +30,9 @@ type Target struct {
 	// Disk is the power-loss storage layer under the backup, for the
 	// plans that need one (NeedsDisk); nil otherwise.
 	Disk *Disk
-	// Dir is the backup's target directory (the stop plan reads its
-	// status file).
-	Dir string
+	// StatusFile is the run's status file, outside every directory the
+	// run writes (empty for a build that writes none).
+	StatusFile string
 	// DiskCalibration counts the operations of each kind (powerfs.OpKind
 	// names) in the finishing part of a clean run on the power-loss layer
 	// (see DiskCount); nil when there was none.
@@ -70,6 +70,8 @@ type Injection struct {
 	ServerStopped bool `json:"server_stopped,omitempty"`
 	// Stop is what the stop plan saw while pg_basebackup was stopped.
 	Stop *StopObservation `json:"stop,omitempty"`
+	// StatusDir is what the status-dir-readonly plan did.
+	StatusDir *StatusDirObservation `json:"status_dir,omitempty"`
 }
 
 // Fault is one fault plan.
@@ -107,6 +109,9 @@ func ByName(name string) (Fault, error) {
 		return f, nil
 	}
 	if f, ok := stopPlan(name); ok {
+		return f, nil
+	}
+	if f, ok := statusDirPlan(name); ok {
 		return f, nil
 	}
 	return nil, fmt.Errorf("unknown fault plan %q", name)

@@ -101,7 +101,12 @@ type Tracker struct {
 	seen    [numPhases]bool
 	current Phase
 	changed chan struct{}
+	// lines are the log lines seen (at most maxLines), for WaitLine.
+	lines []string
 }
+
+// maxLines bounds the log lines a Tracker keeps.
+const maxLines = 10000
 
 // NewTracker starts tracking a run that started at start.
 func NewTracker(start time.Time) *Tracker {
@@ -126,10 +131,42 @@ func (t *Tracker) Observe(p Phase) {
 	t.changed = make(chan struct{})
 }
 
-// Line records the phase a log line starts, if any.
+// Line records a log line, and the phase it starts, if any.
 func (t *Tracker) Line(line string) {
 	if p, ok := PhaseOfLine(line); ok {
 		t.Observe(p)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) < maxLines {
+		t.lines = append(t.lines, line)
+	}
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// WaitLine blocks until a log line containing text was seen, ctx ends, or
+// done is closed; it reports whether such a line was seen.
+func (t *Tracker) WaitLine(ctx context.Context, text string, done <-chan struct{}) bool {
+	seen := 0
+	for {
+		t.mu.Lock()
+		for ; seen < len(t.lines); seen++ {
+			if strings.Contains(t.lines[seen], text) {
+				t.mu.Unlock()
+				return true
+			}
+		}
+		ch := t.changed
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-done:
+			// The last lines may still be on their way through the pipe.
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

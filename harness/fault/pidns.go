@@ -12,24 +12,24 @@ import (
 // NamespaceReader is what pgbb-status said about a live run from a PID
 // namespace of its own, where the run's pid means nothing.
 type NamespaceReader struct {
-	// Verdict, Final and ExitCode are from `pgbb-status --json DIR`;
-	// Summary says why.
+	// Verdict, Final and ExitCode are from `pgbb-status --json FILE`
+	// (the run's status file); Summary says why.
 	Verdict  string `json:"verdict"`
 	Final    bool   `json:"final"`
 	ExitCode int    `json:"exit_code"`
 	Summary  string `json:"summary"`
-	// RemoveExit is the exit code of `pgbb-status --remove-if-dead
-	// --dry-run DIR` there (1: refused), RemoveRefused its reason.
+	// RemoveExit is the exit code of `pgbb-status --remove-if-dead FILE
+	// --dry-run` there (1: refused), RemoveRefused its reason.
 	RemoveExit    int    `json:"remove_exit"`
 	RemoveRefused string `json:"remove_refused,omitempty"`
 	// Error says why the reader could not be run; the rest is then empty.
 	Error string `json:"error,omitempty"`
 }
 
-// readFromOtherNamespace runs the pgbb-status binary bin on the backup
-// directory dir in a new PID namespace with its own /proc (unshare(1)):
+// readFromOtherNamespace runs the pgbb-status binary bin on the status
+// file statusFile in a new PID namespace with its own /proc (unshare(1)):
 // once to judge, once to plan a removal.
-func readFromOtherNamespace(ctx context.Context, bin, dir string) *NamespaceReader {
+func readFromOtherNamespace(ctx context.Context, bin, statusFile string) *NamespaceReader {
 	nr := &NamespaceReader{}
 	var report struct {
 		Verdict  string `json:"verdict"`
@@ -37,7 +37,7 @@ func readFromOtherNamespace(ctx context.Context, bin, dir string) *NamespaceRead
 		ExitCode int    `json:"exit_code"`
 		Summary  string `json:"summary"`
 	}
-	code, err := runUnshared(ctx, &report, bin, "--json", dir)
+	code, err := runUnshared(ctx, &report, bin, "--json", statusFile)
 	if err != nil {
 		nr.Error = err.Error()
 		return nr
@@ -46,7 +46,8 @@ func readFromOtherNamespace(ctx context.Context, bin, dir string) *NamespaceRead
 	var removal struct {
 		Refused string `json:"refused"`
 	}
-	if nr.RemoveExit, err = runUnshared(ctx, &removal, bin, "--json", "--remove-if-dead", dir, "--dry-run"); err != nil {
+	args := append(append([]string{"--json"}, RemoveIfDeadArgs(statusFile)...), "--dry-run")
+	if nr.RemoveExit, err = runUnshared(ctx, &removal, bin, args...); err != nil {
 		nr.Error = err.Error()
 		return nr
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -42,8 +41,8 @@ type StopObservation struct {
 	// refused), RemoveRefused its reason.
 	RemoveExit    int    `json:"remove_exit"`
 	RemoveRefused string `json:"remove_refused,omitempty"`
-	// TargetIntact says the target and its status file were still there,
-	// unchanged, after the removal attempt.
+	// TargetIntact says the status file was still there, unchanged, after
+	// the removal attempt.
 	TargetIntact bool `json:"target_intact"`
 	// OtherNamespace is what pgbb-status said from a PID namespace of
 	// its own (unshare --pid --fork --mount-proc), as a reader in a
@@ -83,12 +82,9 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
 	hold := StopHoldMin + time.Duration(t.Rand.Int64N(int64(StopHoldMax-StopHoldMin)))
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
-	if t.Dir == "" {
-		return inj, errors.New("stop: the target directory is not known")
-	}
 	obs := &StopObservation{}
 	inj.Stop = obs
-	statusPath := filepath.Join(t.Dir, status.FileName)
+	statusPath := t.StatusFile
 
 	// Sample the status file from now until the run ends.
 	sampler := StartStatusSampler(statusPath, t.Done)
@@ -129,20 +125,24 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	}()
 
 	obs.Stopped = waitStopped(t.PID, true, 2*time.Second)
-	before, _ := os.ReadFile(statusPath)
-	own := status.WithProcesses(WritersNamespace())
-	r := status.Check(t.Dir, own)
-	obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
-	if r.Status != nil {
-		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+	// A build that writes no status file (stock) is only stopped and
+	// continued: there is nothing to read.
+	if statusPath != "" {
+		before, _ := os.ReadFile(statusPath)
+		own := status.WithProcesses(WritersNamespace())
+		r := status.Check(statusPath, own)
+		obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
+		if r.Status != nil {
+			obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+		}
+		rm := RemoveIfDead(ctx, statusPath, false, own)
+		obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
+		if t.ReaderBin != "" {
+			obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
+		}
+		after, err := os.ReadFile(statusPath)
+		obs.TargetIntact = err == nil && bytes.Equal(before, after)
 	}
-	rm := status.RemoveIfDead(ctx, t.Dir, false, own)
-	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
-	if t.ReaderBin != "" {
-		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, t.Dir)
-	}
-	after, err := os.ReadFile(statusPath)
-	obs.TargetIntact = err == nil && bytes.Equal(before, after)
 
 	timer := time.NewTimer(max(hold-time.Since(stoppedAt), 0))
 	defer timer.Stop()

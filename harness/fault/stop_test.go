@@ -43,6 +43,8 @@ func TestStopPlan(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// The status file lies outside the directories the run writes.
+	statusFile := filepath.Join(t.TempDir(), "backup_status")
 	now := time.Now().UTC().Truncate(time.Second)
 	s := &status.Status{
 		Version: 1, State: status.StateInProgress, StartTime: now, PID: cmd.Process.Pid, Host: host,
@@ -52,11 +54,11 @@ func TestStopPlan(t *testing.T) {
 		Phase:       status.PhaseReceiving, UpdateTime: now, BytesReceived: 8192,
 	}
 	write := func() {
-		tmp := filepath.Join(dir, status.TempFileName)
+		tmp := statusFile + ".tmp"
 		if err := os.WriteFile(tmp, s.Encode(), 0o600); err != nil {
 			t.Error(err)
 		}
-		if err := os.Rename(tmp, filepath.Join(dir, status.FileName)); err != nil {
+		if err := os.Rename(tmp, statusFile); err != nil {
 			t.Error(err)
 		}
 	}
@@ -72,7 +74,7 @@ func TestStopPlan(t *testing.T) {
 	injected := make(chan Injection)
 	go func() {
 		inj, err := f.Inject(context.Background(), &Target{
-			PID: cmd.Process.Pid, Phases: tracker, Done: done, Dir: dir,
+			PID: cmd.Process.Pid, Phases: tracker, Done: done, StatusFile: statusFile,
 			Calibration: Timeline{"start": 0, "receiving": 0, "exited": 10 * time.Millisecond},
 			Rand:        rand.New(rand.NewPCG(1, 2)),
 		})
@@ -112,8 +114,11 @@ func TestStopPlan(t *testing.T) {
 	if o.PhaseOrder != "" || o.Samples < 3 {
 		t.Errorf("samples %d, phase order %q", o.Samples, o.PhaseOrder)
 	}
-	if _, err := os.Stat(filepath.Join(dir, status.FileName)); err != nil {
+	if _, err := os.Stat(statusFile); err != nil {
 		t.Errorf("status file: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("target: %v", err)
 	}
 }
 

@@ -67,6 +67,11 @@ type Input struct {
 	// Format is "plain" or "tar"; WALMethod "stream", "fetch" or "none".
 	Format    string
 	WALMethod string
+	// Stdout says the run wrote its tar archive to standard output (-D
+	// -), saved as Target/base.tar: the manifest is then the archive's
+	// member backup_manifest, which pg_verifybackup checks on the
+	// extracted copy.
+	Stdout bool
 	// Manifest says the run was asked for a backup manifest (no
 	// --no-manifest): then a backup without backup_manifest is not
 	// complete, whatever a server started on it does. pg_basebackup
@@ -152,15 +157,24 @@ func (j *judge) stages(ctx context.Context) (Verdict, error) {
 		j.stage("files", func() (string, error, bool) { return "", fmt.Errorf("no base.tar* in %s", in.Target), true })
 		return j.v, nil
 	}
-	j.stage("verifybackup", j.verify)
+	if !in.Stdout {
+		j.stage("verifybackup", func() (string, error, bool) { return j.verify(in.Target, in.Format) })
+	}
 	if err := os.MkdirAll(in.Scratch, 0o755); err != nil {
 		return j.v, fmt.Errorf("oracle scratch %s: %w", in.Scratch, err)
 	}
 	defer j.cleanupServer()
 	ok := j.stage("restore", func() (string, error, bool) { return j.restoreCopy(ctx) })
 	if !ok {
+		if in.Stdout {
+			j.skip("verifybackup", "restore failed")
+		}
 		j.skip("start", "restore failed")
 		return j.finish(), nil
+	}
+	if in.Stdout {
+		// The archive's own manifest, against the extracted copy.
+		j.stage("verifybackup", func() (string, error, bool) { return j.verify(j.restore, "plain") })
 	}
 	if in.WALMethod == "none" {
 		j.skip("start", "no WAL in the backup (wal_method none): cannot recover without an archive")
@@ -191,31 +205,32 @@ func (j *judge) cleanupServer() {
 	}
 }
 
-// verify runs pg_verifybackup where there is a manifest; a manifest that
-// was asked for and is missing fails the stage.
-func (j *judge) verify() (string, error, bool) {
-	if _, err := os.Stat(filepath.Join(j.in.Target, "backup_manifest")); err != nil {
+// verify runs pg_verifybackup on the backup in dir (of format) where
+// there is a manifest; a manifest that was asked for and is missing fails
+// the stage.
+func (j *judge) verify(dir, format string) (string, error, bool) {
+	if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); err != nil {
 		if j.in.Manifest {
 			tmp := ""
-			if _, err := os.Stat(filepath.Join(j.in.Target, "backup_manifest.tmp")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "backup_manifest.tmp")); err == nil {
 				tmp = " (backup_manifest.tmp is there: the run never renamed it)"
 			}
 			return "", fmt.Errorf("no backup_manifest although the run was asked for one%s", tmp), true
 		}
 		return "no backup_manifest (--no-manifest)", nil, false
 	}
-	if j.in.Format == "tar" && !verifiesTar(j.in.BinDir) {
+	if format == "tar" && !verifiesTar(j.in.BinDir) {
 		// Tar-format backups can be verified from PostgreSQL 18 on; the
 		// server started on the extracted copy still judges them.
 		return "pg_verifybackup of this version cannot read tar-format backups", nil, false
 	}
 	args := []string{filepath.Join(j.in.BinDir, "pg_verifybackup"), "--quiet"}
-	if j.in.Format == "tar" || j.in.WALMethod == "none" {
+	if format == "tar" || j.in.WALMethod == "none" {
 		// WAL inside pg_wal.tar cannot be parsed; without WAL there is
 		// none to parse.
 		args = append(args, "--no-parse-wal")
 	}
-	args = append(args, j.in.Target)
+	args = append(args, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := proc.Run(ctx, j.in.Acct, nil, args...)

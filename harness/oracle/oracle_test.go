@@ -59,15 +59,18 @@ func TestVerifyMissingManifest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "backup_manifest.tmp"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	verify := func(j *judge) func() (string, error, bool) {
+		return func() (string, error, bool) { return j.verify(dir, "plain") }
+	}
 	j := &judge{in: Input{Target: dir, Format: "plain", WALMethod: "stream", Manifest: true}}
-	if j.stage("verifybackup", j.verify) || j.v.Stages[0].Status != Fail {
+	if j.stage("verifybackup", verify(j)) || j.v.Stages[0].Status != Fail {
 		t.Errorf("manifest requested and missing: stage %+v, want failed", j.v.Stages[0])
 	}
 	if !strings.Contains(j.v.Reason, "backup_manifest.tmp is there") {
 		t.Errorf("reason %q does not name the manifest left behind", j.v.Reason)
 	}
 	j = &judge{in: Input{Target: dir, Format: "plain", WALMethod: "stream", Manifest: false}}
-	if !j.stage("verifybackup", j.verify) || j.v.Stages[0].Status != Skip {
+	if !j.stage("verifybackup", verify(j)) || j.v.Stages[0].Status != Skip {
 		t.Errorf("--no-manifest: stage %+v, want skipped", j.v.Stages[0])
 	}
 }

@@ -28,6 +28,9 @@ type Client struct {
 	Name string
 	// BinDir holds its pg_basebackup.
 	BinDir string
+	// StatusFile makes it write a status file (--status-file), next to
+	// its target directory, outside it; the file goes with the backup.
+	StatusFile bool
 }
 
 // Config says what to measure.
@@ -167,6 +170,10 @@ func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Dura
 		"--checkpoint=fast", "--wal-method=stream",
 	}
 	args = append(args, cfg.Args...)
+	statusFile := target + ".status"
+	if c.StatusFile {
+		args = append(args, "--status-file="+statusFile)
+	}
 	cmd := proc.Command(ctx, cfg.Acct, nil, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -178,6 +185,11 @@ func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Dura
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if err := os.RemoveAll(target); err != nil {
 		return 0, 0, fmt.Errorf("overhead: remove %s: %w", target, err)
+	}
+	if c.StatusFile {
+		if err := os.Remove(statusFile); err != nil {
+			return 0, 0, fmt.Errorf("overhead: %s backup %d wrote no status file: %w", c.Name, round+1, err)
+		}
 	}
 	return d, cpu, nil
 }

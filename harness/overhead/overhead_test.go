@@ -102,7 +102,7 @@ func BenchmarkStatusFileOverhead(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		res, err = Measure(ctx, Config{
 			Stock:      Client{Name: "stock", BinDir: stock.BinDir},
-			Patched:    Client{Name: "patched", BinDir: patched.BinDir},
+			Patched:    Client{Name: "patched", BinDir: patched.BinDir, StatusFile: true},
 			Server:     server,
 			Acct:       acct,
 			ScratchDir: scratch,

@@ -45,7 +45,7 @@ const (
 // Plans lists every fault plan name a scenario may use.
 func Plans() []string {
 	return append([]string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillWALChild, PlanTerminateWalsender, PlanServerStop},
-		append(DiskPlans(), PlanStop)...)
+		append(DiskPlans(), PlanStop, PlanStatusDirReadOnly)...)
 }
 
 // Scenario is one crash scenario. The JSON keys are the snake_case names
@@ -103,6 +103,25 @@ type Scenario struct {
 	// pg_basebackup creates; plain format, off the power-loss layer
 	// ("waldir", default false).
 	WALDir bool
+	// Stdout passes -D -: pg_basebackup writes one tar archive to its
+	// standard output, which the trial saves as base.tar in a directory
+	// of its own. pg_basebackup syncs nothing it writes there, so a
+	// completed status must say DURABLE: no. Format tar, WAL method fetch
+	// or none, no tablespaces, no compression, process and server plans
+	// only ("stdout", default false).
+	Stdout bool
+	// ReadOnlyFile puts a file of mode 0400, owned by the server's account,
+	// into the source data directory (a plain file the server ignores).
+	// pg_basebackup, run as that account, writes it into a plain backup
+	// with that mode, and its final sync cannot open it for writing: a
+	// completed status must say DURABLE: no, never yes. In a tar archive
+	// it is only bytes, and tar-format backups stay durable
+	// ("readonly_file", default false).
+	ReadOnlyFile bool
+	// StatusInterval, when not zero, passes --status-file-interval: the
+	// seconds between progress rewrites of the status file while data
+	// arrives ("status_interval", 1-60; default the program's).
+	StatusInterval int
 
 	// File and Line say where the scenario was read from.
 	File string
@@ -113,7 +132,7 @@ type Scenario struct {
 func (s Scenario) ID() string { return s.Name }
 
 // Args returns pg_basebackup's options for the scenario (without -D, the
-// connection and the status file options).
+// connection and the status file options: StatusArgs).
 func (s Scenario) Args() []string {
 	args := []string{"--format=" + s.Format, "--wal-method=" + s.WALMethod, "--checkpoint=fast", "--verbose"}
 	if s.Compression != "" && s.Compression != "none" {
@@ -132,6 +151,31 @@ func (s Scenario) Args() []string {
 		args = append(args, "--max-rate="+s.MaxRate)
 	}
 	return args
+}
+
+// StatusArgs returns the options that make pg_basebackup write its status
+// file at path (for builds that write one).
+func (s Scenario) StatusArgs(path string) []string {
+	args := []string{"--status-file=" + path}
+	if s.StatusInterval > 0 {
+		args = append(args, fmt.Sprintf("--status-file-interval=%d", s.StatusInterval))
+	}
+	return args
+}
+
+// Synced says whether a completed run of the scenario has synced every
+// file of the backup, so that its status must say DURABLE: yes, and if
+// not, why not.
+func (s Scenario) Synced() (bool, string) {
+	switch {
+	case !s.Sync:
+		return false, "--no-sync"
+	case s.Stdout:
+		return false, "-D -: nothing written to standard output is synced"
+	case s.ReadOnlyFile && s.Format == "plain":
+		return false, "a file of mode 0400 in the backup, which the sync cannot open for writing"
+	}
+	return true, ""
 }
 
 // Error is a validation error at a place in a scenario file.
@@ -371,6 +415,12 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 		return strict(raw, &s.StaleStatus)
 	case "waldir":
 		return strict(raw, &s.WALDir)
+	case "stdout":
+		return strict(raw, &s.Stdout)
+	case "readonly_file":
+		return strict(raw, &s.ReadOnlyFile)
+	case "status_interval":
+		return intIn(&s.StatusInterval, 1, 60)
 	case "seed":
 		var v int64
 		if err := strict(raw, &v); err != nil {
@@ -386,7 +436,8 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 // Keys lists the keys a scenario file may have.
 func Keys() []string {
 	return []string{"name", "description", "format", "wal_method", "compression", "tablespaces", "manifest",
-		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status", "waldir"}
+		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status", "waldir",
+		"stdout", "readonly_file", "status_interval"}
 }
 
 // check rejects impossible combinations.
@@ -407,6 +458,28 @@ func (s *Scenario) check() error {
 	}
 	if s.WALDir && s.Format != "plain" {
 		return fmt.Errorf("waldir needs format plain (pg_basebackup takes --waldir only then)")
+	}
+	if s.Stdout {
+		switch {
+		case s.Format != "tar":
+			return fmt.Errorf("stdout needs format tar (pg_basebackup writes only a tar archive to standard output)")
+		case s.WALMethod == "stream":
+			return fmt.Errorf("stdout needs wal_method fetch or none (pg_basebackup cannot stream WAL to standard output)")
+		case s.Tablespaces > 0:
+			return fmt.Errorf("stdout needs tablespaces 0 (pg_basebackup writes a single tablespace to standard output)")
+		case s.Compression != "none":
+			return fmt.Errorf("stdout needs compression none")
+		case s.StaleStatus:
+			return fmt.Errorf("stdout does not go with stale_status (no directory of the backup to find it in)")
+		}
+	}
+	for _, p := range s.Faults {
+		if IsDiskPlan(p) && (s.Stdout || s.ReadOnlyFile) {
+			return fmt.Errorf("fault plan %s does not go with stdout or readonly_file: a backup not synced whole cannot survive a power loss", p)
+		}
+		if p == PlanStatusDirReadOnly && s.StatusInterval == 0 {
+			return fmt.Errorf("fault plan %s needs status_interval, so that progress rewrites happen while data arrives", p)
+		}
 	}
 	return nil
 }

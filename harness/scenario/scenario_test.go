@@ -61,6 +61,14 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"bad rate", "{\"max_rate\": \"fast\"}", "not a rate", 1},
 		{"waldir with tar", "{\"format\": \"tar\", \"waldir\": true}", "waldir needs format plain", 1},
 		{"waldir on the power-loss layer", "{\"waldir\": true, \"faults\": [\"powerloss\"]}", "does not put a --waldir", 1},
+		{"stdout with plain", "{\"stdout\": true}", "stdout needs format tar", 1},
+		{"stdout streaming", "{\"stdout\": true, \"format\": \"tar\"}", "stdout needs wal_method fetch or none", 1},
+		{"stdout with a tablespace", "{\"stdout\": true, \"format\": \"tar\", \"wal_method\": \"fetch\", \"tablespaces\": 1}", "stdout needs tablespaces 0", 1},
+		{"stdout compressed", "{\"stdout\": true, \"format\": \"tar\", \"wal_method\": \"fetch\", \"compression\": \"client-gzip\"}", "stdout needs compression none", 1},
+		{"stdout on the power-loss layer", "{\"stdout\": true, \"format\": \"tar\", \"wal_method\": \"fetch\", \"faults\": [\"powerloss\"]}", "does not go with stdout or readonly_file", 1},
+		{"read-only file on the power-loss layer", "{\"readonly_file\": true, \"faults\": [\"eio-on-fsync\"]}", "does not go with stdout or readonly_file", 1},
+		{"status directory without an interval", "{\"faults\": [\"status-dir-readonly\"]}", "needs status_interval", 1},
+		{"interval out of range", "{\"status_interval\": 0}", "out of range 1-60", 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,5 +117,45 @@ func TestRepositoryScenariosParse(t *testing.T) {
 		if _, err := LoadPaths("../../scenarios/" + dir); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestStatusScenarioKeys: stdout, readonly_file and status_interval parse,
+// the status file options come apart from the others, and Synced says
+// which completed runs must say DURABLE: yes.
+func TestStatusScenarioKeys(t *testing.T) {
+	s, err := Parse("x/stdout.json", []byte(`{"format": "tar", "wal_method": "fetch", "stdout": true, "status_interval": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Stdout || s.StatusInterval != 2 || strings.Contains(strings.Join(s.Args(), " "), "status") {
+		t.Fatalf("parsed %+v, args %v", s, s.Args())
+	}
+	if got := strings.Join(s.StatusArgs("/x/status/backup_status"), " "); got != "--status-file=/x/status/backup_status --status-file-interval=2" {
+		t.Errorf("status args %q", got)
+	}
+	if got := strings.Join(Defaults().StatusArgs("/f"), " "); got != "--status-file=/f" {
+		t.Errorf("default status args %q", got)
+	}
+	for _, c := range []struct {
+		text   string
+		synced bool
+	}{
+		{`{}`, true},
+		{`{"sync": false}`, false},
+		{`{"format": "tar", "wal_method": "fetch", "stdout": true}`, false},
+		{`{"readonly_file": true}`, false},
+		{`{"readonly_file": true, "format": "tar"}`, true},
+	} {
+		s, err := Parse("x/s.json", []byte(c.text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if synced, why := s.Synced(); synced != c.synced || synced != (why == "") {
+			t.Errorf("%s: synced %t (%q), want %t", c.text, synced, why, c.synced)
+		}
+	}
+	if _, err := Parse("x/ro.json", []byte(`{"faults": ["status-dir-readonly", "term"], "status_interval": 1, "readonly_file": true}`)); err != nil {
+		t.Error(err)
 	}
 }

@@ -17,9 +17,11 @@ import (
 // Invariants of the clean-up after a run that did not complete.
 const (
 	// InvRemoveExact: after a run that died (status "in progress" or
-	// "failed", its process group gone), status.RemoveIfDead removes
-	// exactly the recorded directories (created ones gone, existing ones
-	// empty) and touches nothing else in the trial's directory.
+	// "failed", its process group gone), status.RemoveIfDead on its
+	// status file removes exactly the recorded directories (created ones
+	// gone, existing ones empty) and touches nothing else in the trial's
+	// directory (the status file itself and its temporary file aside:
+	// Cleanup records what became of them).
 	InvRemoveExact = "remove-if-dead-exact"
 	// InvRetrySucceeds: pg_basebackup run again with the same command line
 	// into the same target then succeeds and writes a completed status.
@@ -35,6 +37,14 @@ type Cleanup struct {
 	Error   string `json:"error,omitempty"`
 	// Steps are what it did, one line per recorded directory.
 	Steps []string `json:"steps,omitempty"`
+	// NotJudged says why the removal's answer says nothing about the run
+	// (a status.RemoveIfDead that judged another status file than the
+	// one given); nothing else was done then.
+	NotJudged string `json:"not_judged,omitempty"`
+	// StatusLeft and TmpLeft say the status file and its temporary file
+	// were there after the removal.
+	StatusLeft bool `json:"status_left,omitempty"`
+	TmpLeft    bool `json:"tmp_left,omitempty"`
 	// Wrong lists what is not as it should be afterwards: a recorded
 	// directory left, an existing one not empty, anything else changed.
 	Wrong []string `json:"wrong,omitempty"`
@@ -47,15 +57,15 @@ type Cleanup struct {
 
 // cleanupAndRetry runs, after a trial whose run left an "in progress" or
 // "failed" status file with DIRECTORY lines and broke no invariant, the
-// removal an operator would run (status.RemoveIfDead on the target) and
+// removal an operator would run (--remove-if-dead on the status file) and
 // then the same pg_basebackup again; it records both in rec.Cleanup and
 // adds the violations. Trials on the power-loss layer are left alone.
-func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) error {
-	if !rec.StatusFile || rec.Disk != nil || len(rec.Violations) > 0 || !rec.Status.Valid ||
+func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
+	if !rec.StatusFile || rec.StatusPath == "" || rec.Disk != nil || len(rec.Violations) > 0 || !rec.Status.Valid ||
 		(rec.Status.State != "in progress" && rec.Status.State != "failed") {
 		return nil
 	}
-	st, err := status.ReadDir(target)
+	st, err := status.ReadFile(rec.StatusPath)
 	if err != nil || !st.Progress || len(st.Directories) == 0 {
 		return nil // a series without DIRECTORY lines: nothing to judge
 	}
@@ -65,7 +75,11 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 	for _, d := range st.Directories {
 		recorded[d.Path] = true
 	}
+	tmp := rec.StatusPath + ".tmp"
 	under := func(p string) bool {
+		if p == rec.StatusPath || p == tmp {
+			return true
+		}
 		for d := range recorded {
 			if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
 				return true
@@ -78,8 +92,16 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 		return fmt.Errorf("clean-up: %w", err)
 	}
 
-	rm := status.RemoveIfDead(ctx, target, false, status.WithProcesses(fault.WritersNamespace()))
+	rm := fault.RemoveIfDead(ctx, rec.StatusPath, false, status.WithProcesses(fault.WritersNamespace()))
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
+	if !fault.RemovalJudgedFile(rm, rec.StatusPath) {
+		c.NotJudged = fmt.Sprintf("status.RemoveIfDead judged %s, not the status file given (it takes a backup directory)", rm.StatusFile)
+		return nil
+	}
+	_, err = os.Lstat(rec.StatusPath)
+	c.StatusLeft = err == nil
+	_, err = os.Lstat(tmp)
+	c.TmpLeft = err == nil
 	for _, step := range rm.Steps {
 		c.Steps = append(c.Steps, step.String())
 	}
@@ -121,7 +143,7 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record, target string) er
 		c.RetryExit = 1
 		c.RetryLog = proc.Tail(out, 6)
 	}
-	if again, err := status.ReadDir(target); err == nil {
+	if again, err := status.ReadFile(rec.StatusPath); err == nil {
 		c.RetryStatus = again.State.String()
 	}
 	if c.RetryExit != 0 || c.RetryStatus != "completed" {

@@ -15,8 +15,8 @@ import (
 type DiskResult struct {
 	*fault.DiskReport
 	// TornViews is the number of distinct contents the status file has in
-	// the torn states (every prefix of each write of backup_status or
-	// backup_status.tmp, and each temporary file not renamed).
+	// the torn states (every prefix of each write of the status file or
+	// its temporary file, and each temporary file not renamed).
 	TornViews int `json:"torn_views"`
 	// TornInvalid lists torn states in which the status file is present
 	// but not valid (a torn or damaged file: none may exist).
@@ -57,7 +57,7 @@ func checkTorn(ctx context.Context, s Spec, rec *Record, d *fault.Disk) error {
 	if rec.Disk == nil || !s.StatusFile {
 		return nil
 	}
-	rel, err := filepath.Rel(d.Mountpoint, filepath.Join(d.Target, "backup_status"))
+	rel, err := filepath.Rel(d.Mountpoint, d.StatusFile)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func checkTorn(ctx context.Context, s Spec, rec *Record, d *fault.Disk) error {
 	defer os.RemoveAll(dir)
 	judged := 0
 	for i, v := range views {
-		p := filepath.Join(dir, fmt.Sprintf("view%d", i), "backup_status")
+		p := filepath.Join(dir, fmt.Sprintf("view%d", i), filepath.Base(d.StatusFile))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("torn states: %w", err)
 		}

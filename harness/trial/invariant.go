@@ -20,13 +20,22 @@ const (
 	// that says completed is the worst case, named in the message).
 	InvNotTorn = "status-not-torn"
 	// InvDurable: a completed status says DURABLE: yes exactly when the
-	// backup was synced.
+	// run synced every file of the backup: not with --no-sync, not with
+	// -D - (nothing written to standard output is synced), not when a file
+	// of the backup could not be opened for writing by the sync (a file of
+	// mode 0400 in a plain backup; scenario.Scenario.Synced).
 	InvDurable = "durable-matches-sync"
+	// InvStaleNotCopied: a backup_status in the source data directory (a
+	// source restored from a backup that kept its status file there) is
+	// never copied into the backup, where it would say "completed" about
+	// another backup.
+	InvStaleNotCopied = "stale-status-not-copied"
 )
 
 // Invariants lists every invariant.
 func Invariants() []string {
-	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable, InvFieldsTrue},
+	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable, InvFieldsTrue,
+		InvStaleNotCopied, InvSignalFailsRun, InvProgressNotFatal},
 		stopAndCleanupInvariants()...)
 }
 
@@ -53,12 +62,12 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 		case !r.Oracle.Complete:
 			add(InvCompletedVerified, "status says completed but the oracle rejects the backup: %s", r.Oracle.Reason)
 		}
-		want := "yes"
-		if !s.Sync {
-			want = "no"
+		want, why := "yes", "sync on"
+		if synced, whyNot := s.Synced(); !synced {
+			want, why = "no", whyNot
 		}
 		if r.Status.Durable != want {
-			add(InvDurable, "status says completed with DURABLE: %q, want %q (sync %t)", r.Status.Durable, want, s.Sync)
+			add(InvDurable, "status says completed with DURABLE: %q, want %q (%s)", r.Status.Durable, want, why)
 		}
 	}
 	if r.Exited0() && !r.StatusCompleted() {
@@ -77,6 +86,13 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	if len(r.WrongFields) > 0 {
 		add(InvFieldsTrue, "the status file says what is not so: %s", strings.Join(r.WrongFields, "; "))
 	}
+	if r.StaleCopied {
+		add(InvStaleNotCopied, "the backup holds a backup_status: the stale one planted in the source data directory was copied into it")
+	}
+	// SIGTERM or SIGINT to pg_basebackup alone (signal.go).
+	vs = append(vs, checkSignal(r, s)...)
+	// The status file's directory made read-only (statusdir.go).
+	vs = append(vs, checkStatusDir(r, s)...)
 	// The power-loss layer's torn states of the status file (disk.go).
 	vs = append(vs, checkDisk(r)...)
 	// What the status reader said while the run was stopped (stop.go).

@@ -20,6 +20,12 @@ func TestCheckFlagsViolations(t *testing.T) {
 	synced := scenario.Defaults()
 	unsynced := scenario.Defaults()
 	unsynced.Sync = false
+	stdout := scenario.Defaults()
+	stdout.Format, stdout.WALMethod, stdout.Stdout = "tar", "fetch", true
+	readOnly := scenario.Defaults()
+	readOnly.ReadOnlyFile = true
+	readOnlyTar := readOnly
+	readOnlyTar.Format = "tar"
 	good := &oracle.Verdict{Complete: true}
 	bad := &oracle.Verdict{Complete: false, Reason: "start: WAL ends before end of online backup"}
 	cases := []struct {
@@ -42,6 +48,16 @@ func TestCheckFlagsViolations(t *testing.T) {
 		{"not durable with sync", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, synced, []string{InvDurable}},
 		{"stock build: no status invariants", Record{StatusFile: false, Exit: Exit{Code: 0}, Oracle: bad}, synced, nil},
 		{"hung is not exit 0", Record{StatusFile: true, Exit: Exit{Code: 0, Hung: true}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}}, synced, nil},
+		// -D -: nothing written to standard output is synced.
+		{"stdout not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, stdout, nil},
+		{"stdout claims durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, stdout, []string{InvDurable}},
+		// A file of mode 0400 in a plain backup: the sync cannot open it
+		// for writing; in a tar archive it is only bytes.
+		{"read-only file not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnly, nil},
+		{"read-only file claims durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnly, []string{InvDurable}},
+		{"read-only file in a tar backup", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnlyTar, nil},
+		{"read-only file in a tar backup not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnlyTar, []string{InvDurable}},
+		{"stale status copied", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, StaleCopied: true}, synced, []string{InvStaleNotCopied}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

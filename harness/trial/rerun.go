@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/pgbb/pgbb/harness/proc"
 )
@@ -24,7 +23,7 @@ type Rerun struct {
 	// Exit is the rerun's exit code (1 for any failure to run).
 	Exit int `json:"exit"`
 	// Changed says the status file is not byte for byte what it was;
-	// TmpLeft that a backup_status.tmp appeared.
+	// TmpLeft that its temporary file (FILE.tmp) appeared.
 	Changed bool `json:"changed,omitempty"`
 	TmpLeft bool `json:"tmp_left,omitempty"`
 	// Log is the end of its output.
@@ -33,12 +32,15 @@ type Rerun struct {
 
 // rerunOverCompleted runs, after a trial whose status file says completed
 // (on the ordinary file system), the same pg_basebackup command again into
-// the same target, records it in rec.Rerun and adds the violation.
-func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, target string) error {
-	if !rec.StatusFile || rec.Disk != nil || !rec.StatusCompleted() {
+// the same target, with the same status file, records it in rec.Rerun and
+// adds the violation. A run that wrote to standard output (-D -) has no
+// directory to collide with: the same command is a new backup, and is not
+// run.
+func rerunOverCompleted(ctx context.Context, s Spec, rec *Record) error {
+	if !rec.StatusFile || rec.StatusPath == "" || rec.Disk != nil || !rec.StatusCompleted() || s.Scenario.Stdout {
 		return nil
 	}
-	path := filepath.Join(target, "backup_status")
+	path := rec.StatusPath
 	before, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("rerun: %w", err)
@@ -63,7 +65,7 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, target string)
 			"the same command run again into the completed backup's directory exited 0"})
 	case r.Changed || r.TmpLeft:
 		rec.Violations = append(rec.Violations, Violation{InvRerunKeepsCompleted,
-			fmt.Sprintf("the same command run again into the completed backup's directory failed (as it must) but rewrote its status file (changed %t, backup_status.tmp left %t): %s", r.Changed, r.TmpLeft, r.Log)})
+			fmt.Sprintf("the same command run again into the completed backup's directory failed (as it must) but rewrote its status file (changed %t, temporary file left %t): %s", r.Changed, r.TmpLeft, r.Log)})
 	}
 	return nil
 }

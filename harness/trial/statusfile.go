@@ -27,7 +27,7 @@ type StatusFile struct {
 	// ClaimsCompleted says the raw text holds "STATUS: completed", valid
 	// or not: an invalid file that does is a torn completion.
 	ClaimsCompleted bool `json:"claims_completed,omitempty"`
-	// TmpPresent says the temporary file (backup_status.tmp) exists.
+	// TmpPresent says the temporary file (FILE.tmp) exists.
 	TmpPresent bool `json:"tmp_present,omitempty"`
 }
 

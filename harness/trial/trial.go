@@ -100,9 +100,13 @@ type Record struct {
 	Variant    string `json:"variant"`
 	StatusFile bool   `json:"status_file_expected"`
 	// Args is pg_basebackup's command line; TZ its time zone.
-	Args  []string  `json:"args"`
-	TZ    string    `json:"tz"`
-	Start time.Time `json:"start"`
+	Args []string `json:"args"`
+	TZ   string   `json:"tz"`
+	// StatusPath is where the run was told to write its status file
+	// (--status-file), outside every directory it writes; empty for a
+	// build that writes none.
+	StatusPath string    `json:"status_path,omitempty"`
+	Start      time.Time `json:"start"`
 	// Duration is pg_basebackup's run time; Elapsed the whole trial's.
 	Duration time.Duration   `json:"duration_ns"`
 	Elapsed  time.Duration   `json:"elapsed_ns"`
@@ -120,6 +124,14 @@ type Record struct {
 	ManifestPresent bool       `json:"manifest_present"`
 	ManifestTmp     bool       `json:"manifest_tmp_present,omitempty"`
 	Status          StatusFile `json:"status"`
+	// CreatedLeft lists the directories the run was to create (the
+	// target, a --waldir; not with -D - nor on the power-loss layer, where
+	// they are prepared) that exist after it.
+	CreatedLeft []string `json:"created_left,omitempty"`
+	// StaleCopied says a backup_status, the stale one planted in the
+	// source data directory (scenario stale_status), is in the target
+	// (InvStaleNotCopied).
+	StaleCopied bool `json:"stale_status_copied,omitempty"`
 	// Canary marks before the start and after the end of the run.
 	Before workload.Mark `json:"canary_before"`
 	After  workload.Mark `json:"canary_after"`
@@ -185,22 +197,53 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	target := filepath.Join(s.Dir, "target")
-	// Plans that cut the power or fail the disk put the target and the
-	// tablespaces on the power-loss layer (see disk.go).
+	// The status file goes into a directory of its own next to the
+	// target, outside every directory the run writes.
+	statusPath := filepath.Join(s.Dir, fault.StatusDirName, status.FileName)
+	// Plans that cut the power or fail the disk put the target, the
+	// tablespaces and the status file on the power-loss layer (see
+	// disk.go).
 	var disk *fault.Disk
 	if fault.NeedsDisk(s.Fault) {
-		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces), fault.DiskOptions(s.Fault)...)
+		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces), filepath.Base(statusPath), fault.DiskOptions(s.Fault)...)
 		if err != nil {
 			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 		}
 		defer d.Close()
-		disk, target = d, d.Target
+		disk, target, statusPath = d, d.Target, d.StatusFile
+	} else if s.StatusFile {
+		if err := s.Acct.MkdirAll(filepath.Dir(statusPath), 0o700); err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
 	}
-	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", target,
+	if !s.StatusFile {
+		statusPath = ""
+	}
+	dest := target
+	var stdout *os.File
+	if s.Scenario.Stdout {
+		// -D -: the archive the run writes to its standard output is
+		// saved as base.tar in the target, where the oracle finds it.
+		dest = "-"
+		if err := s.Acct.MkdirAll(target, 0o700); err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
+		f, err := os.OpenFile(filepath.Join(target, "base.tar"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
+		defer f.Close()
+		stdout = f
+	}
+	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", dest,
 		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
 		"--label=pgbb " + s.ID}
 	args = append(args, s.Scenario.Args()...)
-	truth := fieldTruth{target: target}
+	if statusPath != "" {
+		args = append(args, s.Scenario.StatusArgs(statusPath)...)
+	}
+	rec.StatusPath = statusPath
+	truth := fieldTruth{target: target, stdout: s.Scenario.Stdout}
 	if s.Scenario.Format == "plain" {
 		for i, ts := range s.Cluster.Tablespaces {
 			m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
@@ -240,6 +283,9 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=" + rec.TZ}, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = pw
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	cmd.Dir = s.Dir
 	start := time.Now()
 	tracker := fault.NewTracker(start)
@@ -301,8 +347,8 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// Follow the status file while the run lasts: its phases only move
 	// forward and nothing follows "completed" or "failed".
 	var sampler *fault.StatusSampler
-	if s.StatusFile && disk == nil && s.Fault.Name() != scenario.PlanStop {
-		sampler = fault.StartStatusSampler(filepath.Join(target, status.FileName), done)
+	if statusPath != "" && disk == nil && s.Fault.Name() != scenario.PlanStop {
+		sampler = fault.StartStatusSampler(statusPath, done)
 	}
 
 	faultCtx, cancelFault := context.WithCancel(ctx)
@@ -311,7 +357,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		defer close(injDone)
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
-			Calibration: s.Calibration, Rand: rng, Disk: disk, Dir: target,
+			Calibration: s.Calibration, Rand: rng, Disk: disk, StatusFile: statusPath,
 			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin,
 		})
 		if err != nil && faultCtx.Err() == nil {
@@ -423,16 +469,28 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	if _, err := os.Stat(target); err == nil {
 		rec.TargetPresent = true
 	}
+	if disk == nil && !s.Scenario.Stdout {
+		for _, d := range []string{target, truth.wal} {
+			if _, err := os.Lstat(d); d != "" && err == nil {
+				rec.CreatedLeft = append(rec.CreatedLeft, d)
+			}
+		}
+	}
 	if _, err := os.Stat(filepath.Join(target, "backup_manifest")); err == nil {
 		rec.ManifestPresent = true
 	}
 	if _, err := os.Stat(filepath.Join(target, "backup_manifest.tmp")); err == nil {
 		rec.ManifestTmp = true
 	}
-	rec.Status = s.Status.Read(filepath.Join(target, "backup_status"))
-	if s.StatusFile {
+	if statusPath != "" {
+		rec.Status = s.Status.Read(statusPath)
 		truth.pid, truth.started, truth.ended, truth.scenario = pid, start, start.Add(rec.Duration), s.Scenario
-		rec.WrongFields = truth.check(filepath.Join(target, status.FileName))
+		rec.WrongFields = truth.check(statusPath)
+	}
+	if s.Scenario.StaleStatus {
+		if _, err := os.Lstat(filepath.Join(target, status.FileName)); err == nil {
+			rec.StaleCopied = true
+		}
 	}
 
 	// The truth, for every claimed completion and a sample of the rest.
@@ -458,7 +516,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	if len(why) > 0 {
 		rec.OracleWhy = strings.Join(why, ", ")
 		v, err := oracle.Judge(ctx, oracle.Input{
-			BinDir: s.BinDir, Acct: s.Acct, Target: target, Format: s.Scenario.Format,
+			BinDir: s.BinDir, Acct: s.Acct, Target: target, Format: s.Scenario.Format, Stdout: s.Scenario.Stdout,
 			WALMethod: s.Scenario.WALMethod, Manifest: s.Scenario.Manifest, Scratch: filepath.Join(s.Dir, "oracle"),
 			Before: rec.Before, After: rec.After,
 		})
@@ -483,7 +541,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// A run that did not complete: clean up as an operator would, then
 	// retry (cleanup.go).
 	step = time.Now()
-	if err := cleanupAndRetry(ctx, s, rec, target); err != nil {
+	if err := cleanupAndRetry(ctx, s, rec); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	if rec.Cleanup != nil {
@@ -492,7 +550,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// A run that completed: the retry of a task flow that timed out must
 	// fail on it and leave it as it is.
 	step = time.Now()
-	if err := rerunOverCompleted(ctx, s, rec, target); err != nil {
+	if err := rerunOverCompleted(ctx, s, rec); err != nil {
 		return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 	}
 	if rec.Rerun != nil {

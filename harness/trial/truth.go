@@ -16,7 +16,7 @@ import (
 // START TIME between that process's start and its exit (whatever time
 // zone it ran in), FORMAT, WAL METHOD and SYNC the scenario's, and each
 // DIRECTORY one the run was given (-D first, then -T mappings and
-// --waldir), all of them once the file says completed.
+// --waldir), all of them once the file says completed (none with -D -).
 const InvFieldsTrue = "status-fields-true"
 
 // trialZones are the time zones trials run pg_basebackup in: UTC and
@@ -37,10 +37,12 @@ func TrialTZ(seed uint64) string {
 // fieldTruth is what a trial knows of its run.
 type fieldTruth struct {
 	// target is -D; dirs the -T mapping directories; wal the --waldir
-	// ("" without one).
+	// ("" without one). stdout says the run was given -D - instead, and
+	// fills no directory.
 	target string
 	dirs   []string
 	wal    string
+	stdout bool
 	// pid is the process started, between started and ended.
 	pid            int
 	started, ended time.Time
@@ -82,6 +84,12 @@ func (ft fieldTruth) check(path string) []string {
 // run was given.
 func (ft fieldTruth) checkDirectories(st *status.Status) []string {
 	var wrong []string
+	if ft.stdout {
+		for _, d := range st.Directories {
+			wrong = append(wrong, fmt.Sprintf("DIRECTORY %s, but the run wrote to standard output (-D -) and filled no directory", d.Path))
+		}
+		return wrong
+	}
 	given := append([]string{}, ft.dirs...)
 	if ft.wal != "" {
 		given = append(given, ft.wal)

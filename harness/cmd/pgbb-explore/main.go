@@ -69,7 +69,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.oracle, "oracle", 2, "at most this many undecided states per scenario go to the oracle")
 	fs.StringVar(&o.out, "out", "", "run directory for journals, records and results (default .cache/explore/<time>); with -materialise the state's directory")
 	fs.StringVar(&o.journal, "journal", "", "explore this saved journal instead of making a run")
-	fs.StringVar(&o.status, "status", "", "the status file's path relative to the layer's root (default <target>/backup_status)")
+	fs.StringVar(&o.status, "status", "", "the status file's path relative to the layer's root (default: the one the journal names, else <target>/backup_status)")
 	fs.IntVar(&o.from, "from", -1, "with -journal: the index of the first operation explored (-1: the finishing part)")
 	fs.StringVar(&o.materialise, "materialise", "", "with -journal: write this state (p<op>[+<op>,...][~<op>:<bytes>]) into -out")
 	fs.BoolVar(&o.judge, "judge", false, "with -materialise: have the oracle judge the state (builds or reuses -pg/-variant/-patches)")

@@ -71,3 +71,21 @@ func TestExploreSavedJournalAndMaterialise(t *testing.T) {
 		t.Fatalf("the materialised status file holds %q, %v; want it empty (its data was never synced)", b, err)
 	}
 }
+
+// TestStatusRel: the status file is the one the journal names (the run's
+// --status-file, outside the target); -status wins; a journal that names
+// none has the target's backup_status.
+func TestStatusRel(t *testing.T) {
+	j := &powerfs.Journal{JournalHeader: powerfs.JournalHeader{Meta: map[string]string{"mountpoint": "/mnt/disk",
+		"target": "/mnt/disk/target", "status": "/mnt/disk/status/backup_status"}}}
+	if got := statusRel(options{}, j); got != "status/backup_status" {
+		t.Errorf("journal with a status file: %q", got)
+	}
+	if got := statusRel(options{status: "x/y"}, j); got != "x/y" {
+		t.Errorf("-status: %q", got)
+	}
+	delete(j.Meta, "status")
+	if got := statusRel(options{}, j); got != "target/backup_status" {
+		t.Errorf("journal without a status file: %q", got)
+	}
+}

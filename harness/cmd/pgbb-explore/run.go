@@ -163,10 +163,16 @@ func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Sc
 	return nil, "", fmt.Errorf("no journaled clean run on the power-loss layer among %d records", len(res.Records))
 }
 
-// statusRel returns the status file's path relative to the layer's root.
+// statusRel returns the status file's path relative to the layer's root:
+// -status, else the one the journal names (the run's --status-file, in a
+// directory of its own), else, for a journal that names none, the
+// target's backup_status.
 func statusRel(o options, j *powerfs.Journal) string {
 	if o.status != "" {
 		return o.status
+	}
+	if rel, err := filepath.Rel(j.Meta["mountpoint"], j.Meta["status"]); err == nil && j.Meta["status"] != "" && !strings.HasPrefix(rel, "..") {
+		return filepath.ToSlash(rel)
 	}
 	target := "target"
 	if rel, err := filepath.Rel(j.Meta["mountpoint"], j.Meta["target"]); err == nil && j.Meta["target"] != "" {
