@@ -118,7 +118,7 @@ type Scenario struct {
 	// it is only bytes, and tar-format backups stay durable
 	// ("readonly_file", default false).
 	ReadOnlyFile bool
-	// StatusInterval, when not zero, passes --status-file-interval: the
+	// StatusInterval, when not zero, passes --status-file-refresh: the
 	// seconds between progress rewrites of the status file while data
 	// arrives ("status_interval", 1-60; default the program's).
 	StatusInterval int
@@ -158,7 +158,7 @@ func (s Scenario) Args() []string {
 func (s Scenario) StatusArgs(path string) []string {
 	args := []string{"--status-file=" + path}
 	if s.StatusInterval > 0 {
-		args = append(args, fmt.Sprintf("--status-file-interval=%d", s.StatusInterval))
+		args = append(args, fmt.Sprintf("--status-file-refresh=%d", s.StatusInterval))
 	}
 	return args
 }

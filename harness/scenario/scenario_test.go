@@ -131,7 +131,7 @@ func TestStatusScenarioKeys(t *testing.T) {
 	if !s.Stdout || s.StatusInterval != 2 || strings.Contains(strings.Join(s.Args(), " "), "status") {
 		t.Fatalf("parsed %+v, args %v", s, s.Args())
 	}
-	if got := strings.Join(s.StatusArgs("/x/status/backup_status"), " "); got != "--status-file=/x/status/backup_status --status-file-interval=2" {
+	if got := strings.Join(s.StatusArgs("/x/status/backup_status"), " "); got != "--status-file=/x/status/backup_status --status-file-refresh=2" {
 		t.Errorf("status args %q", got)
 	}
 	if got := strings.Join(Defaults().StatusArgs("/f"), " "); got != "--status-file=/f" {
