@@ -170,6 +170,18 @@ def _():
 		exit(1);
 }''')
 
+@v('readonly-claims-durable', 'Count a file skipped by the sync as synced',
+   'Only a sync error clears backup_synced: a file the sync skipped because\nit could not be opened for writing (read-only in the source data\ndirectory) was never synced, yet the status says DURABLE: yes.')
+def _():
+    edit(pbc, '''		backup_synced = (sync_result == 0);''', '''		backup_synced = (sync_result >= 0);''')
+
+@v('no-signal-handler', 'Leave SIGINT and SIGTERM to their default action',
+   'No handler for SIGINT and SIGTERM is installed: a run stopped with\nSIGTERM (timeout, an orchestrator, kill PID) dies at once, its status\nfile still says "in progress", and its directories stay behind.')
+def _():
+    edit(pbc, '''	pqsignal(SIGINT, terminate_handler);
+	pqsignal(SIGTERM, terminate_handler);
+''', '')
+
 @v('nosync-claims-durable', 'Claim durability with --no-sync',
    'A completed backup taken with --no-sync says DURABLE: yes.')
 def _():
