@@ -25,17 +25,12 @@ const (
 	// of the backup could not be opened for writing by the sync (a file of
 	// mode 0400 in a plain backup; scenario.Scenario.Synced).
 	InvDurable = "durable-matches-sync"
-	// InvStaleNotCopied: a backup_status in the source data directory (a
-	// source restored from a backup that kept its status file there) is
-	// never copied into the backup, where it would say "completed" about
-	// another backup.
-	InvStaleNotCopied = "stale-status-not-copied"
 )
 
 // Invariants lists every invariant.
 func Invariants() []string {
 	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable, InvFieldsTrue,
-		InvStaleNotCopied, InvSignalFailsRun, InvProgressNotFatal},
+		InvSignalFailsRun, InvProgressNotFatal},
 		stopAndCleanupInvariants()...)
 }
 
@@ -85,9 +80,6 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	}
 	if len(r.WrongFields) > 0 {
 		add(InvFieldsTrue, "the status file says what is not so: %s", strings.Join(r.WrongFields, "; "))
-	}
-	if r.StaleCopied {
-		add(InvStaleNotCopied, "the backup holds a backup_status: the stale one planted in the source data directory was copied into it")
 	}
 	// SIGTERM or SIGINT to pg_basebackup alone (signal.go).
 	vs = append(vs, checkSignal(r, s)...)

@@ -57,7 +57,6 @@ func TestCheckFlagsViolations(t *testing.T) {
 		{"read-only file claims durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnly, []string{InvDurable}},
 		{"read-only file in a tar backup", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnlyTar, nil},
 		{"read-only file in a tar backup not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnlyTar, []string{InvDurable}},
-		{"stale status copied", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, StaleCopied: true}, synced, []string{InvStaleNotCopied}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

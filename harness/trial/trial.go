@@ -128,10 +128,6 @@ type Record struct {
 	// target, a --waldir; not with -D - nor on the power-loss layer, where
 	// they are prepared) that exist after it.
 	CreatedLeft []string `json:"created_left,omitempty"`
-	// StaleCopied says a backup_status, the stale one planted in the
-	// source data directory (scenario stale_status), is in the target
-	// (InvStaleNotCopied).
-	StaleCopied bool `json:"stale_status_copied,omitempty"`
 	// Canary marks before the start and after the end of the run.
 	Before workload.Mark `json:"canary_before"`
 	After  workload.Mark `json:"canary_after"`
@@ -486,11 +482,6 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.Status = s.Status.Read(statusPath)
 		truth.pid, truth.started, truth.ended, truth.scenario = pid, start, start.Add(rec.Duration), s.Scenario
 		rec.WrongFields = truth.check(statusPath)
-	}
-	if s.Scenario.StaleStatus {
-		if _, err := os.Lstat(filepath.Join(target, status.FileName)); err == nil {
-			rec.StaleCopied = true
-		}
 	}
 
 	// The truth, for every claimed completion and a sample of the rest.
