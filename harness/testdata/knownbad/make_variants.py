@@ -157,15 +157,15 @@ def _():
 def _():
     edit(pbc, '''	status_phase = phase;
 	if (status_path != NULL)
-		(void) write_backup_status("in progress", NULL, NULL, false,
+		(void) write_backup_status("in progress", NULL, NULL, do_sync,
 								   PG_LOG_WARNING);''', '''	status_phase = phase;
 	if (status_path != NULL &&
-		!write_backup_status("in progress", NULL, NULL, false,
+		!write_backup_status("in progress", NULL, NULL, do_sync,
 							 PG_LOG_ERROR))
 		exit(1);''')
-    edit(pbc, '''	(void) write_backup_status("in progress", NULL, NULL, false,
+    edit(pbc, '''	(void) write_backup_status("in progress", NULL, NULL, do_sync,
 							   PG_LOG_WARNING);
-}''', '''	if (!write_backup_status("in progress", NULL, NULL, false,
+}''', '''	if (!write_backup_status("in progress", NULL, NULL, do_sync,
 							 PG_LOG_ERROR))
 		exit(1);
 }''')
