@@ -2,7 +2,6 @@ package fault
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/pgbb/pgbb/harness/status"
 )
@@ -23,12 +22,4 @@ func RemoveIfDead(ctx context.Context, statusFile string, dryRun bool, opts ...s
 // RemoveIfDeadArgs returns pgbb-status's arguments for the same.
 func RemoveIfDeadArgs(statusFile string) []string {
 	return []string{"--remove-if-dead", statusFile}
-}
-
-// RemovalJudgedFile says whether a removal judged the status file given
-// to RemoveIfDead. A status.RemoveIfDead that takes a backup directory
-// (and reads the status file in it) judges another file; its refusal
-// says nothing about the run.
-func RemovalJudgedFile(rm *status.Removal, statusFile string) bool {
-	return rm.StatusFile == "" || filepath.Clean(rm.StatusFile) == filepath.Clean(statusFile)
 }

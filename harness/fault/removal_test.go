@@ -11,18 +11,11 @@ import (
 )
 
 // TestRemovalNamesTheStatusFile: the removal is asked about the status
-// file itself, in process and as pgbb-status's arguments, and a removal
-// that judged another file is told apart.
+// file itself, in process and as pgbb-status's arguments.
 func TestRemovalNamesTheStatusFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "status", "backup_status")
 	if got := RemoveIfDeadArgs(file); !slices.Equal(got, []string{"--remove-if-dead", file}) {
 		t.Errorf("args %v", got)
-	}
-	if !RemovalJudgedFile(&status.Removal{StatusFile: file}, file) || !RemovalJudgedFile(&status.Removal{}, file) {
-		t.Error("a removal of the file given is not recognised")
-	}
-	if RemovalJudgedFile(&status.Removal{StatusFile: filepath.Join(file, status.FileName)}, file) {
-		t.Error("a removal that read FILE/backup_status counted as judging FILE")
 	}
 	// Whatever the removal answers, a file that is no run's status file
 	// is never removed.

@@ -37,10 +37,6 @@ type Cleanup struct {
 	Error   string `json:"error,omitempty"`
 	// Steps are what it did, one line per recorded directory.
 	Steps []string `json:"steps,omitempty"`
-	// NotJudged says why the removal's answer says nothing about the run
-	// (a status.RemoveIfDead that judged another status file than the
-	// one given); nothing else was done then.
-	NotJudged string `json:"not_judged,omitempty"`
 	// StatusLeft and TmpLeft say the status file and its temporary file
 	// were there after the removal.
 	StatusLeft bool `json:"status_left,omitempty"`
@@ -94,10 +90,6 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 
 	rm := fault.RemoveIfDead(ctx, rec.StatusPath, false, status.WithProcesses(fault.WritersNamespace()))
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
-	if !fault.RemovalJudgedFile(rm, rec.StatusPath) {
-		c.NotJudged = fmt.Sprintf("status.RemoveIfDead judged %s, not the status file given (it takes a backup directory)", rm.StatusFile)
-		return nil
-	}
 	_, err = os.Lstat(rec.StatusPath)
 	c.StatusLeft = err == nil
 	_, err = os.Lstat(tmp)
