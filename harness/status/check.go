@@ -156,10 +156,103 @@ func liveness(s *Status, p Processes, slack time.Duration) *Liveness {
 		return l
 	}
 	l.SameHost = true
+	if doubt := bootDoubt(s, p); doubt != "" {
+		l.Reason = doubt
+		return l
+	}
+	ns, knowsNS := p.(PIDNamespaces)
+	if !knowsNS || s.PIDNamespace == "" {
+		// A writer that could not tell its namespace (not Linux,
+		// or no /proc), or a reader that knows none: judge the pid
+		// here, in doubt if it might be numbered elsewhere.
+		judgeHere(l, s, p, slack, true)
+		return l
+	}
+	mine, err := ns.PIDNamespace()
+	switch {
+	case err != nil:
+		l.Reason = fmt.Sprintf("the writer's pid %d is numbered in PID namespace %s, and this reader's cannot be told (%v): cannot tell from here whether it runs",
+			s.PID, s.PIDNamespace, err)
+	case fmt.Sprintf("pid:[%d]", mine) == s.PIDNamespace:
+		judgeHere(l, s, p, slack, false)
+	case mine != InitialPIDNamespace:
+		l.Reason = fmt.Sprintf("the writer's pid %d is numbered in PID namespace %s, and this reader runs in pid:[%d], which is not the host's: cannot tell from here whether it runs",
+			s.PID, s.PIDNamespace, mine)
+	default:
+		judgeNested(l, s, ns, slack)
+	}
+	return l
+}
+
+// bootDoubt returns why the pid of s cannot be judged on this boot of
+// this machine, or "" if it can: the status file records a BOOT ID that
+// is not this machine's, or this machine's cannot be read. Another boot
+// ID means that the machine restarted since the run started, and then the
+// run is over, or that another machine has the same host name; the two
+// cannot be told apart, so the answer is "cannot tell", never "dead".
+func bootDoubt(s *Status, p Processes) string {
+	b, ok := p.(Boots)
+	if !ok || s.BootID == "" {
+		return ""
+	}
+	id, err := b.BootID()
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the writer's pid %d belongs to boot %s, and this machine's boot ID cannot be read (%v): cannot tell from here whether it runs",
+			s.PID, s.BootID, err)
+	case id != s.BootID:
+		return fmt.Sprintf("the writer's pid %d belongs to boot %s, this machine is in boot %s: it restarted since, or another machine has the host name %q; cannot tell from here whether the run goes on",
+			s.PID, s.BootID, id, s.Host)
+	}
+	return ""
+}
+
+// judgeNested judges the pid of s, which the writer recorded in the PID
+// namespace s.PIDNamespace, from the host's namespace, which sees every
+// process of the machine: the writer is a live pg_basebackup whose last
+// NSpid entry (its pid in its own namespace) is the recorded pid and whose
+// namespace is the recorded one. None such means the run died; one whose
+// namespace this reader may not see leaves it unknown.
+func judgeNested(l *Liveness, s *Status, ns PIDNamespaces, slack time.Duration) {
+	nested, err := ns.NestedWriters(s.PID)
+	if err != nil {
+		l.Reason = fmt.Sprintf("the writer's pid %d is numbered in PID namespace %s, and the processes of other namespaces cannot be told: %v", s.PID, s.PIDNamespace, err)
+		return
+	}
+	var unseen []NestedProcess
+	for _, n := range nested {
+		if n.NSpid[len(n.NSpid)-1] != s.PID || (!s.StartTime.IsZero() && n.StartTime.After(s.StartTime.Add(slack))) {
+			continue
+		}
+		switch n.Namespace {
+		case s.PIDNamespace:
+			l.Nested = []NestedProcess{n}
+			l.Alive, l.Certain = true, true
+			l.Reason = fmt.Sprintf("pid %d in PID namespace %s is %s (pid %d here), started at %s, by the recorded start %s",
+				s.PID, s.PIDNamespace, WriterName, n.PID, n.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+			return
+		case "":
+			unseen = append(unseen, n)
+		}
+	}
+	if len(unseen) > 0 {
+		l.Nested = unseen
+		l.Reason = fmt.Sprintf("a %s has pid %d in a PID namespace this reader may not see (pid %d here): cannot tell whether it is the writer, in %s",
+			WriterName, s.PID, unseen[0].PID, s.PIDNamespace)
+		return
+	}
+	l.Certain = true
+	l.Reason = fmt.Sprintf("no %s has pid %d in PID namespace %s, where the writer ran: the run died", WriterName, s.PID, s.PIDNamespace)
+}
+
+// judgeHere judges the pid of s as a pid of the namespace p sees. With
+// doubt, a death found is made uncertain where the pid may be numbered in
+// another namespace (see namespaceDoubt).
+func judgeHere(l *Liveness, s *Status, p Processes, slack time.Duration, doubt bool) {
 	info, err := p.Process(s.PID)
 	if err != nil {
 		l.Reason = fmt.Sprintf("cannot tell whether pid %d runs: %v", s.PID, err)
-		return l
+		return
 	}
 	l.Process = &info
 	l.Certain = true
@@ -187,9 +280,10 @@ func liveness(s *Status, p Processes, slack time.Duration) *Liveness {
 	}
 	if found != "" {
 		l.Reason = found + ": " + died
-		namespaceDoubt(l, found, s, p, slack)
+		if doubt {
+			namespaceDoubt(l, found, s, p, slack)
+		}
 	}
-	return l
 }
 
 // namespaceDoubt makes the certain death found in l uncertain where the

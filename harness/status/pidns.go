@@ -42,6 +42,31 @@ type NestedProcess struct {
 	NSpid []int `json:"nspid"`
 	// StartTime is when it started.
 	StartTime time.Time `json:"start_time"`
+	// Namespace is its PID namespace, "pid:[INODE]", or empty if this
+	// reader may not see it (another user's process, to a reader other
+	// than root).
+	Namespace string `json:"pid_namespace,omitempty"`
+}
+
+// Boots is implemented by Processes that know which boot of the machine
+// they describe. A pid names a process only during one boot, so the
+// liveness check compares it with the BOOT ID of the status file.
+type Boots interface {
+	// BootID returns the boot ID of the running kernel. An error means
+	// it cannot be told.
+	BootID() (string, error)
+}
+
+var _ Boots = Procfs{}
+
+// BootID reads /proc/sys/kernel/random/boot_id, which Linux sets anew at
+// every boot.
+func (p Procfs) BootID() (string, error) {
+	data, err := os.ReadFile(filepath.Join(p.root(), "sys", "kernel", "random", "boot_id"))
+	if err != nil {
+		return "", fmt.Errorf("boot ID: %w", err)
+	}
+	return strings.TrimSuffix(string(data), "\n"), nil
 }
 
 var _ PIDNamespaces = Procfs{}
@@ -55,11 +80,22 @@ func (p Procfs) PIDNamespace() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("PID namespace: %w", err)
 	}
+	n, err := parsePIDNamespace(link)
+	if err != nil {
+		return 0, fmt.Errorf("PID namespace: %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// parsePIDNamespace returns the inode number of a PID namespace link,
+// "pid:[INODE]", as /proc/PID/ns/pid links to it and the status file
+// records it in PID NAMESPACE.
+func parsePIDNamespace(link string) (uint64, error) {
 	v, ok := strings.CutPrefix(link, "pid:[")
 	v, ok2 := strings.CutSuffix(v, "]")
-	n, err := strconv.ParseUint(v, 10, 64)
-	if !ok || !ok2 || err != nil {
-		return 0, fmt.Errorf("PID namespace: %s links to %q, not pid:[INODE]", path, link)
+	n, err := parseDecimal(v, 64)
+	if !ok || !ok2 || err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a PID namespace (pid:[INODE])", link)
 	}
 	return n, nil
 }
@@ -105,7 +141,10 @@ func (p Procfs) NestedWriters(pid int) ([]NestedProcess, error) {
 		if err != nil {
 			return nil, err
 		}
-		found = append(found, NestedProcess{PID: n, NSpid: nspid, StartTime: start})
+		// Another user's namespace link is hidden from a reader other
+		// than root; the caller then cannot tell which namespace it is.
+		ns, _ := os.Readlink(filepath.Join(root, e.Name(), "ns", "pid"))
+		found = append(found, NestedProcess{PID: n, NSpid: nspid, StartTime: start, Namespace: ns})
 	}
 	return found, nil
 }

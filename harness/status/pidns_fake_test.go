@@ -157,3 +157,98 @@ func TestProcfsNestedWriters(t *testing.T) {
 		t.Errorf("a bad NSpid line: %v", err)
 	}
 }
+
+// setBoot gives the fake /proc the boot ID id.
+func (p fakeProc) setBoot(id string) {
+	writeFile(p.t, p.root, "sys/kernel/random/boot_id", []byte(id+"\n"))
+}
+
+// setNamespace links /proc/PID/ns/pid of the fake process pid to ns.
+func (p fakeProc) setNamespace(pid int, ns string) {
+	dir := filepath.Join(p.root, fmt.Sprint(pid), "ns")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.Symlink(ns, filepath.Join(dir, "pid")); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TestLivenessRecordedIdentityFakeProc: with the BOOT ID and PID NAMESPACE
+// that the writer records, the liveness check never calls a live run dead
+// from another boot or another PID namespace, finds a writer that runs in
+// a nested namespace from the host, and no longer takes a host process
+// that has the writer's namespace-local pid for the writer.
+func TestLivenessRecordedIdentityFakeProc(t *testing.T) {
+	const (
+		bootA, bootB = "6c1b3f0e-1111-4a5b-9c1d-0123456789ab", "0a2d7e55-2222-4c3b-8d4e-ba9876543210"
+		thirdNS      = "pid:[4026532500]"
+	)
+	s := inProgressStatus(true) // pid 1234 on db1
+	start := s.StartTime
+	tests := []struct {
+		name       string
+		readerNS   string
+		readerBoot string
+		writerNS   string
+		procs      func(p fakeProc)
+		want       Verdict
+		final      bool
+		reason     string
+	}{
+		{"another boot, pid gone", hostNS, bootB, hostNS, func(fakeProc) {}, NotComplete, false, "restarted since"},
+		{"another boot, pid alive", hostNS, bootB, hostNS, func(p fakeProc) { p.add(1234, WriterName, "S", start, "1234") },
+			NotComplete, false, "restarted since"},
+		{"boot unreadable", hostNS, "", hostNS, func(fakeProc) {}, NotComplete, false, "boot ID cannot be read"},
+		{"host namespace, pid gone", hostNS, bootA, hostNS, func(fakeProc) {}, NotComplete, true, "is gone"},
+		{"host namespace, alive", hostNS, bootA, hostNS, func(p fakeProc) { p.add(1234, WriterName, "S", start, "1234") },
+			Running, false, "started at"},
+		{"both in one container, pid gone", otherNS, bootA, otherNS, func(fakeProc) {}, NotComplete, true, "is gone"},
+		{"both in one container, alive", otherNS, bootA, otherNS, func(p fakeProc) { p.add(1234, WriterName, "S", start, "1234") },
+			Running, false, "started at"},
+		{"writer in a container, alive", hostNS, bootA, otherNS, func(p fakeProc) {
+			p.add(1234, "systemd", "S", start.Add(-time.Hour), "1234")
+			p.add(5678, WriterName, "S", start, "5678\t1234")
+			p.setNamespace(5678, otherNS)
+		}, Running, false, "in PID namespace " + otherNS},
+		{"writer in a container gone, an older host pg_basebackup has its pid", hostNS, bootA, otherNS, func(p fakeProc) {
+			p.add(1234, WriterName, "S", start.Add(-time.Hour), "1234")
+			p.setNamespace(1234, hostNS)
+		}, NotComplete, true, "no pg_basebackup has pid 1234 in PID namespace"},
+		{"writer in a container gone, another container's pg_basebackup has its pid", hostNS, bootA, otherNS, func(p fakeProc) {
+			p.add(5678, WriterName, "S", start, "5678\t1234")
+			p.setNamespace(5678, thirdNS)
+		}, NotComplete, true, "no pg_basebackup has pid 1234"},
+		{"writer in a container, its namespace hidden", hostNS, bootA, otherNS, func(p fakeProc) {
+			p.add(5678, WriterName, "S", start, "5678\t1234")
+		}, NotComplete, false, "may not see"},
+		{"writer in a container, started later", hostNS, bootA, otherNS, func(p fakeProc) {
+			p.add(5678, WriterName, "S", start.Add(time.Minute), "5678\t1234")
+			p.setNamespace(5678, otherNS)
+		}, NotComplete, true, "the run died"},
+		{"reader in a third namespace", thirdNS, bootA, otherNS, func(fakeProc) {}, NotComplete, false, "which is not the host's"},
+		{"reader in a container, writer on the host", otherNS, bootA, hostNS, func(fakeProc) {}, NotComplete, false, "which is not the host's"},
+		{"reader's namespace unknown", "", bootA, otherNS, func(fakeProc) {}, NotComplete, false, "cannot be told"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newFakeProc(t, tc.readerNS)
+			if tc.readerBoot != "" {
+				p.setBoot(tc.readerBoot)
+			}
+			tc.procs(p)
+			w := *s
+			w.BootID, w.PIDNamespace = bootA, tc.writerNS
+			v, final, l := Decide(&w, hostnameProcfs{Procfs{Root: p.root}, "db1"}, DefaultStartSlack)
+			if v != tc.want || final != tc.final {
+				t.Errorf("%v final %v, want %v final %v (%s)", v, final, tc.want, tc.final, l.Reason)
+			}
+			if !strings.Contains(l.Reason, tc.reason) {
+				t.Errorf("reason %q, want %q in it", l.Reason, tc.reason)
+			}
+			if l.Certain != tc.final && v != Running {
+				t.Errorf("certain %v with final %v", l.Certain, tc.final)
+			}
+		})
+	}
+}

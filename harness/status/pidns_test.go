@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,5 +226,117 @@ func TestPIDNamespaceWriter(t *testing.T) {
 	cmd.Wait()
 	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+}
+
+// recordIdentity records in s what pg_basebackup records on Linux: this
+// machine's boot ID and the PID namespace of process pid.
+func recordIdentity(t *testing.T, s *Status, pid int) {
+	t.Helper()
+	boot, err := Procfs{}.BootID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.BootID, s.PIDNamespace = boot, ns
+}
+
+// TestPIDNamespaceWriterRecorded: pg_basebackup runs in a PID namespace
+// and records its pid there together with that namespace, as the series
+// does on Linux. The host's reader finds the writer by namespace and
+// namespace-local pid: running while it runs (the directory kept), dead
+// once it was killed.
+func TestPIDNamespaceWriterRecorded(t *testing.T) {
+	needPIDNamespaces(t)
+	hostPID, innerPID, cmd := nestedWriter(t)
+	dir := filepath.Join(t.TempDir(), "b1")
+	s := liveStatus(t, innerPID, dir)
+	recordIdentity(t, s, hostPID)
+	file := statusBeside(t, dir, s)
+
+	r := Check(file)
+	if r.Verdict != Running || !r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, fmt.Sprintf("(pid %d here)", hostPID)) {
+		t.Fatalf("live writer (pid %d here, %d in %s): %v final %v (%s)", hostPID, innerPID, s.PIDNamespace, r.Verdict, r.Final, r.Summary)
+	}
+	if rm := RemoveIfDead(t.Context(), file, false); rm.ExitCode != ExitRefused {
+		t.Fatalf("--remove-if-dead of a live run: exit %d over %q", rm.ExitCode, rm.Over)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("a live run's directory was touched: %v", err)
+	}
+
+	if err := syscall.Kill(hostPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+}
+
+// TestPIDNamespaceReaderRecorded: a writer on the host records the host's
+// PID namespace; a reader in another namespace says "cannot tell" (exit 1,
+// not final) while it runs and after it was killed, and refuses to remove
+// the directory; the host's reader says running, then dead. A reader that
+// enters the writer's own namespace judges it there.
+func TestPIDNamespaceReaderRecorded(t *testing.T) {
+	needPIDNamespaces(t)
+	bin := buildStatusCommand(t)
+	writer := fakeWriter(t, "", "60")
+	dir := filepath.Join(t.TempDir(), "b1")
+	s := liveStatus(t, writer.Process.Pid, dir)
+	recordIdentity(t, s, writer.Process.Pid)
+	file := statusBeside(t, dir, s)
+	if r := Check(file); r.Verdict != Running || !r.Liveness.Certain {
+		t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
+	}
+	code, r := readInNamespace(t, bin, file)
+	if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "not the host's") {
+		t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
+	}
+	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", file).CombinedOutput()
+	if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != ExitRefused {
+		t.Fatalf("--remove-if-dead in a PID namespace: %v: %s", err, out)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("a live run's directory was touched: %v", err)
+	}
+
+	writer.Process.Kill()
+	writer.Wait()
+	code, r = readInNamespace(t, bin, file)
+	if code != 1 || r.Final || r.Liveness.Certain {
+		t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
+	}
+	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+		t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+}
+
+// TestPIDNamespaceSameContainer: writer and reader in one PID namespace
+// other than the host's, as pg_basebackup and pgbb-status in one
+// container: the reader judges the recorded pid there and says running.
+func TestPIDNamespaceSameContainer(t *testing.T) {
+	needPIDNamespaces(t)
+	bin := buildStatusCommand(t)
+	hostPID, innerPID, _ := nestedWriter(t)
+	dir := filepath.Join(t.TempDir(), "b1")
+	s := liveStatus(t, innerPID, dir)
+	recordIdentity(t, s, hostPID)
+	file := statusBeside(t, dir, s)
+	out, err := exec.Command("nsenter", "--target", strconv.Itoa(hostPID), "--pid", "--mount", bin, "--json", file).Output()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("nsenter pgbb-status: %v", err)
+	}
+	var r jsonReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("pgbb-status --json in the writer's namespace: %v: %s", err, out)
+	}
+	if r.Verdict != "running" || !r.Liveness.Certain {
+		t.Fatalf("reader in the writer's namespace: %s (%s)", r.Verdict, r.Summary)
 	}
 }

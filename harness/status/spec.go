@@ -9,6 +9,8 @@ const (
 	keyStartTime      = "START TIME"
 	keyPID            = "PID"
 	keyHost           = "HOST"
+	keyBootID         = "BOOT ID"
+	keyPIDNamespace   = "PID NAMESPACE"
 	keyLabel          = "LABEL"
 	keyProgramVersion = "PROGRAM VERSION"
 	keyFormat         = "FORMAT"
@@ -137,6 +139,16 @@ func specV1() *formatSpec {
 				return nil
 			}},
 			{keyHost, always, text(func(s *Status) *string { return &s.Host }, true)},
+			// Where the writer can tell them (Linux): what its PID
+			// is relative to.
+			{keyBootID, maybe, text(func(s *Status) *string { return &s.BootID }, false)},
+			{keyPIDNamespace, maybe, func(s *Status, v string) error {
+				if _, err := parsePIDNamespace(v); err != nil {
+					return err
+				}
+				s.PIDNamespace = v
+				return nil
+			}},
 			{keyLabel, always, text(func(s *Status) *string { return &s.Label }, true)},
 			{keyProgramVersion, always, text(func(s *Status) *string { return &s.ProgramVersion }, false)},
 			{keyFormat, maybe, oneOf(func(s *Status) *string { return &s.Format }, "plain", "tar")},

@@ -241,6 +241,14 @@ type Status struct {
 	PID int `json:"pid"`
 	// Host is the host name of the machine pg_basebackup ran on.
 	Host string `json:"host"`
+	// BootID is the boot of that machine PID belongs to (Linux's
+	// /proc/sys/kernel/random/boot_id); empty if the writer could not
+	// tell.
+	BootID string `json:"boot_id,omitempty"`
+	// PIDNamespace is the PID namespace PID is numbered in, as Linux's
+	// /proc/self/ns/pid links to it: "pid:[INODE]"; empty if the writer
+	// could not tell.
+	PIDNamespace string `json:"pid_namespace,omitempty"`
 	// Label is the backup label, control characters replaced by '?'.
 	Label string `json:"label"`
 	// ProgramVersion is pg_basebackup's version string.
@@ -343,6 +351,12 @@ func (s *Status) Encode() []byte {
 	line(keyStartTime, formatTime(s.StartTime))
 	line(keyPID, strconv.Itoa(s.PID))
 	line(keyHost, s.Host)
+	if s.BootID != "" {
+		line(keyBootID, s.BootID)
+	}
+	if s.PIDNamespace != "" {
+		line(keyPIDNamespace, s.PIDNamespace)
+	}
 	line(keyLabel, s.Label)
 	line(keyProgramVersion, s.ProgramVersion)
 	if s.Target != "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 // InvFieldsTrue: every field of a valid status file whose truth the trial
 // knows says it: PID is the process the trial started, HOST this machine,
 // START TIME between that process's start and its exit (whatever time
-// zone it ran in), FORMAT, WAL METHOD and SYNC the scenario's, and each
+// zone it ran in), BOOT ID and PID NAMESPACE (Linux) this machine's boot
+// and the trial's namespace, FORMAT, WAL METHOD and SYNC the scenario's, and each
 // DIRECTORY one the run was given (-D first, then -T mappings and
 // --waldir), all of them once the file says completed (none with -D -).
 const InvFieldsTrue = "status-fields-true"
@@ -65,6 +67,7 @@ func (ft fieldTruth) check(path string) []string {
 	if host, err := os.Hostname(); err == nil && st.Host != host {
 		bad("HOST %q, but this machine is %q", st.Host, host)
 	}
+	wrong = append(wrong, checkPIDIdentity(st)...)
 	from, to := ft.started.Truncate(time.Second).Add(-time.Second), ft.ended.Add(time.Second)
 	if !st.StartTime.IsZero() && (st.StartTime.Before(from) || st.StartTime.After(to)) {
 		bad("START TIME %s, but the process ran from %s to %s (UTC)", st.StartTime.Format(time.DateTime),
@@ -76,6 +79,27 @@ func (ft fieldTruth) check(path string) []string {
 	}
 	if st.Progress {
 		wrong = append(wrong, ft.checkDirectories(st)...)
+	}
+	return wrong
+}
+
+// checkPIDIdentity compares BOOT ID and PID NAMESPACE with this machine's
+// boot and the trial's PID namespace, where pg_basebackup runs (its PID is
+// the one the trial started): on Linux, where the series records both,
+// a file without them, or with others, misleads a reader in another
+// namespace or boot.
+func checkPIDIdentity(st *status.Status) []string {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	var wrong []string
+	boot, err := status.Procfs{}.BootID()
+	if err == nil && st.BootID != boot {
+		wrong = append(wrong, fmt.Sprintf("BOOT ID %q, but this machine's is %q", st.BootID, boot))
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err == nil && st.PIDNamespace != ns {
+		wrong = append(wrong, fmt.Sprintf("PID NAMESPACE %q, but pg_basebackup ran in %q", st.PIDNamespace, ns))
 	}
 	return wrong
 }

@@ -19,6 +19,14 @@ func TestFieldTruth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	boot, err := status.Procfs{}.BootID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	started := time.Date(2026, 12, 1, 10, 0, 0, 400e6, time.UTC)
 	ft := fieldTruth{target: "/b/target", dirs: []string{"/b/ts1"}, wal: "/b/waldir", pid: 4321,
@@ -27,6 +35,7 @@ func TestFieldTruth(t *testing.T) {
 	good := func() *status.Status {
 		return &status.Status{
 			Version: 1, State: status.StateCompleted, StartTime: started.Truncate(time.Second), PID: 4321, Host: host,
+			BootID: boot, PIDNamespace: ns,
 			Label: "t", ProgramVersion: "pg_basebackup (PostgreSQL) 18.6", Format: "plain", WALMethod: "stream", Sync: true,
 			Started: true, StartLSN: 0x2000028, Timeline: 1, SystemID: 7441234567890123456,
 			EndLSN: 0x2000100, EndTime: started.Add(2 * time.Minute), Durable: true,
@@ -43,6 +52,8 @@ func TestFieldTruth(t *testing.T) {
 		{"true", func(*status.Status) {}, ""},
 		{"another pid", func(s *status.Status) { s.PID = 4322 }, "PID 4322"},
 		{"another host", func(s *status.Status) { s.Host = "elsewhere" }, `HOST "elsewhere"`},
+		{"no boot ID", func(s *status.Status) { s.BootID = "" }, `BOOT ID ""`},
+		{"another PID namespace", func(s *status.Status) { s.PIDNamespace = "pid:[4026532999]" }, `PID NAMESPACE "pid:[4026532999]"`},
 		{"local time as UTC", func(s *status.Status) {
 			local := started.In(st)
 			s.StartTime = time.Date(local.Year(), local.Month(), local.Day(), local.Hour(), local.Minute(), local.Second(), 0, time.UTC)

@@ -211,6 +211,12 @@ def _():
 		return;''', '''	if (success || in_log_streamer || status_path == NULL)
 		return;''')
 
+@v('no-pid-identity', 'Leave the boot ID and PID namespace out of the status file',
+   'record_pid_identity() is no longer called: the status file names the pid\nwithout the boot and PID namespace it belongs to, and a reader in a\ncontainer cannot tell that the pid is not its own.')
+def _():
+    edit(pbc, '''		record_pid_identity();
+''', '')
+
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
 for name, (subject, body, f) in variants.items():
