@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
+.PHONY: help install build test vet unit fuzz integration taskflow test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -130,6 +130,16 @@ compare: ## stock 15, stock 18 and patched 18 on the same SCENARIOS, then how ea
 	done; \
 	$$bin -compare $$dir/15-stock,$$dir/18-stock,$$dir/18-patched -out $$dir || exit $$?; \
 	exit $$worst
+
+# `make taskflow`: TASKFLOW_SCENARIOS (files or directories of
+# scenarios/taskflow, comma-separated), TASKFLOW_FLAGS (e.g. -out DIR).
+TASKFLOW_SCENARIOS ?= scenarios/taskflow/seed.json
+TASKFLOW_FLAGS ?=
+TASKFLOW_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-taskflow
+
+taskflow: ## the seed's task flow: attempts with a deadline shorter than the backup, stock and patched 18 side by side (TASKFLOW_SCENARIOS=); exit 1 on a broken promise
+	$(GO) build -o $(TASKFLOW_BIN) ./harness/cmd/pgbb-taskflow
+	$(TASKFLOW_BIN) -scenarios $(TASKFLOW_SCENARIOS) $(TASKFLOW_FLAGS)
 
 bench-crash: ## crash trials per minute for each fault plan on scenarios/smoke/plain-stream.json (patched 18, native)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkCrashPlans -benchtime 1x -timeout 60m ./harness/campaign

@@ -49,6 +49,10 @@ type Cluster struct {
 	// Settings are extra server settings (name=value) given on every
 	// start, over postgresql.conf.
 	Settings []string
+	// GroupAccess makes initdb allow group access to the data directory,
+	// so that pg_basebackup of this server creates group-readable files
+	// (and status files) for readers in the owner's group.
+	GroupAccess bool
 
 	running bool
 }
@@ -66,6 +70,9 @@ func WithTCP(on bool) Option { return func(c *Cluster) { c.TCP = on } }
 func WithSettings(settings ...string) Option {
 	return func(c *Cluster) { c.Settings = append(c.Settings, settings...) }
 }
+
+// WithGroupAccess sets GroupAccess.
+func WithGroupAccess(on bool) Option { return func(c *Cluster) { c.GroupAccess = on } }
 
 // New describes a cluster whose files live under dir: dir/data (unless
 // dataDir is given), dir/sock, dir/server.log. Nothing is created.
@@ -105,8 +112,12 @@ func (c *Cluster) Init(ctx context.Context) error {
 	if err := c.Acct.MkdirAll(c.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}
-	if _, err := c.Run(ctx, "initdb", "--data-checksums", "--no-instructions", "--auth=trust",
-		"--username=postgres", "--encoding=UTF8", "--locale=C", "-D", c.DataDir); err != nil {
+	args := []string{"--data-checksums", "--no-instructions", "--auth=trust",
+		"--username=postgres", "--encoding=UTF8", "--locale=C", "-D", c.DataDir}
+	if c.GroupAccess {
+		args = append(args, "--allow-group-access")
+	}
+	if _, err := c.Run(ctx, "initdb", args...); err != nil {
 		return fmt.Errorf("initdb %s: %w", c.DataDir, err)
 	}
 	conf := `

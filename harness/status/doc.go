@@ -82,11 +82,15 @@
 // not have written it yet); a directory given in its place is refused
 // ([ErrIsDirectory]).
 //
-// A pid means something only within one PID namespace. With a [Processes]
-// that implements [PIDNamespaces], as Procfs does, a run is never called
-// dead by a reader outside the host's namespace, nor while a pg_basebackup
-// in a nested namespace has the recorded pid there and started in time: the
-// check cannot tell instead.
+// A pid means something only within one PID namespace during one boot.
+// The writer records both on Linux (BOOT ID, PID NAMESPACE). With a
+// [Processes] that implements [Boots] and [PIDNamespaces], as Procfs does,
+// a file of another boot cannot be judged; a pid is judged directly only
+// in the writer's namespace; from the host's namespace, the writer in a
+// nested one is looked up by namespace and namespace-local pid; any other
+// reader cannot tell. A file without those lines is never called dead by a
+// reader outside the host's namespace, nor while a pg_basebackup in a
+// nested namespace has the recorded pid there and started in time.
 //
 // A live run is [Running], or [Stalled] when its process is stopped or, in
 // a phase in which the writer rewrites the file every UPDATE INTERVAL

@@ -1,0 +1,472 @@
+package taskflow
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/workload"
+)
+
+// Variant is the pg_basebackup a flow runs.
+type Variant string
+
+const (
+	// Stock is the release as shipped: the flow judges by exit code and
+	// backup_manifest, and cleans up with rm -rf.
+	Stock Variant = "stock"
+	// Patched writes a status file: the flow judges with pgbb-status and
+	// cleans up with --remove-if-dead.
+	Patched Variant = "patched"
+)
+
+// Flow names one task flow of a scenario.
+type Flow struct {
+	Variant Variant `json:"variant"`
+	Policy  Policy  `json:"policy"`
+	// Stall says the run's base backup sender is stopped mid-run.
+	Stall bool `json:"stall,omitempty"`
+	// Unfaulted is one attempt without a deadline: the baseline.
+	Unfaulted bool `json:"unfaulted,omitempty"`
+}
+
+// ID names the flow in paths, logs and the table.
+func (f Flow) ID() string {
+	switch {
+	case f.Unfaulted:
+		return string(f.Variant) + "-unfaulted"
+	case f.Stall:
+		return string(f.Variant) + "-stall"
+	}
+	return string(f.Variant) + "-" + string(f.Policy)
+}
+
+// Env is what flows run against; its fields are set by the caller.
+type Env struct {
+	// Server is the started source cluster, with its dataset.
+	Server *cluster.Cluster
+	// Owner runs pg_basebackup and owns what it writes.
+	Owner build.Account
+	// Reader judges status files (patched flows).
+	Reader Reader
+	// BinDirs holds each variant's PostgreSQL programs.
+	BinDirs map[Variant]string
+	// Dir receives a directory per flow.
+	Dir string
+	// Mark returns the source's canary position (nil: no workload).
+	Mark func() workload.Mark
+	// Log receives a line per event.
+	Log io.Writer
+
+	// oracle admits one oracle at a time (set by RunScenario).
+	oracle chan struct{}
+}
+
+// Attempt is what one attempt of a flow did.
+type Attempt struct {
+	// N counts from 1; At is its start, from the flow's.
+	N  int           `json:"n"`
+	At time.Duration `json:"at_ns"`
+	// Found is what the attempt found before starting anything: the
+	// reader's verdict (patched), or "manifest", "directory" or
+	// "nothing" (stock).
+	Found string `json:"found,omitempty"`
+	// Action is what it did: "started", "waited", "took-complete",
+	// "removed", "refused".
+	Action string `json:"action"`
+	// Exit is pg_basebackup's exit code when it ended within the
+	// deadline.
+	Exit *int `json:"exit,omitempty"`
+	// Stopped is what the deadline did to the run.
+	Stopped Policy `json:"stopped,omitempty"`
+	// Note says more.
+	Note string `json:"note,omitempty"`
+}
+
+// Outcome is one flow's result.
+type Outcome struct {
+	Flow
+	Attempts []Attempt `json:"attempts"`
+	// Converged says the flow took a backup as complete; Oracle is then
+	// the ground truth about it, and TakenIncomplete says it was not.
+	Converged       bool            `json:"converged"`
+	Oracle          *oracle.Verdict `json:"oracle,omitempty"`
+	TakenIncomplete bool            `json:"taken_incomplete"`
+	// LiveRemoved counts clean-ups that removed directories while a
+	// process of an earlier attempt's run was alive.
+	LiveRemoved int `json:"live_removed"`
+	// Samples counts the monitor's readings; FalseStalls those that said
+	// "stalled" of a healthy run, with the first few in StallNotes.
+	Samples     int      `json:"samples"`
+	FalseStalls int      `json:"false_stalls"`
+	StallNotes  []string `json:"stall_notes,omitempty"`
+	// StallSeenAfter is, for a stall flow, the time from stopping the
+	// sender to the first "stalled" reading (0: never seen).
+	StallSeenAfter time.Duration `json:"stall_seen_after_ns,omitempty"`
+	// MaxUpdateGap is the longest time between two successive UPDATE
+	// TIMEs of one live run in a heartbeat phase, outside a stall.
+	MaxUpdateGap time.Duration `json:"max_update_gap_ns,omitempty"`
+	// Problems are the writer's broken promises the flow saw (exit 0
+	// without "completed", say).
+	Problems []string `json:"problems,omitempty"`
+	// Wall is the flow's time to its end.
+	Wall time.Duration `json:"wall_ns"`
+	// Err says why the flow could not run (the harness's fault).
+	Err string `json:"error,omitempty"`
+}
+
+// flowRun is one flow in progress.
+type flowRun struct {
+	env   *Env
+	sc    Scenario
+	flow  Flow
+	dir   string
+	start time.Time
+	runs  []*backupRun
+	out   Outcome
+	mon   *monitor
+	mu    sync.Mutex // guards out's monitor fields
+}
+
+// Run runs flow f of scenario sc and returns its outcome.
+func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
+	r := &flowRun{env: e, sc: sc, flow: f, dir: filepath.Join(e.Dir, f.ID()), start: time.Now(), out: Outcome{Flow: f}}
+	if err := r.prepare(); err != nil {
+		r.out.Err = err.Error()
+		return r.out
+	}
+	before := e.mark()
+	if f.Variant == Patched {
+		r.mon = newMonitor(r)
+		go r.mon.run(ctx)
+	}
+	err := r.attempts(ctx)
+	r.out.Wall = time.Since(r.start)
+	if r.mon != nil {
+		r.mon.stop()
+	}
+	for _, b := range r.runs {
+		proc.KillGroup(b.pid(), 10*time.Second)
+	}
+	if err != nil {
+		r.out.Err = err.Error()
+		return r.out
+	}
+	if r.out.Converged && !f.Unfaulted {
+		r.judge(ctx, before)
+	}
+	return r.out
+}
+
+// paths of a flow's directories.
+func (r *flowRun) target() string     { return filepath.Join(r.dir, "target") }
+func (r *flowRun) walDir() string     { return filepath.Join(r.dir, "wal") }
+func (r *flowRun) statusFile() string { return filepath.Join(r.dir, "status", "backup_status") }
+func (r *flowRun) tablespace(i int) string {
+	return filepath.Join(r.dir, fmt.Sprintf("ts%d", i+1))
+}
+
+// prepare makes the flow's directory and its status directory, readable
+// by the owner's group (the reader's).
+func (r *flowRun) prepare() error {
+	if err := os.RemoveAll(r.dir); err != nil {
+		return err
+	}
+	return r.env.Owner.MkdirAll(filepath.Dir(r.statusFile()), 0o750)
+}
+
+// logf writes one line about the flow.
+func (r *flowRun) logf(format string, args ...any) {
+	if r.env.Log != nil {
+		fmt.Fprintf(r.env.Log, "taskflow %s/%s +%s: %s\n", r.sc.Name, r.flow.ID(),
+			time.Since(r.start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+}
+
+// args is the pg_basebackup command line.
+func (r *flowRun) args() []string {
+	s := r.env.Server
+	a := []string{filepath.Join(r.env.BinDirs[r.flow.Variant], "pg_basebackup"),
+		"-D", r.target(), "-h", s.Host(), "-p", strconv.Itoa(s.Port), "-U", "postgres",
+		"--checkpoint=fast", "--wal-method=stream", "--format=plain", "--max-rate=" + r.sc.MaxRate}
+	for i, ts := range s.Tablespaces {
+		a = append(a, "-T", ts+"="+r.tablespace(i))
+	}
+	if r.sc.WALDir {
+		a = append(a, "--waldir="+r.walDir())
+	}
+	if r.flow.Variant == Patched {
+		a = append(a, "--status-file="+r.statusFile(), fmt.Sprintf("--status-file-refresh=%d", r.sc.Refresh))
+	}
+	return a
+}
+
+// appName is the application_name of the flow's connections, by which
+// the stall finds its base backup sender.
+func (r *flowRun) appName() string { return "pgbb-taskflow-" + r.flow.ID() }
+
+// attempts runs the flow's attempts until one takes a backup as complete
+// or none is left.
+func (r *flowRun) attempts(ctx context.Context) error {
+	backoff := time.Duration(r.sc.Backoff)
+	n := r.sc.Attempts
+	if r.flow.Unfaulted {
+		n = 1
+	}
+	for i := 1; i <= n && !r.out.Converged; i++ {
+		if i > 1 {
+			if err := sleep(ctx, backoff); err != nil {
+				return err
+			}
+			backoff *= 2
+		}
+		a, err := r.attempt(ctx, i)
+		r.out.Attempts = append(r.out.Attempts, a)
+		r.logf("attempt %d: found %q, %s%s", a.N, a.Found, a.Action, describeEnd(a))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// describeEnd says how an attempt's run ended, for the log.
+func describeEnd(a Attempt) string {
+	switch {
+	case a.Exit != nil:
+		return fmt.Sprintf(", exit %d", *a.Exit)
+	case a.Stopped != "":
+		return ", deadline: " + string(a.Stopped)
+	case a.Note != "":
+		return ": " + a.Note
+	}
+	return ""
+}
+
+// attempt runs attempt n: judge what is there, clean up or wait, start a
+// run, and meet the deadline.
+func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
+	a := Attempt{N: n, At: time.Since(r.start)}
+	deadline := time.Now().Add(time.Duration(r.sc.Deadline))
+	if r.flow.Unfaulted {
+		deadline = time.Now().Add(24 * time.Hour)
+	}
+	if n > 1 {
+		start, err := r.lookBefore(ctx, &a, deadline)
+		if err != nil || !start {
+			return a, err
+		}
+	}
+	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName()}, r.args())
+	if err != nil {
+		return a, fmt.Errorf("start pg_basebackup: %w", err)
+	}
+	r.runs = append(r.runs, b)
+	a.Action = "started"
+	if b.waitExit(ctx, time.Until(deadline)) {
+		_, code := b.exited()
+		a.Exit = &code
+		if code == 0 {
+			r.tookComplete(ctx, &a)
+		}
+		return a, ctx.Err()
+	}
+	a.Stopped = r.flow.Policy
+	if err := b.stop(r.flow.Policy); err != nil {
+		a.Note = "stop: " + err.Error()
+	}
+	// Give a stopped run the time a scheduler gives before the next
+	// attempt; a left one goes on.
+	if r.flow.Policy != Leave {
+		b.waitExit(ctx, 30*time.Second)
+	}
+	return a, ctx.Err()
+}
+
+// tookComplete records a run that exited 0. Stock takes that as
+// complete; patched asks the reader, which must say completed.
+func (r *flowRun) tookComplete(ctx context.Context, a *Attempt) {
+	if r.flow.Variant == Stock {
+		r.out.Converged = true
+		return
+	}
+	rd, err := r.env.Reader.Read(ctx, r.statusFile())
+	switch {
+	case err != nil:
+		r.problem("exit 0, but the status file cannot be judged: %v", err)
+	case rd.Verdict == verdictCompleted || rd.Verdict == verdictNotDurable:
+		r.out.Converged = true
+	default:
+		r.problem("exit 0, but pgbb-status says %s: %s", rd.Verdict, rd.Summary)
+	}
+	a.Found = rd.Verdict
+}
+
+// problem records a broken promise of the writer.
+func (r *flowRun) problem(format string, args ...any) {
+	r.out.Problems = append(r.out.Problems, fmt.Sprintf(format, args...))
+}
+
+// lookBefore is the start of a retry: it judges what the last attempt
+// left and cleans up. It returns whether to start a run now.
+func (r *flowRun) lookBefore(ctx context.Context, a *Attempt, deadline time.Time) (bool, error) {
+	if r.flow.Variant == Stock {
+		return r.lookStock(a)
+	}
+	return r.lookPatched(ctx, a, deadline)
+}
+
+// lookStock does what a stock user can: backup_manifest means complete;
+// any other remains are removed with rm -rf, with the tablespace and WAL
+// directories the run was given.
+func (r *flowRun) lookStock(a *Attempt) (bool, error) {
+	if _, err := os.Stat(filepath.Join(r.target(), "backup_manifest")); err == nil {
+		a.Found, a.Action = "manifest", "took-complete"
+		r.out.Converged = true
+		return false, nil
+	}
+	a.Found = "nothing"
+	if _, err := os.Stat(r.target()); err == nil {
+		a.Found = "directory"
+	}
+	live := r.liveRuns()
+	dirs := []string{r.target(), r.walDir()}
+	for i := range r.env.Server.Tablespaces {
+		dirs = append(dirs, r.tablespace(i))
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return false, fmt.Errorf("rm -rf %s: %w", d, err)
+		}
+	}
+	if live > 0 {
+		r.out.LiveRemoved++
+		a.Note = fmt.Sprintf("rm -rf while %d earlier run(s) still had live processes", live)
+	}
+	return true, nil
+}
+
+// lookPatched judges the status file with pgbb-status: completed ends the
+// flow, running or stalled is waited for until the deadline, failed or
+// dead is removed with --remove-if-dead before a new run starts.
+func (r *flowRun) lookPatched(ctx context.Context, a *Attempt, deadline time.Time) (bool, error) {
+	for {
+		rd, err := r.env.Reader.Read(ctx, r.statusFile())
+		if err != nil {
+			return false, err
+		}
+		if a.Found == "" {
+			a.Found = rd.Verdict
+		}
+		switch {
+		case rd.Verdict == verdictCompleted || rd.Verdict == verdictNotDurable:
+			a.Action = "took-complete"
+			r.out.Converged = true
+			return false, nil
+		case rd.Verdict == verdictFailed || (rd.Verdict == verdictNot && rd.Final):
+			return r.remove(ctx, a)
+		case rd.Verdict == verdictNot && rd.Status.PID == 0:
+			// No status file: nothing to judge or clean up.
+			return true, nil
+		}
+		// Running, stalled, or undecided: wait, never remove.
+		a.Action = "waited"
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return false, err
+		}
+	}
+}
+
+// remove runs --remove-if-dead and says whether to start a run.
+func (r *flowRun) remove(ctx context.Context, a *Attempt) (bool, error) {
+	live := r.liveRuns()
+	code, out, err := r.env.Reader.RemoveIfDead(ctx, r.statusFile())
+	if err != nil {
+		return false, err
+	}
+	if code != 0 {
+		a.Action, a.Note = "refused", fmt.Sprintf("--remove-if-dead exit %d: %s", code, firstLine(out))
+		return false, nil
+	}
+	a.Action = "removed"
+	if live > 0 {
+		r.out.LiveRemoved++
+		a.Note = fmt.Sprintf("--remove-if-dead removed while %d earlier run(s) still had live processes", live)
+	}
+	return true, nil
+}
+
+// liveRuns counts earlier runs with a live process.
+func (r *flowRun) liveRuns() int {
+	n := 0
+	for _, b := range r.runs {
+		if b.alive() {
+			n++
+		}
+	}
+	return n
+}
+
+// judge hands the backup the flow took as complete to the oracle.
+func (r *flowRun) judge(ctx context.Context, before workload.Mark) {
+	if r.env.oracle != nil {
+		r.env.oracle <- struct{}{}
+		defer func() { <-r.env.oracle }()
+	}
+	scratch := filepath.Join(r.dir, "oracle")
+	v, err := oracle.Judge(ctx, oracle.Input{
+		BinDir: r.env.BinDirs[Patched], Acct: r.env.Owner, Target: r.target(),
+		Format: "plain", WALMethod: "stream", Manifest: true, Scratch: scratch,
+		Before: before, After: r.env.mark(), Timeout: 5 * time.Minute,
+	})
+	os.RemoveAll(scratch)
+	if err != nil {
+		r.out.Err = "oracle: " + err.Error()
+		return
+	}
+	r.out.Oracle = &v
+	r.out.TakenIncomplete = !v.Complete
+	r.logf("oracle: complete %t %s", v.Complete, v.Reason)
+}
+
+// mark is the canary position, or zero without a workload.
+func (e *Env) mark() workload.Mark {
+	if e.Mark == nil {
+		return workload.Mark{}
+	}
+	return e.Mark()
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// firstLine returns s up to its first newline.
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}

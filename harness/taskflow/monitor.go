@@ -1,0 +1,158 @@
+package taskflow
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// maxStallNotes bounds the false stalls an outcome describes.
+const maxStallNotes = 3
+
+// monitor reads a patched flow's status file every second, as an
+// orchestrator's sensor or dashboard does, for the whole flow: it counts
+// "stalled" readings of a healthy run, measures the cadence of UPDATE
+// TIME, and, in a stall flow, stops the run's base backup sender once
+// data flows and measures how soon the reader sees it.
+type monitor struct {
+	r      *flowRun
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// The stall: the sender's pid, when it was stopped and continued.
+	stallPID           int
+	stalledAt, contAt  time.Time
+	lastPID            int
+	lastUpdate, lastAt time.Time
+}
+
+func newMonitor(r *flowRun) *monitor { return &monitor{r: r, done: make(chan struct{})} }
+
+// run reads until stop.
+func (m *monitor) run(ctx context.Context) {
+	ctx, m.cancel = context.WithCancel(ctx)
+	defer close(m.done)
+	defer m.resume()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if rd, err := m.r.env.Reader.Read(ctx, m.r.statusFile()); err == nil {
+			m.sample(ctx, rd)
+		} else if ctx.Err() == nil {
+			m.r.logf("monitor: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stop ends the monitor and waits for it.
+func (m *monitor) stop() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	<-m.done
+}
+
+// refresh is the writer's update interval.
+func (m *monitor) refresh() time.Duration { return time.Duration(m.r.sc.Refresh) * time.Second }
+
+// inStall says whether t falls in the stall, or soon enough after it that
+// the writer has not yet rewritten the file: the reader may say stalled
+// then, rightly.
+func (m *monitor) inStall(t time.Time) bool {
+	if m.stalledAt.IsZero() {
+		return false
+	}
+	end := m.contAt
+	if end.IsZero() {
+		end = t
+	}
+	return !t.Before(m.stalledAt) && !t.After(end.Add(2*m.refresh()+5*time.Second))
+}
+
+// sample takes one reading into the outcome.
+func (m *monitor) sample(ctx context.Context, rd Reading) {
+	r := m.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out.Samples++
+	if rd.Verdict == verdictStalled {
+		switch {
+		case m.inStall(rd.At):
+			if r.out.StallSeenAfter == 0 {
+				r.out.StallSeenAfter = rd.At.Sub(m.stalledAt)
+				r.logf("monitor: stall seen after %s: %s", r.out.StallSeenAfter.Round(time.Millisecond), rd.Summary)
+			}
+		default:
+			r.out.FalseStalls++
+			if len(r.out.StallNotes) < maxStallNotes {
+				r.out.StallNotes = append(r.out.StallNotes, fmt.Sprintf("+%s: %s", rd.At.Sub(r.start).Round(time.Second), rd.Summary))
+			}
+		}
+	}
+	m.cadence(rd)
+	if r.flow.Stall && m.stalledAt.IsZero() && rd.Verdict == verdictRunning && rd.Status.Phase == "receiving data" &&
+		rd.Status.BytesTotal > 0 && rd.Status.BytesReceived > rd.Status.BytesTotal/10 {
+		m.startStall(ctx)
+	}
+	if !m.stalledAt.IsZero() && m.contAt.IsZero() && time.Since(m.stalledAt) >= time.Duration(r.sc.Stall) {
+		m.resume()
+	}
+}
+
+// cadence tracks the longest gap between successive UPDATE TIMEs of one
+// live run in a heartbeat phase, outside the stall.
+func (m *monitor) cadence(rd Reading) {
+	st := rd.Status
+	if rd.Verdict != verdictRunning || !heartbeatPhases[st.Phase] || st.UpdateTime.IsZero() || m.inStall(rd.At) {
+		m.lastPID = 0
+		return
+	}
+	if st.PID == m.lastPID && st.UpdateTime.After(m.lastUpdate) {
+		if gap := st.UpdateTime.Sub(m.lastUpdate); gap > m.r.out.MaxUpdateGap {
+			m.r.out.MaxUpdateGap = gap
+		}
+	}
+	if st.PID != m.lastPID || st.UpdateTime.After(m.lastUpdate) {
+		m.lastPID, m.lastUpdate, m.lastAt = st.PID, st.UpdateTime, rd.At
+	}
+}
+
+// startStall stops the base backup sender serving the flow's run.
+func (m *monitor) startStall(ctx context.Context) {
+	r := m.r
+	conn, err := r.env.Server.Connect(ctx, "postgres")
+	if err != nil {
+		r.logf("stall: %v", err)
+		return
+	}
+	defer conn.Close(context.Background())
+	var pid int
+	err = conn.QueryRow(ctx, `SELECT pid FROM pg_stat_replication WHERE application_name = $1 AND state = 'backup'`,
+		r.appName()).Scan(&pid)
+	if err != nil {
+		r.logf("stall: no base backup sender for %s: %v", r.appName(), err)
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		r.logf("stall: SIGSTOP %d: %v", pid, err)
+		return
+	}
+	m.stallPID, m.stalledAt = pid, time.Now()
+	r.logf("stall: base backup sender %d stopped for %s", pid, time.Duration(r.sc.Stall))
+}
+
+// resume continues a stopped sender.
+func (m *monitor) resume() {
+	if m.stallPID == 0 || !m.contAt.IsZero() {
+		return
+	}
+	syscall.Kill(m.stallPID, syscall.SIGCONT)
+	m.contAt = time.Now()
+	m.r.logf("stall: base backup sender %d continued", m.stallPID)
+}

@@ -1,0 +1,145 @@
+package taskflow
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is one scenario's outcomes, with the unfaulted runs' times.
+type Result struct {
+	Scenario Scenario `json:"scenario"`
+	// Unfaulted are the baseline runs, one per variant.
+	Unfaulted []Outcome `json:"unfaulted"`
+	// Flows are the task flows.
+	Flows []Outcome `json:"flows"`
+	// Violations are the patched flows' broken promises; Errors the
+	// flows that could not run.
+	Violations []string `json:"violations,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// baseline returns the unfaulted run's wall time of variant v (0 if none).
+func (res *Result) baseline(v Variant) time.Duration {
+	for _, o := range res.Unfaulted {
+		if o.Variant == v && o.Converged {
+			return o.Wall
+		}
+	}
+	return 0
+}
+
+// stallLimit is how soon a stall must be seen: the reader's stall age
+// (3 refresh intervals) plus a refresh and the monitor's polls.
+func stallLimit(sc Scenario) time.Duration {
+	return time.Duration(4*sc.Refresh)*time.Second + 3*time.Second
+}
+
+// cadenceLimit is the longest gap between two UPDATE TIMEs of a live run
+// that is not a broken promise: the interval, the second resolution of
+// the time, and a loaded machine's delay.
+func cadenceLimit(sc Scenario) time.Duration {
+	r := time.Duration(sc.Refresh) * time.Second
+	return r + max(2*time.Second, r)
+}
+
+// Judge fills in Violations and Errors: what a patched flow must never
+// do, and what only the stock flows are allowed to show.
+func (res *Result) Judge() {
+	res.Violations, res.Errors = nil, nil
+	for _, o := range append(append([]Outcome{}, res.Unfaulted...), res.Flows...) {
+		if o.Err != "" {
+			res.Errors = append(res.Errors, fmt.Sprintf("%s: %s", o.ID(), o.Err))
+			continue
+		}
+		if o.Variant != Patched {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			res.Violations = append(res.Violations, o.ID()+": "+fmt.Sprintf(format, args...))
+		}
+		if o.TakenIncomplete {
+			bad("took an incomplete backup as complete: %s", o.Oracle.Reason)
+		}
+		if o.LiveRemoved > 0 {
+			bad("removed the directories of a live run %d time(s)", o.LiveRemoved)
+		}
+		if o.FalseStalls > 0 {
+			bad("%d readings called a healthy run stalled, first: %s", o.FalseStalls, strings.Join(o.StallNotes, "; "))
+		}
+		for _, p := range o.Problems {
+			bad("%s", p)
+		}
+		if lim := cadenceLimit(res.Scenario); o.MaxUpdateGap > lim {
+			bad("a live run's UPDATE TIME advanced by %s at once (refresh %ds, limit %s)", o.MaxUpdateGap, res.Scenario.Refresh, lim)
+		}
+		if o.Stall && (o.StallSeenAfter == 0 || o.StallSeenAfter > stallLimit(res.Scenario)) {
+			bad("stall seen after %s (limit %s; 0: never)", o.StallSeenAfter.Round(time.Second), stallLimit(res.Scenario))
+		}
+		if (o.Unfaulted || o.Stall || o.Policy == Leave) && !o.Converged {
+			bad("did not converge: a run left alone must complete and be taken as complete")
+		}
+	}
+}
+
+// WriteTable prints the side-by-side table and a summary of the seed's
+// scenario in numbers.
+func (res *Result) WriteTable(w io.Writer) {
+	sc := res.Scenario
+	fmt.Fprintf(w, "task flows of %s: scale %d, --max-rate %s, deadline %s per attempt, %d attempts, refresh %ds\n",
+		sc.Name, sc.Scale, sc.MaxRate, time.Duration(sc.Deadline), sc.Attempts, sc.Refresh)
+	for _, o := range res.Unfaulted {
+		fmt.Fprintf(w, "  unfaulted %-7s run: %s (converged %t)\n", o.Variant, o.Wall.Round(time.Second), o.Converged)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "flow\tconverged\tattempts\twall\twall/unfaulted\tincomplete taken\tlive removed\tfalse stalls\tstall seen\tmax update gap\t")
+	for _, o := range res.Flows {
+		ratio, stall, gap, stalls := "-", "-", "-", "n/a"
+		if b := res.baseline(o.Variant); b > 0 && o.Converged {
+			ratio = fmt.Sprintf("%.2f", float64(o.Wall)/float64(b))
+		}
+		if o.Variant == Patched {
+			stalls = fmt.Sprintf("%d/%d", o.FalseStalls, o.Samples)
+			gap = o.MaxUpdateGap.Round(time.Second).String()
+			if o.Stall {
+				stall = fmt.Sprintf("%s (%.1f intervals)", o.StallSeenAfter.Round(time.Second), o.StallSeenAfter.Seconds()/float64(sc.Refresh))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", o.ID(), o.Converged, len(o.Attempts),
+			o.Wall.Round(time.Second), ratio, yesNo(o.TakenIncomplete), o.LiveRemoved, stalls, stall, gap)
+	}
+	tw.Flush()
+	for _, v := range []Variant{Stock, Patched} {
+		conv, flows, taken, live := 0, 0, 0, 0
+		for _, o := range res.Flows {
+			if o.Variant != v {
+				continue
+			}
+			flows++
+			if o.Converged && !o.TakenIncomplete {
+				conv++
+			}
+			if o.TakenIncomplete {
+				taken++
+			}
+			live += o.LiveRemoved
+		}
+		fmt.Fprintf(w, "%s: %d of %d flows ended with a complete backup; %d took an incomplete one as complete; %d clean-ups removed a live run\n",
+			v, conv, flows, taken, live)
+	}
+	for _, e := range res.Errors {
+		fmt.Fprintf(w, "ERROR %s\n", e)
+	}
+	for _, v := range res.Violations {
+		fmt.Fprintf(w, "VIOLATION %s\n", v)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "YES"
+	}
+	return "no"
+}
