@@ -239,7 +239,10 @@ func (n *nativeBackend) make(ctx context.Context, j job, acct Account, version s
 	for _, step := range steps {
 		l.logf("  %s", strings.Join(step, " "))
 		fmt.Fprintf(lf, "+ %s\n", strings.Join(step, " "))
-		if err := runAs(ctx, acct, tree, out, env, step...); err != nil {
+		stop := l.progress(step[0], out)
+		err := runAs(ctx, acct, tree, stop.w, env, step...)
+		stop.done()
+		if err != nil {
 			lf.Sync()
 			tailText := ""
 			if data, rerr := os.ReadFile(logPath); rerr == nil {

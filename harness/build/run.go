@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -198,4 +201,57 @@ func runAs(ctx context.Context, a Account, dir string, out io.Writer, env []stri
 		return fmt.Errorf("%s (in %s, as %s): %w", strings.Join(args, " "), dir, a.Name, err)
 	}
 	return nil
+}
+
+// progressInterval is how often a long build step says it is still going.
+var progressInterval = 30 * time.Second
+
+// stepProgress counts the lines a build step writes and, every
+// progressInterval, logs the step's elapsed time and line count, so that
+// minutes of compiling are not minutes of silence.
+type stepProgress struct {
+	w     io.Writer
+	lines atomic.Int64
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// progress starts reporting on the step named name, whose output goes to
+// out; call done when the step ends.
+func (l *logger) progress(name string, out io.Writer) *stepProgress {
+	p := &stepProgress{stop: make(chan struct{})}
+	p.w = lineCounter{out, &p.lines}
+	start := time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				l.logf("  ... %s: %s so far, %d lines of output", name, time.Since(start).Round(time.Second), p.lines.Load())
+			}
+		}
+	}()
+	return p
+}
+
+// done stops the reports.
+func (p *stepProgress) done() {
+	close(p.stop)
+	p.wg.Wait()
+}
+
+// lineCounter passes writes to w and counts their newlines.
+type lineCounter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c lineCounter) Write(b []byte) (int, error) {
+	c.n.Add(int64(bytes.Count(b, []byte{'\n'})))
+	return c.w.Write(b)
 }
