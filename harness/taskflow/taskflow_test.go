@@ -57,7 +57,9 @@ func TestLoadRejects(t *testing.T) {
 // a flow that could not run is an error.
 func TestJudge(t *testing.T) {
 	sc := Scenario{Name: "t", Refresh: 2, Stall: Duration(10 * time.Second)}
-	good := func(f Flow) Outcome { return Outcome{Flow: f, Converged: true, Oracle: &oracle.Verdict{Complete: true}} }
+	good := func(f Flow) Outcome {
+		return Outcome{Flow: f, Converged: true, Oracle: &oracle.Verdict{Complete: true}}
+	}
 	cases := []struct {
 		name   string
 		modify func(o *Outcome)
