@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +182,12 @@ func (r *flowRun) prepare() error {
 	if err := os.RemoveAll(r.dir); err != nil {
 		return err
 	}
-	return r.env.Owner.MkdirAll(filepath.Dir(r.statusFile()), 0o750)
+	for _, d := range []string{r.dir, filepath.Dir(r.statusFile())} {
+		if err := r.env.Owner.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // logf writes one line about the flow.
@@ -242,6 +248,8 @@ func (r *flowRun) attempts(ctx context.Context) error {
 // describeEnd says how an attempt's run ended, for the log.
 func describeEnd(a Attempt) string {
 	switch {
+	case a.Exit != nil && a.Note != "":
+		return fmt.Sprintf(", exit %d: %s", *a.Exit, a.Note)
 	case a.Exit != nil:
 		return fmt.Sprintf(", exit %d", *a.Exit)
 	case a.Stopped != "":
@@ -277,6 +285,8 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 		a.Exit = &code
 		if code == 0 {
 			r.tookComplete(ctx, &a)
+		} else {
+			a.Note = errorLine(b.output())
 		}
 		return a, ctx.Err()
 	}
@@ -373,13 +383,20 @@ func (r *flowRun) lookPatched(ctx context.Context, a *Attempt, deadline time.Tim
 			r.out.Converged = true
 			return false, nil
 		case rd.Verdict == verdictFailed || (rd.Verdict == verdictNot && rd.Final):
-			return r.remove(ctx, a)
+			start, err := r.remove(ctx, a)
+			if err != nil || start {
+				return start, err
+			}
+			// Refused: a process of the run may still be on its
+			// way out. Judge again, as an orchestrator polls.
 		case rd.Verdict == verdictNot && rd.Status.PID == 0:
 			// No status file: nothing to judge or clean up.
 			return true, nil
 		}
-		// Running, stalled, or undecided: wait, never remove.
-		a.Action = "waited"
+		if a.Action != "refused" {
+			// Running, stalled, or undecided: wait, never remove.
+			a.Action = "waited"
+		}
 		if time.Now().After(deadline) {
 			return false, nil
 		}
@@ -459,6 +476,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// errorLine returns the first line of s that reports an error, or its
+// last line.
+func errorLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, "error: ") {
+			return l
+		}
+	}
+	return lines[len(lines)-1]
 }
 
 // firstLine returns s up to its first newline.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // Result is one scenario's outcomes, with the unfaulted runs' times.
@@ -32,9 +34,11 @@ func (res *Result) baseline(v Variant) time.Duration {
 }
 
 // stallLimit is how soon a stall must be seen: the reader's stall age
-// (3 refresh intervals) plus a refresh and the monitor's polls.
+// (status.StallAge), plus a refresh interval (the last rewrite may have
+// come just before the sender stopped), the second resolution of UPDATE
+// TIME and the monitor's poll.
 func stallLimit(sc Scenario) time.Duration {
-	return time.Duration(4*sc.Refresh)*time.Second + 3*time.Second
+	return status.StallAge(sc.Refresh) + time.Duration(sc.Refresh)*time.Second + 3*time.Second
 }
 
 // cadenceLimit is the longest gap between two UPDATE TIMEs of a live run

@@ -191,8 +191,9 @@ func (sc Scenario) check() error {
 			errs = append(errs, fmt.Errorf("policy %q: want one of %v", p, Policies()))
 		}
 	}
-	if sc.Stall < 0 || (sc.Stall > 0 && time.Duration(sc.Stall) < 4*time.Duration(sc.Refresh)*time.Second) {
-		errs = append(errs, fmt.Errorf("stall %s: want at least 4 refresh intervals (%ds), so that the reader can see it", time.Duration(sc.Stall), 4*sc.Refresh))
+	if least := stallLimit(sc); sc.Stall < 0 || (sc.Stall > 0 && time.Duration(sc.Stall) < least) {
+		errs = append(errs, fmt.Errorf("stall %s: want at least %s (the reader's stall age for refresh %ds, a refresh and a poll), so that the reader can see it",
+			time.Duration(sc.Stall), least, sc.Refresh))
 	}
 	return errors.Join(errs...)
 }

@@ -168,7 +168,10 @@ func runScenario(ctx context.Context, env taskflow.Env, sc taskflow.Scenario, di
 		return nil, err
 	}
 	srv := cluster.New(env.BinDirs[taskflow.Patched], env.Owner, filepath.Join(dir, "server"), "",
-		cluster.WithTCP(true), cluster.WithGroupAccess(true))
+		cluster.WithTCP(true), cluster.WithGroupAccess(true),
+		// Two senders and a temporary slot per run, and runs that a
+		// scheduler left behind on top.
+		cluster.WithSettings("max_wal_senders=64", "max_replication_slots=64"))
 	defer srv.Cleanup()
 	err := phase(log, fmt.Sprintf("%s: source cluster, pgbench scale %d (about %d MB), %d tablespace(s)", sc.Name, sc.Scale, 16*sc.Scale, sc.Tablespaces), func() error {
 		if err := srv.Init(ctx); err != nil {
