@@ -30,6 +30,14 @@ const (
 	Patched Variant = "patched"
 )
 
+// The time zones pg_basebackup and pgbb-status run in: neither UTC nor
+// each other's, and not whole hours off, so that a time written or read
+// in local time shows.
+const (
+	WriterTZ = "America/St_Johns"
+	ReaderTZ = "Asia/Kathmandu"
+)
+
 // Flow names one task flow of a scenario.
 type Flow struct {
 	Variant Variant `json:"variant"`
@@ -274,7 +282,7 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 			return a, err
 		}
 	}
-	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName()}, r.args())
+	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName(), "TZ=" + WriterTZ}, r.args())
 	if err != nil {
 		return a, fmt.Errorf("start pg_basebackup: %w", err)
 	}

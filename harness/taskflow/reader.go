@@ -57,7 +57,7 @@ type Reader struct {
 // Read judges the status file at path.
 func (rd Reader) Read(ctx context.Context, path string) (Reading, error) {
 	r := Reading{At: time.Now()}
-	cmd := proc.Command(ctx, rd.Judge, nil, rd.Bin, "--json", path)
+	cmd := proc.Command(ctx, rd.Judge, []string{"TZ=" + ReaderTZ}, rd.Bin, "--json", path)
 	out, err := cmd.Output()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
@@ -73,7 +73,7 @@ func (rd Reader) Read(ctx context.Context, path string) (Reading, error) {
 // RemoveIfDead runs `pgbb-status --remove-if-dead FILE` and returns its
 // exit code (0 removed, 1 refused, 2 partly done) and output.
 func (rd Reader) RemoveIfDead(ctx context.Context, path string) (int, string, error) {
-	out, err := proc.Command(ctx, rd.Remove, nil, rd.Bin, "--remove-if-dead", path).CombinedOutput()
+	out, err := proc.Command(ctx, rd.Remove, []string{"TZ=" + ReaderTZ}, rd.Bin, "--remove-if-dead", path).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

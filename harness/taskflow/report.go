@@ -92,8 +92,8 @@ func (res *Result) Judge() {
 // scenario in numbers.
 func (res *Result) WriteTable(w io.Writer) {
 	sc := res.Scenario
-	fmt.Fprintf(w, "task flows of %s: scale %d, --max-rate %s, deadline %s per attempt, %d attempts, refresh %ds\n",
-		sc.Name, sc.Scale, sc.MaxRate, time.Duration(sc.Deadline), sc.Attempts, sc.Refresh)
+	fmt.Fprintf(w, "task flows of %s: scale %d, --max-rate %s, deadline %s per attempt, %d attempts, refresh %ds; pg_basebackup in TZ %s, pgbb-status in TZ %s\n",
+		sc.Name, sc.Scale, sc.MaxRate, time.Duration(sc.Deadline), sc.Attempts, sc.Refresh, WriterTZ, ReaderTZ)
 	for _, o := range res.Unfaulted {
 		fmt.Fprintf(w, "  unfaulted %-7s run: %s (converged %t)\n", o.Variant, o.Wall.Round(time.Second), o.Converged)
 	}
