@@ -94,38 +94,51 @@ func readInNamespace(t *testing.T, bin, file string) (int, jsonReport) {
 // TestPIDNamespaceReader: a reader in another PID namespace than the
 // writer's, on the same host, sees no process with the recorded pid; it
 // must say "cannot tell" (exit 1, not final), never "dead", while the writer
-// runs and after it was killed. The reader outside says running, then dead.
+// runs and after it was killed, and refuse to remove the directory. The
+// reader outside says running, then dead. So for a file that records the
+// writer's boot and PID namespace, as the series does on Linux, and for
+// one that does not.
 func TestPIDNamespaceReader(t *testing.T) {
 	needPIDNamespaces(t)
 	bin := buildStatusCommand(t)
-	writer := fakeWriter(t, "", "60")
-	dir := filepath.Join(t.TempDir(), "b1")
-	s := liveStatus(t, writer.Process.Pid, dir)
-	file := statusBeside(t, dir, s)
-	if r := Check(file); r.Verdict != Running {
-		t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
-	}
+	for _, tc := range []struct {
+		name     string
+		identity bool
+		reason   string
+	}{{"no identity recorded", false, "PID namespace other than the host's"}, {"identity recorded", true, "which is not the host's"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			writer := fakeWriter(t, "", "60")
+			dir := filepath.Join(t.TempDir(), "b1")
+			s := liveStatus(t, writer.Process.Pid, dir)
+			if tc.identity {
+				recordIdentity(t, s, writer.Process.Pid)
+			}
+			file := statusBeside(t, dir, s)
+			if r := Check(file); r.Verdict != Running || !r.Liveness.Certain {
+				t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
+			}
+			code, r := readInNamespace(t, bin, file)
+			if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, tc.reason) {
+				t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
+			}
+			out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", file).CombinedOutput()
+			if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != ExitRefused {
+				t.Fatalf("--remove-if-dead in a PID namespace: %v: %s", err, out)
+			}
+			if _, err := os.Stat(dir); err != nil {
+				t.Fatalf("a live run's directory was touched: %v", err)
+			}
 
-	code, r := readInNamespace(t, bin, file)
-	if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "PID namespace") {
-		t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
-	}
-	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", file).CombinedOutput()
-	if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != ExitRefused {
-		t.Fatalf("--remove-if-dead in a PID namespace: %v: %s", err, out)
-	}
-	if _, err := os.Stat(file); err != nil {
-		t.Fatalf("a live run's directory was touched: %v", err)
-	}
-
-	writer.Process.Kill()
-	writer.Wait()
-	code, r = readInNamespace(t, bin, file)
-	if code != 1 || r.Final || r.Liveness.Certain {
-		t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
-	}
-	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
-		t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+			writer.Process.Kill()
+			writer.Wait()
+			code, r = readInNamespace(t, bin, file)
+			if code != 1 || r.Final || r.Liveness.Certain {
+				t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
+			}
+			if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
+				t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+			}
+		})
 	}
 }
 
@@ -274,45 +287,6 @@ func TestPIDNamespaceWriterRecorded(t *testing.T) {
 	cmd.Wait()
 	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
 		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
-	}
-}
-
-// TestPIDNamespaceReaderRecorded: a writer on the host records the host's
-// PID namespace; a reader in another namespace says "cannot tell" (exit 1,
-// not final) while it runs and after it was killed, and refuses to remove
-// the directory; the host's reader says running, then dead. A reader that
-// enters the writer's own namespace judges it there.
-func TestPIDNamespaceReaderRecorded(t *testing.T) {
-	needPIDNamespaces(t)
-	bin := buildStatusCommand(t)
-	writer := fakeWriter(t, "", "60")
-	dir := filepath.Join(t.TempDir(), "b1")
-	s := liveStatus(t, writer.Process.Pid, dir)
-	recordIdentity(t, s, writer.Process.Pid)
-	file := statusBeside(t, dir, s)
-	if r := Check(file); r.Verdict != Running || !r.Liveness.Certain {
-		t.Fatalf("the host's reader: %v (%s)", r.Verdict, r.Summary)
-	}
-	code, r := readInNamespace(t, bin, file)
-	if code != 1 || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "not the host's") {
-		t.Fatalf("live writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
-	}
-	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "--remove-if-dead", file).CombinedOutput()
-	if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != ExitRefused {
-		t.Fatalf("--remove-if-dead in a PID namespace: %v: %s", err, out)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("a live run's directory was touched: %v", err)
-	}
-
-	writer.Process.Kill()
-	writer.Wait()
-	code, r = readInNamespace(t, bin, file)
-	if code != 1 || r.Final || r.Liveness.Certain {
-		t.Fatalf("killed writer, reader in a PID namespace: exit %d final %v: %s", code, r.Final, r.Summary)
-	}
-	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
-		t.Fatalf("killed writer, the host's reader: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 }
 
