@@ -226,20 +226,7 @@ func TestPIDNamespaceWriter(t *testing.T) {
 	if r.Verdict != NotComplete || r.Final || r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, "another PID namespace") {
 		t.Fatalf("live writer (pid %d here, %d in its namespace): %v final %v (%s)", hostPID, innerPID, r.Verdict, r.Final, r.Summary)
 	}
-	if rm := RemoveIfDead(t.Context(), file, false); rm.ExitCode != ExitRefused {
-		t.Fatalf("--remove-if-dead of a live run: exit %d over %q", rm.ExitCode, rm.Over)
-	}
-	if _, err := os.Stat(file); err != nil {
-		t.Fatalf("a live run's directory was touched: %v", err)
-	}
-
-	if err := syscall.Kill(hostPID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	if r := Check(file); r.Verdict != NotComplete || !r.Final || !r.Liveness.Certain {
-		t.Fatalf("killed writer: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
-	}
+	removeRefusedThenDead(t, file, dir, hostPID, cmd)
 }
 
 // recordIdentity records in s what pg_basebackup records on Linux: this
@@ -274,13 +261,20 @@ func TestPIDNamespaceWriterRecorded(t *testing.T) {
 	if r.Verdict != Running || !r.Liveness.Certain || !strings.Contains(r.Liveness.Reason, fmt.Sprintf("(pid %d here)", hostPID)) {
 		t.Fatalf("live writer (pid %d here, %d in %s): %v final %v (%s)", hostPID, innerPID, s.PIDNamespace, r.Verdict, r.Final, r.Summary)
 	}
+	removeRefusedThenDead(t, file, dir, hostPID, cmd)
+}
+
+// removeRefusedThenDead checks that RemoveIfDead refuses the live run of
+// file and keeps its directory dir, then kills the writer (hostPID, waited
+// for by cmd) and checks that the run is then certainly dead.
+func removeRefusedThenDead(t *testing.T, file, dir string, hostPID int, cmd *exec.Cmd) {
+	t.Helper()
 	if rm := RemoveIfDead(t.Context(), file, false); rm.ExitCode != ExitRefused {
 		t.Fatalf("--remove-if-dead of a live run: exit %d over %q", rm.ExitCode, rm.Over)
 	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("a live run's directory was touched: %v", err)
 	}
-
 	if err := syscall.Kill(hostPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
