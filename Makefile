@@ -83,9 +83,22 @@ CRASH_EXIT_FILE ?=
 # into CRASH_EXIT_FILE (when set) and exits with it.
 pass_exit = code=$$?; $(if $(CRASH_EXIT_FILE),echo $$code >'$(CRASH_EXIT_FILE)';) exit $$code
 
-crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
+# After a campaign that ran, `make crash` also runs the explorer (make
+# explore, below) on the patched build, unless EXPLORE_AFTER_CRASH=0: the
+# power-loss scenarios' calibration runs, every crash state of their
+# finishing part. Its exit code counts like pgbb-crash's (the larger wins).
+EXPLORE_AFTER_CRASH ?= 1
+
+crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
-	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); $(pass_exit)
+	$(GO) build -o $(EXPLORE_BIN) ./harness/cmd/pgbb-explore
+	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); \
+	code=$$?; \
+	if [ $$code -le 1 ] && [ "$(EXPLORE_AFTER_CRASH)" = 1 ] && [ "$(VARIANT)" = patched ]; then \
+		$(EXPLORE_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(EXPLORE_SCENARIOS) $(EXPLORE_FLAGS); \
+		e=$$?; if [ $$e -gt $$code ]; then code=$$e; fi; \
+	fi; \
+	(exit $$code); $(pass_exit)
 
 # `make crash-merge`: MERGE (the run directories of every shard of one
 # campaign, run with CRASH_FLAGS='-seed N -shard i/n', comma-separated)
