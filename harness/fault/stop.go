@@ -125,6 +125,13 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	}()
 
 	obs.Stopped = waitStopped(t.PID, true, 2*time.Second)
+	if !obs.Stopped && exitedMeanwhile(t.PID, t.Done) {
+		// A process on its way out cannot be stopped (a zombie never
+		// shows state T): the stop came as late as one that found the
+		// process gone, and proves nothing about the reader.
+		inj.Fired, inj.Detail = false, "the process exited as the stop arrived"
+		return inj, nil
+	}
 	// A build that writes no status file (stock) is only stopped and
 	// continued: there is nothing to read.
 	if statusPath != "" {
@@ -167,6 +174,19 @@ func waitStopped(pid int, stopped bool, limit time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// exitedMeanwhile says whether pg_basebackup (pid, done closed once it was
+// waited for) has exited: done is closed, or /proc shows it a zombie or
+// gone.
+func exitedMeanwhile(pid int, done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	info, err := (status.Procfs{}).Process(pid)
+	return err == nil && (!info.Exists || info.Zombie)
 }
 
 // waitContinued waits until the continued process pid shows as running in

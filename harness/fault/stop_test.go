@@ -173,3 +173,55 @@ func TestWaitContinuedExited(t *testing.T) {
 		t.Fatal("a closed done channel was not counted as continued")
 	}
 }
+
+// TestStopOfExitingProcess: SIGSTOP that reaches a process on its way out
+// (a zombie, not yet waited for) never shows it stopped; the stop plan
+// must take that as a late stop, not as a reader that failed to say
+// stalled. On a loaded machine a trial whose run finished as the stop
+// arrived raised stopped-is-stalled and continued-completes.
+func TestStopOfExitingProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := (status.Procfs{}).Process(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Zombie {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never became a zombie")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("a zombie takes signals: %v", err)
+	}
+	if waitStopped(pid, true, 100*time.Millisecond) {
+		t.Fatal("premise: a zombie never shows stopped")
+	}
+	if !exitedMeanwhile(pid, done) {
+		t.Fatal("a zombie was not taken as exited")
+	}
+	cmd.Wait()
+	if !exitedMeanwhile(pid, done) {
+		t.Fatal("a reaped process was not taken as exited")
+	}
+	live := exec.Command("sleep", "5")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { live.Process.Kill(); live.Wait() }()
+	if exitedMeanwhile(live.Process.Pid, done) {
+		t.Fatal("a live process was taken as exited")
+	}
+}

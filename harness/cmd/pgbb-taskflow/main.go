@@ -170,8 +170,12 @@ func runScenario(ctx context.Context, env taskflow.Env, sc taskflow.Scenario, di
 	srv := cluster.New(env.BinDirs[taskflow.Patched], env.Owner, filepath.Join(dir, "server"), "",
 		cluster.WithTCP(true), cluster.WithGroupAccess(true),
 		// Two senders and a temporary slot per run, and runs that a
-		// scheduler left behind on top.
-		cluster.WithSettings("max_wal_senders=64", "max_replication_slots=64"))
+		// scheduler left behind on top. WAL kept for a while: a run's
+		// temporary slot is made only after its backup started, and
+		// the other runs' fast checkpoints would otherwise remove the
+		// WAL it needs first ("requested WAL segment has already been
+		// removed"), which measures the server, not the flows.
+		cluster.WithSettings("max_wal_senders=64", "max_replication_slots=64", "wal_keep_size=4GB"))
 	defer srv.Cleanup()
 	err := phase(log, fmt.Sprintf("%s: source cluster, pgbench scale %d (about %d MB), %d tablespace(s)", sc.Name, sc.Scale, 16*sc.Scale, sc.Tablespaces), func() error {
 		if err := srv.Init(ctx); err != nil {
@@ -198,7 +202,7 @@ func runScenario(ctx context.Context, env taskflow.Env, sc taskflow.Scenario, di
 		env.Mark = wl.Mark
 	}
 	var res *taskflow.Result
-	err = phase(log, fmt.Sprintf("%s: %d flows and 2 unfaulted runs", sc.Name, len(sc.Flows())), func() error {
+	err = phase(log, fmt.Sprintf("%s: %d flows and 2 unfaulted runs, started %s apart", sc.Name, len(sc.Flows()), taskflow.StartSpacing), func() error {
 		res = env.RunScenario(ctx, sc)
 		return ctx.Err()
 	})
