@@ -173,7 +173,23 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 	if r.out.Converged && !f.Unfaulted {
 		r.judge(ctx, before)
 	}
+	r.removeBackup()
 	return r.out
+}
+
+// removeBackup removes what the flow's runs wrote, a backup of the whole
+// source each, once the flow is judged; the status file stays, with the
+// outcome in the report.
+func (r *flowRun) removeBackup() {
+	dirs := []string{r.target(), r.walDir()}
+	for i := range r.env.Server.Tablespaces {
+		dirs = append(dirs, r.tablespace(i))
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			r.logf("remove %s: %v", d, err)
+		}
+	}
 }
 
 // paths of a flow's directories.
