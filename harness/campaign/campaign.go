@@ -56,6 +56,11 @@ type Config struct {
 	// ReaderBin is a pgbb-status binary (BuildTool), which the stop plan
 	// also runs in a PID namespace of its own; empty: it does not.
 	ReaderBin string
+	// OtherUser, if set, is an account of another user in Acct's group
+	// (build.EnsureReader): the source is then initialised with group
+	// access, so that pg_basebackup's status files are group-readable,
+	// and the stop plan also runs ReaderBin as that user.
+	OtherUser *build.Account
 	// KeepFailing bounds the evidence of a badly broken build: only the
 	// first KeepFailing failing trials (in the order they finish) of each
 	// invariant and fault plan keep their directories; the others' are
@@ -178,6 +183,12 @@ func (c *campaign) prepare() error {
 	}
 	if err := mkdirReachable(c.cfg.Acct, c.cfg.Scratch); err != nil {
 		return fmt.Errorf("scratch directory: %w", err)
+	}
+	if c.cfg.OtherUser != nil {
+		// The other user reaches the status files through the group.
+		if err := os.Chmod(c.cfg.Scratch, 0o750); err != nil {
+			return fmt.Errorf("scratch directory: %w", err)
+		}
 	}
 	return checkSpace(c.cfg.Scratch, c.cfg.Scenarios, c.cfg.Parallel)
 }
@@ -306,7 +317,8 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	if err := mkdirReachable(c.cfg.Acct, dir); err != nil {
 		return err
 	}
-	cl := cluster.New(c.cfg.BinDir, c.cfg.Acct, filepath.Join(dir, "cluster"), "", cluster.WithTCP(true))
+	cl := cluster.New(c.cfg.BinDir, c.cfg.Acct, filepath.Join(dir, "cluster"), "", cluster.WithTCP(true),
+		cluster.WithGroupAccess(c.cfg.OtherUser != nil))
 	defer func() {
 		cl.Cleanup()
 		if ctx.Err() == nil || !c.cfg.Keep {
@@ -338,7 +350,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	spec := func(id string, index int, f fault.Fault, cal fault.Timeline) trial.Spec {
 		return trial.Spec{
 			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
-			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, ReaderBin: c.cfg.ReaderBin,
+			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser,
 			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: cl, Workload: wl, Calibration: cal,
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
@@ -40,6 +41,9 @@ type Target struct {
 	// ReaderBin is a pgbb-status binary: the stop plan runs it in a PID
 	// namespace of its own as well (empty: it does not).
 	ReaderBin string
+	// OtherUser is another user in the owner's group: the stop plan
+	// also runs ReaderBin as that user (nil: it does not).
+	OtherUser *build.Account
 }
 
 // Injection records what a fault did.

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/proc"
 )
 
 // NamespaceReader is what pgbb-status said about a live run from a PID
@@ -77,4 +80,40 @@ func runUnshared(ctx context.Context, v any, bin string, args ...string) (int, e
 		return code, fmt.Errorf("unshare %s %s: exit %d, output not JSON (%v): %s", bin, strings.Join(args, " "), code, jerr, stderr)
 	}
 	return code, nil
+}
+
+// UserReader is what pgbb-status said about a live run when run as
+// another OS user than pg_basebackup's, in its group, as an orchestrator
+// often is.
+type UserReader struct {
+	// User is the reader's login name.
+	User string `json:"user"`
+	// Verdict, Final and ExitCode are from `pgbb-status --json FILE`;
+	// Summary says why.
+	Verdict  string `json:"verdict"`
+	Final    bool   `json:"final"`
+	ExitCode int    `json:"exit_code"`
+	Summary  string `json:"summary"`
+	// Error says why the reader could not be run.
+	Error string `json:"error,omitempty"`
+}
+
+// readAsUser runs the pgbb-status binary bin as acct on statusFile.
+func readAsUser(ctx context.Context, acct build.Account, bin, statusFile string) *UserReader {
+	ur := &UserReader{User: acct.Name}
+	cmd := proc.Command(ctx, acct, nil, bin, "--json", statusFile)
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		ur.ExitCode = exit.ExitCode()
+	case err != nil:
+		ur.Error = fmt.Sprintf("pgbb-status as %s: %v", acct.Name, err)
+		return ur
+	}
+	if err := json.Unmarshal(out, ur); err != nil {
+		ur.Error = fmt.Sprintf("pgbb-status as %s: exit %d, output not JSON (%v): %s", acct.Name, ur.ExitCode, err, out)
+	}
+	ur.User = acct.Name
+	return ur
 }

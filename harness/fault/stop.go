@@ -48,6 +48,9 @@ type StopObservation struct {
 	// its own (unshare --pid --fork --mount-proc), as a reader in a
 	// container sharing the host name would; nil when it was not run.
 	OtherNamespace *NamespaceReader `json:"other_namespace,omitempty"`
+	// OtherUser is what pgbb-status said run as another user of the
+	// owner's group; nil when it was not run.
+	OtherUser *UserReader `json:"other_user,omitempty"`
 	// Continued says SIGCONT was sent and the process ran again.
 	Continued bool `json:"continued"`
 	// PhaseOrder is empty when the status file samples taken from the
@@ -146,6 +149,9 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 		obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
 		if t.ReaderBin != "" {
 			obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
+			if t.OtherUser != nil {
+				obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath)
+			}
 		}
 		after, err := os.ReadFile(statusPath)
 		obs.TargetIntact = err == nil && bytes.Equal(before, after)

@@ -23,12 +23,16 @@ const (
 	// the run's pid and must say it cannot tell (not final), never that
 	// the run died; its --remove-if-dead must refuse.
 	InvOtherNamespaceUndecided = "other-namespace-undecided"
+	// InvOtherUserAgrees: while stopped, pgbb-status run as another user
+	// of the owner's group (an orchestrator's account) reads the status
+	// file and says what the owner's reader said.
+	InvOtherUserAgrees = "other-user-agrees"
 )
 
 // stopAndCleanupInvariants lists the invariants of the stop plan and of the
 // clean-up after a run that did not complete (cleanup.go).
 func stopAndCleanupInvariants() []string {
-	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvOtherNamespaceUndecided, InvContinuedCompletes, InvPhasesForward,
+	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvOtherNamespaceUndecided, InvOtherUserAgrees, InvContinuedCompletes, InvPhasesForward,
 		InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
 }
 
@@ -67,6 +71,15 @@ func checkStop(r *Record) []Violation {
 		case ns.RemoveExit != 1:
 			add(InvOtherNamespaceUndecided, fmt.Sprintf("while pg_basebackup was stopped (alive) --remove-if-dead --dry-run in another PID namespace exited %d, not 1 (refused)",
 				ns.RemoveExit))
+		}
+	}
+	if u := o.OtherUser; u != nil && !final {
+		switch {
+		case u.Error != "":
+			add(InvOtherUserAgrees, "the reader as another user could not be run: "+u.Error)
+		case u.Verdict != o.Verdict:
+			add(InvOtherUserAgrees, fmt.Sprintf("while pg_basebackup was stopped, pgbb-status as %s said %s (exit %d: %s), the owner's reader %s",
+				u.User, u.Verdict, u.ExitCode, u.Summary, o.Verdict))
 		}
 	}
 	switch {

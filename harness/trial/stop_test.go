@@ -48,6 +48,15 @@ func TestCheckStop(t *testing.T) {
 		{"another namespace could not run", true, func(o *fault.StopObservation, r *Record) {
 			o.OtherNamespace = &fault.NamespaceReader{Error: "unshare: not found"}
 		}, []string{InvOtherNamespaceUndecided}},
+		{"another user agrees", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Verdict: "stalled", ExitCode: 5}
+		}, nil},
+		{"another user cannot read the file", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Verdict: "not-complete", ExitCode: 1, Summary: "status file cannot be used: permission denied"}
+		}, []string{InvOtherUserAgrees}},
+		{"another user could not run", true, func(o *fault.StopObservation, r *Record) {
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "fork/exec: permission denied"}
+		}, []string{InvOtherUserAgrees}},
 		{"another namespace said dead after completion", true, func(o *fault.StopObservation, r *Record) {
 			o.State, o.Verdict, o.ExitCode, o.RemoveRefused = "completed", "completed", 0, "completed"
 			o.OtherNamespace = &fault.NamespaceReader{Verdict: "completed", Final: true, RemoveExit: 1}

@@ -69,6 +69,9 @@ type Spec struct {
 	// ReaderBin is a pgbb-status binary for the plans that run the
 	// reader as a process of its own (see fault.Target).
 	ReaderBin string
+	// OtherUser is another user in Acct's group that the stop plan runs
+	// ReaderBin as (see fault.Target); nil: none.
+	OtherUser *build.Account
 }
 
 // Exit is how pg_basebackup ended.
@@ -208,7 +211,9 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		defer d.Close()
 		disk, target, statusPath = d, d.Target, d.StatusFile
 	} else if s.StatusFile {
-		if err := s.Acct.MkdirAll(filepath.Dir(statusPath), 0o700); err != nil {
+		// Group-readable: the stop plan may read it as another user of
+		// the owner's group.
+		if err := s.Acct.MkdirAll(filepath.Dir(statusPath), 0o750); err != nil {
 			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
 		}
 	}
@@ -354,7 +359,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: pid, Phases: tracker, Done: done, Cluster: s.Cluster,
 			Calibration: s.Calibration, Rand: rng, Disk: disk, StatusFile: statusPath,
-			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin,
+			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin, OtherUser: s.OtherUser,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")

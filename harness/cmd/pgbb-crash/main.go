@@ -358,8 +358,12 @@ func run(args []string) (int, error) {
 		if err != nil {
 			return 2, err
 		}
+		var otherUser *build.Account
 		if reader != "" {
 			defer os.RemoveAll(filepath.Dir(reader))
+			if otherUser, err = readerUser(ctx, tgt.Acct, reader); err != nil {
+				return 2, err
+			}
 		}
 		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (native), status file %t, seed %d, %d scenarios, parallel %d\n",
 			version, label, tgt.StatusFile, o.seed, len(scs), o.parallel)
@@ -368,7 +372,7 @@ func run(args []string) (int, error) {
 			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
 			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
 			KeepFailing: o.keepFailing, Shard: o.shard, Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
-			ReaderBin: reader,
+			ReaderBin: reader, OtherUser: otherUser,
 		})
 		removeEmpty(scratch, ownScratch)
 	}
@@ -555,6 +559,24 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// readerUser returns, when the campaign runs as root with a build account
+// to switch to, another user in that account's group (made if needed) for
+// the stop plan to run the reader bin as, and lets it run bin; nil
+// otherwise.
+func readerUser(ctx context.Context, owner build.Account, bin string) (*build.Account, error) {
+	if os.Geteuid() != 0 || !owner.Switch {
+		return nil, nil
+	}
+	u, err := build.EnsureReader(ctx, owner, build.DefaultReaderUser)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		return nil, err
+	}
+	return &u, nil
 }
 
 // readerForStopPlans builds pgbb-status into a temporary directory when a

@@ -123,7 +123,7 @@ func campaignRun(ctx context.Context, scs []taskflow.Scenario, out string, stdou
 		return nil, err
 	}
 	owner := targets[taskflow.Patched].Acct
-	reader, err := taskflow.ReaderAccount(ctx, owner, taskflow.DefaultReaderUser)
+	reader, err := build.EnsureReader(ctx, owner, build.DefaultReaderUser)
 	if err != nil {
 		return nil, err
 	}
