@@ -29,6 +29,11 @@ type Job struct {
 	KeepFailing int `json:"keep_failing,omitempty"`
 	// Shard is Config.Shard.
 	Shard Shard `json:"shard,omitzero"`
+	// Scratch, if set, is a directory of the host that RunContainer
+	// bind-mounts at the same path: the agent's scratch, so that the
+	// trials it keeps outlive the container, under the paths its records
+	// name.
+	Scratch string `json:"scratch,omitempty"`
 }
 
 // Agent protocol: the agent writes one line per record and a last line

@@ -46,7 +46,10 @@ func run(jobPath string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res := build.Result{Backend: build.BackendNative, Prefix: job.Prefix, BinDir: filepath.Join(job.Prefix, "bin"), BuildTree: job.BuildTree}
+	// Running as root, PostgreSQL runs as the image's user, who owns the
+	// installation and the build tree.
+	res := build.Result{Backend: build.BackendNative, Prefix: job.Prefix, BinDir: filepath.Join(job.Prefix, "bin"),
+		BuildTree: job.BuildTree, User: build.ImageUser}
 	if !hasAmcheck(job.Prefix) && job.BuildTree != "" {
 		fmt.Fprintln(os.Stderr, "pgbb-agent: installing contrib/amcheck (the oracle runs pg_amcheck)")
 		cmd := exec.CommandContext(ctx, "make", "-s", "-C", filepath.Join(job.BuildTree, "contrib", "amcheck"), "install")
@@ -58,7 +61,7 @@ func run(jobPath string) error {
 	if err != nil {
 		return err
 	}
-	scratch, why, err := campaign.MakeScratch("pgbb-crash-", job.Scenarios, job.Parallel)
+	scratch, why, err := agentScratch(job)
 	if err != nil {
 		return err
 	}
@@ -92,4 +95,18 @@ func hasAmcheck(prefix string) bool {
 		}
 	}
 	return false
+}
+
+// agentScratch makes the campaign's scratch directory: in the host's
+// directory bind-mounted at job.Scratch, where kept trials outlive the
+// container, or else where MakeScratch chooses.
+func agentScratch(job campaign.Job) (dir, why string, err error) {
+	if job.Scratch == "" {
+		return campaign.MakeScratch("pgbb-crash-", job.Scenarios, job.Parallel)
+	}
+	dir, err = os.MkdirTemp(job.Scratch, "pgbb-crash-")
+	if err != nil {
+		return "", "", fmt.Errorf("scratch directory: %w", err)
+	}
+	return dir, "the host's " + job.Scratch + ", bind-mounted: kept trials stay there", nil
 }

@@ -313,9 +313,19 @@ func run(args []string) (int, error) {
 		}
 		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s in a container from %s, seed %d, %d scenarios, parallel %d\n",
 			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
-		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s (directories of failing trials are not kept with this backend: replay them with -backend native)\n", runDir)
+		// The agent's scratch is a directory of the host, bind-mounted,
+		// so that the failing trials it keeps outlive the container.
+		hostScratch, err := os.MkdirTemp(scratchRoot(o.scratch), "pgbb-crash-container-")
+		if err != nil {
+			return 2, err
+		}
+		if err := os.Chmod(hostScratch, 0o755); err != nil {
+			return 2, err
+		}
+		defer removeEmpty(hostScratch, true)
+		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s (bind-mounted into the container)\n", runDir, hostScratch)
 		job := campaign.Job{Scenarios: scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: label,
-			Prefix: res.Prefix, BuildTree: res.BuildTree, KeepFailing: o.keepFailing, Shard: o.shard}
+			Prefix: res.Prefix, BuildTree: res.BuildTree, KeepFailing: o.keepFailing, Shard: o.shard, Scratch: hostScratch}
 		result, runErr = campaign.RunContainer(ctx, res.Image, agent, job, func(r *trial.Record) {
 			if len(r.Violations) > 0 {
 				r.Replay = replay(r.ID)
@@ -600,4 +610,17 @@ func readerForStopPlans(ctx context.Context, scs []scenario.Scenario) (string, e
 		return "", err
 	}
 	return bin, nil
+}
+
+// scratchRoot is where the container backend's scratch goes: -scratch if
+// given, else memory (campaign.MemoryDir) where there is one, else the
+// temporary directory.
+func scratchRoot(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if fi, err := os.Stat(campaign.MemoryDir); err == nil && fi.IsDir() {
+		return campaign.MemoryDir
+	}
+	return os.TempDir()
 }
