@@ -274,6 +274,7 @@ func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser
 		return false
 	}
 	self := os.Getpid()
+	selfExe, _ := os.Readlink("/proc/self/exe")
 	var users []DirUser
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
@@ -287,6 +288,13 @@ func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser
 		}
 		st, err := parseProcStat(data)
 		if err != nil || st.state == "Z" || st.state == "X" || st.state == "x" {
+			continue
+		}
+		if st.ppid == self && forkOfSelf(base, selfExe) {
+			// A child of this process between fork and exec (another
+			// goroutine starting a command): it holds copies of this
+			// process's descriptors, the remover's own handles among
+			// them, until exec closes them.
 			continue
 		}
 		add := func(why string) { users = append(users, DirUser{PID: n, Name: st.name, Why: why}) }
@@ -345,4 +353,12 @@ func processLinks(base string, important bool) (string, []os.DirEntry, error) {
 		}
 	}
 	return "", nil, err
+}
+
+// forkOfSelf says whether the process whose /proc directory is base runs
+// the same executable as this one (selfExe, the link /proc/self/exe): a
+// child that has not yet called exec.
+func forkOfSelf(base, selfExe string) bool {
+	exe, err := os.Readlink(filepath.Join(base, "exe"))
+	return err == nil && selfExe != "" && exe == selfExe
 }

@@ -97,16 +97,14 @@ func hasAmcheck(prefix string) bool {
 	return false
 }
 
-// agentScratch makes the campaign's scratch directory: in the host's
-// directory bind-mounted at job.Scratch, where kept trials outlive the
-// container, or else where MakeScratch chooses.
+// agentScratch returns the campaign's scratch directory: the host's
+// directory bind-mounted at job.Scratch (new and empty: the driver made
+// it), where kept trials outlive the container, or else a new one where
+// MakeScratch chooses. The path is kept short: the servers' Unix sockets
+// live under it, and their paths may not exceed 107 bytes.
 func agentScratch(job campaign.Job) (dir, why string, err error) {
 	if job.Scratch == "" {
 		return campaign.MakeScratch("pgbb-crash-", job.Scenarios, job.Parallel)
 	}
-	dir, err = os.MkdirTemp(job.Scratch, "pgbb-crash-")
-	if err != nil {
-		return "", "", fmt.Errorf("scratch directory: %w", err)
-	}
-	return dir, "the host's " + job.Scratch + ", bind-mounted: kept trials stay there", nil
+	return job.Scratch, "the host's, bind-mounted: kept trials stay there", nil
 }

@@ -315,7 +315,7 @@ func run(args []string) (int, error) {
 			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
 		// The agent's scratch is a directory of the host, bind-mounted,
 		// so that the failing trials it keeps outlive the container.
-		hostScratch, err := os.MkdirTemp(scratchRoot(o.scratch), "pgbb-crash-container-")
+		hostScratch, err := os.MkdirTemp(scratchRoot(o.scratch), "pgbb-crash-c")
 		if err != nil {
 			return 2, err
 		}
