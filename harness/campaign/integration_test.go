@@ -159,4 +159,44 @@ func TestIntegrationCrashContainer(t *testing.T) {
 	if len(sum.Violations) > 0 {
 		t.Fatalf("invariant violations:\n%s", strings.Join(sum.Violations, "\n"))
 	}
+
+	// The power-loss layer in the container: the agent mounts it with the
+	// host's /dev/fuse, a kept failing trial would stay in the host's
+	// bind-mounted scratch.
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Logf("no /dev/fuse on this host: the container's power-loss plans are not tried")
+		return
+	}
+	power, err := scenario.Parse("it-power.json", []byte(`{
+		"name": "it-power", "format": "plain", "wal_method": "stream",
+		"faults": ["powerloss"], "trials": 2
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Short: the servers' Unix sockets live under it (107 bytes at most).
+	scratch, err := os.MkdirTemp(MemoryDir, "pgbb-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(scratch)
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	result, err = RunContainer(ctx, res.Image, agent, Job{Scenarios: []scenario.Scenario{power}, Seed: 42, Parallel: 1,
+		Variant: "patched", Prefix: res.Prefix, BuildTree: res.BuildTree, Scratch: scratch}, nil, &out)
+	if err != nil {
+		t.Fatalf("container power-loss campaign: %v\n%s", err, out.String())
+	}
+	fired := 0
+	for _, r := range result.Records {
+		if r.Plan == scenario.PlanPowerLoss && r.Fault.Fired {
+			fired++
+		}
+	}
+	sum = report.Summarize(result.Records)
+	if len(sum.Violations) > 0 || fired == 0 {
+		t.Fatalf("container power loss: %d of %d records fired, %d violations:\n%q", fired, len(result.Records), len(sum.Violations), sum.Violations)
+	}
+	t.Logf("container power loss: %d records, %d power losses", len(result.Records), fired)
 }
