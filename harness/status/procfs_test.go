@@ -194,7 +194,7 @@ func TestDirUsersSkipsOwnFork(t *testing.T) {
 		}
 	}
 	self := os.Getpid()
-	proc(self+100001, self, "status.test", selfExe) // our fork, before exec
+	proc(self+100001, self, "status.test", selfExe)  // our fork, before exec
 	proc(self+100002, self, "psql", "/usr/bin/psql") // our child, after exec
 	proc(self+100003, 1, "status.test", selfExe)     // the same program, not our child
 	users, err := Procfs{Root: root}.DirUsers([]string{dir}, nil, 0)
