@@ -202,10 +202,12 @@ func run(args []string) (int, error) {
 	}
 	switch o.backend {
 	case build.BackendAuto:
-		// The container backend works but is slower to start and keeps
-		// no directories of failing trials: auto runs natively.
-		fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (auto; -backend container runs the trials in a container)")
-		o.backend = build.BackendNative
+		// The container when a Docker engine answers (the builder
+		// decides below), except for what only runs natively.
+		if o.install != "" {
+			fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (auto, with -install)")
+			o.backend = build.BackendNative
+		}
 	case build.BackendNative, build.BackendContainer:
 	default:
 		return 2, fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
@@ -224,6 +226,8 @@ func run(args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
+	// auto: the campaign runs where the builder builds.
+	o.backend = b.Backend()
 	spec := build.Spec{Major: major, Variant: variant}
 	label := string(variant)
 	if o.patches != "" {
