@@ -48,7 +48,7 @@ fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s), the
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 	$(GO) test -run '^$$' -fuzz '^FuzzRemoveIfDead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./harness/status
 
-integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream TAP suites, short crash campaigns (both backends), the known-bad variants
+integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream TAP suites, short crash campaigns (both backends), the known-bad variants, the short task flow
 	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
 
 test-knownbad: ## build each known-bad variant of the patch and assert its campaign finds a violation (KNOWNBAD=a,b for some)
