@@ -100,20 +100,11 @@ type UserReader struct {
 
 // readAsUser runs the pgbb-status binary bin as acct on statusFile.
 func readAsUser(ctx context.Context, acct build.Account, bin, statusFile string) *UserReader {
-	ur := &UserReader{User: acct.Name}
-	cmd := proc.Command(ctx, acct, nil, bin, "--json", statusFile)
-	out, err := cmd.Output()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		ur.ExitCode = exit.ExitCode()
-	case err != nil:
-		ur.Error = fmt.Sprintf("pgbb-status as %s: %v", acct.Name, err)
-		return ur
+	ur := &UserReader{}
+	code, err := proc.RunJSON(ctx, acct, nil, ur, bin, "--json", statusFile)
+	ur.User, ur.ExitCode = acct.Name, code
+	if err != nil {
+		ur.Error = err.Error()
 	}
-	if err := json.Unmarshal(out, ur); err != nil {
-		ur.Error = fmt.Sprintf("pgbb-status as %s: exit %d, output not JSON (%v): %s", acct.Name, ur.ExitCode, err, out)
-	}
-	ur.User = acct.Name
 	return ur
 }

@@ -7,6 +7,7 @@ package proc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -51,6 +52,26 @@ func Run(ctx context.Context, acct build.Account, env []string, args ...string) 
 		return out.String(), fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, Tail(out.String(), 15))
 	}
 	return out.String(), nil
+}
+
+// RunJSON runs args as acct with env, decodes its standard output as JSON
+// into v and returns its exit code: a non-zero exit is no error (programs
+// such as pgbb-status report through their exit code and their JSON), a
+// command that could not run, or whose output is not JSON, is.
+func RunJSON(ctx context.Context, acct build.Account, env []string, v any, args ...string) (int, error) {
+	out, err := Command(ctx, acct, env, args...).Output()
+	code := 0
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		return 0, fmt.Errorf("%s as %s: %w", filepath.Base(args[0]), acct.Name, err)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return code, fmt.Errorf("%s as %s: exit %d, output not JSON (%v): %s", strings.Join(args, " "), acct.Name, code, err, out)
+	}
+	return code, nil
 }
 
 // Tail returns the last n lines of s.

@@ -181,11 +181,7 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 // source each, once the flow is judged; the status file stays, with the
 // outcome in the report.
 func (r *flowRun) removeBackup() {
-	dirs := []string{r.target(), r.walDir()}
-	for i := range r.env.Server.Tablespaces {
-		dirs = append(dirs, r.tablespace(i))
-	}
-	for _, d := range dirs {
+	for _, d := range r.backupDirs() {
 		if err := os.RemoveAll(d); err != nil {
 			r.logf("remove %s: %v", d, err)
 		}
@@ -198,6 +194,16 @@ func (r *flowRun) walDir() string     { return filepath.Join(r.dir, "wal") }
 func (r *flowRun) statusFile() string { return filepath.Join(r.dir, "status", "backup_status") }
 func (r *flowRun) tablespace(i int) string {
 	return filepath.Join(r.dir, fmt.Sprintf("ts%d", i+1))
+}
+
+// backupDirs are the directories a run of the flow fills: the target,
+// the --waldir directory and one per tablespace.
+func (r *flowRun) backupDirs() []string {
+	dirs := []string{r.target(), r.walDir()}
+	for i := range r.env.Server.Tablespaces {
+		dirs = append(dirs, r.tablespace(i))
+	}
+	return dirs
 }
 
 // prepare makes the flow's directory and its status directory, readable
@@ -373,11 +379,7 @@ func (r *flowRun) lookStock(a *Attempt) (bool, error) {
 		a.Found = "directory"
 	}
 	live := r.liveRuns()
-	dirs := []string{r.target(), r.walDir()}
-	for i := range r.env.Server.Tablespaces {
-		dirs = append(dirs, r.tablespace(i))
-	}
-	for _, d := range dirs {
+	for _, d := range r.backupDirs() {
 		if err := os.RemoveAll(d); err != nil {
 			return false, fmt.Errorf("rm -rf %s: %w", d, err)
 		}

@@ -2,7 +2,6 @@ package taskflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -56,18 +55,10 @@ type Reader struct {
 
 // Read judges the status file at path.
 func (rd Reader) Read(ctx context.Context, path string) (Reading, error) {
-	r := Reading{At: time.Now()}
-	cmd := proc.Command(ctx, rd.Judge, []string{"TZ=" + ReaderTZ}, rd.Bin, "--json", path)
-	out, err := cmd.Output()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		return r, fmt.Errorf("pgbb-status --json %s as %s: %w", path, rd.Judge.Name, err)
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return r, fmt.Errorf("pgbb-status --json %s as %s: %w: %s", path, rd.Judge.Name, err, out)
-	}
+	var r Reading
+	_, err := proc.RunJSON(ctx, rd.Judge, []string{"TZ=" + ReaderTZ}, &r, rd.Bin, "--json", path)
 	r.At = time.Now()
-	return r, nil
+	return r, err
 }
 
 // RemoveIfDead runs `pgbb-status --remove-if-dead FILE` and returns its
