@@ -159,8 +159,10 @@ type job struct {
 	key     string
 	name    string // <major>-<label>-<key prefix>
 	// base, when set, is the build of all but the last directory of a
-	// stacked series (spec.PatchDir "dir1:dir2"), and extra the patches of
-	// the last one: the native backend derives j from base (see derive).
+	// stacked series (spec.PatchDir "dir1:dir2"), or the stock build for
+	// a single series, and extra the patches of the last one: the native
+	// backend derives j from base (see derive); the container backend
+	// builds every patch from scratch.
 	base  *Spec
 	extra []string
 }
@@ -272,7 +274,8 @@ func (b *Builder) plan(ctx context.Context, spec Spec) (job, error) {
 		}
 	}
 	j := job{spec: spec, src: src, patches: patches}
-	if dirs := filepath.SplitList(spec.PatchDir); spec.Variant == Patched && len(dirs) > 1 {
+	switch dirs := filepath.SplitList(spec.PatchDir); {
+	case spec.Variant == Patched && len(dirs) > 1:
 		last, err := pgsrc.PatchSeries(dirs[len(dirs)-1])
 		if err != nil {
 			return job{}, err
@@ -281,6 +284,11 @@ func (b *Builder) plan(ctx context.Context, spec Spec) (job, error) {
 		base.PatchDir = strings.Join(dirs[:len(dirs)-1], string(filepath.ListSeparator))
 		base.Name = ""
 		j.base, j.extra = &base, last
+	case spec.Variant == Patched:
+		// A series is derived from the stock build of its release, so
+		// that the stock and patched builds that a comparison needs
+		// cost one full build, not two.
+		j.base, j.extra = &Spec{Major: spec.Major, Variant: Stock}, patches
 	}
 	extra, err := b.backendKeyParts()
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-	"github.com/pgbb/pgbb/harness/pgsrc"
 	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/pgbb/pgbb/harness/pgsrc"
 )
 
 // Paths inside the images Dockerfile.pgbuild makes.

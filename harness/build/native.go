@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/pgsrc"
 )
 
@@ -31,7 +32,7 @@ func (n *nativeBackend) dir(j job) string {
 	return filepath.Join(n.b.cfg.cacheDir, "pg", j.name)
 }
 
-func (n *nativeBackend) result(j job, version string, cached bool, acct Account) Result {
+func (n *nativeBackend) result(j job, version string, cached bool, acct osuser.Account) Result {
 	dir := n.dir(j)
 	prefix := filepath.Join(dir, "install")
 	return Result{
@@ -43,7 +44,7 @@ func (n *nativeBackend) result(j job, version string, cached bool, acct Account)
 
 func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 	l := n.b.log
-	acct, err := EnsureAccount(ctx, n.b.cfg.buildUser, n.b.cfg.log)
+	acct, err := osuser.Ensure(ctx, n.b.cfg.buildUser, n.b.cfg.log)
 	if err != nil {
 		return Result{}, err
 	}
@@ -97,15 +98,17 @@ func (n *nativeBackend) build(ctx context.Context, j job) (Result, error) {
 	return n.result(j, version, false, acct), nil
 }
 
-// derive makes the build of a stacked series ("dir1:dir2") from the build
-// of its base ("dir1"), made first or reused: it copies the base's built
-// tree with its timestamps, points the copy's configuration at the new
-// directory, applies the last directory's patches and lets make rebuild
-// what they touched. The known-bad variants (one patch on top of the
-// series, touching a few files) are built this way in 10 to 15 seconds
-// instead of a full build of about 5 minutes each. The result is what a full build of the
-// same series would be; it shares its key.
-func (n *nativeBackend) derive(ctx context.Context, j job, acct Account) (Result, error) {
+// derive makes the build of a series from the build of its base (a
+// series "dir1:dir2" from "dir1", a single series from the stock build),
+// made first or reused: it copies the base's built tree with its
+// timestamps, points the copy's configuration at the new directory,
+// applies the last directory's patches and lets make rebuild what they
+// touched. The known-bad variants (one patch on top of the series,
+// touching a few files) and the series over stock are built this way in
+// 10 to 30 seconds instead of a full build of 5 to 7 minutes each. The
+// result is what a full build of the same series would be; it shares its
+// key.
+func (n *nativeBackend) derive(ctx context.Context, j job, acct osuser.Account) (Result, error) {
 	l := n.b.log
 	base, err := n.b.Build(ctx, *j.base)
 	if err != nil {
@@ -215,14 +218,14 @@ func removeLinked(tree string) error {
 
 // make runs the build steps in <dir>/src as the account, logging to
 // <dir>/build.log, and writes the stamp that marks a complete build.
-func (n *nativeBackend) make(ctx context.Context, j job, acct Account, version string, steps [][]string) error {
+func (n *nativeBackend) make(ctx context.Context, j job, acct osuser.Account, version string, steps [][]string) error {
 	l := n.b.log
 	dir := n.dir(j)
 	tree := filepath.Join(dir, "src")
 	if err := os.MkdirAll(filepath.Join(dir, "install"), 0o755); err != nil {
 		return err
 	}
-	if err := acct.chownTree(dir); err != nil {
+	if err := acct.ChownTree(dir); err != nil {
 		return fmt.Errorf("chown %s to %s: %w", dir, acct.Name, err)
 	}
 	logPath := filepath.Join(dir, "build.log")
@@ -255,7 +258,7 @@ func (n *nativeBackend) make(ctx context.Context, j job, acct Account, version s
 }
 
 func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, out io.Writer) error {
-	acct, err := EnsureAccount(ctx, n.b.cfg.buildUser, n.b.cfg.log)
+	acct, err := osuser.Ensure(ctx, n.b.cfg.buildUser, n.b.cfg.log)
 	if err != nil {
 		return err
 	}
@@ -274,7 +277,7 @@ func (n *nativeBackend) runTAP(ctx context.Context, r Result, suites []string, o
 }
 
 func (n *nativeBackend) exec(ctx context.Context, r Result, args []string, out io.Writer) error {
-	acct, err := EnsureAccount(ctx, n.b.cfg.buildUser, n.b.cfg.log)
+	acct, err := osuser.Ensure(ctx, n.b.cfg.buildUser, n.b.cfg.log)
 	if err != nil {
 		return err
 	}

@@ -24,9 +24,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
 	"github.com/pgbb/pgbb/harness/workload"
@@ -38,7 +38,7 @@ type Config struct {
 	Scenarios []scenario.Scenario
 	// BinDir holds the PostgreSQL programs under test; Acct runs them.
 	BinDir string
-	Acct   build.Account
+	Acct   osuser.Account
 	// Variant ("patched", "stock" or a patch series label) and whether
 	// the build writes a status file.
 	Variant    string
@@ -60,7 +60,7 @@ type Config struct {
 	// (build.EnsureReader): the source is then initialised with group
 	// access, so that pg_basebackup's status files are group-readable,
 	// and the stop plan also runs ReaderBin as that user.
-	OtherUser *build.Account
+	OtherUser *osuser.Account
 	// KeepFailing bounds the evidence of a badly broken build: only the
 	// first KeepFailing failing trials (in the order they finish) of each
 	// invariant and fault plan keep their directories; the others' are
@@ -544,7 +544,7 @@ func (c *campaign) keepFailing(rec *trial.Record) bool {
 // source restored from a backup that kept its status file there has one
 // (scenario stale_status). Without one (a stock build) a completed status
 // file of the format is written instead.
-func plantStatus(a build.Account, from, dataDir string) error {
+func plantStatus(a osuser.Account, from, dataDir string) error {
 	data, err := os.ReadFile(from)
 	if from == "" || err != nil {
 		if from != "" && !os.IsNotExist(err) {
@@ -553,12 +553,8 @@ func plantStatus(a build.Account, from, dataDir string) error {
 		sum := crc32.Checksum([]byte(staleStatus), crc32.MakeTable(crc32.Castagnoli))
 		data = fmt.Appendf([]byte(staleStatus), "CHECKSUM: %08X\n", sum)
 	}
-	to := filepath.Join(dataDir, "backup_status")
-	if err := os.WriteFile(to, data, 0o600); err != nil {
+	if err := a.WriteFile(filepath.Join(dataDir, "backup_status"), data, 0o600); err != nil {
 		return fmt.Errorf("stale status: %w", err)
-	}
-	if a.Switch {
-		return os.Chown(to, int(a.UID), int(a.GID))
 	}
 	return nil
 }
@@ -571,18 +567,10 @@ const ReadOnlyFileName = "pgbb_readonly"
 // plantReadOnly writes ReadOnlyFileName into the source data directory,
 // owned by the server's account, with mode 0400: pg_basebackup, run as
 // that account, can read it but not open it for writing.
-func plantReadOnly(a build.Account, dataDir string) error {
+func plantReadOnly(a osuser.Account, dataDir string) error {
 	p := filepath.Join(dataDir, ReadOnlyFileName)
-	if err := os.WriteFile(p, []byte("a file of the source that nobody may write\n"), 0o400); err != nil {
+	if err := a.WriteFile(p, []byte("a file of the source that nobody may write\n"), 0o400); err != nil {
 		return fmt.Errorf("readonly file: %w", err)
-	}
-	if err := os.Chmod(p, 0o400); err != nil {
-		return fmt.Errorf("readonly file: %w", err)
-	}
-	if a.Switch {
-		if err := os.Chown(p, int(a.UID), int(a.GID)); err != nil {
-			return fmt.Errorf("readonly file: %w", err)
-		}
 	}
 	return nil
 }
@@ -612,7 +600,7 @@ func SaveRecord(runDir string, rec *trial.Record) error {
 
 // mkdirReachable creates dir, owned by the account, and checks the
 // account can reach it.
-func mkdirReachable(a build.Account, dir string) error {
+func mkdirReachable(a osuser.Account, dir string) error {
 	if err := a.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

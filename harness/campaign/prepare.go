@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 )
 
 // Target is the PostgreSQL build a campaign runs against.
@@ -17,7 +18,7 @@ type Target struct {
 	// Build is the build.
 	Build build.Result
 	// Acct runs its programs.
-	Acct build.Account
+	Acct osuser.Account
 	// StatusFile says whether its pg_basebackup writes a status file.
 	StatusFile bool
 }
@@ -61,7 +62,7 @@ func Installed(ctx context.Context, res build.Result, log io.Writer) (Target, er
 	if !hasAmcheck(res.Prefix) {
 		return Target{}, fmt.Errorf("installation %s has no amcheck extension (contrib/amcheck); the oracle needs it", res.Prefix)
 	}
-	acct, err := build.EnsureAccount(ctx, res.User, log)
+	acct, err := osuser.Ensure(ctx, res.User, log)
 	if err != nil {
 		return Target{}, err
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 )
 
@@ -33,7 +33,7 @@ type Cluster struct {
 	// BinDir holds the PostgreSQL programs.
 	BinDir string
 	// Acct owns the data directory and runs the server.
-	Acct build.Account
+	Acct osuser.Account
 	// DataDir is the data directory.
 	DataDir string
 	// SocketDir is the server's private unix socket directory.
@@ -76,7 +76,7 @@ func WithGroupAccess(on bool) Option { return func(c *Cluster) { c.GroupAccess =
 
 // New describes a cluster whose files live under dir: dir/data (unless
 // dataDir is given), dir/sock, dir/server.log. Nothing is created.
-func New(binDir string, acct build.Account, dir, dataDir string, opts ...Option) *Cluster {
+func New(binDir string, acct osuser.Account, dir, dataDir string, opts ...Option) *Cluster {
 	if dataDir == "" {
 		dataDir = filepath.Join(dir, "data")
 	}
@@ -152,13 +152,8 @@ local   replication   all                 trust
 host    all           all   127.0.0.1/32  trust
 host    replication   all   127.0.0.1/32  trust
 `
-	if err := os.WriteFile(filepath.Join(c.DataDir, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+	if err := c.Acct.WriteFile(filepath.Join(c.DataDir, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return fmt.Errorf("init cluster: pg_hba.conf: %w", err)
-	}
-	if c.Acct.Switch {
-		if err := os.Chown(filepath.Join(c.DataDir, "pg_hba.conf"), int(c.Acct.UID), int(c.Acct.GID)); err != nil {
-			return fmt.Errorf("init cluster: %w", err)
-		}
 	}
 	return nil
 }
@@ -218,9 +213,7 @@ func (c *Cluster) startOnce(ctx context.Context, timeout time.Duration) error {
 		opts += " -c " + kv
 	}
 	// The log is truncated per start so its tail explains this start.
-	if err := os.WriteFile(c.LogFile, nil, 0o644); err == nil && c.Acct.Switch {
-		os.Chown(c.LogFile, int(c.Acct.UID), int(c.Acct.GID))
-	}
+	c.Acct.WriteFile(c.LogFile, nil, 0o644)
 	_, err := c.Run(ctx, "pg_ctl", "start", "-w", "-t", strconv.Itoa(int(timeout.Seconds())),
 		"-D", c.DataDir, "-l", c.LogFile, "-o", opts)
 	if err == nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -106,7 +106,7 @@ type diskFault interface {
 // status directories in it, owned by acct, durable from the start; the
 // status file is statusName in the status directory, and its torn states
 // are recorded. opts (DiskOptions) go to the layer.
-func MountDisk(ctx context.Context, dir string, acct build.Account, tablespaces int, statusName string, opts ...powerfs.Option) (*Disk, error) {
+func MountDisk(ctx context.Context, dir string, acct osuser.Account, tablespaces int, statusName string, opts ...powerfs.Option) (*Disk, error) {
 	mp := filepath.Join(dir, "disk")
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)

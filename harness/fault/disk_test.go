@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -25,7 +25,7 @@ func diskTarget(t *testing.T) (*Disk, *Target, *exec.Cmd) {
 	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
 		t.Fatalf("the power-loss plans need root and /dev/fuse (euid %d): %v", os.Geteuid(), err)
 	}
-	acct := build.Account{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	acct := osuser.Account{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
 	d, err := MountDisk(context.Background(), t.TempDir(), acct, 1, "backup_status")
 	if err != nil {
 		t.Fatal(err)

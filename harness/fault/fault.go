@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -43,7 +43,7 @@ type Target struct {
 	ReaderBin string
 	// OtherUser is another user in the owner's group: the stop plan
 	// also runs ReaderBin as that user (nil: it does not).
-	OtherUser *build.Account
+	OtherUser *osuser.Account
 }
 
 // Injection records what a fault did.

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 )
 
@@ -99,7 +99,7 @@ type UserReader struct {
 }
 
 // readAsUser runs the pgbb-status binary bin as acct on statusFile.
-func readAsUser(ctx context.Context, acct build.Account, bin, statusFile string) *UserReader {
+func readAsUser(ctx context.Context, acct osuser.Account, bin, statusFile string) *UserReader {
 	ur := &UserReader{}
 	code, err := proc.RunJSON(ctx, acct, nil, ur, bin, "--json", statusFile)
 	ur.User, ur.ExitCode = acct.Name, code

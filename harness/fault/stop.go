@@ -90,7 +90,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	statusPath := t.StatusFile
 
 	// Sample the status file from now until the run ends.
-	sampler := StartStatusSampler(statusPath, t.Done)
+	sampler := StartStatusSampler(statusPath, t.Done, nil)
 	defer func() {
 		// The samples go on until the run ends (the trial waits for
 		// that before it reads anything).
@@ -99,8 +99,8 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 		case <-ctx.Done():
 		}
 		samples := sampler.Stop()
-		obs.Samples = len(samples)
-		if err := status.PhasesForward(samples); err != nil {
+		obs.Samples = len(samples.Versions)
+		if err := status.PhasesForward(samples.Statuses()); err != nil {
 			obs.PhaseOrder = err.Error()
 		}
 	}()
@@ -222,35 +222,71 @@ func waitContinued(pid int, done <-chan struct{}, limit time.Duration) bool {
 
 // StatusSampler reads a status file every 20 ms and keeps each distinct
 // version that parses (unreadable moments are skipped: a missing or
-// invalid file is judged elsewhere), for status.PhasesForward.
+// invalid file is judged elsewhere), for status.PhasesForward; with a
+// probe, it also follows how much of the base backup the server has
+// streamed (StatusSamples).
 type StatusSampler struct {
 	quit    chan struct{}
 	done    chan struct{}
-	samples []*status.Status
+	probe   StreamedProbe
+	samples StatusSamples
+}
+
+// StreamedProbe returns how many bytes of the run's base backup the server
+// has streamed so far (pg_stat_progress_basebackup.backup_streamed), and
+// false when it cannot tell: no backup in progress, no server.
+type StreamedProbe func() (int64, bool)
+
+// StatusSamples is what a StatusSampler saw.
+type StatusSamples struct {
+	// Versions are the distinct versions of the file, oldest first.
+	Versions []StatusVersion
+	// Streamed is the server's count of the base backup's bytes every
+	// 100 ms (with a probe only).
+	Streamed []StreamedSample
+}
+
+// StatusVersion is one version of the status file: when the sampler
+// first read it, and what the server had streamed right after that read
+// (-1: not known).
+type StatusVersion struct {
+	At       time.Time
+	Status   *status.Status
+	Streamed int64
+}
+
+// StreamedSample is the server's count of streamed bytes at a moment
+// between Asked and Answered.
+type StreamedSample struct {
+	Asked, Answered time.Time
+	Bytes           int64
+}
+
+// Statuses returns the versions' contents, for status.PhasesForward.
+func (s StatusSamples) Statuses() []*status.Status {
+	out := make([]*status.Status, len(s.Versions))
+	for i, v := range s.Versions {
+		out[i] = v.Status
+	}
+	return out
 }
 
 // StartStatusSampler samples the status file at path until runDone is
-// closed (with one last look then) or Stop is called.
-func StartStatusSampler(path string, runDone <-chan struct{}) *StatusSampler {
-	s := &StatusSampler{quit: make(chan struct{}), done: make(chan struct{})}
+// closed (with one last look then) or Stop is called. probe may be nil.
+func StartStatusSampler(path string, runDone <-chan struct{}, probe StreamedProbe) *StatusSampler {
+	s := &StatusSampler{quit: make(chan struct{}), done: make(chan struct{}), probe: probe}
 	go func() {
 		defer close(s.done)
-		var last uint32
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
-		for {
-			if st, err := status.ReadFile(path); err == nil && (len(s.samples) == 0 || st.Checksum != last) {
-				s.samples = append(s.samples, st)
-				last = st.Checksum
-			}
+		for n := 0; ; n++ {
+			s.look(path, n%5 == 0)
 			select {
 			case <-s.quit:
 				return
 			case <-runDone:
 				// One last look at what the run left.
-				if st, err := status.ReadFile(path); err == nil && st.Checksum != last {
-					s.samples = append(s.samples, st)
-				}
+				s.look(path, false)
 				return
 			case <-tick.C:
 			}
@@ -259,9 +295,32 @@ func StartStatusSampler(path string, runDone <-chan struct{}) *StatusSampler {
 	return s
 }
 
+// look reads the file once, keeps it if it is a new version, and asks the
+// probe what the server has streamed when it is, or when flow says to.
+func (s *StatusSampler) look(path string, flow bool) {
+	st, err := status.ReadFile(path)
+	vs := s.samples.Versions
+	fresh := err == nil && (len(vs) == 0 || st.Checksum != vs[len(vs)-1].Status.Checksum)
+	if fresh {
+		s.samples.Versions = append(vs, StatusVersion{At: time.Now(), Status: st, Streamed: -1})
+	}
+	if s.probe == nil || !(fresh || flow) {
+		return
+	}
+	asked := time.Now()
+	n, ok := s.probe()
+	if !ok {
+		return
+	}
+	if fresh {
+		s.samples.Versions[len(s.samples.Versions)-1].Streamed = n
+	}
+	s.samples.Streamed = append(s.samples.Streamed, StreamedSample{Asked: asked, Answered: time.Now(), Bytes: n})
+}
+
 // Stop ends the sampling, if the run's end did not already, and returns
 // the samples.
-func (s *StatusSampler) Stop() []*status.Status {
+func (s *StatusSampler) Stop() StatusSamples {
 	select {
 	case <-s.done:
 	default:

@@ -22,8 +22,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/workload"
 )
@@ -61,7 +61,7 @@ type Verdict struct {
 type Input struct {
 	// BinDir holds the PostgreSQL programs; Acct runs them.
 	BinDir string
-	Acct   build.Account
+	Acct   osuser.Account
 	// Target is the backup directory.
 	Target string
 	// Format is "plain" or "tar"; WALMethod "stream", "fetch" or "none".
@@ -261,7 +261,7 @@ func (j *judge) restoreCopy(ctx context.Context) (string, error, bool) {
 		_, err := proc.Run(ctx, in.Acct, nil, args...)
 		return err
 	}
-	if err := chownTo(in.Acct, in.Scratch); err != nil {
+	if err := in.Acct.Chown(in.Scratch); err != nil {
 		return "", err, true
 	}
 	if in.Format == "plain" {
@@ -292,7 +292,7 @@ func (j *judge) restoreCopy(ctx context.Context) (string, error, bool) {
 			if err := os.Symlink(cp, l); err != nil {
 				return "", err, true
 			}
-			os.Lchown(l, int(in.Acct.UID), int(in.Acct.GID))
+			in.Acct.Chown(l)
 		}
 		return "copied", nil, true
 	}
@@ -328,19 +328,11 @@ func (j *judge) restoreCopy(ctx context.Context) (string, error, bool) {
 	if len(mapLines) > 0 {
 		sort.Strings(mapLines)
 		tm := filepath.Join(j.restore, "tablespace_map")
-		if err := os.WriteFile(tm, []byte(strings.Join(mapLines, "\n")+"\n"), 0o600); err != nil {
+		if err := in.Acct.WriteFile(tm, []byte(strings.Join(mapLines, "\n")+"\n"), 0o600); err != nil {
 			return "", err, true
 		}
-		os.Chown(tm, int(in.Acct.UID), int(in.Acct.GID))
 	}
 	return fmt.Sprintf("extracted %d archives", len(all)), nil, true
-}
-
-func chownTo(a build.Account, dir string) error {
-	if !a.Switch {
-		return nil
-	}
-	return os.Chown(dir, int(a.UID), int(a.GID))
 }
 
 // start starts a server on the copy, unix socket only; pg_ctl -w returns

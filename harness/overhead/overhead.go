@@ -17,8 +17,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 )
 
@@ -41,7 +41,7 @@ type Config struct {
 	// started and hold the dataset.
 	Server *cluster.Cluster
 	// Acct runs pg_basebackup and owns its target directories.
-	Acct build.Account
+	Acct osuser.Account
 	// ScratchDir receives the backups, one at a time.
 	ScratchDir string
 	// Runs is how many backups each client takes (at least 5).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/osuser"
 )
 
 func TestMedianAndRatio(t *testing.T) {
@@ -62,7 +63,7 @@ func BenchmarkStatusFileOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	acct, err := build.EnsureAccount(ctx, patched.User, os.Stderr)
+	acct, err := osuser.Ensure(ctx, patched.User, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}

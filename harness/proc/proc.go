@@ -18,12 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 )
 
 // Command returns a command that runs args as acct in its own process
 // group; cancelling ctx kills the whole group.
-func Command(ctx context.Context, acct build.Account, env []string, args ...string) *exec.Cmd {
+func Command(ctx context.Context, acct osuser.Account, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = acct.Env(env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: acct.Credential()}
@@ -39,7 +39,7 @@ func Command(ctx context.Context, acct build.Account, env []string, args ...stri
 
 // Run runs args as acct and returns the combined output; a failure is an
 // error that carries the command and the output's tail.
-func Run(ctx context.Context, acct build.Account, env []string, args ...string) (string, error) {
+func Run(ctx context.Context, acct osuser.Account, env []string, args ...string) (string, error) {
 	cmd := Command(ctx, acct, env, args...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -58,7 +58,7 @@ func Run(ctx context.Context, acct build.Account, env []string, args ...string) 
 // into v and returns its exit code: a non-zero exit is no error (programs
 // such as pgbb-status report through their exit code and their JSON), a
 // command that could not run, or whose output is not JSON, is.
-func RunJSON(ctx context.Context, acct build.Account, env []string, v any, args ...string) (int, error) {
+func RunJSON(ctx context.Context, acct osuser.Account, env []string, v any, args ...string) (int, error) {
 	out, err := Command(ctx, acct, env, args...).Output()
 	code := 0
 	var exit *exec.ExitError

@@ -122,6 +122,10 @@ type Scenario struct {
 	// seconds between progress rewrites of the status file while data
 	// arrives ("status_interval", 1-60; default the program's).
 	StatusInterval int
+	// Progress passes -P (--progress), as orchestrators that show a
+	// progress bar do: pg_basebackup then asks the server for the size of
+	// the backup ("progress", default false).
+	Progress bool
 
 	// File and Line say where the scenario was read from.
 	File string
@@ -150,7 +154,23 @@ func (s Scenario) Args() []string {
 	if s.MaxRate != "" {
 		args = append(args, "--max-rate="+s.MaxRate)
 	}
+	if s.Progress {
+		args = append(args, "--progress")
+	}
 	return args
+}
+
+// DefaultUpdateInterval is the patch's UPDATE INTERVAL, in seconds, when
+// --status-file-refresh is not given.
+const DefaultUpdateInterval = 5
+
+// UpdateInterval is the interval at which a run of the scenario rewrites
+// its status file while data arrives.
+func (s Scenario) UpdateInterval() time.Duration {
+	if s.StatusInterval > 0 {
+		return time.Duration(s.StatusInterval) * time.Second
+	}
+	return DefaultUpdateInterval * time.Second
 }
 
 // StatusArgs returns the options that make pg_basebackup write its status
@@ -421,6 +441,8 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 		return strict(raw, &s.ReadOnlyFile)
 	case "status_interval":
 		return intIn(&s.StatusInterval, 1, 60)
+	case "progress":
+		return strict(raw, &s.Progress)
 	case "seed":
 		var v int64
 		if err := strict(raw, &v); err != nil {
@@ -437,7 +459,7 @@ func (s *Scenario) set(key string, raw json.RawMessage) error {
 func Keys() []string {
 	return []string{"name", "description", "format", "wal_method", "compression", "tablespaces", "manifest",
 		"sync", "no_clean", "max_rate", "faults", "trials", "budget", "scale", "clients", "oracle_sample", "seed", "stale_status", "waldir",
-		"stdout", "readonly_file", "status_interval"}
+		"stdout", "readonly_file", "status_interval", "progress"}
 }
 
 // check rejects impossible combinations.

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/workload"
 )
@@ -64,7 +64,7 @@ type Env struct {
 	// Server is the started source cluster, with its dataset.
 	Server *cluster.Cluster
 	// Owner runs pg_basebackup and owns what it writes.
-	Owner build.Account
+	Owner osuser.Account
 	// Reader judges status files (patched flows).
 	Reader Reader
 	// BinDirs holds each variant's PostgreSQL programs.

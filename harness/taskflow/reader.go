@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 )
 
@@ -50,7 +50,7 @@ type Reader struct {
 	Bin string
 	// Judge runs `pgbb-status --json`; Remove runs --remove-if-dead
 	// (the backup's owner: the judge may only read).
-	Judge, Remove build.Account
+	Judge, Remove osuser.Account
 }
 
 // Read judges the status file at path.

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 )
 
@@ -28,7 +28,7 @@ type backupRun struct {
 // startRun starts args as acct with env. The run outlives the attempt
 // that started it (a scheduler may leave it running); ctx, the flow's,
 // kills its process group.
-func startRun(ctx context.Context, acct build.Account, env []string, args []string) (*backupRun, error) {
+func startRun(ctx context.Context, acct osuser.Account, env []string, args []string) (*backupRun, error) {
 	r := &backupRun{cmd: proc.Command(ctx, acct, env, args...), done: make(chan struct{})}
 	r.cmd.Stdout, r.cmd.Stderr = lockedWriter{r}, lockedWriter{r}
 	if err := r.cmd.Start(); err != nil {

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/status"
@@ -42,7 +42,7 @@ type Spec struct {
 	Seed uint64
 	// BinDir holds the PostgreSQL programs; Acct runs them.
 	BinDir string
-	Acct   build.Account
+	Acct   osuser.Account
 	// Variant is "patched" or "stock"; StatusFile says whether the build
 	// writes a status file (invariants on it apply only then).
 	Variant    string
@@ -71,7 +71,7 @@ type Spec struct {
 	ReaderBin string
 	// OtherUser is another user in Acct's group that the stop plan runs
 	// ReaderBin as (see fault.Target); nil: none.
-	OtherUser *build.Account
+	OtherUser *osuser.Account
 }
 
 // Exit is how pg_basebackup ended.
@@ -281,7 +281,17 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		// cancellation kills its group below.
 		cmdCtx = context.Background()
 	}
-	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=" + rec.TZ}, args...)
+	// The sampler below asks the server how much of this run's backup it
+	// has streamed; the run's application_name tells it which.
+	sampled := statusPath != "" && disk == nil && s.Fault.Name() != scenario.PlanStop
+	var probe fault.StreamedProbe
+	if sampled {
+		if conn, err := s.Cluster.Connect(ctx, "postgres"); err == nil {
+			defer conn.Close(context.Background())
+			probe = streamedProbe(ctx, conn, backupAppName(s.ID))
+		}
+	}
+	cmd := proc.Command(cmdCtx, s.Acct, []string{"TZ=" + rec.TZ, "PGAPPNAME=" + backupAppName(s.ID)}, args...)
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if stdout != nil {
@@ -348,8 +358,8 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	// Follow the status file while the run lasts: its phases only move
 	// forward and nothing follows "completed" or "failed".
 	var sampler *fault.StatusSampler
-	if statusPath != "" && disk == nil && s.Fault.Name() != scenario.PlanStop {
-		sampler = fault.StartStatusSampler(statusPath, done)
+	if sampled {
+		sampler = fault.StartStatusSampler(statusPath, done, probe)
 	}
 
 	faultCtx, cancelFault := context.WithCancel(ctx)
@@ -388,10 +398,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.Timings[name] = time.Since(step)
 		step = time.Now()
 	}
+	var samples fault.StatusSamples
 	if sampler != nil {
-		samples := sampler.Stop()
-		rec.StatusSamples = len(samples)
-		if err := status.PhasesForward(samples); err != nil {
+		samples = sampler.Stop()
+		rec.StatusSamples = len(samples.Versions)
+		if err := status.PhasesForward(samples.Statuses()); err != nil {
 			rec.PhaseOrder = err.Error()
 		}
 	}
@@ -487,6 +498,11 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 		rec.Status = s.Status.Read(statusPath)
 		truth.pid, truth.started, truth.ended, truth.scenario = pid, start, start.Add(rec.Duration), s.Scenario
 		rec.WrongFields = truth.check(statusPath)
+		var firedAt time.Time
+		if rec.Fault.Fired {
+			firedAt = start.Add(rec.Fault.At)
+		}
+		rec.WrongFields = append(rec.WrongFields, checkProgress(samples, s.Scenario.UpdateInterval(), firedAt)...)
 	}
 
 	// The truth, for every claimed completion and a sample of the rest.

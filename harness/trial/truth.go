@@ -18,7 +18,10 @@ import (
 // zone it ran in), BOOT ID and PID NAMESPACE (Linux) this machine's boot
 // and the trial's namespace, FORMAT, WAL METHOD and SYNC the scenario's, and each
 // DIRECTORY one the run was given (-D first, then -T mappings and
-// --waldir), all of them once the file says completed (none with -D -).
+// --waldir), all of them once the file says completed (none with -D -),
+// UPDATE INTERVAL the one it was given; and, followed while the run
+// lasts, BYTES RECEIVED never beyond what the server sent and UPDATE TIME
+// rewritten every interval while data arrives (progress.go).
 const InvFieldsTrue = "status-fields-true"
 
 // trialZones are the time zones trials run pg_basebackup in: UTC and
@@ -76,6 +79,9 @@ func (ft fieldTruth) check(path string) []string {
 	if st.Format != ft.scenario.Format || st.WALMethod != ft.scenario.WALMethod || st.Sync != ft.scenario.Sync {
 		bad("FORMAT %s, WAL METHOD %s, SYNC %t, but the run was given %s, %s, %t", st.Format, st.WALMethod, st.Sync,
 			ft.scenario.Format, ft.scenario.WALMethod, ft.scenario.Sync)
+	}
+	if want := int(ft.scenario.UpdateInterval() / time.Second); st.Progress && st.UpdateInterval != want {
+		bad("UPDATE INTERVAL %d, but the run was given %d", st.UpdateInterval, want)
 	}
 	if st.Progress {
 		wrong = append(wrong, ft.checkDirectories(st)...)

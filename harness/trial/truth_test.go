@@ -63,6 +63,7 @@ func TestFieldTruth(t *testing.T) {
 		{"a stranger directory", func(s *status.Status) { s.Directories[2].Path = "/etc" }, "DIRECTORY /etc was never given"},
 		{"the waldir missing", func(s *status.Status) { s.Directories = s.Directories[:2:2]; s.Directories[1].Path = "/b/ts1" }, "DIRECTORY /b/waldir it filled is not recorded"},
 		{"another target", func(s *status.Status) { s.Directories[0].Path = "/b/other" }, "first DIRECTORY /b/other"},
+		{"another interval", func(s *status.Status) { s.UpdateInterval = 1 }, "UPDATE INTERVAL 1, but the run was given 5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

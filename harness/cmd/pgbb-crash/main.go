@@ -38,6 +38,7 @@ import (
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/pgsrc"
 	"github.com/pgbb/pgbb/harness/report"
 	"github.com/pgbb/pgbb/harness/scenario"
@@ -372,7 +373,7 @@ func run(args []string) (int, error) {
 		if err != nil {
 			return 2, err
 		}
-		var otherUser *build.Account
+		var otherUser *osuser.Account
 		if reader != "" {
 			defer os.RemoveAll(filepath.Dir(reader))
 			if otherUser, err = readerUser(ctx, tgt.Acct, reader); err != nil {
@@ -579,11 +580,11 @@ func envOr(k, def string) string {
 // to switch to, another user in that account's group (made if needed) for
 // the stop plan to run the reader bin as, and lets it run bin; nil
 // otherwise.
-func readerUser(ctx context.Context, owner build.Account, bin string) (*build.Account, error) {
+func readerUser(ctx context.Context, owner osuser.Account, bin string) (*osuser.Account, error) {
 	if os.Geteuid() != 0 || !owner.Switch {
 		return nil, nil
 	}
-	u, err := build.EnsureReader(ctx, owner, build.DefaultReaderUser)
+	u, err := osuser.EnsureReader(ctx, owner, osuser.DefaultReaderUser)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/taskflow"
 	"github.com/pgbb/pgbb/harness/workload"
 )
@@ -123,7 +124,7 @@ func campaignRun(ctx context.Context, scs []taskflow.Scenario, out string, stdou
 		return nil, err
 	}
 	owner := targets[taskflow.Patched].Acct
-	reader, err := build.EnsureReader(ctx, owner, build.DefaultReaderUser)
+	reader, err := osuser.EnsureReader(ctx, owner, osuser.DefaultReaderUser)
 	if err != nil {
 		return nil, err
 	}

@@ -217,6 +217,41 @@ def _():
     edit(pbc, '''		record_pid_identity();
 ''', '')
 
+@v('rewrite-only-with-progress', 'Rewrite the status file from progress_report()',
+   'The periodic rewrite of the status file is called from progress_report(),\nwhere the progress of the backup is known, instead of wherever data\narrives; but progress_report() returns at once without -P/--progress, so\nthat without it the file is not rewritten while data arrives and a\nreader takes a healthy run for a stalled one.')
+def _():
+    edit(pbc, '''
+	update_backup_status();
+
+	/* Each CopyData message begins with a type byte. */''', '''
+	/* Each CopyData message begins with a type byte. */''')
+    edit(pbc, '''	progress_report(state->tablespacenum, false, false);
+	update_backup_status();
+}''', '''	progress_report(state->tablespacenum, false, false);
+}''')
+    edit(pbc, '''	if (!showprogress)
+		return;
+
+	now = time(NULL);''', '''	if (!showprogress)
+		return;
+
+	update_backup_status();
+
+	now = time(NULL);''')
+
+@v('bytes-received-is-total', 'Report the size estimate as the bytes received',
+   'The status file\'s BYTES RECEIVED is written from the server\'s estimate of\nthe backup\'s size, and BYTES TOTAL from the bytes received (the two\nvariables swapped): a reader sees every run as nearly done from its\nfirst update.')
+def _():
+    edit(pbc, '''		appendPQExpBuffer(&buf, "BYTES RECEIVED: " UINT64_FORMAT "\\n",
+						  totaldone);
+		if (totalsize_kb > 0)
+			appendPQExpBuffer(&buf, "BYTES TOTAL: " UINT64_FORMAT "\\n",
+							  totalsize_kb * 1024);''', '''		appendPQExpBuffer(&buf, "BYTES RECEIVED: " UINT64_FORMAT "\\n",
+						  totalsize_kb * 1024);
+		if (totalsize_kb > 0)
+			appendPQExpBuffer(&buf, "BYTES TOTAL: " UINT64_FORMAT "\\n",
+							  totaldone);''')
+
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
 for name, (subject, body, f) in variants.items():

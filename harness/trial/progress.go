@@ -1,0 +1,150 @@
+package trial
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// The progress lines of a status file, judged against the server while the
+// run lasts (part of InvFieldsTrue): BYTES RECEIVED never counts more than
+// the server had sent of the backup, and while data arrives the writer
+// rewrites the file every UPDATE INTERVAL.
+//
+// Both are judged so that a loaded machine cannot raise them: the byte
+// count against a server count taken after the file was read, and the
+// cadence only when the server went on sending, long after an update was
+// due, more than the client could hold without reading it (a writer that
+// reads data rewrites the file when the interval has passed). So a late
+// rewrite is seen only when it is late by more than cadenceFlow at the
+// run's rate: a throttled run (scenarios/smoke/plain-throttled.json, 4 MB/s
+// and an interval of one second) shows a writer that rewrites less often
+// than every five seconds, or never.
+
+const (
+	// bytesSlack is how far BYTES RECEIVED may run ahead of the server's
+	// pg_stat_progress_basebackup: the server counts a chunk after
+	// sending it, but the count it sends the client includes the chunk
+	// (basebackup_progress.c, basebackup_copy.c). A chunk is one 32 kB
+	// sink buffer; four of them for room.
+	bytesSlack = 128 << 10
+
+	// cadenceSlack is how long past UPDATE INTERVAL a rewrite may show:
+	// the writer's clock counts whole seconds, and a rewrite is synced
+	// before it is renamed into place.
+	cadenceSlack = 2 * time.Second
+
+	// cadenceFlow is how much the server must send past the time a
+	// rewrite was due, the file unchanged, before the writer is said to
+	// have read data without rewriting it: more than the socket and
+	// libpq buffers hold, so that the client must have read some of it.
+	cadenceFlow = 4 << 20
+)
+
+// backupAppName is the application_name (PGAPPNAME) a trial's
+// pg_basebackup connects with, by which the probe finds its base backup
+// among others on the same server (at most 63 bytes, NAMEDATALEN).
+func backupAppName(id string) string {
+	name := "pgbb " + id
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
+}
+
+// streamedProbe asks the server, over conn, how much of the base backup of
+// the pg_basebackup connected as app it has streamed.
+func streamedProbe(ctx context.Context, conn *pgx.Conn, app string) fault.StreamedProbe {
+	const q = `SELECT p.backup_streamed FROM pg_stat_progress_basebackup p
+		JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1`
+	return func() (int64, bool) {
+		if conn.IsClosed() {
+			return 0, false
+		}
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var n int64
+		if err := conn.QueryRow(qctx, q, app).Scan(&n); err != nil {
+			return 0, false
+		}
+		return n, true
+	}
+}
+
+// checkProgress returns what the samples of one run show its progress
+// lines said untruly: each kind once, at its first sample. refresh is the
+// interval the run was given; until, when not zero, is when a fault
+// fired: the cadence is judged before it only.
+func checkProgress(samples fault.StatusSamples, refresh time.Duration, until time.Time) []string {
+	var bytesWrong, cadenceWrong string
+	vs := samples.Versions
+	for i, v := range vs {
+		st := v.Status
+		if st.State != status.StateInProgress || !st.Progress {
+			continue
+		}
+		if bytesWrong == "" && v.Streamed >= 0 && int64(st.BytesReceived) > v.Streamed+bytesSlack {
+			bytesWrong = fmt.Sprintf("BYTES RECEIVED %d at +%s, but the server had sent %d bytes of the backup",
+				st.BytesReceived, v.At.Sub(vs[0].At).Round(time.Millisecond), v.Streamed)
+		}
+		if cadenceWrong != "" || refresh <= 0 {
+			continue
+		}
+		end := until
+		if i+1 < len(vs) {
+			if w := writtenBy(vs[i+1]); end.IsZero() || w.Before(end) {
+				end = w
+			}
+		}
+		due := v.At.Add(refresh + cadenceSlack)
+		if sent := streamedBetween(samples.Streamed, due, end); sent > cadenceFlow {
+			cadenceWrong = fmt.Sprintf("UPDATE TIME %s (first read at +%s) not rewritten %s after it was read, while the server sent %d more bytes of the backup (UPDATE INTERVAL %s)",
+				st.UpdateTime.UTC().Format(time.TimeOnly), v.At.Sub(vs[0].At).Round(time.Millisecond),
+				refresh+cadenceSlack, sent, refresh)
+		}
+	}
+	var wrong []string
+	for _, w := range []string{bytesWrong, cadenceWrong} {
+		if w != "" {
+			wrong = append(wrong, w)
+		}
+	}
+	return wrong
+}
+
+// writtenBy returns a time by which version v had been written: the
+// earlier of when it was first read and the time it says it was written
+// (whole seconds, rounded down).
+func writtenBy(v fault.StatusVersion) time.Time {
+	w := v.At
+	for _, t := range []time.Time{v.Status.UpdateTime, v.Status.EndTime} {
+		if !t.IsZero() && t.Before(w) {
+			w = t
+		}
+	}
+	return w
+}
+
+// streamedBetween returns how much the server surely streamed between from
+// and to (to zero: the last sample): the count of the last sample answered
+// by to less that of the first asked after from.
+func streamedBetween(ss []fault.StreamedSample, from, to time.Time) int64 {
+	first, last := -1, -1
+	for i, s := range ss {
+		if first < 0 && !s.Asked.Before(from) {
+			first = i
+		}
+		if to.IsZero() || !s.Answered.After(to) {
+			last = i
+		}
+	}
+	if first < 0 || last <= first {
+		return 0
+	}
+	return ss[last].Bytes - ss[first].Bytes
+}
