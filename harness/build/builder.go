@@ -184,11 +184,8 @@ func New(ctx context.Context, opts ...Option) (*Builder, error) {
 			return nil, err
 		}
 	}
-	if cfg.cacheDir == "" {
-		cfg.cacheDir = filepath.Join(cfg.repoRoot, ".cache")
-	}
 	var err error
-	if cfg.cacheDir, err = filepath.Abs(cfg.cacheDir); err != nil {
+	if cfg.cacheDir, err = cacheDir(cfg.repoRoot, cfg.cacheDir); err != nil {
 		return nil, err
 	}
 	if cfg.jobs < 1 {
@@ -227,6 +224,29 @@ func (b *Builder) Backend() string { return b.backend.name() }
 
 // CacheDir returns the cache directory.
 func (b *Builder) CacheDir() string { return b.cfg.cacheDir }
+
+// CacheDirFromEnv returns the cache directory a Builder made with FromEnv
+// in the working directory uses: PGBB_CACHE, or .cache at the root of the
+// repository.
+func CacheDirFromEnv() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	root, err := FindRepoRoot(wd)
+	if err != nil {
+		return "", err
+	}
+	return cacheDir(root, os.Getenv("PGBB_CACHE"))
+}
+
+// cacheDir is dir made absolute, or .cache in the repository at root.
+func cacheDir(root, dir string) (string, error) {
+	if dir == "" {
+		dir = filepath.Join(root, ".cache")
+	}
+	return filepath.Abs(dir)
+}
 
 // PatchDir returns the patch series of spec: its override or
 // <repo>/patches/pg<major>.

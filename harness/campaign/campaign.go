@@ -49,7 +49,7 @@ type Config struct {
 	Seed int64
 	// Scratch is the root of clusters and trial directories.
 	Scratch string
-	// RunDir receives the JSON records.
+	// RunDir receives the JSON records; empty: OnRecord keeps them.
 	RunDir string
 	// Keep keeps every trial directory, not only failing ones.
 	Keep bool
@@ -178,8 +178,10 @@ func (c *campaign) prepare() error {
 	if c.cfg.Replay != "" && !c.cfg.Shard.Whole() {
 		return fmt.Errorf("replay %s: a replay runs one trial, not a shard (%s)", c.cfg.Replay, c.cfg.Shard)
 	}
-	if err := os.MkdirAll(filepath.Join(c.cfg.RunDir, "trials"), 0o755); err != nil {
-		return fmt.Errorf("run directory: %w", err)
+	if c.cfg.RunDir != "" {
+		if err := os.MkdirAll(filepath.Join(c.cfg.RunDir, "trials"), 0o755); err != nil {
+			return fmt.Errorf("run directory: %w", err)
+		}
 	}
 	if err := mkdirReachable(c.cfg.Acct, c.cfg.Scratch); err != nil {
 		return fmt.Errorf("scratch directory: %w", err)
@@ -490,8 +492,10 @@ func (c *campaign) finish(rec *trial.Record) {
 		os.RemoveAll(rec.Dir)
 		rec.Dir = ""
 	}
-	if err := SaveRecord(c.cfg.RunDir, rec); err != nil {
-		c.logf("%v", err)
+	if c.cfg.RunDir != "" {
+		if err := SaveRecord(c.cfg.RunDir, rec); err != nil {
+			c.logf("%v", err)
+		}
 	}
 	c.mu.Lock()
 	c.res.Records = append(c.res.Records, rec)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,10 +85,11 @@ func TestIntegrationShards(t *testing.T) {
 		args := append([]string{"-backend", "native", "-pg", "18", "-variant", "patched", "-scenarios", scen,
 			"-seed", "42", "-parallel", "1", "-trials", "2", "-out", dir}, extra...)
 		start := time.Now()
-		code, err := run(args)
+		var stderr strings.Builder
+		code := run(context.Background(), args, os.Stdout, io.MultiWriter(os.Stderr, &stderr))
 		t.Logf("pgbb-crash %s: exit %d in %s", strings.Join(args, " "), code, time.Since(start).Round(time.Second))
 		if code > 1 {
-			t.Fatalf("pgbb-crash %s: exit %d: %v", strings.Join(args, " "), code, err)
+			t.Fatalf("pgbb-crash %s: exit %d: %s", strings.Join(args, " "), code, lastLine(stderr.String()))
 		}
 		return dir, code
 	}
@@ -119,4 +122,10 @@ func TestIntegrationShards(t *testing.T) {
 			t.Errorf("merged run directory: %v", err)
 		}
 	}
+}
+
+// lastLine is the last line of s, where a command says why it failed.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

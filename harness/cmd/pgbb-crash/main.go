@@ -32,13 +32,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
-	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/pgsrc"
 	"github.com/pgbb/pgbb/harness/report"
 	"github.com/pgbb/pgbb/harness/scenario"
@@ -46,11 +44,35 @@ import (
 )
 
 func main() {
-	code, err := run(os.Args[1:])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
 	os.Exit(code)
+}
+
+// run runs the command with args and returns its exit code: 0, 1 when an
+// invariant was violated, 2 when it could not run (its error on stderr).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pgbb-crash", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o, err := parseOptions(fs, args)
+	var code int
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		code = 2
+	case len(o.compare) > 0:
+		code, err = compare(o, stdout)
+	case len(o.merge) > 0:
+		code, err = merge(o, stdout)
+	default:
+		code, err = runCampaign(ctx, o, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
+	}
+	return code
 }
 
 type options struct {
@@ -159,99 +181,162 @@ func splitList(s string) []string {
 	return out
 }
 
-func run(args []string) (int, error) {
-	o, err := parseOptions(flag.NewFlagSet("pgbb-crash", flag.ExitOnError), args)
+// runCampaign builds (or finds) the PostgreSQL under test, runs the
+// campaign on the backend's runner, prints the summary and writes the
+// run directory.
+func runCampaign(ctx context.Context, o options, stdout, stderr io.Writer) (int, error) {
+	major, spec, label, scs, err := checkCampaign(&o, stderr)
 	if err != nil {
 		return 2, err
 	}
-	if len(o.compare) > 0 {
-		return compare(o, os.Stdout)
-	}
-	if len(o.merge) > 0 {
-		return merge(o, os.Stdout)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	major, err := pgsrc.ParseMajor(o.pg)
-	if err != nil {
-		return 2, err
-	}
-	variant, err := build.ParseVariant(o.variant)
-	if err != nil {
-		return 2, err
-	}
-	if variant == build.Stock && o.patches != "" {
-		return 2, errors.New("-patches applies to the patched variant only")
-	}
-	paths := splitList(o.scenarios)
-	scs, err := scenario.LoadPaths(paths...)
-	if err != nil {
-		return 2, err
-	}
-	if err := sizeScenarios(scs, o.times, o.trials); err != nil {
-		return 2, err
-	}
-	if o.keepFailing < 0 {
-		return 2, fmt.Errorf("-keep-failing %d: want 0 or more", o.keepFailing)
-	}
-	if o.replay != "" && !o.shard.Whole() {
-		return 2, errors.New("-replay runs one trial: it cannot go with -shard")
-	}
-	if err := campaign.Validate(scs); err != nil {
-		return 2, err
-	}
-	switch o.backend {
-	case build.BackendAuto:
-		// The container when a Docker engine answers (the builder
-		// decides below), except for what only runs natively.
-		if o.install != "" {
-			fmt.Fprintln(os.Stderr, "pgbb-crash: backend: native (auto, with -install)")
-			o.backend = build.BackendNative
-		}
-	case build.BackendNative, build.BackendContainer:
-	default:
-		return 2, fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
-	}
-	if o.install != "" && o.backend == build.BackendContainer {
-		return 2, errors.New("-install works with the native backend only")
-	}
-	if o.image != "" && o.backend != build.BackendContainer {
-		return 2, errors.New("-image works with -backend container only")
-	}
-	if o.seed == 0 {
-		o.seed = time.Now().UnixNano() % 1_000_000_007
-	}
-
-	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(o.backend), build.WithLog(os.Stderr))...)
+	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(o.backend), build.WithLog(stderr))...)
 	if err != nil {
 		return 2, err
 	}
 	// auto: the campaign runs where the builder builds.
 	o.backend = b.Backend()
-	spec := build.Spec{Major: major, Variant: variant}
-	label := string(variant)
-	if o.patches != "" {
-		// A series may stack directories (dir1:dir2): each is made
-		// absolute, and the last names the build.
-		var dirs []string
-		for _, d := range filepath.SplitList(o.patches) {
-			abs, err := filepath.Abs(d)
-			if err != nil {
-				return 2, err
-			}
-			dirs = append(dirs, abs)
-		}
-		spec.PatchDir = strings.Join(dirs, string(filepath.ListSeparator))
-		spec.Name = "series-" + filepath.Base(dirs[len(dirs)-1])
-		label = spec.Name
-	}
 	runDir := o.out
 	if runDir == "" {
 		runDir = filepath.Join(b.CacheDir(), "crash", time.Now().UTC().Format("20060102-150405")+"-"+fmt.Sprintf("%d-%s", major, label))
 		if !o.shard.Whole() {
 			runDir += fmt.Sprintf("-shard%dof%d", o.shard.Index, o.shard.Count)
 		}
+	}
+	r, err := newRunner(ctx, b, job{o: o, scs: scs, spec: spec, label: label, stderr: stderr})
+	if err != nil {
+		return 2, err
+	}
+	defer r.close()
+	if err := saveRunInfo(runDir, o, major, r.version(), label, scs); err != nil {
+		return 2, err
+	}
+	fmt.Fprintf(stderr, "pgbb-crash: %s, seed %d, %d scenarios, parallel %d\n", r.describe(), o.seed, len(scs), o.parallel)
+	fmt.Fprintf(stderr, "pgbb-crash: run directory %s\n", runDir)
+	prog := &progress{w: stderr, total: expectedRecords(scs, o)}
+	result, runErr := r.run(ctx, func(rec *trial.Record) {
+		if len(rec.Violations) > 0 {
+			rec.Replay = replayCommand(o, major, rec.ID)
+		}
+		if err := campaign.SaveRecord(runDir, rec); err != nil {
+			fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
+		}
+		prog.record(rec)
+	})
+	sum := report.Summarize(result.Records)
+	writeSummary(stdout, result, sum)
+	title := campaignTitle(r.version(), r.label(), o.backend, o.seed)
+	if !o.shard.Whole() {
+		title += fmt.Sprintf(", shard %s", o.shard)
+	}
+	if err := saveReports(runDir, result.Records, sum, title); err != nil {
+		fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "records and report: %s\n", filepath.Join(runDir, "report.html"))
+	}
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		return 2, errors.New("interrupted; servers stopped, scratch removed except kept trials")
+	case runErr != nil:
+		return 2, runErr
+	case len(sum.Violations) > 0:
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// checkCampaign checks the campaign's options, loads and sizes its
+// scenarios, settles the backend and the seed in o, and returns the
+// build to test and its label.
+func checkCampaign(o *options, stderr io.Writer) (major int, spec build.Spec, label string, scs []scenario.Scenario, err error) {
+	if major, err = pgsrc.ParseMajor(o.pg); err != nil {
+		return
+	}
+	variant, err := build.ParseVariant(o.variant)
+	if err != nil {
+		return
+	}
+	if variant == build.Stock && o.patches != "" {
+		err = errors.New("-patches applies to the patched variant only")
+		return
+	}
+	if scs, err = scenario.LoadPaths(splitList(o.scenarios)...); err != nil {
+		return
+	}
+	if err = sizeScenarios(scs, o.times, o.trials); err != nil {
+		return
+	}
+	if err = checkFlags(o, stderr); err != nil {
+		return
+	}
+	if err = campaign.Validate(scs); err != nil {
+		return
+	}
+	if o.seed == 0 {
+		o.seed = time.Now().UnixNano() % 1_000_000_007
+	}
+	spec, label, err = buildSpec(major, variant, o.patches)
+	return
+}
+
+// checkFlags checks the flags that depend on one another and settles
+// -backend auto when the options force it.
+func checkFlags(o *options, stderr io.Writer) error {
+	if o.keepFailing < 0 {
+		return fmt.Errorf("-keep-failing %d: want 0 or more", o.keepFailing)
+	}
+	if o.replay != "" && !o.shard.Whole() {
+		return errors.New("-replay runs one trial: it cannot go with -shard")
+	}
+	switch o.backend {
+	case build.BackendAuto:
+		// The container when a Docker engine answers (the builder
+		// decides), except for what only runs natively.
+		if o.install != "" {
+			fmt.Fprintln(stderr, "pgbb-crash: backend: native (auto, with -install)")
+			o.backend = build.BackendNative
+		}
+	case build.BackendNative, build.BackendContainer:
+	default:
+		return fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
+	}
+	if o.install != "" && o.backend == build.BackendContainer {
+		return errors.New("-install works with the native backend only")
+	}
+	if o.image != "" && o.backend != build.BackendContainer {
+		return errors.New("-image works with -backend container only")
+	}
+	if o.replay != "" {
+		o.parallel = 1
+	}
+	return nil
+}
+
+// buildSpec returns the build of the variant and its label: a series
+// given with -patches may stack directories (dir1:dir2), each made
+// absolute, and the last names the build.
+func buildSpec(major int, variant build.Variant, patches string) (build.Spec, string, error) {
+	spec := build.Spec{Major: major, Variant: variant}
+	if patches == "" {
+		return spec, string(variant), nil
+	}
+	var dirs []string
+	for _, d := range filepath.SplitList(patches) {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return spec, "", err
+		}
+		dirs = append(dirs, abs)
+	}
+	spec.PatchDir = strings.Join(dirs, string(filepath.ListSeparator))
+	spec.Name = "series-" + filepath.Base(dirs[len(dirs)-1])
+	return spec, spec.Name, nil
+}
+
+// expectedRecords is how many records the campaign will write: its trials
+// and each worker's control and calibration runs.
+func expectedRecords(scs []scenario.Scenario, o options) int {
+	if o.replay != "" {
+		return 2
 	}
 	total := 0
 	for k, indices := range campaign.ShardTrials(scs, o.seed, o.shard) {
@@ -268,158 +353,34 @@ func run(args []string) (int, error) {
 			total += workers
 		}
 	}
-	if o.replay != "" {
-		total = 2
-		o.parallel = 1
-	}
-	prog := &progress{w: os.Stderr, total: total}
-	replay := func(id string) string { return replayCommand(o, major, id) }
+	return total
+}
 
-	var (
-		result  *campaign.Result
-		runErr  error
-		version string
-	)
-	// run.json says what this run directory holds (report.LoadRun).
-	saveRunInfo := func() error {
-		trials := map[string]int{}
-		for _, s := range scs {
-			trials[s.Name] = s.Trials
-		}
-		return report.SaveRunInfo(runDir, report.RunInfo{
-			Version: version, Major: major, Variant: label, Backend: o.backend, Seed: o.seed,
-			Scenarios: paths, Trials: trials, ShardIndex: o.shard.Index, ShardCount: o.shard.Count,
-			Replay: o.replay, Started: time.Now().UTC(),
-		})
+// saveRunInfo writes run.json, which says what the run directory holds
+// (report.LoadRun).
+func saveRunInfo(runDir string, o options, major int, version, label string, scs []scenario.Scenario) error {
+	trials := map[string]int{}
+	for _, s := range scs {
+		trials[s.Name] = s.Trials
 	}
-	if o.backend == build.BackendContainer {
-		var res build.Result
-		if o.image != "" {
-			res = build.Result{Image: o.image, Version: o.pg + " (image)", Prefix: "/usr/local/pgsql", BuildTree: "/home/pgbuild/src"}
-		} else if res, err = b.Build(ctx, spec); err != nil {
-			return 2, err
-		}
-		version = res.Version
-		if err := saveRunInfo(); err != nil {
-			return 2, err
-		}
-		root, err := build.FindRepoRoot(".")
-		if err != nil {
-			return 2, err
-		}
-		tmp, err := os.MkdirTemp("", "pgbb-agent-")
-		if err != nil {
-			return 2, err
-		}
-		defer os.RemoveAll(tmp)
-		agent, err := campaign.BuildAgent(ctx, root, tmp)
-		if err != nil {
-			return 2, err
-		}
-		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s in a container from %s, seed %d, %d scenarios, parallel %d\n",
-			res.Version, label, res.Image, o.seed, len(scs), o.parallel)
-		// The agent's scratch is a directory of the host, bind-mounted,
-		// so that the failing trials it keeps outlive the container.
-		hostScratch, err := os.MkdirTemp(scratchRoot(o.scratch), "pgbb-crash-c")
-		if err != nil {
-			return 2, err
-		}
-		if err := os.Chmod(hostScratch, 0o755); err != nil {
-			return 2, err
-		}
-		defer removeEmpty(hostScratch, true)
-		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s (bind-mounted into the container)\n", runDir, hostScratch)
-		job := campaign.Job{Scenarios: scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: label,
-			Prefix: res.Prefix, BuildTree: res.BuildTree, KeepFailing: o.keepFailing, Shard: o.shard, Scratch: hostScratch}
-		result, runErr = campaign.RunContainer(ctx, res.Image, agent, job, func(r *trial.Record) {
-			if len(r.Violations) > 0 {
-				r.Replay = replay(r.ID)
-			}
-			if err := campaign.SaveRecord(runDir, r); err != nil {
-				fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
-			}
-			prog.record(r)
-		}, os.Stderr)
-	} else {
-		var tgt campaign.Target
-		if o.install != "" {
-			prefix, err := filepath.Abs(o.install)
-			if err != nil {
-				return 2, err
-			}
-			tgt, err = campaign.Installed(ctx, build.Result{Spec: spec, Backend: build.BackendNative, Version: o.pg + " (installed)",
-				Prefix: prefix, BinDir: filepath.Join(prefix, "bin"), User: os.Getenv("PGBB_BUILD_USER")}, os.Stderr)
-			if err != nil {
-				return 2, err
-			}
-			label = "installed-" + label
-		} else if tgt, err = campaign.Prepare(ctx, b, spec, os.Stderr); err != nil {
-			return 2, err
-		}
-		version = tgt.Build.Version
-		if err := saveRunInfo(); err != nil {
-			return 2, err
-		}
-		scratch := o.scratch
-		ownScratch := false
-		scratchWhy := "given"
-		if scratch == "" {
-			if scratch, scratchWhy, err = campaign.MakeScratch("pgbb-crash-", scs, o.parallel); err != nil {
-				return 2, err
-			}
-			ownScratch = true
-		}
-		reader, err := readerForStopPlans(ctx, scs)
-		if err != nil {
-			return 2, err
-		}
-		var otherUser *osuser.Account
-		if reader != "" {
-			defer os.RemoveAll(filepath.Dir(reader))
-			if otherUser, err = readerUser(ctx, tgt.Acct, reader); err != nil {
-				return 2, err
-			}
-		}
-		fmt.Fprintf(os.Stderr, "pgbb-crash: PostgreSQL %s %s (native), status file %t, seed %d, %d scenarios, parallel %d\n",
-			version, label, tgt.StatusFile, o.seed, len(scs), o.parallel)
-		fmt.Fprintf(os.Stderr, "pgbb-crash: run directory %s, scratch %s (%s)\n", runDir, scratch, scratchWhy)
-		result, runErr = campaign.Run(ctx, campaign.Config{
-			Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: label, StatusFile: tgt.StatusFile,
-			Parallel: o.parallel, Seed: o.seed, Scratch: scratch, RunDir: runDir, Keep: o.keep || o.replay != "",
-			KeepFailing: o.keepFailing, Shard: o.shard, Replay: o.replay, Log: os.Stderr, OnRecord: prog.record, ReplayCommand: replay,
-			ReaderBin: reader, OtherUser: otherUser,
-		})
-		removeEmpty(scratch, ownScratch)
-	}
-	sum := report.Summarize(result.Records)
-	fmt.Println()
-	report.WriteTable(os.Stdout, sum)
+	return report.SaveRunInfo(runDir, report.RunInfo{
+		Version: version, Major: major, Variant: label, Backend: o.backend, Seed: o.seed,
+		Scenarios: splitList(o.scenarios), Trials: trials, ShardIndex: o.shard.Index, ShardCount: o.shard.Count,
+		Replay: o.replay, Started: time.Now().UTC(),
+	})
+}
+
+// writeSummary prints the campaign's summary table, the trials its
+// budgets skipped and its pace.
+func writeSummary(w io.Writer, result *campaign.Result, sum report.Summary) {
+	fmt.Fprintln(w)
+	report.WriteTable(w, sum)
 	for name, n := range result.Skipped {
-		fmt.Printf("scenario %s: %d trials skipped (budget)\n", name, n)
+		fmt.Fprintf(w, "scenario %s: %d trials skipped (budget)\n", name, n)
 	}
-	elapsed := result.Elapsed
-	if n := len(result.Records); n > 0 && elapsed > 0 {
-		fmt.Printf("%d trials in %s (%.1f trials/min)\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Minutes())
+	if n := len(result.Records); n > 0 && result.Elapsed > 0 {
+		fmt.Fprintf(w, "%d trials in %s (%.1f trials/min)\n", n, result.Elapsed.Round(time.Second), float64(n)/result.Elapsed.Minutes())
 	}
-	title := campaignTitle(version, label, o.backend, o.seed)
-	if !o.shard.Whole() {
-		title += fmt.Sprintf(", shard %s", o.shard)
-	}
-	if err := saveReports(runDir, result.Records, sum, title); err != nil {
-		fmt.Fprintf(os.Stderr, "pgbb-crash: %v\n", err)
-	} else {
-		fmt.Printf("records and report: %s\n", filepath.Join(runDir, "report.html"))
-	}
-	if runErr != nil {
-		if ctx.Err() != nil {
-			return 2, errors.New("interrupted; servers stopped, scratch removed except kept trials")
-		}
-		return 2, runErr
-	}
-	if len(sum.Violations) > 0 {
-		return 1, nil
-	}
-	return 0, nil
 }
 
 // sizeScenarios multiplies each scenario's trials and budget by times
@@ -456,34 +417,6 @@ func saveReports(dir string, recs []*trial.Record, sum report.Summary, title str
 	return report.SaveJUnit(dir, recs, title)
 }
 
-// compare loads the run directories of o.compare, prints their operator
-// signals side by side and saves the comparison into o.out. A directory
-// without trial records is an error (exit 2).
-func compare(o options, stdout io.Writer) (int, error) {
-	var runs []report.Run
-	for _, dir := range o.compare {
-		r, err := report.LoadRun(dir)
-		if err != nil {
-			return 2, fmt.Errorf("-compare: %w", err)
-		}
-		runs = append(runs, r)
-	}
-	out := o.out
-	if out == "" {
-		var err error
-		if out, err = cacheOut("compare-" + time.Now().UTC().Format("20060102-150405")); err != nil {
-			return 2, err
-		}
-	}
-	c := report.Compare(report.BuildsOf(runs))
-	report.WriteComparison(stdout, c)
-	if err := report.SaveComparison(out, c, "pgbb crash campaign: operator signals across builds"); err != nil {
-		return 2, err
-	}
-	fmt.Fprintf(stdout, "comparison: %s\n", filepath.Join(out, "comparison.html"))
-	return 0, nil
-}
-
 // replayCommand is the one command that replays a trial.
 func replayCommand(o options, major int, id string) string {
 	parts := []string{"go run ./harness/cmd/pgbb-crash", "-backend", "native", "-pg", fmt.Sprint(major), "-variant", o.variant}
@@ -501,131 +434,9 @@ func replayCommand(o options, major int, id string) string {
 	return strings.Join(parts, " ")
 }
 
-// progress prints a bar and one line per trial.
-type progress struct {
-	mu         sync.Mutex
-	w          io.Writer
-	done       int
-	total      int
-	violations int
-}
-
-func (p *progress) record(r *trial.Record) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done++
-	p.violations += len(r.Violations)
-	const width = 20
-	n := min(width, p.done*width/max(1, p.total))
-	bar := strings.Repeat("#", n) + strings.Repeat(".", width-n)
-	at := "no fault"
-	if r.Fault.Fired {
-		at = "@" + r.Fault.Phase
-	}
-	exit := fmt.Sprint(r.Exit.Code)
-	if r.Exit.Signal != "" {
-		exit = r.Exit.Signal
-	}
-	st := "-"
-	switch {
-	case r.Status.Valid:
-		st = r.Status.State
-	case r.Status.Present:
-		st = "INVALID"
-	}
-	or := "-"
-	if r.Oracle != nil {
-		or = "incomplete"
-		if r.Oracle.Complete {
-			or = "complete"
-		}
-	}
-	mark := "ok"
-	if len(r.Violations) > 0 {
-		mark = "VIOLATION " + r.Violations[0].Invariant
-	}
-	orphan := ""
-	if r.Orphans.Alive {
-		orphan = " orphan"
-	}
-	fmt.Fprintf(p.w, "[%s] %d/%d %-28s %-20s %-14s exit=%-8s status=%-11s oracle=%-10s%s %s (%s)\n", bar, p.done, p.total, r.ID, r.Plan, at,
-		exit, st, or, orphan, mark, r.Elapsed.Round(100*time.Millisecond))
-}
-
-// removeEmpty removes empty directories under root, bottom up, and root
-// itself when it ends up empty and self is set.
-func removeEmpty(root string, self bool) {
-	var dirs []string
-	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if dirs[i] != root || self {
-			os.Remove(dirs[i])
-		}
-	}
-}
-
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
 	}
 	return def
-}
-
-// readerUser returns, when the campaign runs as root with a build account
-// to switch to, another user in that account's group (made if needed) for
-// the stop plan to run the reader bin as, and lets it run bin; nil
-// otherwise.
-func readerUser(ctx context.Context, owner osuser.Account, bin string) (*osuser.Account, error) {
-	if os.Geteuid() != 0 || !owner.Switch {
-		return nil, nil
-	}
-	u, err := osuser.EnsureReader(ctx, owner, osuser.DefaultReaderUser)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
-		return nil, err
-	}
-	return &u, nil
-}
-
-// readerForStopPlans builds pgbb-status into a temporary directory when a
-// scenario has the stop plan, which also runs the reader in a PID
-// namespace of its own; it returns "" otherwise.
-func readerForStopPlans(ctx context.Context, scs []scenario.Scenario) (string, error) {
-	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return slices.Contains(s.Faults, scenario.PlanStop) }) {
-		return "", nil
-	}
-	root, err := build.FindRepoRoot(".")
-	if err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp("", "pgbb-reader-")
-	if err != nil {
-		return "", err
-	}
-	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-status")
-	if err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
-	return bin, nil
-}
-
-// scratchRoot is where the container backend's scratch goes: -scratch if
-// given, else memory (campaign.MemoryDir) where there is one, else the
-// temporary directory.
-func scratchRoot(flag string) string {
-	if flag != "" {
-		return flag
-	}
-	if fi, err := os.Stat(campaign.MemoryDir); err == nil && fi.IsDir() {
-		return campaign.MemoryDir
-	}
-	return os.TempDir()
 }

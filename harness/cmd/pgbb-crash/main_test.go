@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -234,5 +235,40 @@ func TestSizeScenarios(t *testing.T) {
 	}
 	if got := replayCommand(options{variant: "patched", scenarios: "scenarios/smoke", seed: 7, times: 10}, 18, "tar/900"); !strings.Contains(got, "-times 10 ") {
 		t.Errorf("replay command %q has no -times 10", got)
+	}
+}
+
+// TestRunBadInput: a bad command line exits 2 before anything is built,
+// says on stderr what was wrong, and writes nothing on stdout; -h exits 0.
+func TestRunBadInput(t *testing.T) {
+	const scen = "../../../scenarios/smoke/plain-stream.json"
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-pg", "12", "-scenarios", scen}, "12"},
+		{[]string{"-backend", "cloud", "-scenarios", scen}, `unknown backend "cloud"`},
+		{[]string{"-keep-failing", "-1", "-scenarios", scen}, "-keep-failing -1"},
+		{[]string{"-variant", "stock", "-patches", "x", "-scenarios", scen}, "-patches applies to the patched variant only"},
+		{[]string{"-scenarios", "no/such/dir"}, "no/such/dir"},
+		{[]string{"-compare", "/nonexistent/run"}, "-compare"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-no-such-flag"}, "no-such-flag"},
+	}
+	for _, tc := range cases {
+		var stdout, stderr strings.Builder
+		if code := run(context.Background(), tc.args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2 (stderr %q)", tc.args, code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: stderr %q does not say %q", tc.args, stderr.String(), tc.want)
+		}
+		if stdout.Len() > 0 {
+			t.Errorf("%q: stdout %q", tc.args, stdout.String())
+		}
+	}
+	var stderr strings.Builder
+	if code := run(context.Background(), []string{"-h"}, io.Discard, &stderr); code != 0 || !strings.Contains(stderr.String(), "-scenarios") {
+		t.Errorf("-h: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -57,9 +56,37 @@ func merge(o options, stdout io.Writer) (int, error) {
 
 // cacheOut is the directory base under the build cache's crash directory.
 func cacheOut(base string) (string, error) {
-	b, err := build.New(context.Background(), append(build.FromEnv(), build.WithBackend(build.BackendNative))...)
+	dir, err := build.CacheDirFromEnv()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(b.CacheDir(), "crash", base), nil
+	return filepath.Join(dir, "crash", base), nil
+}
+
+// compare loads the run directories of o.compare, prints their operator
+// signals side by side and saves the comparison into o.out. A directory
+// without trial records is an error (exit 2).
+func compare(o options, stdout io.Writer) (int, error) {
+	var runs []report.Run
+	for _, dir := range o.compare {
+		r, err := report.LoadRun(dir)
+		if err != nil {
+			return 2, fmt.Errorf("-compare: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	out := o.out
+	if out == "" {
+		var err error
+		if out, err = cacheOut("compare-" + time.Now().UTC().Format("20060102-150405")); err != nil {
+			return 2, err
+		}
+	}
+	c := report.Compare(report.BuildsOf(runs))
+	report.WriteComparison(stdout, c)
+	if err := report.SaveComparison(out, c, "pgbb crash campaign: operator signals across builds"); err != nil {
+		return 2, err
+	}
+	fmt.Fprintf(stdout, "comparison: %s\n", filepath.Join(out, "comparison.html"))
+	return 0, nil
 }
