@@ -95,6 +95,8 @@ type Summary struct {
 	Violations []string    `json:"violations"`
 	// Phases counts outcomes per phase at fault (see Outcome).
 	Phases map[string]map[string]int `json:"phases"`
+	// Coverage is what the trials exercised beyond their fault plans.
+	Coverage Coverage `json:"coverage"`
 }
 
 // Outcome classifies a trial for the chart.
@@ -137,6 +139,7 @@ func Summarize(recs []*trial.Record) Summary {
 	sig := map[[2]string]*SignalRow{}
 	s.Phases = map[string]map[string]int{}
 	for _, r := range recs {
+		s.Coverage.cover(r)
 		k := [2]string{r.Scenario, r.Plan}
 		row := rows[k]
 		if row == nil {
@@ -304,6 +307,7 @@ func WriteTable(w io.Writer, s Summary) {
 	} else {
 		fmt.Fprintln(w, "\ninvariant violations: 0")
 	}
+	WriteCoverage(w, s.Coverage)
 }
 
 // Save writes summary.json and report.html into dir.

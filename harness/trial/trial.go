@@ -152,6 +152,12 @@ type Record struct {
 	// empty when none.
 	StatusSamples int    `json:"status_samples,omitempty"`
 	PhaseOrder    string `json:"phase_order,omitempty"`
+	// ServerSamples counts the answers of the server, asked with each
+	// new version and every 100 ms, how much of the backup it had sent
+	// (progress.go); ProgressJudged counts the in-progress versions
+	// whose BYTES RECEIVED was judged against such an answer.
+	ServerSamples  int `json:"server_samples,omitempty"`
+	ProgressJudged int `json:"progress_judged,omitempty"`
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// Timings is where the trial's time went, per step: "backup" (the
@@ -402,6 +408,12 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	if sampler != nil {
 		samples = sampler.Stop()
 		rec.StatusSamples = len(samples.Versions)
+		rec.ServerSamples = len(samples.Streamed)
+		for _, v := range samples.Versions {
+			if v.Streamed >= 0 && v.Status.State == status.StateInProgress && v.Status.Progress {
+				rec.ProgressJudged++
+			}
+		}
 		if err := status.PhasesForward(samples.Statuses()); err != nil {
 			rec.PhaseOrder = err.Error()
 		}

@@ -1,0 +1,77 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// Coverage says what a campaign's trials exercised beyond their fault
+// plans, so that a clean summary can be told from one that checked little.
+type Coverage struct {
+	// Tablespaces and WALDir count trials given -T mappings and --waldir;
+	// Removed those after which --remove-if-dead removed what the run
+	// left, Retried those whose retry ran.
+	Tablespaces int `json:"tablespaces"`
+	WALDir      int `json:"waldir"`
+	Removed     int `json:"removed"`
+	Retried     int `json:"retried"`
+	// Zones counts trials per time zone pg_basebackup ran in.
+	Zones map[string]int `json:"zones"`
+	// OtherUser counts trials judged also by pgbb-status run as another
+	// OS user.
+	OtherUser int `json:"other_user"`
+	// Progress counts trials whose progress lines were judged against
+	// the server (BYTES RECEIVED; cadence when the run was long enough),
+	// ProgressVersions the versions judged.
+	Progress         int `json:"progress"`
+	ProgressVersions int `json:"progress_versions"`
+}
+
+// cover adds a record to the coverage.
+func (c *Coverage) cover(r *trial.Record) {
+	if slices.ContainsFunc(r.Args, func(a string) bool { return strings.HasPrefix(a, "--tablespace-mapping=") }) {
+		c.Tablespaces++
+	}
+	if slices.ContainsFunc(r.Args, func(a string) bool { return strings.HasPrefix(a, "--waldir=") }) {
+		c.WALDir++
+	}
+	if r.Cleanup != nil {
+		if r.Cleanup.Exit == 0 && r.Cleanup.Refused == "" && r.Cleanup.Error == "" {
+			c.Removed++
+		}
+		if r.Cleanup.RetryExit >= 0 {
+			c.Retried++
+		}
+	}
+	if r.TZ != "" {
+		if c.Zones == nil {
+			c.Zones = map[string]int{}
+		}
+		c.Zones[r.TZ]++
+	}
+	if r.Fault.Stop != nil && r.Fault.Stop.OtherUser != nil {
+		c.OtherUser++
+	}
+	if r.ProgressJudged > 0 {
+		c.Progress++
+		c.ProgressVersions += r.ProgressJudged
+	}
+}
+
+// WriteCoverage prints the coverage in a few lines.
+func WriteCoverage(w io.Writer, c Coverage) {
+	var zones []string
+	for z, n := range c.Zones {
+		zones = append(zones, fmt.Sprintf("%s %d", z, n))
+	}
+	slices.Sort(zones)
+	fmt.Fprintf(w, "covered: %d trials with tablespaces, %d with --waldir; --remove-if-dead removed after %d, a retry ran after %d\n",
+		c.Tablespaces, c.WALDir, c.Removed, c.Retried)
+	fmt.Fprintf(w, "covered: time zones of pg_basebackup: %s\n", strings.Join(zones, ", "))
+	fmt.Fprintf(w, "covered: %d trials judged also as another OS user; %d with progress lines judged against the server (%d versions)\n",
+		c.OtherUser, c.Progress, c.ProgressVersions)
+}

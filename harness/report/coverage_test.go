@@ -1,0 +1,34 @@
+package report
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/trial"
+)
+
+// TestCoverage: the summary counts what the trials exercised and prints it.
+func TestCoverage(t *testing.T) {
+	recs := []*trial.Record{
+		{ID: "a/0", Plan: "kill", TZ: "Asia/Kathmandu", Args: []string{"--tablespace-mapping=/a=/b", "--waldir=/w"},
+			Cleanup: &trial.Cleanup{RetryExit: 0}, ProgressJudged: 3},
+		{ID: "a/1", Plan: "stop", TZ: "UTC", Fault: fault.Injection{Stop: &fault.StopObservation{OtherUser: &fault.UserReader{}}}},
+		{ID: "a/2", Plan: "kill", TZ: "Asia/Kathmandu", Cleanup: &trial.Cleanup{Exit: 1, Refused: "alive", RetryExit: -1}},
+	}
+	c := Summarize(recs).Coverage
+	want := Coverage{Tablespaces: 1, WALDir: 1, Removed: 1, Retried: 1, OtherUser: 1, Progress: 1, ProgressVersions: 3,
+		Zones: map[string]int{"Asia/Kathmandu": 2, "UTC": 1}}
+	if c.Tablespaces != want.Tablespaces || c.WALDir != want.WALDir || c.Removed != want.Removed || c.Retried != want.Retried ||
+		c.OtherUser != want.OtherUser || c.Progress != want.Progress || c.ProgressVersions != want.ProgressVersions ||
+		len(c.Zones) != 2 || c.Zones["Asia/Kathmandu"] != 2 {
+		t.Fatalf("coverage %+v, want %+v", c, want)
+	}
+	var b strings.Builder
+	WriteCoverage(&b, c)
+	for _, s := range []string{"1 trials with tablespaces", "Asia/Kathmandu 2, UTC 1", "1 with progress lines judged against the server (3 versions)"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("coverage lines %q lack %q", b.String(), s)
+		}
+	}
+}
