@@ -251,27 +251,6 @@ func diskAvailable(s scenario.Scenario) error {
 	return nil
 }
 
-// diskPlan returns the disk fault plan of a name.
-func diskPlan(name string) (Fault, bool) {
-	switch name {
-	case scenario.PlanPowerLoss:
-		return powerLossTime{}, true
-	case scenario.PlanPowerLossFsync:
-		return powerLossAt{name: name, kind: powerfs.OpFsync}, true
-	case scenario.PlanPowerLossFsyncDir:
-		return powerLossAt{name: name, kind: powerfs.OpFsyncDir}, true
-	case scenario.PlanPowerLossRename:
-		return powerLossAt{name: name, kind: powerfs.OpRename}, true
-	case scenario.PlanPowerLossWrite:
-		return powerLossAt{name: name, kind: powerfs.OpWrite}, true
-	case scenario.PlanEIOOpenSync, scenario.PlanEIOFsync, scenario.PlanEIOFsyncDir, scenario.PlanEIORename:
-		return eioFault{name: name}, true
-	case scenario.PlanENOSPC:
-		return enospcFault{}, true
-	}
-	return nil, false
-}
-
 var (
 	_ diskFault = powerLossTime{}
 	_ diskFault = powerLossAt{}

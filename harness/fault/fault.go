@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/osuser"
+	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -91,34 +92,34 @@ type Fault interface {
 
 // ByName returns the fault plan of a name.
 func ByName(name string) (Fault, error) {
-	switch name {
-	case scenario.PlanNone:
-		return none{}, nil
-	case scenario.PlanKill:
-		return signalFault{name: name, sig: syscall.SIGKILL}, nil
-	case scenario.PlanTerm:
-		return signalFault{name: name, sig: syscall.SIGTERM}, nil
-	case scenario.PlanInt:
-		return signalFault{name: name, sig: syscall.SIGINT}, nil
-	case scenario.PlanKillWALChild:
-		return walChildKill{}, nil
-	case scenario.PlanTerminateWalsender:
-		return walsenderTerminate{}, nil
-	case scenario.PlanServerStop:
-		return serverStop{}, nil
-	case scenario.PlanSyscallKill:
-		return syscallKill{}, nil
-	}
-	if f, ok := diskPlan(name); ok {
-		return f, nil
-	}
-	if f, ok := stopPlan(name); ok {
-		return f, nil
-	}
-	if f, ok := statusDirPlan(name); ok {
+	if f, ok := plans[name]; ok {
 		return f, nil
 	}
 	return nil, fmt.Errorf("unknown fault plan %q", name)
+}
+
+// plans are the fault plans by name: every name scenario knows has one.
+var plans = map[string]Fault{
+	scenario.PlanNone:               none{},
+	scenario.PlanKill:               signalFault{name: scenario.PlanKill, sig: syscall.SIGKILL},
+	scenario.PlanTerm:               signalFault{name: scenario.PlanTerm, sig: syscall.SIGTERM},
+	scenario.PlanInt:                signalFault{name: scenario.PlanInt, sig: syscall.SIGINT},
+	scenario.PlanKillWALChild:       walChildKill{},
+	scenario.PlanTerminateWalsender: walsenderTerminate{},
+	scenario.PlanServerStop:         serverStop{},
+	scenario.PlanSyscallKill:        syscallKill{},
+	scenario.PlanStop:               stopCont{},
+	scenario.PlanStatusDirReadOnly:  statusDirReadOnly{},
+	scenario.PlanPowerLoss:          powerLossTime{},
+	scenario.PlanPowerLossFsync:     powerLossAt{name: scenario.PlanPowerLossFsync, kind: powerfs.OpFsync},
+	scenario.PlanPowerLossFsyncDir:  powerLossAt{name: scenario.PlanPowerLossFsyncDir, kind: powerfs.OpFsyncDir},
+	scenario.PlanPowerLossRename:    powerLossAt{name: scenario.PlanPowerLossRename, kind: powerfs.OpRename},
+	scenario.PlanPowerLossWrite:     powerLossAt{name: scenario.PlanPowerLossWrite, kind: powerfs.OpWrite},
+	scenario.PlanEIOOpenSync:        eioFault{name: scenario.PlanEIOOpenSync},
+	scenario.PlanEIOFsync:           eioFault{name: scenario.PlanEIOFsync},
+	scenario.PlanEIOFsyncDir:        eioFault{name: scenario.PlanEIOFsyncDir},
+	scenario.PlanEIORename:          eioFault{name: scenario.PlanEIORename},
+	scenario.PlanENOSPC:             enospcFault{},
 }
 
 var (

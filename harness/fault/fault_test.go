@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/scenario"
 )
 
 func TestScheduleWeightsTheFinishingPhase(t *testing.T) {
@@ -63,5 +65,27 @@ func TestTracker(t *testing.T) {
 	tl := tr.Timeline()
 	if _, ok := tl.At(PhaseCheckpoint); !ok {
 		t.Fatalf("timeline %v", tl)
+	}
+}
+
+// TestEveryPlanRegistered: each plan a scenario may name has its fault
+// under that name, and no fault is registered under a name scenarios do
+// not know.
+func TestEveryPlanRegistered(t *testing.T) {
+	for _, name := range scenario.Plans() {
+		f, err := ByName(name)
+		if err != nil {
+			t.Errorf("plan %s: %v", name, err)
+			continue
+		}
+		if f.Name() != name {
+			t.Errorf("plan %s: the fault says its name is %s", name, f.Name())
+		}
+	}
+	if len(plans) != len(scenario.Plans()) {
+		t.Errorf("%d faults registered, scenarios know %d plans", len(plans), len(scenario.Plans()))
+	}
+	if _, err := ByName("no-such-plan"); err == nil {
+		t.Error("an unknown plan was found")
 	}
 }

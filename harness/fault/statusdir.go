@@ -36,14 +36,6 @@ type statusDirReadOnly struct{}
 
 var _ Fault = statusDirReadOnly{}
 
-// statusDirPlan returns the plan of a name.
-func statusDirPlan(name string) (Fault, bool) {
-	if name == scenario.PlanStatusDirReadOnly {
-		return statusDirReadOnly{}, true
-	}
-	return nil, false
-}
-
 func (statusDirReadOnly) Name() string { return scenario.PlanStatusDirReadOnly }
 func (statusDirReadOnly) Available(s scenario.Scenario) error {
 	if s.StatusInterval == 0 {

@@ -70,14 +70,6 @@ type stopCont struct{}
 
 var _ Fault = stopCont{}
 
-// stopPlan returns the stop plan of a name.
-func stopPlan(name string) (Fault, bool) {
-	if name == scenario.PlanStop {
-		return stopCont{}, true
-	}
-	return nil, false
-}
-
 func (stopCont) Name() string                        { return scenario.PlanStop }
 func (stopCont) Available(s scenario.Scenario) error { return nil }
 

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"context"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbb/pgbb/harness/proc/proctest"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/status"
 )
@@ -24,17 +24,7 @@ func TestStopPlan(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs Linux /proc")
 	}
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep")
-	}
-	bin := filepath.Join(t.TempDir(), status.WriterName)
-	copyExecutable(t, sleep, bin)
-	cmd := exec.Command(bin, "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd := proctest.StartSleeper(t, status.WriterName, "", "60")
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
@@ -119,25 +109,6 @@ func TestStopPlan(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Errorf("target: %v", err)
-	}
-}
-
-func copyExecutable(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

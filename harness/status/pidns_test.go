@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/proc/proctest"
 )
 
 // needPIDNamespaces skips the test unless it runs as root on Linux in the
@@ -147,12 +149,7 @@ func TestPIDNamespaceReader(t *testing.T) {
 // the unshare command that waits for it.
 func nestedWriter(t *testing.T) (hostPID, innerPID int, cmd *exec.Cmd) {
 	t.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), WriterName)
-	copyFile(t, sleep, bin)
+	bin := proctest.Sleeper(t, WriterName)
 	cmd = exec.Command("unshare", "--pid", "--fork", "--mount-proc", bin, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

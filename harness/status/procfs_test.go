@@ -2,7 +2,6 @@ package status
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/proc/proctest"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -90,12 +91,7 @@ func TestLivenessRealProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs Linux /proc")
 	}
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep")
-	}
-	bin := filepath.Join(t.TempDir(), WriterName)
-	copyFile(t, sleep, bin)
+	bin := proctest.Sleeper(t, WriterName)
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
@@ -137,25 +133,6 @@ func TestLivenessRealProcess(t *testing.T) {
 	cmd.Wait()
 	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final || r.Liveness.Process.Exists {
 		t.Fatalf("reaped: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/proc/proctest"
 )
 
 // fakeWriter starts a process named pg_basebackup (a copy of sleep) with
@@ -18,23 +20,7 @@ func fakeWriter(t *testing.T, dir string, args ...string) *exec.Cmd {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs Linux /proc")
 	}
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep")
-	}
-	bin := filepath.Join(t.TempDir(), WriterName)
-	copyFile(t, sleep, bin)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
+	return proctest.StartSleeper(t, WriterName, dir, args...)
 }
 
 // ownNamespace returns opts, and, when the test runs in a PID namespace
@@ -206,12 +192,7 @@ func TestRemoveRefusedForDirUsers(t *testing.T) {
 		if runtime.GOOS != "linux" {
 			t.Skip("needs Linux /proc")
 		}
-		sleep, err := exec.LookPath("sleep")
-		if err != nil {
-			t.Skip("no sleep")
-		}
-		bin := filepath.Join(t.TempDir(), WriterName)
-		copyFile(t, sleep, bin)
+		bin := proctest.Sleeper(t, WriterName)
 		// A parent in its own process group forks a pg_basebackup and
 		// is killed: the child lives on in the parent's group.
 		parent := exec.Command("sh", "-c", `"$0" 60 & echo $! ; wait`, bin)

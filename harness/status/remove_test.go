@@ -51,6 +51,21 @@ type backupLayout struct {
 	root, target, wal, ts, sibling, outside, file string
 }
 
+// layoutOfDeadRun makes a layout whose status file says state (in
+// progress or failed) over the layout's directories, and returns it with
+// that status.
+func layoutOfDeadRun(t *testing.T, state State) (backupLayout, *Status) {
+	t.Helper()
+	l := makeLayout(t)
+	s := l.status()
+	if state == StateFailed {
+		s = withProgress(failedStatus(true))
+		s.Directories = l.status().Directories
+	}
+	l.write(t, s)
+	return l, s
+}
+
 func makeLayout(t *testing.T) backupLayout {
 	t.Helper()
 	root := t.TempDir()
@@ -484,13 +499,7 @@ func TestRemoveRealFiles(t *testing.T) {
 func TestRemoveRealDirectories(t *testing.T) {
 	for _, state := range []State{StateInProgress, StateFailed} {
 		t.Run(state.String(), func(t *testing.T) {
-			l := makeLayout(t)
-			s := l.status()
-			if state == StateFailed {
-				s = withProgress(failedStatus(true))
-				s.Directories = l.status().Directories
-			}
-			l.write(t, s)
+			l, _ := layoutOfDeadRun(t, state)
 			// A temporary file the run did not rename.
 			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\nSTA"))
 			procs := realUsers{deadOnDB1()}
@@ -612,13 +621,7 @@ func TestRemoveMissingDirectory(t *testing.T) {
 func TestRemoveOtherHostLease(t *testing.T) {
 	for _, state := range []State{StateInProgress, StateFailed} {
 		t.Run(state.String(), func(t *testing.T) {
-			l := makeLayout(t)
-			s := l.status()
-			if state == StateFailed {
-				s = withProgress(failedStatus(true))
-				s.Directories = l.status().Directories
-			}
-			l.write(t, s)
+			l, s := layoutOfDeadRun(t, state)
 			procs := realUsers{machineWithUsers{fakeProcesses: fakeProcesses{host: "db2"}}}
 			if state == StateInProgress {
 				// A live run, its clock right or hours behind the reader's.

@@ -1,0 +1,574 @@
+package trial
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/fault"
+	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// Run runs the trial: it lays out the run's directories, starts
+// pg_basebackup, observes it under the fault plan until it exits, settles
+// what it left (orphans, the power cut, the server), judges it (the
+// operator's signals, the status file, the oracle, the invariants), and
+// does the aftercare an operator would (clean-up and retry, or a rerun
+// over a completed backup). An error means the harness could not run it
+// (the cluster is gone, the disk is full), not that pg_basebackup failed.
+func Run(ctx context.Context, s Spec) (*Record, error) {
+	if s.Status == nil {
+		s.Status = DefaultStatusReader()
+	}
+	t := &trialRun{s: s, rng: rand.New(rand.NewPCG(s.Seed, 0x9bb))}
+	t.rec = &Record{
+		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
+		Variant: s.Variant, StatusFile: s.StatusFile, Dir: s.Dir, Start: time.Now().UTC(),
+	}
+	defer t.close()
+	for _, step := range []func(context.Context) error{t.layOut, t.startRun, t.observe, t.settle, t.judge, t.aftercare} {
+		if err := step(ctx); err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("trial %s: %w", s.ID, err)
+		}
+	}
+	t.rec.Elapsed = time.Since(t.start)
+	return t.rec, nil
+}
+
+// trialRun is one trial while Run runs it: what its steps share.
+type trialRun struct {
+	s   Spec
+	rec *Record
+	rng *rand.Rand
+	// closers undo what the steps set up, last first.
+	closers []func()
+
+	// Where the run writes (layOut): target is -D (with -D -, the
+	// directory of base.tar), statusPath the status file ("" without
+	// one), disk the power-loss layer (nil off it); stdout receives -D -.
+	target, statusPath string
+	disk               *fault.Disk
+	stdout             *os.File
+	truth              fieldTruth
+
+	// The run (startRun): its process, the phases seen so far, the
+	// tracer of traced plans and the syscall it kills at, its log.
+	cmd           *exec.Cmd
+	pid           int
+	start         time.Time
+	tracker       *fault.Tracker
+	traced        *fault.Traced
+	killAt        int64
+	killFinishing bool
+	log           *runLog
+	done          chan struct{}
+	waitStatus    syscall.WaitStatus
+	sampler       *fault.StatusSampler
+	samples       fault.StatusSamples
+
+	// step is when the current timed step began (took).
+	step time.Time
+}
+
+// close runs the closers.
+func (t *trialRun) close() {
+	for i := len(t.closers) - 1; i >= 0; i-- {
+		t.closers[i]()
+	}
+}
+
+// took records the time since the last step as the step name's.
+func (t *trialRun) took(name string) {
+	t.rec.Timings[name] = time.Since(t.step)
+	t.step = time.Now()
+}
+
+// layOut makes the trial's directories, mounts the power-loss layer for
+// the plans that need it, and composes pg_basebackup's command line.
+func (t *trialRun) layOut(ctx context.Context) error {
+	s := t.s
+	if err := s.Acct.MkdirAll(s.Dir, 0o755); err != nil {
+		return err
+	}
+	t.target = filepath.Join(s.Dir, "target")
+	// The status file goes into a directory of its own next to the
+	// target, outside every directory the run writes.
+	t.statusPath = filepath.Join(s.Dir, fault.StatusDirName, status.FileName)
+	// Plans that cut the power or fail the disk put the target, the
+	// tablespaces and the status file on the power-loss layer (see
+	// disk.go).
+	if fault.NeedsDisk(s.Fault) {
+		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces), filepath.Base(t.statusPath), fault.DiskOptions(s.Fault)...)
+		if err != nil {
+			return err
+		}
+		t.closers = append(t.closers, func() { d.Close() })
+		t.disk, t.target, t.statusPath = d, d.Target, d.StatusFile
+	} else if s.StatusFile {
+		// Group-readable: the stop plan may read it as another user of
+		// the owner's group.
+		if err := s.Acct.MkdirAll(filepath.Dir(t.statusPath), 0o750); err != nil {
+			return err
+		}
+	}
+	if !s.StatusFile {
+		t.statusPath = ""
+	}
+	t.rec.StatusPath = t.statusPath
+	dest := t.target
+	if s.Scenario.Stdout {
+		// -D -: the archive the run writes to its standard output is
+		// saved as base.tar in the target, where the oracle finds it.
+		dest = "-"
+		if err := s.Acct.MkdirAll(t.target, 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(t.target, "base.tar"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		t.closers = append(t.closers, func() { f.Close() })
+		t.stdout = f
+	}
+	t.rec.Args = t.args(dest)
+	t.rec.TZ = TrialTZ(s.Seed)
+	return nil
+}
+
+// args returns pg_basebackup's command line writing to dest, and notes in
+// t.truth the directories it gives the run.
+func (t *trialRun) args(dest string) []string {
+	s := t.s
+	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", dest,
+		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
+		"--label=pgbb " + s.ID}
+	args = append(args, s.Scenario.Args()...)
+	if t.statusPath != "" {
+		args = append(args, s.Scenario.StatusArgs(t.statusPath)...)
+	}
+	t.truth = fieldTruth{target: t.target, stdout: s.Scenario.Stdout}
+	if s.Scenario.Format != "plain" {
+		return args
+	}
+	for i, ts := range s.Cluster.Tablespaces {
+		m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
+		if t.disk != nil {
+			m = t.disk.Tablespaces[i]
+		}
+		args = append(args, "--tablespace-mapping="+ts+"="+m)
+		t.truth.dirs = append(t.truth.dirs, m)
+	}
+	if s.Scenario.WALDir {
+		t.truth.wal = filepath.Join(s.Dir, "waldir")
+		args = append(args, "--waldir="+t.truth.wal)
+	}
+	return args
+}
+
+// sampled says whether the status file is followed while the run lasts:
+// not on the power-loss layer (reading it would add operations to the
+// counts), nor for the stop plan, which samples its own.
+func (t *trialRun) sampled() bool {
+	return t.statusPath != "" && t.disk == nil && t.s.Fault.Name() != scenario.PlanStop
+}
+
+// startRun starts pg_basebackup (under the tracer for the plans that
+// trace, and for syscall counting), its log reader and its waiter.
+func (t *trialRun) startRun(ctx context.Context) error {
+	s := t.s
+	logFile, err := os.Create(filepath.Join(s.Dir, "pg_basebackup.log"))
+	if err != nil {
+		return err
+	}
+	t.closers = append(t.closers, func() { logFile.Close() })
+	t.rec.Before = s.Workload.Mark()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	tr, traces := s.Fault.(fault.Tracer)
+	traces = (traces && tr.Traces()) || s.CountSyscalls
+	cmdCtx := ctx
+	if traces {
+		// A traced process is reaped by its tracer, never by cmd.Wait;
+		// cancellation kills its group.
+		cmdCtx = context.Background()
+	}
+	t.cmd = proc.Command(cmdCtx, s.Acct, []string{"TZ=" + t.rec.TZ, "PGAPPNAME=" + backupAppName(s.ID)}, t.rec.Args...)
+	t.cmd.Stdout, t.cmd.Stderr = pw, pw
+	if t.stdout != nil {
+		t.cmd.Stdout = t.stdout
+	}
+	t.cmd.Dir = s.Dir
+	probe := t.streamedProbe(ctx)
+	t.start = time.Now()
+	t.tracker = fault.NewTracker(t.start)
+	if traces {
+		if !s.CountSyscalls {
+			t.killAt, t.killFinishing = fault.ChooseSyscall(t.rng, s.SyscallCalibration)
+		}
+		t.traced, err = fault.StartTraced(t.cmd, t.killAt, t.tracker.Current)
+	} else {
+		err = t.cmd.Start()
+	}
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return fmt.Errorf("start pg_basebackup: %w", err)
+	}
+	t.pid = t.cmd.Process.Pid
+	t.log = readLog(pr, logFile, t.start, t.tracker, t.traced)
+	t.done = make(chan struct{})
+	go t.wait()
+	// Follow the status file while the run lasts: its phases only move
+	// forward and nothing follows "completed" or "failed"; its progress
+	// lines agree with the server (progress.go).
+	if t.sampled() {
+		t.sampler = fault.StartStatusSampler(t.statusPath, t.done, probe)
+	}
+	return nil
+}
+
+// streamedProbe connects to the source for the sampler, which asks how
+// much of this run's backup the server has streamed (the run's
+// application_name tells it which); nil when the file is not sampled or
+// the server cannot be reached.
+func (t *trialRun) streamedProbe(ctx context.Context) fault.StreamedProbe {
+	if !t.sampled() {
+		return nil
+	}
+	conn, err := t.s.Cluster.Connect(ctx, "postgres")
+	if err != nil {
+		return nil
+	}
+	t.closers = append(t.closers, func() { conn.Close(context.Background()) })
+	return streamedProbe(ctx, conn, backupAppName(t.s.ID))
+}
+
+// wait reaps the run (or waits for its tracer to) and closes t.done.
+func (t *trialRun) wait() {
+	if t.traced != nil {
+		<-t.traced.Done
+		t.waitStatus = t.traced.Status
+	} else {
+		t.cmd.Wait()
+		t.waitStatus, _ = t.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	}
+	t.tracker.Observe(fault.PhaseExited)
+	close(t.done)
+}
+
+// observe injects the fault and waits for the run to exit (killing it when
+// it hangs far past a clean run's time), then gathers what the fault and
+// the sampler saw.
+func (t *trialRun) observe(ctx context.Context) error {
+	s := t.s
+	faultCtx, cancelFault := context.WithCancel(ctx)
+	defer cancelFault()
+	injDone := make(chan struct{})
+	go func() {
+		defer close(injDone)
+		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
+			PID: t.pid, Phases: t.tracker, Done: t.done, Cluster: s.Cluster,
+			Calibration: s.Calibration, Rand: t.rng, Disk: t.disk, StatusFile: t.statusPath,
+			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin, OtherUser: s.OtherUser,
+		})
+		if err != nil && faultCtx.Err() == nil {
+			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")
+		}
+		t.rec.Fault = inj
+	}()
+	select {
+	case <-t.done:
+	case <-time.After(10*s.Calibration.Total() + 60*time.Second):
+		t.rec.Exit.Hung = true
+		syscall.Kill(-t.pid, syscall.SIGKILL)
+		<-t.done
+	case <-ctx.Done():
+		syscall.Kill(-t.pid, syscall.SIGKILL)
+		<-t.done
+		cancelFault()
+		<-injDone
+		return ctx.Err()
+	}
+	t.rec.Duration = time.Since(t.start)
+	t.rec.Timings = map[string]time.Duration{"backup": t.rec.Duration}
+	t.step = time.Now()
+	t.stopSampler()
+	// A fault returns soon after the run ended (a server stop finishes
+	// its pg_ctl first); only a stuck one is cancelled.
+	select {
+	case <-injDone:
+	case <-time.After(90 * time.Second):
+		cancelFault()
+		<-injDone
+	}
+	t.rec.Exit.Code = t.waitStatus.ExitStatus()
+	if t.waitStatus.Signaled() {
+		t.rec.Exit.Signal = t.waitStatus.Signal().String()
+	}
+	t.recordSyscallKill()
+	return nil
+}
+
+// stopSampler takes the status file's samples into the record.
+func (t *trialRun) stopSampler() {
+	if t.sampler == nil {
+		return
+	}
+	t.samples = t.sampler.Stop()
+	rec := t.rec
+	rec.StatusSamples = len(t.samples.Versions)
+	rec.ServerSamples = len(t.samples.Streamed)
+	for _, v := range t.samples.Versions {
+		if v.Streamed >= 0 && v.Status.State == status.StateInProgress && v.Status.Progress {
+			rec.ProgressJudged++
+		}
+	}
+	if err := status.PhasesForward(t.samples.Statuses()); err != nil {
+		rec.PhaseOrder = err.Error()
+	}
+}
+
+// recordSyscallKill fills in the fault of a traced plan, which its tracer,
+// not its Inject, carried out.
+func (t *trialRun) recordSyscallKill() {
+	if t.traced == nil || t.s.CountSyscalls {
+		return
+	}
+	f := &t.rec.Fault
+	f.Anchor = "syscall"
+	f.Finishing = t.killFinishing
+	f.Detail = fmt.Sprintf("kill at file-system call #%d", t.killAt)
+	if t.traced.Killed != "" {
+		f.Fired = true
+		f.Detail = t.traced.Killed
+		f.Phase = t.traced.KilledPhase
+		f.At = t.traced.KilledAt.Sub(t.start)
+	}
+}
+
+// settle deals with what the run left before anything reads the target:
+// orphans of its process group, the tracer, the power cut of the layer's
+// plans, the end of its log, and a source server a plan stopped.
+func (t *trialRun) settle(ctx context.Context) error {
+	s, rec := t.s, t.rec
+	// The WAL streaming child can outlive its parent; give it a moment to
+	// notice, then record and kill whatever of the group is left.
+	if alive := survivors(t.pid, orphanGrace); len(alive) > 0 {
+		rec.Orphans = Orphans{Alive: true, PIDs: alive}
+	}
+	if _, err := proc.KillGroup(t.pid, 10*time.Second); err != nil {
+		return err
+	}
+	if t.traced != nil {
+		select {
+		case <-t.traced.Finished():
+		case <-time.After(10 * time.Second):
+			return errors.New("ptrace: the traced processes did not go away")
+		}
+		if t.traced.Err != nil {
+			return t.traced.Err
+		}
+		rec.Syscalls = t.traced.Counter.Phases()
+	}
+	if t.disk != nil {
+		// The machine goes down: only the durable state remains.
+		var err error
+		if rec.Disk, err = powerOff(t.disk); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-t.log.done:
+	case <-time.After(5 * time.Second):
+	}
+	rec.After = s.Workload.Mark()
+	rec.Timeline = t.tracker.Timeline()
+	t.took("settle")
+	if rec.Fault.ServerStopped {
+		if err := s.Cluster.Start(ctx, 120*time.Second); err != nil {
+			return fmt.Errorf("restart source server after %s: %w", rec.Plan, err)
+		}
+		t.took("restart")
+	}
+	return nil
+}
+
+// judge records what an operator sees, checks the status file against
+// what the trial knows, asks the oracle where any signal claims
+// completion (and for a seeded sample of the rest), looks at the torn
+// states of the layer's status file, and checks the invariants.
+func (t *trialRun) judge(ctx context.Context) error {
+	t.operatorView()
+	if t.statusPath != "" {
+		rec := t.rec
+		rec.Status = t.s.Status.Read(t.statusPath)
+		t.truth.pid, t.truth.started, t.truth.ended, t.truth.scenario = t.pid, t.start, t.start.Add(rec.Duration), t.s.Scenario
+		rec.WrongFields = t.truth.check(t.statusPath)
+		var firedAt time.Time
+		if rec.Fault.Fired {
+			firedAt = t.start.Add(rec.Fault.At)
+		}
+		rec.WrongFields = append(rec.WrongFields, checkProgress(t.samples, t.s.Scenario.UpdateInterval(), firedAt)...)
+	}
+	if err := t.askOracle(ctx); err != nil {
+		return err
+	}
+	if t.disk != nil {
+		if err := checkTorn(ctx, t.s, t.rec, t.disk); err != nil {
+			return err
+		}
+		t.took("torn")
+	}
+	t.rec.Violations = Check(t.rec, t.s.Scenario)
+	return nil
+}
+
+// operatorView records the signals a stock user has: the log line, the
+// directories left, backup_manifest.
+func (t *trialRun) operatorView() {
+	rec := t.rec
+	out := t.log.text()
+	rec.LogCompleted = strings.Contains(out, "base backup completed")
+	rec.LogTail = proc.Tail(out, 6)
+	if _, err := os.Stat(t.target); err == nil {
+		rec.TargetPresent = true
+	}
+	if t.disk == nil && !t.s.Scenario.Stdout {
+		for _, d := range []string{t.target, t.truth.wal} {
+			if _, err := os.Lstat(d); d != "" && err == nil {
+				rec.CreatedLeft = append(rec.CreatedLeft, d)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(t.target, "backup_manifest")); err == nil {
+		rec.ManifestPresent = true
+	}
+	if _, err := os.Stat(filepath.Join(t.target, "backup_manifest.tmp")); err == nil {
+		rec.ManifestTmp = true
+	}
+}
+
+// askOracle runs the oracle on the backup when any signal claims
+// completion, when the spec forces it, and for a seeded sample of the
+// rest.
+func (t *trialRun) askOracle(ctx context.Context) error {
+	s, rec := t.s, t.rec
+	var why []string
+	for _, c := range []struct {
+		claims bool
+		what   string
+	}{
+		{rec.StatusCompleted() || rec.Status.ClaimsCompleted, "status completed"},
+		{rec.Exited0(), "exit 0"},
+		{rec.LogCompleted, "log line"},
+		{rec.ManifestPresent, "manifest"},
+		{s.ForceOracle, "forced"},
+	} {
+		if c.claims {
+			why = append(why, c.what)
+		}
+	}
+	if len(why) == 0 && rec.TargetPresent && t.rng.Float64() < s.Scenario.OracleSample {
+		why = append(why, "sample")
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	rec.OracleWhy = strings.Join(why, ", ")
+	v, err := oracle.Judge(ctx, oracle.Input{
+		BinDir: s.BinDir, Acct: s.Acct, Target: t.target, Format: s.Scenario.Format, Stdout: s.Scenario.Stdout,
+		WALMethod: s.Scenario.WALMethod, Manifest: s.Scenario.Manifest, Scratch: filepath.Join(s.Dir, "oracle"),
+		Before: rec.Before, After: rec.After,
+	})
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("oracle: scratch disk full: %w", err)
+		}
+		return fmt.Errorf("oracle: %w", err)
+	}
+	rec.Oracle = &v
+	// The oracle's copy is large and no longer needed.
+	os.RemoveAll(filepath.Join(s.Dir, "oracle", "data"))
+	t.took("oracle")
+	return nil
+}
+
+// aftercare does what an operator does next: after a run that did not
+// complete, clean up and retry (cleanup.go); after one that completed, the
+// retry of a task flow that timed out must fail on it and leave it as it
+// is (rerun.go).
+func (t *trialRun) aftercare(ctx context.Context) error {
+	t.step = time.Now()
+	if err := cleanupAndRetry(ctx, t.s, t.rec); err != nil {
+		return err
+	}
+	if t.rec.Cleanup != nil {
+		t.took("cleanup")
+	}
+	t.step = time.Now()
+	if err := rerunOverCompleted(ctx, t.s, t.rec); err != nil {
+		return err
+	}
+	if t.rec.Rerun != nil {
+		t.took("rerun")
+	}
+	return nil
+}
+
+// runLog is pg_basebackup's output: written to its log file with the time
+// since the start, kept for the operator's view, and fed to the phase
+// tracker (and the tracer's counter).
+type runLog struct {
+	mu   sync.Mutex
+	b    strings.Builder
+	done chan struct{}
+}
+
+// readLog reads the run's output from r until it closes.
+func readLog(r *os.File, file *os.File, start time.Time, tracker *fault.Tracker, traced *fault.Traced) *runLog {
+	l := &runLog{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			tracker.Line(line)
+			if traced != nil {
+				if p, ok := fault.PhaseOfLine(line); ok {
+					traced.Counter.MarkPhase(p)
+				}
+			}
+			l.mu.Lock()
+			fmt.Fprintf(file, "%+8.3fs %s\n", time.Since(start).Seconds(), line)
+			l.b.WriteString(line + "\n")
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// text returns the output read so far.
+func (l *runLog) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
