@@ -310,103 +310,25 @@ func (c *campaign) scenario(ctx context.Context, s scenario.Scenario, indices []
 	return ctx.Err()
 }
 
-// worker owns one source cluster and runs trials from the queue on it.
+// worker owns one source cluster and runs trials from the queue on it,
+// after the clean runs that calibrate their faults.
 func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, w int, queue <-chan int, deadline time.Time) error {
 	dir := filepath.Join(c.cfg.Scratch, s.Name, fmt.Sprintf("w%d", w))
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	if err := mkdirReachable(c.cfg.Acct, dir); err != nil {
-		return err
-	}
-	cl := cluster.New(c.cfg.BinDir, c.cfg.Acct, filepath.Join(dir, "cluster"), "", cluster.WithTCP(true),
-		cluster.WithGroupAccess(c.cfg.OtherUser != nil))
-	defer func() {
-		cl.Cleanup()
-		if ctx.Err() == nil || !c.cfg.Keep {
-			os.RemoveAll(filepath.Join(dir, "cluster"))
-		}
-	}()
-	if err := cl.Init(ctx); err != nil {
-		return err
-	}
-	if err := cl.Start(ctx, 60*time.Second); err != nil {
-		return err
-	}
-	if err := cl.LoadDataset(ctx, filepath.Join(dir, "cluster"), s.Scale, s.Tablespaces); err != nil {
-		return err
-	}
-	if s.ReadOnlyFile {
-		if err := plantReadOnly(c.cfg.Acct, cl.DataDir); err != nil {
-			return err
-		}
-	}
-	wl, err := workload.Start(ctx, cl.ConnString(cluster.Database), s.Scale, s.Clients, TrialSeed(seed, s.Name, -1-w))
+	src, err := c.startSource(ctx, s, seed, w, dir)
 	if err != nil {
 		return err
 	}
-	defer wl.Stop()
-	// Let the workload get going before the control run.
-	time.Sleep(300 * time.Millisecond)
-
-	spec := func(id string, index int, f fault.Fault, cal fault.Timeline) trial.Spec {
+	defer src.stop(ctx, c.cfg.Keep)
+	spec := func(id string, index int, f fault.Fault) trial.Spec {
 		return trial.Spec{
 			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
 			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser,
-			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: cl, Workload: wl, Calibration: cal,
+			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: src.cl, Workload: src.wl,
 		}
 	}
-	// The control: a clean run, whose timeline calibrates the faults; it
-	// must pass like any trial, and the oracle always checks it.
-	none, _ := fault.ByName(scenario.PlanNone)
-	cs := spec(c.runID(s, "control", w), -1-w, none, nil)
-	cs.Dir = filepath.Join(dir, "control")
-	cs.ForceOracle = true
-	crec, err := trial.Run(ctx, cs)
+	cal, err := c.calibrate(ctx, s, w, dir, src, spec)
 	if err != nil {
-		if !c.cfg.Keep {
-			os.RemoveAll(cs.Dir)
-		}
-		return fmt.Errorf("control run: %w", err)
-	}
-	if !crec.Exited0() || crec.Oracle == nil || !crec.Oracle.Complete {
-		why := "pg_basebackup exited " + strconv.Itoa(crec.Exit.Code)
-		if crec.Oracle != nil && crec.Oracle.Reason != "" {
-			why = crec.Oracle.Reason
-		}
-		crec.Violations = append(crec.Violations, trial.Violation{Invariant: "control-passes", Message: "the clean run failed: " + why})
-	}
-	cal := crec.Timeline
-	if s.StaleStatus {
-		if err := plantStatus(c.cfg.Acct, crec.StatusPath, cl.DataDir); err != nil {
-			return err
-		}
-	}
-	c.finish(crec)
-	// kill-syscall needs to know how many file-system calls a clean run
-	// makes, and from which call on it is finishing: a traced clean run.
-	var counts map[string]int64
-	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
-		ts := spec(c.runID(s, "count", w), -100-w, none, cal)
-		ts.Dir = filepath.Join(dir, "count")
-		ts.CountSyscalls = true
-		rec, err := c.calibrate(ctx, ts, "the traced clean run")
-		if err != nil {
-			return err
-		}
-		counts = rec.Syscalls
-	}
-	// The disk plans that strike at the Nth operation of the finishing
-	// part need to know how many it has: a clean run on the layer.
-	var diskCounts map[string]int64
-	if NeedsDiskCalibration(s) {
-		ds := spec(c.runID(s, "disk-count", w), -200-w, fault.DiskCount{}, cal)
-		ds.Dir = filepath.Join(dir, "disk-count")
-		rec, err := c.calibrate(ctx, ds, "the clean run on the power-loss layer")
-		if err != nil {
-			return err
-		}
-		diskCounts = rec.Fault.FinishingOps
+		return err
 	}
 	for index := range queue {
 		if ctx.Err() != nil {
@@ -425,9 +347,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		if err != nil {
 			return err
 		}
-		ts := spec(TrialID(s, index), index, f, cal)
-		ts.SyscallCalibration = counts
-		ts.DiskCalibration = diskCounts
+		ts := cal.apply(spec(TrialID(s, index), index, f))
 		rec, err := trial.Run(ctx, ts)
 		if err != nil {
 			if !c.cfg.Keep {
@@ -436,11 +356,155 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 			return err
 		}
 		c.finish(rec)
-		if !cl.Running() {
+		if !src.cl.Running() {
 			return fmt.Errorf("source server of %s is down after trial %s", s.Name, rec.ID)
 		}
 	}
 	return nil
+}
+
+// source is a worker's source cluster and the workload writing to it.
+type source struct {
+	dir string
+	cl  *cluster.Cluster
+	wl  *workload.Workload
+}
+
+// startSource makes, starts and loads the worker's source cluster in dir
+// and starts its workload.
+func (c *campaign) startSource(ctx context.Context, s scenario.Scenario, seed int64, w int, dir string) (*source, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := mkdirReachable(c.cfg.Acct, dir); err != nil {
+		return nil, err
+	}
+	src := &source{dir: dir}
+	src.cl = cluster.New(c.cfg.BinDir, c.cfg.Acct, filepath.Join(dir, "cluster"), "", cluster.WithTCP(true),
+		cluster.WithGroupAccess(c.cfg.OtherUser != nil))
+	err := src.cl.Init(ctx)
+	if err == nil {
+		err = src.cl.Start(ctx, 60*time.Second)
+	}
+	if err == nil {
+		err = src.cl.LoadDataset(ctx, filepath.Join(dir, "cluster"), s.Scale, s.Tablespaces)
+	}
+	if err == nil && s.ReadOnlyFile {
+		err = plantReadOnly(c.cfg.Acct, src.cl.DataDir)
+	}
+	if err == nil {
+		src.wl, err = workload.Start(ctx, src.cl.ConnString(cluster.Database), s.Scale, s.Clients, TrialSeed(seed, s.Name, controlIndex-w))
+	}
+	if err != nil {
+		src.stop(ctx, c.cfg.Keep)
+		return nil, err
+	}
+	// Let the workload get going before the control run.
+	time.Sleep(300 * time.Millisecond)
+	return src, nil
+}
+
+// stop stops the workload and the cluster, and removes the cluster unless
+// the campaign was cancelled with keep set.
+func (src *source) stop(ctx context.Context, keep bool) {
+	if src.wl != nil {
+		src.wl.Stop()
+	}
+	src.cl.Cleanup()
+	if ctx.Err() == nil || !keep {
+		os.RemoveAll(filepath.Join(src.dir, "cluster"))
+	}
+}
+
+// calibration is what a worker's clean runs measured for its trials'
+// faults: the control run's timeline, the file-system calls of a traced
+// clean run (kill-syscall), the operations of the finishing part of a
+// clean run on the power-loss layer (the disk plans at the Nth operation).
+type calibration struct {
+	timeline fault.Timeline
+	syscalls map[string]int64
+	diskOps  map[string]int64
+}
+
+// apply gives the calibration to a trial's spec.
+func (cal calibration) apply(ts trial.Spec) trial.Spec {
+	ts.Calibration, ts.SyscallCalibration, ts.DiskCalibration = cal.timeline, cal.syscalls, cal.diskOps
+	return ts
+}
+
+// Clean runs of a worker, besides the trials: each has its own index
+// below every trial's, for its seed, and its own directory.
+const (
+	controlIndex   = -1   // the control run, -1-w
+	countIndex     = -100 // the traced clean run, -100-w
+	diskCountIndex = -200 // the clean run on the power-loss layer, -200-w
+)
+
+// CleanRuns is how many clean runs each worker of scenario s makes before
+// its trials (calibrate): a record each.
+func CleanRuns(s scenario.Scenario) int {
+	n := 1
+	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
+		n++
+	}
+	if NeedsDiskCalibration(s) {
+		n++
+	}
+	return n
+}
+
+// calibrate runs the worker's clean runs: the control, which must pass
+// like any trial (the oracle always checks it) and whose timeline
+// calibrates every fault, then the traced clean run and the clean run on
+// the power-loss layer when the scenario's plans need them.
+func (c *campaign) calibrate(ctx context.Context, s scenario.Scenario, w int, dir string, src *source,
+	spec func(string, int, fault.Fault) trial.Spec) (calibration, error) {
+	var cal calibration
+	none, _ := fault.ByName(scenario.PlanNone)
+	cs := spec(c.runID(s, "control", w), controlIndex-w, none)
+	cs.Dir = filepath.Join(dir, "control")
+	cs.ForceOracle = true
+	crec, err := trial.Run(ctx, cs)
+	if err != nil {
+		if !c.cfg.Keep {
+			os.RemoveAll(cs.Dir)
+		}
+		return cal, fmt.Errorf("control run: %w", err)
+	}
+	if !crec.Exited0() || crec.Oracle == nil || !crec.Oracle.Complete {
+		why := "pg_basebackup exited " + strconv.Itoa(crec.Exit.Code)
+		if crec.Oracle != nil && crec.Oracle.Reason != "" {
+			why = crec.Oracle.Reason
+		}
+		crec.Violations = append(crec.Violations, trial.Violation{Invariant: "control-passes", Message: "the clean run failed: " + why})
+	}
+	cal.timeline = crec.Timeline
+	if s.StaleStatus {
+		if err := plantStatus(c.cfg.Acct, crec.StatusPath, src.cl.DataDir); err != nil {
+			return cal, err
+		}
+	}
+	c.finish(crec)
+	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
+		ts := cal.apply(spec(c.runID(s, "count", w), countIndex-w, none))
+		ts.Dir = filepath.Join(dir, "count")
+		ts.CountSyscalls = true
+		rec, err := c.cleanRun(ctx, ts, "the traced clean run")
+		if err != nil {
+			return cal, err
+		}
+		cal.syscalls = rec.Syscalls
+	}
+	if NeedsDiskCalibration(s) {
+		ds := cal.apply(spec(c.runID(s, "disk-count", w), diskCountIndex-w, fault.DiskCount{}))
+		ds.Dir = filepath.Join(dir, "disk-count")
+		rec, err := c.cleanRun(ctx, ds, "the clean run on the power-loss layer")
+		if err != nil {
+			return cal, err
+		}
+		cal.diskOps = rec.Fault.FinishingOps
+	}
+	return cal, nil
 }
 
 // runID names a worker's clean run (control, count, disk-count): in a
@@ -452,9 +516,9 @@ func (c *campaign) runID(s scenario.Scenario, what string, w int) string {
 	return fmt.Sprintf("%s/%s-s%dw%d", s.Name, what, c.cfg.Shard.Index, w)
 }
 
-// calibrate runs a clean calibration run (what names it in messages),
+// cleanRun runs a clean calibration run (what names it in messages),
 // which must exit 0 like the control, and saves its record.
-func (c *campaign) calibrate(ctx context.Context, ts trial.Spec, what string) (*trial.Record, error) {
+func (c *campaign) cleanRun(ctx context.Context, ts trial.Spec, what string) (*trial.Record, error) {
 	rec, err := trial.Run(ctx, ts)
 	if err != nil {
 		if !c.cfg.Keep {

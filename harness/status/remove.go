@@ -40,7 +40,9 @@ const (
 // WithLease lets RemoveIfDead judge a run written on another host dead when
 // its status file stays the same while RemoveIfDead watches it for d on
 // this machine's monotonic clock (it blocks that long). Without it, such a
-// run is never removed.
+// run is never removed. Check and Wait take no lease: judging once, they
+// cannot watch, and say of such a run that they cannot tell (pgbb-status
+// refuses --lease without --remove-if-dead).
 func WithLease(d time.Duration) Option { return func(c *config) { c.lease = d } }
 
 // Removal is the result of RemoveIfDead.
@@ -63,8 +65,7 @@ type Removal struct {
 	// one per recorded directory, then FILE.tmp if there was one, then
 	// the status file.
 	Steps []RemoveStep `json:"steps,omitempty"`
-	// Err is what stopped a removal that had started; Error its text.
-	Err   error  `json:"-"`
+	// Error says what stopped a removal that had started.
 	Error string `json:"error,omitempty"`
 	// ExitCode is ExitRemoved, ExitRefused or ExitRemoveFailed.
 	ExitCode int `json:"exit_code"`
@@ -129,7 +130,7 @@ func (rm *Removal) refuse(format string, args ...any) *Removal {
 
 // fail fills in a removal that stopped part way.
 func (rm *Removal) fail(err error) *Removal {
-	rm.Err, rm.Error, rm.ExitCode = err, err.Error(), ExitRemoveFailed
+	rm.Error, rm.ExitCode = err.Error(), ExitRemoveFailed
 	return rm
 }
 

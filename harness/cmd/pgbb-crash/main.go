@@ -30,7 +30,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -345,13 +344,7 @@ func expectedRecords(scs []scenario.Scenario, o options) int {
 			continue
 		}
 		workers := min(o.parallel, len(indices))
-		total += len(indices) + workers
-		if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
-			total += workers
-		}
-		if campaign.NeedsDiskCalibration(s) {
-			total += workers
-		}
+		total += len(indices) + workers*campaign.CleanRuns(s)
 	}
 	return total
 }
