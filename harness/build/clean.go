@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 )
 
@@ -34,6 +35,31 @@ func RemoveImages(ctx context.Context, log io.Writer) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list images: %w", err)
 	}
+	set, tags := projectImages(list.Items)
+	n := 0
+	for _, id := range set {
+		if _, err := cli.ImageRemove(ctx, id, client.ImageRemoveOptions{Force: true}); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return n, fmt.Errorf("remove image %s %v: %w", shortID(id), tags[id], err)
+		}
+		if len(tags[id]) > 0 {
+			fmt.Fprintf(log, "pgbb: removed image %s\n", strings.Join(tags[id], " "))
+		}
+		n++
+	}
+	if n > 0 {
+		fmt.Fprintf(log, "pgbb: removed %d images and layers\n", n)
+	}
+	return n, nil
+}
+
+// projectImages returns the images to remove, children before parents:
+// those tagged as the project's (and nothing else), their untagged
+// ancestors (build layers) and descendants (interrupted builds); with
+// every image's tags.
+func projectImages(items []image.Summary) ([]string, map[string][]string) {
 	parent := map[string]string{}
 	children := map[string][]string{}
 	foreign := map[string]bool{} // carries a tag that is not the project's
@@ -48,7 +74,7 @@ func RemoveImages(ctx context.Context, log io.Writer) (int, error) {
 		set = append(set, id)
 		return true
 	}
-	for _, img := range list.Items {
+	for _, img := range items {
 		parent[img.ID] = img.ParentID
 		children[img.ParentID] = append(children[img.ParentID], img.ID)
 		for _, t := range img.RepoTags {
@@ -61,7 +87,7 @@ func RemoveImages(ctx context.Context, log io.Writer) (int, error) {
 			}
 		}
 	}
-	for _, img := range list.Items {
+	for _, img := range items {
 		for _, t := range img.RepoTags {
 			if isProjectTag(t) && !foreign[img.ID] {
 				add(img.ID)
@@ -86,23 +112,7 @@ func RemoveImages(ctx context.Context, log io.Writer) (int, error) {
 		return d
 	}
 	sort.SliceStable(set, func(i, j int) bool { return depth(set[i]) > depth(set[j]) })
-	n := 0
-	for _, id := range set {
-		if _, err := cli.ImageRemove(ctx, id, client.ImageRemoveOptions{Force: true}); err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return n, fmt.Errorf("remove image %s %v: %w", shortID(id), tags[id], err)
-		}
-		if len(tags[id]) > 0 {
-			fmt.Fprintf(log, "pgbb: removed image %s\n", strings.Join(tags[id], " "))
-		}
-		n++
-	}
-	if n > 0 {
-		fmt.Fprintf(log, "pgbb: removed %d images and layers\n", n)
-	}
-	return n, nil
+	return set, tags
 }
 
 func shortID(id string) string {

@@ -174,6 +174,27 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		out = io.MultiWriter(lf, steps)
 	}
 
+	req := c.buildRequest(j, tag, ctxDir, base, version, out)
+	prov, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return Result{}, fmt.Errorf("docker provider: %w", err)
+	}
+	defer prov.Close()
+	l.logf("building image %s from %s on %s (log: %s)", tag, version, base, logPath)
+	if _, err := prov.BuildImage(ctx, &req); err != nil {
+		lf.Sync()
+		tailText := ""
+		if data, rerr := os.ReadFile(logPath); rerr == nil {
+			tailText = "\n" + tail(string(data), 40)
+		}
+		return Result{}, fmt.Errorf("docker build %s: %w (log: %s)%s", tag, err, logPath, tailText)
+	}
+	return c.result(j, version, false), nil
+}
+
+// buildRequest is the image build of j: the build context in ctxDir on
+// the base image, the build's output going to out.
+func (c *containerBackend) buildRequest(j job, tag, ctxDir, base, version string, out io.Writer) testcontainers.ContainerRequest {
 	args := map[string]*string{
 		"BASE_IMAGE":      strPtr(base),
 		"BUILD_DEPS":      strPtr(strings.Join(BuildDeps(), " ")),
@@ -181,7 +202,7 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 		"JOBS":            strPtr(strconv.Itoa(c.b.cfg.jobs)),
 	}
 	repo, tagPart, _ := strings.Cut(tag, ":")
-	req := testcontainers.ContainerRequest{
+	return testcontainers.ContainerRequest{
 		FromDockerfile: testcontainers.FromDockerfile{
 			Context:        ctxDir,
 			Dockerfile:     "Dockerfile.pgbuild",
@@ -202,21 +223,6 @@ func (c *containerBackend) build(ctx context.Context, j job) (Result, error) {
 			},
 		},
 	}
-	prov, err := testcontainers.NewDockerProvider()
-	if err != nil {
-		return Result{}, fmt.Errorf("docker provider: %w", err)
-	}
-	defer prov.Close()
-	l.logf("building image %s from %s on %s (log: %s)", tag, version, base, logPath)
-	if _, err := prov.BuildImage(ctx, &req); err != nil {
-		lf.Sync()
-		tailText := ""
-		if data, rerr := os.ReadFile(logPath); rerr == nil {
-			tailText = "\n" + tail(string(data), 40)
-		}
-		return Result{}, fmt.Errorf("docker build %s: %w (log: %s)%s", tag, err, logPath, tailText)
-	}
-	return c.result(j, version, false), nil
 }
 
 // makeContext writes the build context of j into ctxDir: postgresql/, the

@@ -72,40 +72,7 @@ func RunContainer(ctx context.Context, image, agent string, job Job, onRecord fu
 		return res, err
 	}
 	pr, pw := io.Pipe()
-	req := testcontainers.ContainerRequest{
-		Image: image,
-		Cmd:   []string{"/tmp/pgbb-agent", "-job", "/tmp/pgbb-job.json"},
-		Files: []testcontainers.ContainerFile{
-			{HostFilePath: agent, ContainerFilePath: "/tmp/pgbb-agent", FileMode: 0o755},
-			{Reader: bytes.NewReader(jobData), ContainerFilePath: "/tmp/pgbb-job.json", FileMode: 0o644},
-		},
-		// The agent runs as root, as the native campaign does: it mounts
-		// the power-loss layer (FUSE) and runs PostgreSQL as the image's
-		// user.
-		ConfigModifier: func(c *container.Config) { c.User = "root" },
-		HostConfigModifier: func(hc *container.HostConfig) {
-			// ptrace (kill-syscall) of the agent's own children.
-			hc.CapAdd = append(hc.CapAdd, "SYS_PTRACE")
-			if _, err := os.Stat("/dev/fuse"); err == nil {
-				// The power-loss and disk-fault plans mount a FUSE
-				// file system: the device, the capability to mount,
-				// and no AppArmor profile that forbids mounting.
-				hc.CapAdd = append(hc.CapAdd, "SYS_ADMIN")
-				hc.Resources.Devices = append(hc.Resources.Devices, container.DeviceMapping{
-					PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"})
-				hc.SecurityOpt = append(hc.SecurityOpt, "apparmor:unconfined")
-			}
-			// Room for the scratch directory in /dev/shm (MakeScratch);
-			// memory is only taken as it is used.
-			hc.ShmSize = containerShmSize
-			if job.Scratch != "" {
-				hc.Binds = append(hc.Binds, job.Scratch+":"+job.Scratch)
-			}
-		},
-		LogConsumerCfg: &testcontainers.LogConsumerConfig{
-			Consumers: []testcontainers.LogConsumer{agentLogs{pw, log}},
-		},
-	}
+	req := agentRequest(image, agent, job, jobData, agentLogs{pw, log})
 	type readResult struct {
 		done *AgentDone
 		err  error
@@ -175,4 +142,43 @@ func RunContainer(ctx context.Context, image, agent string, job Job, onRecord fu
 		return res, fmt.Errorf("agent: %s", strings.TrimSpace(rr.done.Error))
 	}
 	return res, nil
+}
+
+// agentRequest is the container that runs the agent with job (jobData)
+// in image, its output going to logs.
+func agentRequest(image, agent string, job Job, jobData []byte, logs testcontainers.LogConsumer) testcontainers.ContainerRequest {
+	return testcontainers.ContainerRequest{
+		Image: image,
+		Cmd:   []string{"/tmp/pgbb-agent", "-job", "/tmp/pgbb-job.json"},
+		Files: []testcontainers.ContainerFile{
+			{HostFilePath: agent, ContainerFilePath: "/tmp/pgbb-agent", FileMode: 0o755},
+			{Reader: bytes.NewReader(jobData), ContainerFilePath: "/tmp/pgbb-job.json", FileMode: 0o644},
+		},
+		// The agent runs as root, as the native campaign does: it mounts
+		// the power-loss layer (FUSE) and runs PostgreSQL as the image's
+		// user.
+		ConfigModifier: func(c *container.Config) { c.User = "root" },
+		HostConfigModifier: func(hc *container.HostConfig) {
+			// ptrace (kill-syscall) of the agent's own children.
+			hc.CapAdd = append(hc.CapAdd, "SYS_PTRACE")
+			if _, err := os.Stat("/dev/fuse"); err == nil {
+				// The power-loss and disk-fault plans mount a FUSE
+				// file system: the device, the capability to mount,
+				// and no AppArmor profile that forbids mounting.
+				hc.CapAdd = append(hc.CapAdd, "SYS_ADMIN")
+				hc.Resources.Devices = append(hc.Resources.Devices, container.DeviceMapping{
+					PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"})
+				hc.SecurityOpt = append(hc.SecurityOpt, "apparmor:unconfined")
+			}
+			// Room for the scratch directory in /dev/shm (MakeScratch);
+			// memory is only taken as it is used.
+			hc.ShmSize = containerShmSize
+			if job.Scratch != "" {
+				hc.Binds = append(hc.Binds, job.Scratch+":"+job.Scratch)
+			}
+		},
+		LogConsumerCfg: &testcontainers.LogConsumerConfig{
+			Consumers: []testcontainers.LogConsumer{logs},
+		},
+	}
 }

@@ -130,23 +130,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// A build that writes no status file (stock) is only stopped and
 	// continued: there is nothing to read.
 	if statusPath != "" {
-		before, _ := os.ReadFile(statusPath)
-		own := status.WithProcesses(WritersNamespace())
-		r := status.Check(statusPath, own)
-		obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
-		if r.Status != nil {
-			obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
-		}
-		rm := RemoveIfDead(ctx, statusPath, false, own)
-		obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
-		if t.ReaderBin != "" {
-			obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
-			if t.OtherUser != nil {
-				obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath)
-			}
-		}
-		after, err := os.ReadFile(statusPath)
-		obs.TargetIntact = err == nil && bytes.Equal(before, after)
+		readWhileStopped(ctx, t, obs)
 	}
 
 	timer := time.NewTimer(max(hold-time.Since(stoppedAt), 0))
@@ -156,6 +140,30 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	case <-ctx.Done():
 	}
 	return inj, nil
+}
+
+// readWhileStopped judges the stopped run's status file as an operator's
+// tools would: the reader, --remove-if-dead, and the built pgbb-status from
+// another PID namespace and as another user; none may change the file.
+func readWhileStopped(ctx context.Context, t *Target, obs *StopObservation) {
+	statusPath := t.StatusFile
+	before, _ := os.ReadFile(statusPath)
+	own := status.WithProcesses(WritersNamespace())
+	r := status.Check(statusPath, own)
+	obs.Verdict, obs.ExitCode, obs.Summary = r.Verdict.String(), r.ExitCode, r.Summary
+	if r.Status != nil {
+		obs.State, obs.Phase = r.Status.State.String(), string(r.Status.Phase)
+	}
+	rm := RemoveIfDead(ctx, statusPath, false, own)
+	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
+	if t.ReaderBin != "" {
+		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
+		if t.OtherUser != nil {
+			obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath)
+		}
+	}
+	after, err := os.ReadFile(statusPath)
+	obs.TargetIntact = err == nil && bytes.Equal(before, after)
 }
 
 // waitStopped waits until /proc shows pid stopped (or not), for at most

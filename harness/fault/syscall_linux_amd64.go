@@ -139,6 +139,29 @@ func StartTraced(cmd *exec.Cmd, killAt int64, phase func() Phase) (*Traced, erro
 	return t, nil
 }
 
+// attach waits for the child's stop after its exec, sets the tracing
+// options and resumes it. A child that exited instead is returned with its
+// wait status.
+func attach(pid int) (*syscall.WaitStatus, error) {
+	var ws syscall.WaitStatus
+	// The child stops with SIGTRAP after its exec.
+	if _, err := syscall.Wait4(pid, &ws, syscall.WALL, nil); err != nil {
+		return nil, fmt.Errorf("ptrace: wait for exec stop: %w", err)
+	}
+	if !ws.Stopped() {
+		return &ws, fmt.Errorf("ptrace: child did not stop after exec (%v)", ws)
+	}
+	opts := syscall.PTRACE_O_TRACESYSGOOD | syscall.PTRACE_O_TRACEFORK | syscall.PTRACE_O_TRACEVFORK | syscall.PTRACE_O_TRACECLONE | ptraceOExitKill
+	if err := syscall.PtraceSetOptions(pid, opts); err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		return nil, fmt.Errorf("ptrace: set options: %w", err)
+	}
+	if err := syscall.PtraceSyscall(pid, 0); err != nil {
+		return nil, fmt.Errorf("ptrace: resume: %w", err)
+	}
+	return nil, nil
+}
+
 // loop services the tracees until all are gone.
 func (t *Traced) loop() error {
 	pid := t.PID
@@ -151,26 +174,16 @@ func (t *Traced) loop() error {
 		}
 	}
 	defer leaderGone(0)
+	if ws, err := attach(pid); err != nil {
+		if ws != nil {
+			leaderGone(*ws)
+		}
+		return err
+	}
 	var ws syscall.WaitStatus
-	// The child stops with SIGTRAP after its exec.
-	if _, err := syscall.Wait4(pid, &ws, syscall.WALL, nil); err != nil {
-		return fmt.Errorf("ptrace: wait for exec stop: %w", err)
-	}
-	if !ws.Stopped() {
-		leaderGone(ws)
-		return fmt.Errorf("ptrace: child did not stop after exec (%v)", ws)
-	}
-	opts := syscall.PTRACE_O_TRACESYSGOOD | syscall.PTRACE_O_TRACEFORK | syscall.PTRACE_O_TRACEVFORK | syscall.PTRACE_O_TRACECLONE | ptraceOExitKill
-	if err := syscall.PtraceSetOptions(pid, opts); err != nil {
-		syscall.Kill(pid, syscall.SIGKILL)
-		return fmt.Errorf("ptrace: set options: %w", err)
-	}
 	inSyscall := map[int]bool{}
 	alive := map[int]bool{pid: true}
 	fresh := map[int]bool{}
-	if err := syscall.PtraceSyscall(pid, 0); err != nil {
-		return fmt.Errorf("ptrace: resume: %w", err)
-	}
 	for len(alive) > 0 {
 		// Only the traced group: other goroutines' children are not ours
 		// to reap.

@@ -199,20 +199,8 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 	if err != nil {
 		return fmt.Errorf("materialise: %w", err)
 	}
-	// Overlay files at paths that are not durable: their parents may not
-	// be durable either.
-	for rel, data := range overlay {
-		if s.Exists(rel) {
-			continue
-		}
-		p := filepath.Join(dst, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return fmt.Errorf("materialise: %w", err)
-		}
-		uid, gid := s.node(rootIno).uid, s.node(rootIno).gid
-		if err := writeFile(p, data, 0o600, uid, gid, root); err != nil {
-			return fmt.Errorf("materialise: %w", err)
-		}
+	if err := s.writeOverlay(dst, overlay, root); err != nil {
+		return fmt.Errorf("materialise: %w", err)
 	}
 	root0 := s.node(rootIno)
 	dirs = append(dirs, dirMode{dst, root0.perm, root0.uid, root0.gid})
@@ -225,6 +213,25 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 		}
 		if err := os.Chmod(d.path, fs.FileMode(d.perm&0o777)); err != nil {
 			return fmt.Errorf("materialise: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeOverlay writes the overlay files at paths that are not durable:
+// their parents may not be durable either.
+func (s *Snapshot) writeOverlay(dst string, overlay map[string][]byte, chown bool) error {
+	for rel, data := range overlay {
+		if s.Exists(rel) {
+			continue
+		}
+		p := filepath.Join(dst, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		uid, gid := s.node(rootIno).uid, s.node(rootIno).gid
+		if err := writeFile(p, data, 0o600, uid, gid, chown); err != nil {
+			return err
 		}
 	}
 	return nil

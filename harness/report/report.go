@@ -141,90 +141,18 @@ func Summarize(recs []*trial.Record) Summary {
 	for _, r := range recs {
 		s.Coverage.cover(r)
 		k := [2]string{r.Scenario, r.Plan}
-		row := rows[k]
-		if row == nil {
-			row = &Row{Scenario: r.Scenario, Plan: r.Plan}
-			rows[k] = row
+		if rows[k] == nil {
+			rows[k] = &Row{Scenario: r.Scenario, Plan: r.Plan}
 		}
-		for _, x := range []*Row{row, &s.Total} {
-			x.Trials++
-			if r.Fault.Fired {
-				x.Fired++
-			}
-			if r.Fault.Fired && isLate(r.Fault.Phase) {
-				x.Late++
-			}
-			if r.Exited0() {
-				x.Exit0++
-			}
-			switch {
-			case r.StatusCompleted():
-				x.Completed++
-			case r.Status.Valid && r.Status.State == "in progress":
-				x.InProgress++
-			case r.Status.Valid && r.Status.State == "failed":
-				x.Failed++
-			default:
-				x.NoStatus++
-			}
-			if r.Oracle != nil {
-				x.Checked++
-				if r.Oracle.Complete {
-					x.Complete++
-				}
-			}
-			if r.Orphans.Alive {
-				x.Orphans++
-			}
-			x.Violations += len(r.Violations)
-			if Dropped(r) {
-				x.Dropped++
-			}
-		}
-		for _, v := range r.Violations {
-			line := fmt.Sprintf("%s: %s: %s", r.ID, v.Invariant, v.Message)
-			if r.Replay != "" {
-				line += "\n    replay: " + r.Replay
-			}
-			switch {
-			case r.Dir != "":
-				line += "\n    kept:   " + r.Dir
-			case Dropped(r):
-				line += "\n    kept:   no (over -keep-failing for this invariant and plan)"
-			}
-			s.Violations = append(s.Violations, line)
-		}
+		rows[k].add(r)
+		s.Total.add(r)
+		s.Violations = append(s.Violations, violationLines(r)...)
 		ph := PhaseOf(r)
 		if s.Phases[ph] == nil {
 			s.Phases[ph] = map[string]int{}
 		}
 		s.Phases[ph][Outcome(r)]++
-		if r.Oracle == nil {
-			continue
-		}
-		claims := Claims(r)
-		for _, name := range Signals() {
-			if name == SignalStatus && !r.StatusFile {
-				continue
-			}
-			for _, plan := range []string{r.Plan, "all"} {
-				sk := [2]string{name, plan}
-				sr := sig[sk]
-				if sr == nil {
-					sr = &SignalRow{Signal: name, Plan: plan}
-					sig[sk] = sr
-				}
-				sr.Checked++
-				if claims[name] {
-					sr.Claims++
-					if !r.Oracle.Complete {
-						sr.FalseClaims++
-					}
-				} else if r.Oracle.Complete {
-					sr.Misses++
-				}
-			}
-		}
+		addSignals(sig, r)
 	}
 	for _, r := range rows {
 		s.Rows = append(s.Rows, *r)
@@ -238,19 +166,112 @@ func Summarize(recs []*trial.Record) Summary {
 	for _, r := range sig {
 		s.Signals = append(s.Signals, *r)
 	}
+	sortSignals(s.Signals)
+	s.Total.Scenario, s.Total.Plan = "total", ""
+	return s
+}
+
+// add counts a record into the row.
+func (x *Row) add(r *trial.Record) {
+	x.Trials++
+	if r.Fault.Fired {
+		x.Fired++
+	}
+	if r.Fault.Fired && isLate(r.Fault.Phase) {
+		x.Late++
+	}
+	if r.Exited0() {
+		x.Exit0++
+	}
+	switch {
+	case r.StatusCompleted():
+		x.Completed++
+	case r.Status.Valid && r.Status.State == "in progress":
+		x.InProgress++
+	case r.Status.Valid && r.Status.State == "failed":
+		x.Failed++
+	default:
+		x.NoStatus++
+	}
+	if r.Oracle != nil {
+		x.Checked++
+		if r.Oracle.Complete {
+			x.Complete++
+		}
+	}
+	if r.Orphans.Alive {
+		x.Orphans++
+	}
+	x.Violations += len(r.Violations)
+	if Dropped(r) {
+		x.Dropped++
+	}
+}
+
+// violationLines says each invariant the record broke, with its replay
+// command and where its evidence is.
+func violationLines(r *trial.Record) []string {
+	var lines []string
+	for _, v := range r.Violations {
+		line := fmt.Sprintf("%s: %s: %s", r.ID, v.Invariant, v.Message)
+		if r.Replay != "" {
+			line += "\n    replay: " + r.Replay
+		}
+		switch {
+		case r.Dir != "":
+			line += "\n    kept:   " + r.Dir
+		case Dropped(r):
+			line += "\n    kept:   no (over -keep-failing for this invariant and plan)"
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// addSignals counts how each operator signal did on a record the oracle
+// checked, under its plan and under "all".
+func addSignals(sig map[[2]string]*SignalRow, r *trial.Record) {
+	if r.Oracle == nil {
+		return
+	}
+	claims := Claims(r)
+	for _, name := range Signals() {
+		if name == SignalStatus && !r.StatusFile {
+			continue
+		}
+		for _, plan := range []string{r.Plan, "all"} {
+			sk := [2]string{name, plan}
+			sr := sig[sk]
+			if sr == nil {
+				sr = &SignalRow{Signal: name, Plan: plan}
+				sig[sk] = sr
+			}
+			sr.Checked++
+			if claims[name] {
+				sr.Claims++
+				if !r.Oracle.Complete {
+					sr.FalseClaims++
+				}
+			} else if r.Oracle.Complete {
+				sr.Misses++
+			}
+		}
+	}
+}
+
+// sortSignals orders signal rows by plan, then in Signals order.
+func sortSignals(rows []SignalRow) {
 	order := map[string]int{}
 	for i, n := range Signals() {
 		order[n] = i
 	}
-	sort.Slice(s.Signals, func(i, j int) bool {
-		a, b := s.Signals[i], s.Signals[j]
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
 		if a.Plan != b.Plan {
 			return planLess(a.Plan, b.Plan)
 		}
 		return order[a.Signal] < order[b.Signal]
 	})
-	s.Total.Scenario, s.Total.Plan = "total", ""
-	return s
 }
 
 // Dropped says whether a failing trial's directory was removed to bound

@@ -332,7 +332,8 @@ func Parse(file string, data []byte) (Scenario, error) {
 	return s, nil
 }
 
-// set assigns one key.
+// set assigns one key. It is long because it is the scenario format's one
+// list of keys, a case each with its type and range, which Keys mirrors.
 func (s *Scenario) set(key string, raw json.RawMessage) error {
 	str := func(dst *string, allowed ...string) error {
 		var v string

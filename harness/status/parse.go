@@ -51,6 +51,38 @@ func lineErrorf(line int, format string, args ...any) *ParseError {
 // checksum line and whose every line of a known key is in place and in
 // canonical form; the keys of the other lines are in Status.UnknownKeys.
 func Parse(data []byte) (*Status, error) {
+	lines, err := splitText(data)
+	if err != nil {
+		return nil, err
+	}
+	spec, s, err := frame(data, lines)
+	if err != nil {
+		return nil, err
+	}
+	last := len(lines)
+	at, err := parseBody(spec, s, lines[1:last-1])
+	if err != nil {
+		return nil, err
+	}
+	// Every key must be where its state wants it.
+	for _, k := range spec.keys {
+		line, present := at[k.key]
+		switch need := k.need(s.State); {
+		case need == required && !present:
+			return nil, lineErrorf(missingAt(spec, at, k.key, last), "%s missing (required when %s)", k.key, stateWord(s.State))
+		case need == forbidden && present:
+			return nil, lineErrorf(line, "%s not allowed when %s", k.key, stateWord(s.State))
+		}
+	}
+	if err := spec.check(s, at); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// splitText checks that data is a text file of whole lines, not too large,
+// without control characters, and returns its lines.
+func splitText(data []byte) ([]string, error) {
 	if len(data) > MaxSize {
 		return nil, &ParseError{Msg: fmt.Sprintf("file is %d bytes, more than the limit of %d", len(data), MaxSize)}
 	}
@@ -78,39 +110,48 @@ func Parse(data []byte) (*Status, error) {
 			return nil, lineErrorf(i+1, "control character 0x%02X in column %d", l[j], j+1)
 		}
 	}
+	return lines, nil
+}
 
-	// The first line says how to read the rest.
+// frame reads the lines that frame the file: the first says the format
+// version, and so how to read the rest; the last is the checksum of
+// everything before it, without which the file was cut short. It returns
+// the version's spec and a Status with the version and checksum.
+func frame(data []byte, lines []string) (*formatSpec, *Status, error) {
 	key, value, err := splitLine(lines[0])
 	if err != nil {
-		return nil, lineErrorf(1, "%v", err)
+		return nil, nil, lineErrorf(1, "%v", err)
 	}
 	if key != keyVersion {
-		return nil, lineErrorf(1, "first line is %q, want %q", key, keyVersion+": N")
+		return nil, nil, lineErrorf(1, "first line is %q, want %q", key, keyVersion+": N")
 	}
 	version, err := parseVersion(value)
 	if err != nil {
-		return nil, lineErrorf(1, "%v", err)
+		return nil, nil, lineErrorf(1, "%v", err)
 	}
 	spec, ok := specFor(version)
 	if !ok {
-		return nil, lineErrorf(1, "unsupported format version %d (this reader knows %d)", version, FormatVersion)
+		return nil, nil, lineErrorf(1, "unsupported format version %d (this reader knows %d)", version, FormatVersion)
 	}
-
-	// The last line frames the rest: a file without it was cut short.
 	last := len(lines)
 	sum, err := parseChecksumLine(lines[last-1])
 	if err != nil || last == 1 {
-		return nil, lineErrorf(last, "file does not end with a CHECKSUM line: it was cut short or damaged")
+		return nil, nil, lineErrorf(last, "file does not end with a CHECKSUM line: it was cut short or damaged")
 	}
 	body := data[:len(data)-len(lines[last-1])-1]
 	if got := crc32c(body); got != sum {
-		return nil, lineErrorf(last, "checksum mismatch: the file says %08X, its contents have %08X", sum, got)
+		return nil, nil, lineErrorf(last, "checksum mismatch: the file says %08X, its contents have %08X", sum, got)
 	}
+	return spec, &Status{Version: version, Checksum: sum}, nil
+}
 
-	s := &Status{Version: version, Checksum: sum}
+// parseBody sets s from the lines between the first and the last (line 2
+// on), each key in its place, and returns the line of each key's first
+// line.
+func parseBody(spec *formatSpec, s *Status, body []string) (map[string]int, error) {
 	at := map[string]int{keyVersion: 1}
 	next := 0 // index in spec.keys of the next key allowed
-	for i, l := range lines[1 : last-1] {
+	for i, l := range body {
 		n := i + 2
 		key, value, err := splitLine(l)
 		if err != nil {
@@ -147,21 +188,7 @@ func Parse(data []byte) (*Status, error) {
 		}
 		next = j + 1
 	}
-
-	// Every key must be where its state wants it.
-	for _, k := range spec.keys {
-		line, present := at[k.key]
-		switch need := k.need(s.State); {
-		case need == required && !present:
-			return nil, lineErrorf(missingAt(spec, at, k.key, last), "%s missing (required when %s)", k.key, stateWord(s.State))
-		case need == forbidden && present:
-			return nil, lineErrorf(line, "%s not allowed when %s", k.key, stateWord(s.State))
-		}
-	}
-	if err := spec.check(s, at); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return at, nil
 }
 
 // stateWord names a state for error messages, also when STATUS is missing.

@@ -98,22 +98,11 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 		c.Steps = append(c.Steps, step.String())
 	}
 	if rm.ExitCode == status.ExitRemoved {
-		for _, d := range st.Directories {
-			entries, err := os.ReadDir(d.Path)
-			switch {
-			case d.Created && err == nil:
-				c.Wrong = append(c.Wrong, "created directory left: "+d.Path)
-			case !d.Created && err != nil:
-				c.Wrong = append(c.Wrong, "existing directory gone: "+d.Path)
-			case !d.Created && len(entries) > 0:
-				c.Wrong = append(c.Wrong, "existing directory not emptied: "+d.Path)
-			}
-		}
-		after, err := snapshot(s.Dir, under)
+		wrong, err := removedExactly(st.Directories, before, s.Dir, under)
 		if err != nil {
-			return fmt.Errorf("clean-up: %w", err)
+			return err
 		}
-		c.Wrong = append(c.Wrong, diffSnapshots(before, after)...)
+		c.Wrong = append(c.Wrong, wrong...)
 	}
 	switch {
 	case rm.ExitCode != status.ExitRemoved:
@@ -126,6 +115,13 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 		return nil
 	}
 
+	return retry(ctx, s, rec)
+}
+
+// retry runs the same pg_basebackup again into the cleaned target, as an
+// operator's retry would: it must complete.
+func retry(ctx context.Context, s Spec, rec *Record) error {
+	c := rec.Cleanup
 	out, err := proc.Run(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -143,6 +139,30 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 			fmt.Sprintf("the retry into the cleaned target failed (status %q): %s", c.RetryStatus, c.RetryLog)})
 	}
 	return nil
+}
+
+// removedExactly says what a removal that reported success did wrong: a
+// directory the run created left, one that existed gone or not emptied,
+// or anything else under dir (outside the recorded directories and the
+// status files) changed since before.
+func removedExactly(dirs []status.Directory, before map[string]string, dir string, under func(string) bool) ([]string, error) {
+	var wrong []string
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d.Path)
+		switch {
+		case d.Created && err == nil:
+			wrong = append(wrong, "created directory left: "+d.Path)
+		case !d.Created && err != nil:
+			wrong = append(wrong, "existing directory gone: "+d.Path)
+		case !d.Created && len(entries) > 0:
+			wrong = append(wrong, "existing directory not emptied: "+d.Path)
+		}
+	}
+	after, err := snapshot(dir, under)
+	if err != nil {
+		return nil, fmt.Errorf("clean-up: %w", err)
+	}
+	return append(wrong, diffSnapshots(before, after)...), nil
 }
 
 // snapshot lists every path under root that is not skipped, with its type
