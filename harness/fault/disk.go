@@ -297,6 +297,23 @@ func needDisk(t *Target, plan string) (*Disk, error) {
 	return t.Disk, nil
 }
 
+// atScheduledTime schedules the disk plan name at a random time over the
+// calibrated clean run from phase from on (weighted towards the
+// finishing part, as the kill plan is) and waits for it. ok is false,
+// with the error to return, when the plan cannot run or the run ended (or
+// ctx was cancelled) first.
+func atScheduledTime(ctx context.Context, t *Target, name string, from Phase) (inj Injection, d *Disk, ok bool, err error) {
+	anchor, off, fin := schedule(t.Rand, t.Calibration, from)
+	inj = Injection{Plan: name, Anchor: anchor.String(), Offset: off, Finishing: fin}
+	if d, err = needDisk(t, name); err != nil {
+		return inj, nil, false, err
+	}
+	if !wait(ctx, t, anchor, off) {
+		return inj, nil, false, ctx.Err()
+	}
+	return inj, d, true, nil
+}
+
 // powerLossTime cuts the power at a random time over a calibrated clean
 // run, weighted towards the finishing part, like the kill plan.
 type powerLossTime struct{}
@@ -305,14 +322,9 @@ func (powerLossTime) usesDisk()                           {}
 func (powerLossTime) Name() string                        { return scenario.PlanPowerLoss }
 func (powerLossTime) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseStart)
-	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
-	d, err := needDisk(t, f.Name())
-	if err != nil {
+	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseStart)
+	if !ok {
 		return inj, err
-	}
-	if !wait(ctx, t, anchor, off) {
-		return inj, ctx.Err()
 	}
 	fired(&inj, t)
 	snap := d.FS.PowerLoss()
@@ -514,17 +526,12 @@ func (enospcFault) usesDisk()                           {}
 func (enospcFault) Name() string                        { return scenario.PlanENOSPC }
 func (enospcFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f enospcFault) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
-	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
-	d, err := needDisk(t, f.Name())
-	if err != nil {
+	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseReceiving)
+	if !ok {
 		return inj, err
 	}
-	if !wait(ctx, t, anchor, off) {
-		return inj, ctx.Err()
-	}
 	room := int64(64 << 10)
-	if fin {
+	if inj.Finishing {
 		room = 4 << 10
 	}
 	limit := d.FS.Written() + 1 + t.Rand.Int64N(room)

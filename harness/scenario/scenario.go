@@ -215,14 +215,15 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// LoadPaths loads scenarios from files and directories (every *.json in a
-// directory, in name order). Names must be unique across all of them.
-func LoadPaths(paths ...string) ([]Scenario, error) {
+// Files lists the scenario files of paths: a file as given, a directory's
+// *.json files in name order; a directory without any is an error. what
+// names the scenarios in errors.
+func Files(what string, paths ...string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("scenarios: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		if !st.IsDir() {
 			files = append(files, p)
@@ -230,13 +231,23 @@ func LoadPaths(paths ...string) ([]Scenario, error) {
 		}
 		m, err := filepath.Glob(filepath.Join(p, "*.json"))
 		if err != nil {
-			return nil, fmt.Errorf("scenarios in %s: %w", p, err)
+			return nil, fmt.Errorf("%s in %s: %w", what, p, err)
 		}
 		if len(m) == 0 {
-			return nil, fmt.Errorf("scenarios: no *.json files in %s", p)
+			return nil, fmt.Errorf("%s: no *.json files in %s", what, p)
 		}
 		sort.Strings(m)
 		files = append(files, m...)
+	}
+	return files, nil
+}
+
+// LoadPaths loads scenarios from files and directories (every *.json in a
+// directory, in name order). Names must be unique across all of them.
+func LoadPaths(paths ...string) ([]Scenario, error) {
+	files, err := Files("scenarios", paths...)
+	if err != nil {
+		return nil, err
 	}
 	var all []Scenario
 	seen := map[string]string{}

@@ -51,6 +51,21 @@ type backupLayout struct {
 	root, target, wal, ts, sibling, outside, file string
 }
 
+// treeAfterRemoval is what a layout holds once the dead run is removed:
+// the other backup and its status file, the note outside, the tablespace
+// directory that existed, emptied.
+func treeAfterRemoval() []string {
+	return []string{
+		"./",
+		"b2/",
+		"b2/PG_VERSION " + fmt.Sprintf("%x", "18\n"),
+		"notes.txt " + fmt.Sprintf("%x", "keep me"),
+		"status/",
+		"status/b2.status " + fmt.Sprintf("%x", completedStatus().Encode()),
+		"ts1/",
+	}
+}
+
 // layoutOfDeadRun makes a layout whose status file says state (in
 // progress or failed) over the layout's directories, and returns it with
 // that status.
@@ -530,15 +545,7 @@ func TestRemoveRealDirectories(t *testing.T) {
 			if !strings.Contains(rm.Over, "pid 1234 is gone") {
 				t.Errorf("over: %q", rm.Over)
 			}
-			want := []string{
-				"./",
-				"b2/",
-				"b2/PG_VERSION " + fmt.Sprintf("%x", "18\n"),
-				"notes.txt " + fmt.Sprintf("%x", "keep me"),
-				"status/",
-				"status/b2.status " + fmt.Sprintf("%x", completedStatus().Encode()),
-				"ts1/",
-			}
+			want := treeAfterRemoval()
 			if diff := cmp.Diff(want, tree(t, l.root)); diff != "" {
 				t.Fatalf("after removal (-want +got):\n%s", diff)
 			}
@@ -777,15 +784,7 @@ func TestRemoveResumes(t *testing.T) {
 			if rm.ExitCode != ExitRemoved {
 				t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
 			}
-			want := []string{
-				"./",
-				"b2/",
-				"b2/PG_VERSION " + fmt.Sprintf("%x", "18\n"),
-				"notes.txt " + fmt.Sprintf("%x", "keep me"),
-				"status/",
-				"status/b2.status " + fmt.Sprintf("%x", completedStatus().Encode()),
-				"ts1/",
-			}
+			want := treeAfterRemoval()
 			if diff := cmp.Diff(want, tree(t, l.root)); diff != "" {
 				t.Fatalf("after the second removal (-want +got):\n%s", diff)
 			}

@@ -25,6 +25,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgbb/pgbb/harness/scenario"
 )
 
 // Policy is what the scheduler does to a run when an attempt's deadline
@@ -109,22 +111,9 @@ type Scenario struct {
 // files are read in name order. Unknown keys and bad values are errors
 // that name the file.
 func Load(paths ...string) ([]Scenario, error) {
-	var files []string
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("task-flow scenarios: %w", err)
-		}
-		if !fi.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		m, err := filepath.Glob(filepath.Join(p, "*.json"))
-		if err != nil {
-			return nil, err
-		}
-		slices.Sort(m)
-		files = append(files, m...)
+	files, err := scenario.Files("task-flow scenarios", paths...)
+	if err != nil {
+		return nil, err
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("task-flow scenarios: no .json file in %s", strings.Join(paths, ", "))

@@ -3,6 +3,12 @@
 // operator could use afterwards (exit code, "base backup completed" in the
 // log, backup_manifest, the status file), asks the oracle for the truth,
 // and checks the invariants. A Record is the trial's evidence.
+//
+// Run reads as its steps (run.go): lay out the directories (on the
+// power-loss layer for the plans that need it), start the run (traced for
+// the plans that trace), observe it under its fault plan while the status
+// file is sampled, settle what it left, judge it, and do the aftercare an
+// operator would (clean-up and retry, or a rerun over a completed backup).
 package trial
 
 import (
