@@ -45,6 +45,9 @@ type Target struct {
 	// OtherUser is another user in the owner's group: the stop plan
 	// also runs ReaderBin as that user (nil: it does not).
 	OtherUser *osuser.Account
+	// ReaderTZ is the time zone (TZ) ReaderBin runs in, another than the
+	// run's: what it says must not depend on it.
+	ReaderTZ string
 }
 
 // Injection records what a fault did.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -32,7 +33,7 @@ type NamespaceReader struct {
 // readFromOtherNamespace runs the pgbb-status binary bin on the status
 // file statusFile in a new PID namespace with its own /proc (unshare(1)):
 // once to judge, once to plan a removal.
-func readFromOtherNamespace(ctx context.Context, bin, statusFile string) *NamespaceReader {
+func readFromOtherNamespace(ctx context.Context, bin, statusFile, tz string) *NamespaceReader {
 	nr := &NamespaceReader{}
 	var report struct {
 		Verdict  string `json:"verdict"`
@@ -40,7 +41,7 @@ func readFromOtherNamespace(ctx context.Context, bin, statusFile string) *Namesp
 		ExitCode int    `json:"exit_code"`
 		Summary  string `json:"summary"`
 	}
-	code, err := runUnshared(ctx, &report, bin, "--json", statusFile)
+	code, err := runUnshared(ctx, tz, &report, bin, "--json", statusFile)
 	if err != nil {
 		nr.Error = err.Error()
 		return nr
@@ -50,7 +51,7 @@ func readFromOtherNamespace(ctx context.Context, bin, statusFile string) *Namesp
 		Refused string `json:"refused"`
 	}
 	args := append(append([]string{"--json"}, RemoveIfDeadArgs(statusFile)...), "--dry-run")
-	if nr.RemoveExit, err = runUnshared(ctx, &removal, bin, args...); err != nil {
+	if nr.RemoveExit, err = runUnshared(ctx, tz, &removal, bin, args...); err != nil {
 		nr.Error = err.Error()
 		return nr
 	}
@@ -61,8 +62,9 @@ func readFromOtherNamespace(ctx context.Context, bin, statusFile string) *Namesp
 // runUnshared runs bin with args in a new PID and mount namespace with a
 // /proc of its own, decodes its JSON output into v and returns its exit
 // code.
-func runUnshared(ctx context.Context, v any, bin string, args ...string) (int, error) {
+func runUnshared(ctx context.Context, tz string, v any, bin string, args ...string) (int, error) {
 	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--pid", "--fork", "--mount-proc", bin}, args...)...)
+	cmd.Env = append(os.Environ(), tzEnv(tz)...)
 	out, err := cmd.Output()
 	code := 0
 	var exit *exec.ExitError
@@ -98,10 +100,18 @@ type UserReader struct {
 	Error string `json:"error,omitempty"`
 }
 
+// tzEnv is the environment that sets time zone tz; none when tz is empty.
+func tzEnv(tz string) []string {
+	if tz == "" {
+		return nil
+	}
+	return []string{"TZ=" + tz}
+}
+
 // readAsUser runs the pgbb-status binary bin as acct on statusFile.
-func readAsUser(ctx context.Context, acct osuser.Account, bin, statusFile string) *UserReader {
+func readAsUser(ctx context.Context, acct osuser.Account, bin, statusFile, tz string) *UserReader {
 	ur := &UserReader{}
-	code, err := proc.RunJSON(ctx, acct, nil, ur, bin, "--json", statusFile)
+	code, err := proc.RunJSON(ctx, acct, tzEnv(tz), ur, bin, "--json", statusFile)
 	ur.User, ur.ExitCode = acct.Name, code
 	if err != nil {
 		ur.Error = err.Error()

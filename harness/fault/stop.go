@@ -157,9 +157,9 @@ func readWhileStopped(ctx context.Context, t *Target, obs *StopObservation) {
 	rm := RemoveIfDead(ctx, statusPath, false, own)
 	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
 	if t.ReaderBin != "" {
-		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath)
+		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath, t.ReaderTZ)
 		if t.OtherUser != nil {
-			obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath)
+			obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath, t.ReaderTZ)
 		}
 	}
 	after, err := os.ReadFile(statusPath)

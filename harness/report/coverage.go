@@ -19,8 +19,10 @@ type Coverage struct {
 	WALDir      int `json:"waldir"`
 	Removed     int `json:"removed"`
 	Retried     int `json:"retried"`
-	// Zones counts trials per time zone pg_basebackup ran in.
-	Zones map[string]int `json:"zones"`
+	// Zones counts trials per time zone pg_basebackup ran in,
+	// ReaderZones per time zone the built pgbb-status ran in.
+	Zones       map[string]int `json:"zones"`
+	ReaderZones map[string]int `json:"reader_zones,omitempty"`
 	// OtherUser counts trials judged also by pgbb-status run as another
 	// OS user.
 	OtherUser int `json:"other_user"`
@@ -53,6 +55,12 @@ func (c *Coverage) cover(r *trial.Record) {
 		}
 		c.Zones[r.TZ]++
 	}
+	if r.ReaderTZ != "" {
+		if c.ReaderZones == nil {
+			c.ReaderZones = map[string]int{}
+		}
+		c.ReaderZones[r.ReaderTZ]++
+	}
 	if r.Fault.Stop != nil && r.Fault.Stop.OtherUser != nil {
 		c.OtherUser++
 	}
@@ -64,14 +72,20 @@ func (c *Coverage) cover(r *trial.Record) {
 
 // WriteCoverage prints the coverage in a few lines.
 func WriteCoverage(w io.Writer, c Coverage) {
-	var zones []string
-	for z, n := range c.Zones {
-		zones = append(zones, fmt.Sprintf("%s %d", z, n))
+	zones := func(m map[string]int) string {
+		var zs []string
+		for z, n := range m {
+			zs = append(zs, fmt.Sprintf("%s %d", z, n))
+		}
+		slices.Sort(zs)
+		if len(zs) == 0 {
+			return "none"
+		}
+		return strings.Join(zs, ", ")
 	}
-	slices.Sort(zones)
 	fmt.Fprintf(w, "covered: %d trials with tablespaces, %d with --waldir; --remove-if-dead removed after %d, a retry ran after %d\n",
 		c.Tablespaces, c.WALDir, c.Removed, c.Retried)
-	fmt.Fprintf(w, "covered: time zones of pg_basebackup: %s\n", strings.Join(zones, ", "))
+	fmt.Fprintf(w, "covered: time zones of pg_basebackup: %s; of the built pgbb-status: %s\n", zones(c.Zones), zones(c.ReaderZones))
 	fmt.Fprintf(w, "covered: %d trials judged also as another OS user; %d with progress lines judged against the server (%d versions)\n",
 		c.OtherUser, c.Progress, c.ProgressVersions)
 }

@@ -147,6 +147,9 @@ func (t *trialRun) layOut(ctx context.Context) error {
 	}
 	t.rec.Args = t.args(dest)
 	t.rec.TZ = TrialTZ(s.Seed)
+	if s.ReaderBin != "" {
+		t.rec.ReaderTZ = ReaderTZ(s.Seed)
+	}
 	return nil
 }
 
@@ -286,7 +289,7 @@ func (t *trialRun) observe(ctx context.Context) error {
 		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
 			PID: t.pid, Phases: t.tracker, Done: t.done, Cluster: s.Cluster,
 			Calibration: s.Calibration, Rand: t.rng, Disk: t.disk, StatusFile: t.statusPath,
-			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin, OtherUser: s.OtherUser,
+			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin, OtherUser: s.OtherUser, ReaderTZ: t.rec.ReaderTZ,
 		})
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")

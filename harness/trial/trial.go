@@ -100,6 +100,9 @@ type Record struct {
 	// Args is pg_basebackup's command line; TZ its time zone.
 	Args []string `json:"args"`
 	TZ   string   `json:"tz"`
+	// ReaderTZ is the time zone of the built pgbb-status the stop plan
+	// runs (from another namespace, as another user).
+	ReaderTZ string `json:"reader_tz,omitempty"`
 	// StatusPath is where the run was told to write its status file
 	// (--status-file), outside every directory it writes; empty for a
 	// build that writes none.

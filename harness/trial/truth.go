@@ -39,6 +39,14 @@ func TrialTZ(seed uint64) string {
 	return trialZones[h.Sum64()%uint64(len(trialZones))]
 }
 
+// ReaderTZ is the time zone the trial's built pgbb-status runs in: another
+// than TrialTZ's, half the list away, so that a reader and a writer in
+// different zones are the rule.
+func ReaderTZ(seed uint64) string {
+	i := slices.Index(trialZones, TrialTZ(seed))
+	return trialZones[(i+len(trialZones)/2)%len(trialZones)]
+}
+
 // fieldTruth is what a trial knows of its run.
 type fieldTruth struct {
 	// target is -D; dirs the -T mapping directories; wal the --waldir

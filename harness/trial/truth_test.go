@@ -99,3 +99,12 @@ func TestTrialTZ(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderTZ: the reader's zone is seeded and never the writer's.
+func TestReaderTZ(t *testing.T) {
+	for seed := range uint64(200) {
+		if ReaderTZ(seed) == TrialTZ(seed) || ReaderTZ(seed) != ReaderTZ(seed) {
+			t.Fatalf("seed %d: reader %s, writer %s", seed, ReaderTZ(seed), TrialTZ(seed))
+		}
+	}
+}
