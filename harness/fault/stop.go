@@ -82,7 +82,7 @@ func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	statusPath := t.StatusFile
 
 	// Sample the status file from now until the run ends.
-	sampler := StartStatusSampler(statusPath, t.Done, nil)
+	sampler := StartStatusSampler(statusPath, t.Done, Probes{})
 	defer func() {
 		// The samples go on until the run ends (the trial waits for
 		// that before it reads anything).
@@ -222,28 +222,42 @@ func waitContinued(pid int, done <-chan struct{}, limit time.Duration) bool {
 
 // StatusSampler reads a status file every 20 ms and keeps each distinct
 // version that parses (unreadable moments are skipped: a missing or
-// invalid file is judged elsewhere), for status.PhasesForward; with a
-// probe, it also follows how much of the base backup the server has
-// streamed (StatusSamples).
+// invalid file is judged elsewhere), for status.PhasesForward; with
+// probes, it also follows how much of the base backup the server has
+// streamed and how much the run has written (StatusSamples).
 type StatusSampler struct {
 	quit    chan struct{}
 	done    chan struct{}
-	probe   StreamedProbe
+	probes  Probes
 	samples StatusSamples
 }
 
-// StreamedProbe returns how many bytes of the run's base backup the server
-// has streamed so far (pg_stat_progress_basebackup.backup_streamed), and
-// false when it cannot tell: no backup in progress, no server.
-type StreamedProbe func() (int64, bool)
+// A Probe returns a byte count, and false when it cannot tell.
+type Probe func() (int64, bool)
+
+// Probes are what a StatusSampler asks besides the file; either may be
+// nil.
+type Probes struct {
+	// Streamed is how many bytes of the run's base backup the server
+	// has streamed so far (pg_stat_progress_basebackup.backup_streamed);
+	// it cannot tell when no backup is in progress or the server is
+	// gone.
+	Streamed Probe
+	// Written is how many bytes the run's process has written so far
+	// (wchar of /proc/PID/io): the backup's files, or the archive on
+	// standard output, as it receives them.
+	Written Probe
+}
 
 // StatusSamples is what a StatusSampler saw.
 type StatusSamples struct {
 	// Versions are the distinct versions of the file, oldest first.
 	Versions []StatusVersion
-	// Streamed is the server's count of the base backup's bytes every
-	// 100 ms (with a probe only).
-	Streamed []StreamedSample
+	// Streamed is the server's count of the base backup's bytes, and
+	// Written the run's count of bytes written, every 100 ms (with
+	// probes only).
+	Streamed []CountSample
+	Written  []CountSample
 }
 
 // StatusVersion is one version of the status file: when the sampler
@@ -255,9 +269,9 @@ type StatusVersion struct {
 	Streamed int64
 }
 
-// StreamedSample is the server's count of streamed bytes at a moment
-// between Asked and Answered.
-type StreamedSample struct {
+// CountSample is a byte count taken at a moment between Asked and
+// Answered.
+type CountSample struct {
 	Asked, Answered time.Time
 	Bytes           int64
 }
@@ -272,9 +286,9 @@ func (s StatusSamples) Statuses() []*status.Status {
 }
 
 // StartStatusSampler samples the status file at path until runDone is
-// closed (with one last look then) or Stop is called. probe may be nil.
-func StartStatusSampler(path string, runDone <-chan struct{}, probe StreamedProbe) *StatusSampler {
-	s := &StatusSampler{quit: make(chan struct{}), done: make(chan struct{}), probe: probe}
+// closed (with one last look then) or Stop is called.
+func StartStatusSampler(path string, runDone <-chan struct{}, probes Probes) *StatusSampler {
+	s := &StatusSampler{quit: make(chan struct{}), done: make(chan struct{}), probes: probes}
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -295,27 +309,37 @@ func StartStatusSampler(path string, runDone <-chan struct{}, probe StreamedProb
 	return s
 }
 
-// look reads the file once, keeps it if it is a new version, and asks the
-// probe what the server has streamed when it is, or when flow says to.
-func (s *StatusSampler) look(path string, flow bool) {
+// look reads the file once and keeps it if it is a new version; when it
+// is, or when counts says to, it asks the probes.
+func (s *StatusSampler) look(path string, counts bool) {
 	st, err := status.ReadFile(path)
 	vs := s.samples.Versions
 	fresh := err == nil && (len(vs) == 0 || st.Checksum != vs[len(vs)-1].Status.Checksum)
 	if fresh {
 		s.samples.Versions = append(vs, StatusVersion{At: time.Now(), Status: st, Streamed: -1})
 	}
-	if s.probe == nil || !(fresh || flow) {
+	if !fresh && !counts {
 		return
+	}
+	if c, ok := ask(s.probes.Streamed); ok {
+		if fresh {
+			s.samples.Versions[len(s.samples.Versions)-1].Streamed = c.Bytes
+		}
+		s.samples.Streamed = append(s.samples.Streamed, c)
+	}
+	if c, ok := ask(s.probes.Written); ok {
+		s.samples.Written = append(s.samples.Written, c)
+	}
+}
+
+// ask takes one count of probe p, if there is one and it can tell.
+func ask(p Probe) (CountSample, bool) {
+	if p == nil {
+		return CountSample{}, false
 	}
 	asked := time.Now()
-	n, ok := s.probe()
-	if !ok {
-		return
-	}
-	if fresh {
-		s.samples.Versions[len(s.samples.Versions)-1].Streamed = n
-	}
-	s.samples.Streamed = append(s.samples.Streamed, StreamedSample{Asked: asked, Answered: time.Now(), Bytes: n})
+	n, ok := p()
+	return CountSample{Asked: asked, Answered: time.Now(), Bytes: n}, ok
 }
 
 // Stop ends the sampling, if the run's end did not already, and returns

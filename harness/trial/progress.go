@@ -3,6 +3,9 @@ package trial
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,20 +14,21 @@ import (
 	"github.com/pgbb/pgbb/harness/status"
 )
 
-// The progress lines of a status file, judged against the server while the
-// run lasts (part of InvFieldsTrue): BYTES RECEIVED never counts more than
-// the server had sent of the backup, and while data arrives the writer
-// rewrites the file every UPDATE INTERVAL.
+// The progress lines of a status file, judged while the run lasts (part
+// of InvFieldsTrue): BYTES RECEIVED never counts more than the server had
+// sent of the backup, and while data arrives the writer rewrites the file
+// every UPDATE INTERVAL.
 //
 // Both are judged so that a loaded machine cannot raise them: the byte
-// count against a server count taken after the file was read, and the
-// cadence only when the server went on sending, long after an update was
-// due, more than the client could hold without reading it (a writer that
-// reads data rewrites the file when the interval has passed). So a late
-// rewrite is seen only when it is late by more than cadenceFlow at the
-// run's rate: a throttled run (scenarios/smoke/plain-throttled.json, 4 MB/s
-// and an interval of one second) shows a writer that rewrites less often
-// than every five seconds, or never.
+// count against a server count taken after the file was read; the cadence
+// against what the run itself did: the series rewrites the file, when the
+// interval has passed, as each chunk of data arrives and before it writes
+// the chunk out, so a run that went on writing received data long after a
+// rewrite was due, the file unchanged, did not rewrite it. A run that
+// waits (a stalled server, a full socket, a descheduled or blocked
+// process) writes nothing and is not blamed. The run's writes are wchar
+// of /proc/PID/io: the process's own writes (the backup's files, or the
+// archive on standard output; the WAL streaming child is another process).
 
 const (
 	// bytesSlack is how far BYTES RECEIVED may run ahead of the server's
@@ -39,11 +43,11 @@ const (
 	// before it is renamed into place.
 	cadenceSlack = 2 * time.Second
 
-	// cadenceFlow is how much the server must send past the time a
-	// rewrite was due, the file unchanged, before the writer is said to
-	// have read data without rewriting it: more than the socket and
-	// libpq buffers hold, so that the client must have read some of it.
-	cadenceFlow = 4 << 20
+	// cadenceWrites is how much the run must write past the time a
+	// rewrite was due, the file unchanged, before it is said to have
+	// received data without rewriting: far more than the rest of the one
+	// chunk it may have been writing out when the rewrite fell due.
+	cadenceWrites = 1 << 20
 )
 
 // backupAppName is the application_name (PGAPPNAME) a trial's
@@ -57,9 +61,28 @@ func backupAppName(id string) string {
 	return name
 }
 
+// writtenProbe reads how many bytes process pid has written (wchar of
+// /proc/PID/io; the harness runs as root or as the run's user).
+func writtenProbe(pid int) fault.Probe {
+	path := fmt.Sprintf("/proc/%d/io", pid)
+	return func() (int64, bool) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0, false
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				return n, err == nil
+			}
+		}
+		return 0, false
+	}
+}
+
 // streamedProbe asks the server, over conn, how much of the base backup of
 // the pg_basebackup connected as app it has streamed.
-func streamedProbe(ctx context.Context, conn *pgx.Conn, app string) fault.StreamedProbe {
+func streamedProbe(ctx context.Context, conn *pgx.Conn, app string) fault.Probe {
 	const q = `SELECT p.backup_streamed FROM pg_stat_progress_basebackup p
 		JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1`
 	return func() (int64, bool) {
@@ -102,10 +125,10 @@ func checkProgress(samples fault.StatusSamples, refresh time.Duration, until tim
 			}
 		}
 		due := v.At.Add(refresh + cadenceSlack)
-		if sent := streamedBetween(samples.Streamed, due, end); sent > cadenceFlow {
-			cadenceWrong = fmt.Sprintf("UPDATE TIME %s (first read at +%s) not rewritten %s after it was read, while the server sent %d more bytes of the backup (UPDATE INTERVAL %s)",
+		if wrote := countBetween(samples.Written, due, end); wrote > cadenceWrites {
+			cadenceWrong = fmt.Sprintf("UPDATE TIME %s (first read at +%s) not rewritten %s after it was read, while the run wrote %d more bytes of what it received (UPDATE INTERVAL %s)",
 				st.UpdateTime.UTC().Format(time.TimeOnly), v.At.Sub(vs[0].At).Round(time.Millisecond),
-				refresh+cadenceSlack, sent, refresh)
+				refresh+cadenceSlack, wrote, refresh)
 		}
 	}
 	var wrong []string
@@ -130,10 +153,10 @@ func writtenBy(v fault.StatusVersion) time.Time {
 	return w
 }
 
-// streamedBetween returns how much the server surely streamed between from
-// and to (to zero: the last sample): the count of the last sample answered
-// by to less that of the first asked after from.
-func streamedBetween(ss []fault.StreamedSample, from, to time.Time) int64 {
+// countBetween returns how much a count surely grew between from and to
+// (to zero: the last sample): the count of the last sample answered by to
+// less that of the first asked after from.
+func countBetween(ss []fault.CountSample, from, to time.Time) int64 {
 	first, last := -1, -1
 	for i, s := range ss {
 		if first < 0 && !s.Asked.Before(from) {

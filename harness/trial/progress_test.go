@@ -10,15 +10,19 @@ import (
 )
 
 // run is a synthetic run for checkProgress: the server streams rate bytes
-// a second from t0 for dur, sampled every 100 ms; the writer's versions
-// are given as (seconds after t0 first read, seconds after t0 written,
-// bytes received).
+// a second from t0 for dur, and the run writes them out as they come, both
+// sampled every 100 ms; the writer's versions are given as (seconds after
+// t0 first read, seconds after t0 written, bytes received).
 type run struct {
 	t0   time.Time
 	rate int64
 	dur  time.Duration
-	// stallFrom, when not zero, is when the server stops sending.
+	// stallFrom, when not zero, is when the run stops receiving and
+	// writing (a stalled server, a blocked process).
 	stallFrom time.Duration
+	// serverAhead is how much more the server sends into the socket
+	// buffers than the run reads, once the run stalls.
+	serverAhead int64
 }
 
 func (r run) streamedAt(d time.Duration) int64 {
@@ -28,11 +32,18 @@ func (r run) streamedAt(d time.Duration) int64 {
 	return int64(d.Seconds() * float64(r.rate))
 }
 
-func (r run) flow() []fault.StreamedSample {
-	var ss []fault.StreamedSample
+// samples returns the server's and the run's counts.
+func (r run) samples(versions []fault.StatusVersion) fault.StatusSamples {
+	ss := fault.StatusSamples{Versions: versions}
 	for d := time.Duration(0); d <= r.dur; d += 100 * time.Millisecond {
 		at := r.t0.Add(d)
-		ss = append(ss, fault.StreamedSample{Asked: at, Answered: at.Add(2 * time.Millisecond), Bytes: r.streamedAt(d)})
+		sent := r.streamedAt(d)
+		if r.stallFrom > 0 && d > r.stallFrom {
+			// The server goes on at its rate until the buffers are full.
+			sent += min(r.serverAhead, int64((d-r.stallFrom).Seconds()*float64(r.rate)))
+		}
+		ss.Streamed = append(ss.Streamed, fault.CountSample{Asked: at, Answered: at.Add(2 * time.Millisecond), Bytes: sent})
+		ss.Written = append(ss.Written, fault.CountSample{Asked: at, Answered: at.Add(time.Millisecond), Bytes: r.streamedAt(d)})
 	}
 	return ss
 }
@@ -50,9 +61,10 @@ func (r run) version(read, written float64, bytes int64) fault.StatusVersion {
 }
 
 // TestCheckProgress: BYTES RECEIVED beyond the server's count, and a file
-// not rewritten while the server went on sending, are named; a writer
-// kept from rewriting by a stalled server, a sampler that read late, or a
-// fault, is not blamed, nor a count within one chunk of the server's.
+// not rewritten while the run went on writing what it received, are named;
+// a run that stalled (even while the server filled the socket buffers), a
+// sampler that read late, or a fault, is not blamed, nor a count within
+// one chunk of the server's.
 func TestCheckProgress(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
 	const rate = 4 << 20
@@ -73,11 +85,14 @@ func TestCheckProgress(t *testing.T) {
 		want     []string
 	}{
 		{"every second", r, steady(r, 1), time.Time{}, nil},
-		{"never rewritten", r, steady(r, 100), time.Time{}, []string{"UPDATE TIME 05:00:00 (first read at +0s) not rewritten 3s after it was read"}},
+		{"never rewritten", r, steady(r, 100), time.Time{}, []string{"UPDATE TIME 05:00:00 (first read at +0s) not rewritten 3s after it was read, while the run wrote"}},
 		{"every 6 seconds", r, steady(r, 6), time.Time{}, []string{"not rewritten 3s after"}},
 		{"never rewritten, the fault fired before it was due", r, steady(r, 100), t0.Add(2 * time.Second), nil},
 		{"never rewritten, the fault fired after it was due", r, steady(r, 100), t0.Add(5 * time.Second), []string{"not rewritten"}},
-		{"never rewritten, the server stalled", run{t0: t0, rate: rate, dur: 10 * time.Second, stallFrom: 2 * time.Second},
+		{"never rewritten, the run stalled", run{t0: t0, rate: rate, dur: 10 * time.Second, stallFrom: 2 * time.Second},
+			steady(r, 100), time.Time{}, nil},
+		{"never rewritten, the run blocked while the server filled 10 MB of socket buffers",
+			run{t0: t0, rate: rate, dur: 10 * time.Second, stallFrom: 2500 * time.Millisecond, serverAhead: 10 << 20},
 			steady(r, 100), time.Time{}, nil},
 		{"read late", r, []fault.StatusVersion{r.version(0, 0, 0), r.version(1, 1, rate), r.version(7, 2, 2*rate)}, time.Time{}, nil},
 		{"bytes beyond", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, 3*rate)}, time.Time{},
@@ -86,7 +101,7 @@ func TestCheckProgress(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := checkProgress(fault.StatusSamples{Versions: tc.versions, Streamed: tc.r.flow()}, time.Second, tc.until)
+			got := checkProgress(tc.r.samples(tc.versions), time.Second, tc.until)
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}

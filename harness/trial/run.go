@@ -218,7 +218,7 @@ func (t *trialRun) startRun(ctx context.Context) error {
 		t.cmd.Stdout = t.stdout
 	}
 	t.cmd.Dir = s.Dir
-	probe := t.streamedProbe(ctx)
+	streamed := t.streamedProbe(ctx)
 	t.start = time.Now()
 	t.tracker = fault.NewTracker(t.start)
 	if traces {
@@ -242,7 +242,7 @@ func (t *trialRun) startRun(ctx context.Context) error {
 	// forward and nothing follows "completed" or "failed"; its progress
 	// lines agree with the server (progress.go).
 	if t.sampled() {
-		t.sampler = fault.StartStatusSampler(t.statusPath, t.done, probe)
+		t.sampler = fault.StartStatusSampler(t.statusPath, t.done, fault.Probes{Streamed: streamed, Written: writtenProbe(t.pid)})
 	}
 	return nil
 }
@@ -251,7 +251,7 @@ func (t *trialRun) startRun(ctx context.Context) error {
 // much of this run's backup the server has streamed (the run's
 // application_name tells it which); nil when the file is not sampled or
 // the server cannot be reached.
-func (t *trialRun) streamedProbe(ctx context.Context) fault.StreamedProbe {
+func (t *trialRun) streamedProbe(ctx context.Context) fault.Probe {
 	if !t.sampled() {
 		return nil
 	}
