@@ -2,12 +2,8 @@ package fault
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
@@ -65,23 +61,7 @@ func readFromOtherNamespace(ctx context.Context, bin, statusFile, tz string) *Na
 func runUnshared(ctx context.Context, tz string, v any, bin string, args ...string) (int, error) {
 	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--pid", "--fork", "--mount-proc", bin}, args...)...)
 	cmd.Env = append(os.Environ(), tzEnv(tz)...)
-	out, err := cmd.Output()
-	code := 0
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		return 0, fmt.Errorf("unshare %s: %w", bin, err)
-	}
-	if jerr := json.Unmarshal(out, v); jerr != nil {
-		stderr := ""
-		if exit != nil {
-			stderr = strings.TrimSpace(string(exit.Stderr))
-		}
-		return code, fmt.Errorf("unshare %s %s: exit %d, output not JSON (%v): %s", bin, strings.Join(args, " "), code, jerr, stderr)
-	}
-	return code, nil
+	return proc.OutputJSON(cmd, v)
 }
 
 // UserReader is what pgbb-status said about a live run when run as

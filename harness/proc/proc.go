@@ -59,17 +59,33 @@ func Run(ctx context.Context, acct osuser.Account, env []string, args ...string)
 // such as pgbb-status report through their exit code and their JSON), a
 // command that could not run, or whose output is not JSON, is.
 func RunJSON(ctx context.Context, acct osuser.Account, env []string, v any, args ...string) (int, error) {
-	out, err := Command(ctx, acct, env, args...).Output()
+	code, err := OutputJSON(Command(ctx, acct, env, args...), v)
+	if err != nil {
+		return code, fmt.Errorf("as %s: %w", acct.Name, err)
+	}
+	return code, nil
+}
+
+// OutputJSON runs cmd, decodes its standard output as JSON into v and
+// returns its exit code: a non-zero exit is no error, a command that could
+// not run, or whose output is not JSON, is (with its output and standard
+// error).
+func OutputJSON(cmd *exec.Cmd, v any) (int, error) {
+	out, err := cmd.Output()
 	code := 0
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	case err != nil:
-		return 0, fmt.Errorf("%s as %s: %w", filepath.Base(args[0]), acct.Name, err)
+		return 0, fmt.Errorf("%s: %w", filepath.Base(cmd.Args[0]), err)
 	}
 	if err := json.Unmarshal(out, v); err != nil {
-		return code, fmt.Errorf("%s as %s: exit %d, output not JSON (%v): %s", strings.Join(args, " "), acct.Name, code, err, out)
+		stderr := ""
+		if exit != nil {
+			stderr = strings.TrimSpace(string(exit.Stderr))
+		}
+		return code, fmt.Errorf("%s: exit %d, output not JSON (%v): %s %s", strings.Join(cmd.Args, " "), code, err, out, stderr)
 	}
 	return code, nil
 }
