@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,7 +347,8 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		if err != nil {
 			return err
 		}
-		ts := cal.apply(spec(TrialID(s, index), index, f))
+		ts := spec(TrialID(s, index), index, f)
+		ts.Calibration = cal
 		rec, err := trial.Run(ctx, ts)
 		if err != nil {
 			if !c.cfg.Keep {
@@ -417,50 +417,31 @@ func (src *source) stop(ctx context.Context, keep bool) {
 	}
 }
 
-// calibration is what a worker's clean runs measured for its trials'
-// faults: the control run's timeline, the file-system calls of a traced
-// clean run (kill-syscall), the operations of the finishing part of a
-// clean run on the power-loss layer (the disk plans at the Nth operation).
-type calibration struct {
-	timeline fault.Timeline
-	syscalls map[string]int64
-	diskOps  map[string]int64
-}
-
-// apply gives the calibration to a trial's spec.
-func (cal calibration) apply(ts trial.Spec) trial.Spec {
-	ts.Calibration, ts.SyscallCalibration, ts.DiskCalibration = cal.timeline, cal.syscalls, cal.diskOps
-	return ts
-}
-
 // Clean runs of a worker, besides the trials: each has its own index
-// below every trial's, for its seed, and its own directory.
-const (
-	controlIndex   = -1   // the control run, -1-w
-	countIndex     = -100 // the traced clean run, -100-w
-	diskCountIndex = -200 // the clean run on the power-loss layer, -200-w
-)
+// below every trial's, for its seed, and its own directory. The control
+// run is -1-w; a calibration run (fault.Calibrator) its label's base
+// minus w.
+const controlIndex = -1
+
+// calibratorIndex is the base index of each calibration run's label.
+var calibratorIndex = map[string]int{
+	"count":      -100, // the traced clean run (kill-syscall)
+	"disk-count": -200, // the clean run on the power-loss layer
+}
 
 // CleanRuns is how many clean runs each worker of scenario s makes before
 // its trials (calibrate): a record each.
 func CleanRuns(s scenario.Scenario) int {
-	n := 1
-	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
-		n++
-	}
-	if NeedsDiskCalibration(s) {
-		n++
-	}
-	return n
+	return 1 + len(fault.Calibrators(s.Faults))
 }
 
 // calibrate runs the worker's clean runs: the control, which must pass
 // like any trial (the oracle always checks it) and whose timeline
-// calibrates every fault, then the traced clean run and the clean run on
-// the power-loss layer when the scenario's plans need them.
+// calibrates every fault, then the calibration runs the scenario's plans
+// need (fault.Calibrators: a traced run, a run on the power-loss layer).
 func (c *campaign) calibrate(ctx context.Context, s scenario.Scenario, w int, dir string, src *source,
-	spec func(string, int, fault.Fault) trial.Spec) (calibration, error) {
-	var cal calibration
+	spec func(string, int, fault.Fault) trial.Spec) (fault.Calibration, error) {
+	var cal fault.Calibration
 	none, _ := fault.ByName(scenario.PlanNone)
 	cs := spec(c.runID(s, "control", w), controlIndex-w, none)
 	cs.Dir = filepath.Join(dir, "control")
@@ -479,31 +460,21 @@ func (c *campaign) calibrate(ctx context.Context, s scenario.Scenario, w int, di
 		}
 		crec.Violations = append(crec.Violations, trial.Violation{Invariant: "control-passes", Message: "the clean run failed: " + why})
 	}
-	cal.timeline = crec.Timeline
+	cal.Timeline = crec.Timeline
 	if s.StaleStatus {
 		if err := plantStatus(c.cfg.Acct, crec.StatusPath, src.cl.DataDir); err != nil {
 			return cal, err
 		}
 	}
 	c.finish(crec)
-	if slices.Contains(s.Faults, scenario.PlanSyscallKill) {
-		ts := cal.apply(spec(c.runID(s, "count", w), countIndex-w, none))
-		ts.Dir = filepath.Join(dir, "count")
-		ts.CountSyscalls = true
-		rec, err := c.cleanRun(ctx, ts, "the traced clean run")
-		if err != nil {
+	for _, cr := range fault.Calibrators(s.Faults) {
+		ts := spec(c.runID(s, cr.Label(), w), calibratorIndex[cr.Label()]-w, cr)
+		ts.Calibration = cal
+		ts.Dir = filepath.Join(dir, cr.Label())
+		if _, err := c.cleanRun(ctx, ts, "the "+cr.Label()+" calibration run"); err != nil {
 			return cal, err
 		}
-		cal.syscalls = rec.Syscalls
-	}
-	if NeedsDiskCalibration(s) {
-		ds := cal.apply(spec(c.runID(s, "disk-count", w), diskCountIndex-w, fault.DiskCount{}))
-		ds.Dir = filepath.Join(dir, "disk-count")
-		rec, err := c.cleanRun(ctx, ds, "the clean run on the power-loss layer")
-		if err != nil {
-			return cal, err
-		}
-		cal.diskOps = rec.Fault.FinishingOps
+		cr.Calibrate(&cal)
 	}
 	return cal, nil
 }
@@ -532,17 +503,6 @@ func (c *campaign) cleanRun(ctx context.Context, ts trial.Spec, what string) (*t
 	}
 	c.finish(rec)
 	return rec, nil
-}
-
-// NeedsDiskCalibration says whether a scenario has a fault plan that runs
-// on the power-loss layer, and so a calibration run on it per worker.
-func NeedsDiskCalibration(s scenario.Scenario) bool {
-	for _, p := range s.Faults {
-		if f, err := fault.ByName(p); err == nil && fault.NeedsDisk(f) {
-			return true
-		}
-	}
-	return false
 }
 
 // finish saves a record, keeps or removes its directory, and reports it.

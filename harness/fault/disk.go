@@ -12,6 +12,7 @@ import (
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // Disk is a trial's backup storage on the power-loss layer
@@ -54,15 +55,6 @@ const JournalFile = "ops.journal"
 // finishing part of the run start.
 const MarkFinishing = "finishing"
 
-// DiskOptions returns the options of the layer a fault plan runs on: the
-// clean run that calibrates the disk plans (DiskCount) is journaled.
-func DiskOptions(f Fault) []powerfs.Option {
-	if _, ok := f.(DiskCount); ok {
-		return []powerfs.Option{powerfs.Journaled()}
-	}
-	return nil
-}
-
 // DiskReport is what the layer saw in one trial.
 type DiskReport struct {
 	// Counts are the operations of each kind the process tree attempted.
@@ -88,19 +80,51 @@ type DiskReport struct {
 	Journal string `json:"journal,omitempty"`
 }
 
-// NeedsDisk says whether a fault plan runs on the power-loss layer: the
-// trial must then MountDisk before starting pg_basebackup and PowerOff
-// once its process tree is gone.
+// NeedsDisk says whether a fault plan runs on the power-loss layer: it
+// then prepares the layer before the run and cuts its power after.
 func NeedsDisk(f Fault) bool {
-	_, ok := f.(diskFault)
+	_, ok := f.(diskPlan)
 	return ok
 }
 
-// diskFault marks the plans that run on a Disk.
-type diskFault interface {
+// diskPlan is a plan that runs on the power-loss layer.
+type diskPlan interface {
 	Fault
-	usesDisk()
+	Preparer
+	Settler
+	onLayer()
 }
+
+// onDisk is the part of the disk plans that puts the run's target,
+// tablespaces and status file on the power-loss layer before it starts
+// (MountDisk) and cuts the power once its process tree is gone
+// (PowerOff). A plan embedding it needs the disk calibration run.
+type onDisk struct {
+	// opts go to the layer.
+	opts []powerfs.Option
+}
+
+func (onDisk) onLayer() {}
+
+// Prepare mounts the layer for the run.
+func (o onDisk) Prepare(ctx context.Context, t *Target) (func(), error) {
+	d, err := MountDisk(ctx, t.Dir, t.Acct, t.Tablespaces, status.FileName, o.opts...)
+	if err != nil {
+		return nil, err
+	}
+	t.Disk = d
+	return func() { d.Close() }, nil
+}
+
+// Settle cuts the power: only the layer's durable state remains, at the
+// paths the run wrote.
+func (onDisk) Settle(ctx context.Context, t *Target, inj *Injection, out *Settled) error {
+	rep, err := t.Disk.PowerOff()
+	out.Disk = rep
+	return err
+}
+
+func (onDisk) calibrator() Calibrator { return NewDiskCount() }
 
 // MountDisk mounts the layer on dir/disk with the target, tablespace and
 // status directories in it, owned by acct, durable from the start; the
@@ -252,10 +276,11 @@ func diskAvailable(s scenario.Scenario) error {
 }
 
 var (
-	_ diskFault = powerLossTime{}
-	_ diskFault = powerLossAt{}
-	_ diskFault = eioFault{}
-	_ diskFault = enospcFault{}
+	_ diskPlan = powerLossTime{}
+	_ diskPlan = powerLossAt{}
+	_ diskPlan = eioFault{}
+	_ diskPlan = enospcFault{}
+	_ diskPlan = &DiskCount{}
 )
 
 // finishingPhases are the phases, in order, that may start the finishing
@@ -303,7 +328,7 @@ func needDisk(t *Target, plan string) (*Disk, error) {
 // with the error to return, when the plan cannot run or the run ended (or
 // ctx was cancelled) first.
 func atScheduledTime(ctx context.Context, t *Target, name string, from Phase) (inj Injection, d *Disk, ok bool, err error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, from)
+	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, from)
 	inj = Injection{Plan: name, Anchor: anchor.String(), Offset: off, Finishing: fin}
 	if d, err = needDisk(t, name); err != nil {
 		return inj, nil, false, err
@@ -316,9 +341,8 @@ func atScheduledTime(ctx context.Context, t *Target, name string, from Phase) (i
 
 // powerLossTime cuts the power at a random time over a calibrated clean
 // run, weighted towards the finishing part, like the kill plan.
-type powerLossTime struct{}
+type powerLossTime struct{ onDisk }
 
-func (powerLossTime) usesDisk()                           {}
 func (powerLossTime) Name() string                        { return scenario.PlanPowerLoss }
 func (powerLossTime) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error) {
@@ -340,11 +364,11 @@ func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error)
 // half of the trials, and among the last 16 of the estimate for the
 // other half.
 type powerLossAt struct {
+	onDisk
 	name string
 	kind powerfs.OpKind
 }
 
-func (powerLossAt) usesDisk()                           {}
 func (f powerLossAt) Name() string                      { return f.name }
 func (powerLossAt) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
@@ -400,7 +424,7 @@ func startFinishing(ctx context.Context, t *Target, plan string) (inj Injection,
 // the run has: as counted by the clean run on the layer that calibrates
 // the trials (DiskCount), else estimated.
 func finishingOps(t *Target, k powerfs.OpKind, files, dirs int) int {
-	if n := t.DiskCalibration[k.String()]; n > 0 {
+	if n := t.Calibration.DiskOps[k.String()]; n > 0 {
 		return int(n)
 	}
 	return estimate(k, files, dirs)
@@ -430,14 +454,29 @@ func estimate(k powerfs.OpKind, files, dirs int) int {
 // kind from the moment the finishing part is seen to start to the run's
 // end (Injection.FinishingOps), so that the plans striking at the Nth
 // operation of that part sample among the operations a run really has.
-type DiskCount struct{}
+// Its layer is journaled: the explorer (harness/explore) replays the
+// journal.
+type DiskCount struct {
+	onDisk
+	ops map[string]int64
+}
 
-func (DiskCount) usesDisk()                           {}
-func (DiskCount) Name() string                        { return scenario.PlanNone }
-func (DiskCount) Available(s scenario.Scenario) error { return diskAvailable(s) }
+// NewDiskCount returns the plan of one disk calibration run.
+func NewDiskCount() *DiskCount {
+	return &DiskCount{onDisk: onDisk{opts: []powerfs.Option{powerfs.Journaled()}}}
+}
+
+func (*DiskCount) Name() string                        { return scenario.PlanNone }
+func (*DiskCount) Available(s scenario.Scenario) error { return diskAvailable(s) }
+
+// Label names the run in trial ids.
+func (*DiskCount) Label() string { return diskCountLabel }
+
+// Calibrate gives the disk plans the counts of the finishing part.
+func (c *DiskCount) Calibrate(cal *Calibration) { cal.DiskOps = c.ops }
 
 // Inject waits for the finishing part and counts its operations.
-func (DiskCount) Inject(ctx context.Context, t *Target) (Injection, error) {
+func (c *DiskCount) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := startFinishing(ctx, t, scenario.PlanNone)
 	inj.Finishing = false
 	if !ok {
@@ -457,6 +496,7 @@ func (DiskCount) Inject(ctx context.Context, t *Target) (Injection, error) {
 	for i, k := range countedKinds {
 		inj.FinishingOps[k.String()] = int64(d.FS.Count(k)) - start[i]
 	}
+	c.ops = inj.FinishingOps
 	inj.Detail = fmt.Sprintf("calibration: finishing part counted from %s", inj.Anchor)
 	return inj, nil
 }
@@ -469,10 +509,10 @@ var countedKinds = [...]powerfs.OpKind{powerfs.OpFsync, powerfs.OpFsyncDir, powe
 // an fsync, a directory fsync, or a rename. The run goes on; the power is
 // cut after it ends.
 type eioFault struct {
+	onDisk
 	name string
 }
 
-func (eioFault) usesDisk()                           {}
 func (f eioFault) Name() string                      { return f.name }
 func (eioFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
@@ -520,9 +560,8 @@ func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 // random time over the run (weighted towards the finishing part, like the
 // kill plan), the disk gets up to 64 kB more room (up to 4 kB in the
 // finishing part, which writes little).
-type enospcFault struct{}
+type enospcFault struct{ onDisk }
 
-func (enospcFault) usesDisk()                           {}
 func (enospcFault) Name() string                        { return scenario.PlanENOSPC }
 func (enospcFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
 func (f enospcFault) Inject(ctx context.Context, t *Target) (Injection, error) {

@@ -44,7 +44,7 @@ func diskTarget(t *testing.T) (*Disk, *Target, *exec.Cmd) {
 	return d, tgt, cmd
 }
 
-func TestPlansAreKnown(t *testing.T) {
+func TestDiskPlansAreKnown(t *testing.T) {
 	for _, name := range scenario.DiskPlans() {
 		f, err := ByName(name)
 		if err != nil {
@@ -239,7 +239,7 @@ func TestStatusViews(t *testing.T) {
 // the finishing part sample among the operations a calibration run
 // counted, and fall back to the static estimate without one.
 func TestFinishingOpsCalibration(t *testing.T) {
-	cal := &Target{DiskCalibration: map[string]int64{"rename": 7, "fsync": 0}}
+	cal := &Target{Calibration: Calibration{DiskOps: map[string]int64{"rename": 7, "fsync": 0}}}
 	if got := finishingOps(cal, powerfs.OpRename, 100, 10); got != 7 {
 		t.Errorf("calibrated renames: %d, want 7", got)
 	}
@@ -249,7 +249,7 @@ func TestFinishingOpsCalibration(t *testing.T) {
 	if got := finishingOps(&Target{}, powerfs.OpFsyncDir, 100, 10); got != estimate(powerfs.OpFsyncDir, 100, 10) {
 		t.Errorf("no calibration: %d, want the estimate", got)
 	}
-	if !NeedsDisk(DiskCount{}) {
+	if !NeedsDisk(NewDiskCount()) {
 		t.Error("DiskCount must run on the power-loss layer")
 	}
 }

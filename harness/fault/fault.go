@@ -17,28 +17,31 @@ import (
 
 // Target is the run a fault is injected into.
 type Target struct {
-	// PID is the pg_basebackup process (leader of its own process group).
-	PID int
+	// PID is the pg_basebackup process (leader of its own process
+	// group); Done is closed when it has exited. Both are set once the
+	// run started (not yet in Prepare and Launch).
+	PID  int
+	Done <-chan struct{}
 	// Phases follows the run.
 	Phases *Tracker
-	// Done is closed when the pg_basebackup process has exited.
-	Done <-chan struct{}
 	// Cluster is the source cluster.
 	Cluster *cluster.Cluster
-	// Calibration is the timeline of a clean run of the same scenario.
-	Calibration Timeline
+	// Calibration is what clean runs of the same scenario measured.
+	Calibration Calibration
 	// Rand is the trial's seeded random source.
 	Rand *rand.Rand
-	// Disk is the power-loss storage layer under the backup, for the
-	// plans that need one (NeedsDisk); nil otherwise.
+	// Dir is the trial's directory; Acct owns what the run writes;
+	// Tablespaces is the number of the source's tablespaces (what a
+	// Preparer lays out).
+	Dir         string
+	Acct        osuser.Account
+	Tablespaces int
+	// Disk is the power-loss storage layer under the backup, set by the
+	// disk plans' Prepare; nil otherwise.
 	Disk *Disk
 	// StatusFile is the run's status file, outside every directory the
 	// run writes (empty for a build that writes none).
 	StatusFile string
-	// DiskCalibration counts the operations of each kind (powerfs.OpKind
-	// names) in the finishing part of a clean run on the power-loss layer
-	// (see DiskCount); nil when there was none.
-	DiskCalibration map[string]int64
 	// ReaderBin is a pgbb-status binary: the stop plan runs it in a PID
 	// namespace of its own as well (empty: it does not).
 	ReaderBin string
@@ -82,7 +85,8 @@ type Injection struct {
 	StatusDir *StatusDirObservation `json:"status_dir,omitempty"`
 }
 
-// Fault is one fault plan.
+// Fault is one fault plan. A plan that needs more of the trial than
+// Inject implements the optional interfaces of lifecycle.go.
 type Fault interface {
 	// Name is the plan's name in scenarios and reports.
 	Name() string
@@ -93,51 +97,45 @@ type Fault interface {
 	Inject(ctx context.Context, t *Target) (Injection, error)
 }
 
-// ByName returns the fault plan of a name.
+// ByName returns a new fault plan of a name, for one trial.
 func ByName(name string) (Fault, error) {
-	if f, ok := plans[name]; ok {
-		return f, nil
+	if newPlan, ok := plans[name]; ok {
+		return newPlan(), nil
 	}
 	return nil, fmt.Errorf("unknown fault plan %q", name)
 }
 
-// plans are the fault plans by name: every name scenario knows has one.
-var plans = map[string]Fault{
-	scenario.PlanNone:               none{},
-	scenario.PlanKill:               signalFault{name: scenario.PlanKill, sig: syscall.SIGKILL},
-	scenario.PlanTerm:               signalFault{name: scenario.PlanTerm, sig: syscall.SIGTERM},
-	scenario.PlanInt:                signalFault{name: scenario.PlanInt, sig: syscall.SIGINT},
-	scenario.PlanKillWALChild:       walChildKill{},
-	scenario.PlanTerminateWalsender: walsenderTerminate{},
-	scenario.PlanServerStop:         serverStop{},
-	scenario.PlanSyscallKill:        syscallKill{},
-	scenario.PlanStop:               stopCont{},
-	scenario.PlanStatusDirReadOnly:  statusDirReadOnly{},
-	scenario.PlanPowerLoss:          powerLossTime{},
-	scenario.PlanPowerLossFsync:     powerLossAt{name: scenario.PlanPowerLossFsync, kind: powerfs.OpFsync},
-	scenario.PlanPowerLossFsyncDir:  powerLossAt{name: scenario.PlanPowerLossFsyncDir, kind: powerfs.OpFsyncDir},
-	scenario.PlanPowerLossRename:    powerLossAt{name: scenario.PlanPowerLossRename, kind: powerfs.OpRename},
-	scenario.PlanPowerLossWrite:     powerLossAt{name: scenario.PlanPowerLossWrite, kind: powerfs.OpWrite},
-	scenario.PlanEIOOpenSync:        eioFault{name: scenario.PlanEIOOpenSync},
-	scenario.PlanEIOFsync:           eioFault{name: scenario.PlanEIOFsync},
-	scenario.PlanEIOFsyncDir:        eioFault{name: scenario.PlanEIOFsyncDir},
-	scenario.PlanEIORename:          eioFault{name: scenario.PlanEIORename},
-	scenario.PlanENOSPC:             enospcFault{},
+// plans make the fault plans by name: every name scenario knows has one.
+var plans = map[string]func() Fault{
+	scenario.PlanNone:               func() Fault { return none{} },
+	scenario.PlanKill:               func() Fault { return signalFault{name: scenario.PlanKill, sig: syscall.SIGKILL} },
+	scenario.PlanTerm:               func() Fault { return signalFault{name: scenario.PlanTerm, sig: syscall.SIGTERM} },
+	scenario.PlanInt:                func() Fault { return signalFault{name: scenario.PlanInt, sig: syscall.SIGINT} },
+	scenario.PlanKillWALChild:       func() Fault { return walChildKill{} },
+	scenario.PlanTerminateWalsender: func() Fault { return walsenderTerminate{} },
+	scenario.PlanServerStop:         func() Fault { return serverStop{} },
+	scenario.PlanSyscallKill:        func() Fault { return &syscallKill{} },
+	scenario.PlanStop:               func() Fault { return stopCont{} },
+	scenario.PlanStatusDirReadOnly:  func() Fault { return statusDirReadOnly{} },
+	scenario.PlanPowerLoss:          func() Fault { return powerLossTime{} },
+	scenario.PlanPowerLossFsync:     func() Fault { return powerLossAt{name: scenario.PlanPowerLossFsync, kind: powerfs.OpFsync} },
+	scenario.PlanPowerLossFsyncDir:  func() Fault { return powerLossAt{name: scenario.PlanPowerLossFsyncDir, kind: powerfs.OpFsyncDir} },
+	scenario.PlanPowerLossRename:    func() Fault { return powerLossAt{name: scenario.PlanPowerLossRename, kind: powerfs.OpRename} },
+	scenario.PlanPowerLossWrite:     func() Fault { return powerLossAt{name: scenario.PlanPowerLossWrite, kind: powerfs.OpWrite} },
+	scenario.PlanEIOOpenSync:        func() Fault { return eioFault{name: scenario.PlanEIOOpenSync} },
+	scenario.PlanEIOFsync:           func() Fault { return eioFault{name: scenario.PlanEIOFsync} },
+	scenario.PlanEIOFsyncDir:        func() Fault { return eioFault{name: scenario.PlanEIOFsyncDir} },
+	scenario.PlanEIORename:          func() Fault { return eioFault{name: scenario.PlanEIORename} },
+	scenario.PlanENOSPC:             func() Fault { return enospcFault{} },
 }
 
 var (
-	_ Fault = none{}
-	_ Fault = signalFault{}
-	_ Fault = walChildKill{}
-	_ Fault = walsenderTerminate{}
-	_ Fault = serverStop{}
-	_ Fault = syscallKill{}
+	_ Fault   = none{}
+	_ Fault   = signalFault{}
+	_ Fault   = walChildKill{}
+	_ Fault   = walsenderTerminate{}
+	_ Settler = serverStop{}
 )
-
-// Tracer is a fault plan that needs the run started under ptrace.
-type Tracer interface {
-	Traces() bool
-}
 
 // FinishingShare is the share of random-time faults aimed at the finishing
 // part of a run (after the last data file was received): at least a third.
@@ -232,7 +230,7 @@ type signalFault struct {
 func (f signalFault) Name() string                        { return f.name }
 func (f signalFault) Available(s scenario.Scenario) error { return nil }
 func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseStart)
+	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseStart)
 	inj := Injection{Plan: f.name, Anchor: anchor.String(), Offset: off, Finishing: fin, Detail: f.sig.String()}
 	if !wait(ctx, t, anchor, off) {
 		return inj, ctx.Err()
@@ -256,7 +254,7 @@ func (walChildKill) Available(s scenario.Scenario) error {
 }
 func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The child lives from the start of data until the WAL wait ends.
-	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration, PhaseReceiving, PhaseSync)
+	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration.Timeline, PhaseReceiving, PhaseSync)
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	if !wait(ctx, t, anchor, off) {
 		return inj, ctx.Err()
@@ -283,7 +281,7 @@ func (walsenderTerminate) Name() string                        { return scenario
 func (walsenderTerminate) Available(s scenario.Scenario) error { return nil }
 func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The walsenders serve the run until the WAL wait ends.
-	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration, PhaseReceiving, PhaseSync)
+	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration.Timeline, PhaseReceiving, PhaseSync)
 	which := []string{"backup", "streaming", "all"}[t.Rand.IntN(3)]
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	// Connect before the moment, so the fault lands on time.
@@ -321,7 +319,7 @@ type serverStop struct{}
 func (serverStop) Name() string                        { return scenario.PlanServerStop }
 func (serverStop) Available(s scenario.Scenario) error { return nil }
 func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseCheckpoint)
+	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseCheckpoint)
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	if !wait(ctx, t, anchor, off) {
 		return inj, ctx.Err()
@@ -333,4 +331,16 @@ func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
 		return inj, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	return inj, nil
+}
+
+// Settle restarts the source server the plan stopped, for the oracle and
+// the next trials.
+func (f serverStop) Settle(ctx context.Context, t *Target, inj *Injection, out *Settled) error {
+	if !inj.ServerStopped {
+		return nil
+	}
+	if err := t.Cluster.Start(ctx, 120*time.Second); err != nil {
+		return fmt.Errorf("restart source server after %s: %w", f.Name(), err)
+	}
+	return nil
 }

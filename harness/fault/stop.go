@@ -68,13 +68,16 @@ type StopObservation struct {
 // file is stopped; its WAL streaming child runs on.
 type stopCont struct{}
 
-var _ Fault = stopCont{}
+var _ StatusWatcher = stopCont{}
 
 func (stopCont) Name() string                        { return scenario.PlanStop }
 func (stopCont) Available(s scenario.Scenario) error { return nil }
 
+// WatchesStatusFile says the plan samples the status file itself.
+func (stopCont) WatchesStatusFile() bool { return true }
+
 func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
-	anchor, off, fin := schedule(t.Rand, t.Calibration, PhaseReceiving)
+	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseReceiving)
 	hold := StopHoldMin + time.Duration(t.Rand.Int64N(int64(StopHoldMax-StopHoldMin)))
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}
 	obs := &StopObservation{}

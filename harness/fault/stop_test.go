@@ -65,7 +65,7 @@ func TestStopPlan(t *testing.T) {
 	go func() {
 		inj, err := f.Inject(context.Background(), &Target{
 			PID: cmd.Process.Pid, Phases: tracker, Done: done, StatusFile: statusFile,
-			Calibration: Timeline{"start": 0, "receiving": 0, "exited": 10 * time.Millisecond},
+			Calibration: Calibration{Timeline: Timeline{"start": 0, "receiving": 0, "exited": 10 * time.Millisecond}},
 			Rand:        rand.New(rand.NewPCG(1, 2)),
 		})
 		if err != nil {

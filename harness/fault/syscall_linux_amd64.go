@@ -3,10 +3,8 @@
 package fault
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -16,8 +14,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/pgbb/pgbb/harness/scenario"
 )
 
 // ptraceOExitKill kills the tracees when the tracer exits
@@ -299,45 +295,5 @@ func peekPath(pid int, addr uintptr) string {
 	return string(out)
 }
 
-// syscallKill is plan 2: SIGKILL at the Nth file-system call of the
-// process tree. It needs a calibration of how many calls a clean run
-// makes, and when its finishing part starts (SyscallCalibration).
-type syscallKill struct{}
-
-func (syscallKill) Name() string                        { return scenario.PlanSyscallKill }
-func (syscallKill) Available(s scenario.Scenario) error { return nil }
-
-// Inject does nothing: the tracer injects the fault (see ChooseSyscall and
-// StartTraced).
-func (f syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) {
-	return Injection{Plan: f.Name()}, nil
-}
-
-// Traces says the plan must start the run under ptrace.
-func (syscallKill) Traces() bool { return true }
-
-// ChooseSyscall picks N for a syscall-kill trial from a traced clean run's
-// counts: with FinishingShare probability a call of the finishing part
-// (from the end of data to the exit), else one before it.
-func ChooseSyscall(rng *rand.Rand, counts map[string]int64) (n int64, finishing bool) {
-	total := counts[PhaseExited.String()]
-	if total < 2 {
-		return 1, false
-	}
-	fin := total
-	for _, p := range []Phase{PhaseEndOfData, PhaseWALWait, PhaseSync, PhaseRename, PhaseCompleted} {
-		if c, ok := counts[p.String()]; ok {
-			fin = c
-			break
-		}
-	}
-	if fin < total && rng.Float64() < FinishingShare {
-		// Half of them among the last calls, where the manifest is
-		// renamed and the status file rewritten.
-		if rng.IntN(2) == 0 {
-			return max(fin+1, total-rng.Int64N(64)), true
-		}
-		return fin + 1 + rng.Int64N(total-fin), true
-	}
-	return 1 + rng.Int64N(max(1, fin)), false
-}
+// ptraceAvailable says why the traced plans cannot run here: nil.
+func ptraceAvailable() error { return nil }

@@ -3,14 +3,10 @@
 package fault
 
 import (
-	"context"
 	"errors"
-	"math/rand/v2"
 	"os/exec"
 	"syscall"
 	"time"
-
-	"github.com/pgbb/pgbb/harness/scenario"
 )
 
 var errNoPtrace = errors.New("fault plan kill-syscall needs linux/amd64 (ptrace)")
@@ -45,14 +41,5 @@ func StartTraced(cmd *exec.Cmd, killAt int64, phase func() Phase) (*Traced, erro
 	return nil, errNoPtrace
 }
 
-// ChooseSyscall returns 1 here.
-func ChooseSyscall(rng *rand.Rand, counts map[string]int64) (int64, bool) { return 1, false }
-
-type syscallKill struct{}
-
-func (syscallKill) Name() string                        { return scenario.PlanSyscallKill }
-func (syscallKill) Available(s scenario.Scenario) error { return errNoPtrace }
-func (syscallKill) Traces() bool                        { return true }
-func (f syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) {
-	return Injection{Plan: f.Name()}, errNoPtrace
-}
+// ptraceAvailable says why the traced plans cannot run here.
+func ptraceAvailable() error { return errNoPtrace }

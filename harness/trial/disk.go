@@ -36,16 +36,6 @@ type TornCheck struct {
 	Oracle *oracle.Verdict `json:"oracle,omitempty"`
 }
 
-// powerOff cuts the power of the trial's disk and leaves only its durable
-// state at the target's path.
-func powerOff(d *fault.Disk) (*DiskResult, error) {
-	rep, err := d.PowerOff()
-	if err != nil {
-		return nil, err
-	}
-	return &DiskResult{DiskReport: rep}, nil
-}
-
 // maxTornOracles bounds how many torn states per trial the oracle judges
 // (each one is a server start).
 const maxTornOracles = 2

@@ -17,7 +17,6 @@ import (
 	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/proc"
-	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/status"
 )
 
@@ -58,28 +57,27 @@ type trialRun struct {
 	// closers undo what the steps set up, last first.
 	closers []func()
 
+	// tgt is the run as the fault plan sees it, from layOut on: its
+	// Disk is the power-loss layer of the plans that prepare one.
+	tgt *fault.Target
+
 	// Where the run writes (layOut): target is -D (with -D -, the
 	// directory of base.tar), statusPath the status file ("" without
-	// one), disk the power-loss layer (nil off it); stdout receives -D -.
+	// one); stdout receives -D -.
 	target, statusPath string
-	disk               *fault.Disk
 	stdout             *os.File
 	truth              fieldTruth
 
-	// The run (startRun): its process, the phases seen so far, the
-	// tracer of traced plans and the syscall it kills at, its log.
-	cmd           *exec.Cmd
-	pid           int
-	start         time.Time
-	tracker       *fault.Tracker
-	traced        *fault.Traced
-	killAt        int64
-	killFinishing bool
-	log           *runLog
-	done          chan struct{}
-	waitStatus    syscall.WaitStatus
-	sampler       *fault.StatusSampler
-	samples       fault.StatusSamples
+	// The run (startRun): its process as the plan started it, its log.
+	cmd        *exec.Cmd
+	proc       fault.Process
+	pid        int
+	start      time.Time
+	log        *runLog
+	done       chan struct{}
+	waitStatus syscall.WaitStatus
+	sampler    *fault.StatusSampler
+	samples    fault.StatusSamples
 
 	// step is when the current timed step began (took).
 	step time.Time
@@ -98,27 +96,31 @@ func (t *trialRun) took(name string) {
 	t.step = time.Now()
 }
 
-// layOut makes the trial's directories, mounts the power-loss layer for
-// the plans that need it, and composes pg_basebackup's command line.
+// layOut makes the trial's directories, lets a plan that prepares the
+// storage (fault.Preparer) do so, and composes pg_basebackup's command
+// line.
 func (t *trialRun) layOut(ctx context.Context) error {
 	s := t.s
 	if err := s.Acct.MkdirAll(s.Dir, 0o755); err != nil {
 		return err
 	}
+	t.tgt = &fault.Target{Cluster: s.Cluster, Calibration: s.Calibration, Rand: t.rng,
+		Dir: s.Dir, Acct: s.Acct, Tablespaces: len(s.Cluster.Tablespaces), ReaderBin: s.ReaderBin, OtherUser: s.OtherUser}
 	t.target = filepath.Join(s.Dir, "target")
 	// The status file goes into a directory of its own next to the
 	// target, outside every directory the run writes.
 	t.statusPath = filepath.Join(s.Dir, fault.StatusDirName, status.FileName)
-	// Plans that cut the power or fail the disk put the target, the
-	// tablespaces and the status file on the power-loss layer (see
-	// disk.go).
-	if fault.NeedsDisk(s.Fault) {
-		d, err := fault.MountDisk(ctx, s.Dir, s.Acct, len(s.Cluster.Tablespaces), filepath.Base(t.statusPath), fault.DiskOptions(s.Fault)...)
+	if p, ok := s.Fault.(fault.Preparer); ok {
+		release, err := p.Prepare(ctx, t.tgt)
 		if err != nil {
 			return err
 		}
-		t.closers = append(t.closers, func() { d.Close() })
-		t.disk, t.target, t.statusPath = d, d.Target, d.StatusFile
+		t.closers = append(t.closers, release)
+	}
+	// The plans that cut the power or fail the disk put the target, the
+	// tablespaces and the status file on the power-loss layer.
+	if d := t.tgt.Disk; d != nil {
+		t.target, t.statusPath = d.Target, d.StatusFile
 	} else if s.StatusFile {
 		// Group-readable: the stop plan may read it as another user of
 		// the owner's group.
@@ -129,7 +131,7 @@ func (t *trialRun) layOut(ctx context.Context) error {
 	if !s.StatusFile {
 		t.statusPath = ""
 	}
-	t.rec.StatusPath = t.statusPath
+	t.rec.StatusPath, t.tgt.StatusFile = t.statusPath, t.statusPath
 	dest := t.target
 	if s.Scenario.Stdout {
 		// -D -: the archive the run writes to its standard output is
@@ -150,6 +152,7 @@ func (t *trialRun) layOut(ctx context.Context) error {
 	if s.ReaderBin != "" {
 		t.rec.ReaderTZ = ReaderTZ(s.Seed)
 	}
+	t.tgt.ReaderTZ = t.rec.ReaderTZ
 	return nil
 }
 
@@ -170,8 +173,8 @@ func (t *trialRun) args(dest string) []string {
 	}
 	for i, ts := range s.Cluster.Tablespaces {
 		m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
-		if t.disk != nil {
-			m = t.disk.Tablespaces[i]
+		if d := t.tgt.Disk; d != nil {
+			m = d.Tablespaces[i]
 		}
 		args = append(args, "--tablespace-mapping="+ts+"="+m)
 		t.truth.dirs = append(t.truth.dirs, m)
@@ -185,13 +188,14 @@ func (t *trialRun) args(dest string) []string {
 
 // sampled says whether the status file is followed while the run lasts:
 // not on the power-loss layer (reading it would add operations to the
-// counts), nor for the stop plan, which samples its own.
+// counts), nor for a plan that samples its own (the stop plan).
 func (t *trialRun) sampled() bool {
-	return t.statusPath != "" && t.disk == nil && t.s.Fault.Name() != scenario.PlanStop
+	w, watches := t.s.Fault.(fault.StatusWatcher)
+	return t.statusPath != "" && t.tgt.Disk == nil && !(watches && w.WatchesStatusFile())
 }
 
-// startRun starts pg_basebackup (under the tracer for the plans that
-// trace, and for syscall counting), its log reader and its waiter.
+// startRun starts pg_basebackup (as the plan launches it, for a
+// fault.Launcher: under the tracer), its log reader and its waiter.
 func (t *trialRun) startRun(ctx context.Context) error {
 	s := t.s
 	logFile, err := os.Create(filepath.Join(s.Dir, "pg_basebackup.log"))
@@ -204,12 +208,11 @@ func (t *trialRun) startRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tr, traces := s.Fault.(fault.Tracer)
-	traces = (traces && tr.Traces()) || s.CountSyscalls
+	launcher, launches := s.Fault.(fault.Launcher)
 	cmdCtx := ctx
-	if traces {
-		// A traced process is reaped by its tracer, never by cmd.Wait;
-		// cancellation kills its group.
+	if launches {
+		// A launched process is reaped by its launcher (the tracer),
+		// never by cmd.Wait; cancellation kills its group (observe).
 		cmdCtx = context.Background()
 	}
 	t.cmd = proc.Command(cmdCtx, s.Acct, []string{"TZ=" + t.rec.TZ, "PGAPPNAME=" + backupAppName(s.ID)}, t.rec.Args...)
@@ -220,14 +223,11 @@ func (t *trialRun) startRun(ctx context.Context) error {
 	t.cmd.Dir = s.Dir
 	streamed := t.streamedProbe(ctx)
 	t.start = time.Now()
-	t.tracker = fault.NewTracker(t.start)
-	if traces {
-		if !s.CountSyscalls {
-			t.killAt, t.killFinishing = fault.ChooseSyscall(t.rng, s.SyscallCalibration)
-		}
-		t.traced, err = fault.StartTraced(t.cmd, t.killAt, t.tracker.Current)
+	t.tgt.Phases = fault.NewTracker(t.start)
+	if launches {
+		t.proc, err = launcher.Launch(t.cmd, t.tgt)
 	} else {
-		err = t.cmd.Start()
+		t.proc, err = fault.Start(t.cmd)
 	}
 	pw.Close()
 	if err != nil {
@@ -235,8 +235,9 @@ func (t *trialRun) startRun(ctx context.Context) error {
 		return fmt.Errorf("start pg_basebackup: %w", err)
 	}
 	t.pid = t.cmd.Process.Pid
-	t.log = readLog(pr, logFile, t.start, t.tracker, t.traced)
+	t.log = readLog(pr, logFile, t.start, t.tgt.Phases, t.proc)
 	t.done = make(chan struct{})
+	t.tgt.PID, t.tgt.Done = t.pid, t.done
 	go t.wait()
 	// Follow the status file while the run lasts: its phases only move
 	// forward and nothing follows "completed" or "failed"; its progress
@@ -263,16 +264,10 @@ func (t *trialRun) streamedProbe(ctx context.Context) fault.Probe {
 	return streamedProbe(ctx, conn, backupAppName(t.s.ID))
 }
 
-// wait reaps the run (or waits for its tracer to) and closes t.done.
+// wait waits for the run to exit and closes t.done.
 func (t *trialRun) wait() {
-	if t.traced != nil {
-		<-t.traced.Done
-		t.waitStatus = t.traced.Status
-	} else {
-		t.cmd.Wait()
-		t.waitStatus, _ = t.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	}
-	t.tracker.Observe(fault.PhaseExited)
+	t.waitStatus = t.proc.Wait()
+	t.tgt.Phases.Observe(fault.PhaseExited)
 	close(t.done)
 }
 
@@ -286,11 +281,7 @@ func (t *trialRun) observe(ctx context.Context) error {
 	injDone := make(chan struct{})
 	go func() {
 		defer close(injDone)
-		inj, err := s.Fault.Inject(faultCtx, &fault.Target{
-			PID: t.pid, Phases: t.tracker, Done: t.done, Cluster: s.Cluster,
-			Calibration: s.Calibration, Rand: t.rng, Disk: t.disk, StatusFile: t.statusPath,
-			DiskCalibration: s.DiskCalibration, ReaderBin: s.ReaderBin, OtherUser: s.OtherUser, ReaderTZ: t.rec.ReaderTZ,
-		})
+		inj, err := s.Fault.Inject(faultCtx, t.tgt)
 		if err != nil && faultCtx.Err() == nil {
 			inj.Detail = strings.TrimSpace(inj.Detail + " (error: " + err.Error() + ")")
 		}
@@ -298,7 +289,7 @@ func (t *trialRun) observe(ctx context.Context) error {
 	}()
 	select {
 	case <-t.done:
-	case <-time.After(10*s.Calibration.Total() + 60*time.Second):
+	case <-time.After(10*s.Calibration.Timeline.Total() + 60*time.Second):
 		t.rec.Exit.Hung = true
 		syscall.Kill(-t.pid, syscall.SIGKILL)
 		<-t.done
@@ -325,7 +316,6 @@ func (t *trialRun) observe(ctx context.Context) error {
 	if t.waitStatus.Signaled() {
 		t.rec.Exit.Signal = t.waitStatus.Signal().String()
 	}
-	t.recordSyscallKill()
 	return nil
 }
 
@@ -348,27 +338,10 @@ func (t *trialRun) stopSampler() {
 	}
 }
 
-// recordSyscallKill fills in the fault of a traced plan, which its tracer,
-// not its Inject, carried out.
-func (t *trialRun) recordSyscallKill() {
-	if t.traced == nil || t.s.CountSyscalls {
-		return
-	}
-	f := &t.rec.Fault
-	f.Anchor = "syscall"
-	f.Finishing = t.killFinishing
-	f.Detail = fmt.Sprintf("kill at file-system call #%d", t.killAt)
-	if t.traced.Killed != "" {
-		f.Fired = true
-		f.Detail = t.traced.Killed
-		f.Phase = t.traced.KilledPhase
-		f.At = t.traced.KilledAt.Sub(t.start)
-	}
-}
-
 // settle deals with what the run left before anything reads the target:
-// orphans of its process group, the tracer, the power cut of the layer's
-// plans, the end of its log, and a source server a plan stopped.
+// orphans of its process group and the end of its log, then whatever
+// the plan left (fault.Settler: the power cut of the layer, the tracer,
+// a stopped server).
 func (t *trialRun) settle(ctx context.Context) error {
 	s, rec := t.s, t.rec
 	// The WAL streaming child can outlive its parent; give it a moment to
@@ -379,37 +352,26 @@ func (t *trialRun) settle(ctx context.Context) error {
 	if _, err := proc.KillGroup(t.pid, 10*time.Second); err != nil {
 		return err
 	}
-	if t.traced != nil {
-		select {
-		case <-t.traced.Finished():
-		case <-time.After(10 * time.Second):
-			return errors.New("ptrace: the traced processes did not go away")
-		}
-		if t.traced.Err != nil {
-			return t.traced.Err
-		}
-		rec.Syscalls = t.traced.Counter.Phases()
-	}
-	if t.disk != nil {
-		// The machine goes down: only the durable state remains.
-		var err error
-		if rec.Disk, err = powerOff(t.disk); err != nil {
-			return err
-		}
-	}
 	select {
 	case <-t.log.done:
 	case <-time.After(5 * time.Second):
 	}
 	rec.After = s.Workload.Mark()
-	rec.Timeline = t.tracker.Timeline()
+	rec.Timeline = t.tgt.Phases.Timeline()
 	t.took("settle")
-	if rec.Fault.ServerStopped {
-		if err := s.Cluster.Start(ctx, 120*time.Second); err != nil {
-			return fmt.Errorf("restart source server after %s: %w", rec.Plan, err)
-		}
-		t.took("restart")
+	st, ok := s.Fault.(fault.Settler)
+	if !ok {
+		return nil
 	}
+	var out fault.Settled
+	if err := st.Settle(ctx, t.tgt, &rec.Fault, &out); err != nil {
+		return err
+	}
+	rec.Syscalls = out.Syscalls
+	if out.Disk != nil {
+		rec.Disk = &DiskResult{DiskReport: out.Disk}
+	}
+	t.took("plan")
 	return nil
 }
 
@@ -433,8 +395,8 @@ func (t *trialRun) judge(ctx context.Context) error {
 	if err := t.askOracle(ctx); err != nil {
 		return err
 	}
-	if t.disk != nil {
-		if err := checkTorn(ctx, t.s, t.rec, t.disk); err != nil {
+	if d := t.tgt.Disk; d != nil {
+		if err := checkTorn(ctx, t.s, t.rec, d); err != nil {
 			return err
 		}
 		t.took("torn")
@@ -453,7 +415,7 @@ func (t *trialRun) operatorView() {
 	if _, err := os.Stat(t.target); err == nil {
 		rec.TargetPresent = true
 	}
-	if t.disk == nil && !t.s.Scenario.Stdout {
+	if t.tgt.Disk == nil && !t.s.Scenario.Stdout {
 		for _, d := range []string{t.target, t.truth.wal} {
 			if _, err := os.Lstat(d); d != "" && err == nil {
 				rec.CreatedLeft = append(rec.CreatedLeft, d)
@@ -537,7 +499,8 @@ func (t *trialRun) aftercare(ctx context.Context) error {
 
 // runLog is pg_basebackup's output: written to its log file with the time
 // since the start, kept for the operator's view, and fed to the phase
-// tracker (and the tracer's counter).
+// tracker and to the process as the plan started it (the tracer's
+// counter marks the phases).
 type runLog struct {
 	mu   sync.Mutex
 	b    strings.Builder
@@ -545,7 +508,7 @@ type runLog struct {
 }
 
 // readLog reads the run's output from r until it closes.
-func readLog(r *os.File, file *os.File, start time.Time, tracker *fault.Tracker, traced *fault.Traced) *runLog {
+func readLog(r *os.File, file *os.File, start time.Time, tracker *fault.Tracker, p fault.Process) *runLog {
 	l := &runLog{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
@@ -555,11 +518,7 @@ func readLog(r *os.File, file *os.File, start time.Time, tracker *fault.Tracker,
 		for sc.Scan() {
 			line := sc.Text()
 			tracker.Line(line)
-			if traced != nil {
-				if p, ok := fault.PhaseOfLine(line); ok {
-					traced.Counter.MarkPhase(p)
-				}
-			}
+			p.Line(line)
 			l.mu.Lock()
 			fmt.Fprintf(file, "%+8.3fs %s\n", time.Since(start).Seconds(), line)
 			l.b.WriteString(line + "\n")

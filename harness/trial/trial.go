@@ -47,20 +47,13 @@ type Spec struct {
 	// Cluster is the started source cluster; Workload writes to it.
 	Cluster  *cluster.Cluster
 	Workload *workload.Workload
-	// Calibration is a clean run's timeline (empty for the calibration run).
-	Calibration fault.Timeline
+	// Calibration is what the scenario's clean runs measured (empty for
+	// the control run).
+	Calibration fault.Calibration
 	// Status reads the status file (default DefaultStatusReader).
 	Status StatusReader
 	// ForceOracle runs the oracle whatever the signals say.
 	ForceOracle bool
-	// CountSyscalls runs pg_basebackup under ptrace, counting its
-	// file-system calls per phase (the calibration of kill-syscall).
-	CountSyscalls bool
-	// SyscallCalibration is a traced clean run's counts per phase.
-	SyscallCalibration map[string]int64
-	// DiskCalibration is a clean run's counts of operations per kind in
-	// the finishing part, on the power-loss layer (fault.DiskCount).
-	DiskCalibration map[string]int64
 	// ReaderBin is a pgbb-status binary for the plans that run the
 	// reader as a process of its own (see fault.Target).
 	ReaderBin string
@@ -159,8 +152,9 @@ type Record struct {
 	// Violations are the invariants this trial broke.
 	Violations []Violation `json:"violations,omitempty"`
 	// Timings is where the trial's time went, per step: "backup" (the
-	// run until it exited), "settle" (orphans, the power cut, the log),
-	// "restart" (the source server after a stop plan), "oracle", "torn"
+	// run until it exited), "settle" (orphans, the log), "plan" (what
+	// the plan settled: the power cut, the tracer, the source server's
+	// restart after a server stop), "oracle", "torn"
 	// (the torn status views of a power-loss plan), "cleanup"
 	// (--remove-if-dead and the retry), "rerun". Steps that did not
 	// happen are absent.
