@@ -1,8 +1,9 @@
 // Package campaign runs crash scenarios end to end, top to bottom: for
 // each scenario, start a source cluster per worker, load its dataset,
 // start the write workload, calibrate with clean runs (the control, which
-// must pass, and the traced and on-the-layer clean runs that the syscall
-// and disk plans count on: one calibration), then run the trials, each with its fault plan and seed, save
+// must pass, and the fault.Calibrators the scenario's plans need: a traced
+// run, a run on the power-loss layer; one fault.Calibration), then run the
+// trials, each with its fault plan and seed, save
 // one JSON record per trial, and keep the directories of failing trials
 // with the command that replays them.
 package campaign

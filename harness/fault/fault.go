@@ -1,3 +1,18 @@
+// Package fault injects the faults of the crash harness into one running
+// pg_basebackup: signals to the process or its WAL streaming child,
+// server-side faults (walsender terminated, server stopped), a kill at
+// the Nth file-system call (under ptrace), a stop while readers look, and
+// power loss and disk errors on the power-loss layer (harness/powerfs).
+//
+// A plan is a small interface (Name, Available, Inject) as in etcd's
+// failpoints, registered by name in one map (plans); a plan that needs
+// more of the trial than Inject implements the optional interfaces of
+// lifecycle.go: Preparer (the storage the run writes to), Launcher (how
+// pg_basebackup is started), Settler (what to do once the run's process
+// group is gone), StatusWatcher (it reads the status file itself), and
+// Calibrator for the clean runs that measure what plans schedule by. When
+// a fault fires is decided from a seeded random source and from the
+// phases of a calibrated clean run, so that a trial can be replayed.
 package fault
 
 import (

@@ -1,9 +1,3 @@
-// Package fault injects the faults of the crash harness into one running
-// pg_basebackup: signals to the process or its WAL streaming child, and
-// server-side faults (walsender terminated, server stopped). A fault is a
-// small interface (Name, Available, Inject) as in etcd's failpoints; when
-// it fires is decided from a seeded random source and from the phases of a
-// calibrated clean run, so that a trial can be replayed.
 package fault
 
 import (

@@ -5,10 +5,13 @@
 // and checks the invariants. A Record is the trial's evidence.
 //
 // Run reads as its steps (run.go): lay out the directories (on the
-// power-loss layer for the plans that need it), start the run (traced for
-// the plans that trace), observe it under its fault plan while the status
-// file is sampled, settle what it left, judge it, and do the aftercare an
-// operator would (clean-up and retry, or a rerun over a completed backup).
+// power-loss layer for the plans that prepare it), start the run (as the
+// plan launches it: under the tracer for kill-syscall), observe it under
+// its fault plan while the status file is sampled, settle what it and
+// the plan left, judge it, and do the aftercare an operator would
+// (clean-up and retry, or a rerun over a completed backup). The plan's
+// part in each step is the plan's own (fault/lifecycle.go): Run never
+// asks which plan it runs.
 package trial
 
 import (
