@@ -42,13 +42,6 @@ const (
 	Stalled
 )
 
-// Exit codes of pgbb-status besides those of the verdicts.
-const (
-	// ExitUsage is the exit code for a bad command line, and for a
-	// directory given where the status file is wanted.
-	ExitUsage = 64
-)
-
 // ExitCode returns the exit code pgbb-status uses for v:
 // 0 Completed, 1 NotComplete, 2 Failed, 3 Running, 4 CompletedNotDurable,
 // 5 Stalled.
@@ -340,14 +333,13 @@ type Report struct {
 	Path string `json:"path"`
 	// StatusFile is the status file read (or looked for): Path.
 	StatusFile string `json:"status_file"`
-	// Verdict decides; ExitCode is Verdict.ExitCode(), or ExitUsage
-	// when Path is a directory (Err wraps ErrIsDirectory).
+	// Verdict decides; ExitCode is Verdict.ExitCode().
 	Verdict  Verdict `json:"verdict"`
 	ExitCode int     `json:"exit_code"`
 	// Final says the verdict cannot change by itself any more; see Decide.
 	// A missing or unreadable status file is not final: the run may not
-	// have written it yet. A directory is final (and ExitUsage): waiting
-	// does not turn it into a status file.
+	// have written it yet. A directory is final (Err wraps
+	// ErrIsDirectory): waiting does not turn it into a status file.
 	Final bool `json:"final"`
 	// Summary says the verdict in a sentence.
 	Summary string `json:"summary"`
@@ -414,8 +406,9 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // pg_basebackup was given) and decides. It never returns Completed or
 // CompletedNotDurable unless the status file parsed and says so. A missing
 // file is NotComplete and not final: the run has not written it yet, or
-// was never given it. A directory is refused (ErrIsDirectory, exit code
-// ExitUsage): pg_basebackup writes no status file into a backup directory.
+// was never given it. A directory is refused (NotComplete, final, Err
+// wrapping ErrIsDirectory): pg_basebackup writes no status file into a
+// backup directory.
 //
 // A live run is Running, or Stalled when its process is stopped or, in a
 // phase with periodic rewrites (Phase.Heartbeat) and a non-zero UPDATE
@@ -431,7 +424,7 @@ func check(path string, c config, first *sample) *Report {
 	r := &Report{Path: path, StatusFile: path}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		r.unreadable(fmt.Errorf("%s %w", path, ErrIsDirectory), path+" "+ErrIsDirectory.Error())
-		r.ExitCode, r.Final = ExitUsage, true
+		r.Final = true
 		return r
 	}
 	s, err := ReadFile(path)

@@ -151,14 +151,14 @@ func TestCheckDirectory(t *testing.T) {
 	}
 	for _, path := range []string{dir, link} {
 		r := Check(path, WithProcesses(fakeProcesses{}))
-		if r.Verdict != NotComplete || r.ExitCode != ExitUsage || !r.Final || r.Status != nil || !errors.Is(r.Err, ErrIsDirectory) {
+		if r.Verdict != NotComplete || r.ExitCode != 1 || !r.Final || r.Status != nil || !errors.Is(r.Err, ErrIsDirectory) {
 			t.Errorf("%s: %v exit %d final %v status %v err %v", path, r.Verdict, r.ExitCode, r.Final, r.Status, r.Err)
 		}
 		if want := path + " is a directory: give the status file that pg_basebackup wrote with --status-file"; r.Summary != want {
 			t.Errorf("%s: summary %q, want %q", path, r.Summary, want)
 		}
 		start := time.Now()
-		if r := Wait(context.Background(), path, time.Hour, WithProcesses(fakeProcesses{})); r.ExitCode != ExitUsage || r.TimedOut || time.Since(start) > time.Minute {
+		if r := Wait(context.Background(), path, time.Hour, WithProcesses(fakeProcesses{})); r.ExitCode != 1 || !r.Final || r.TimedOut || time.Since(start) > time.Minute {
 			t.Errorf("%s: Wait: exit %d timed out %v", path, r.ExitCode, r.TimedOut)
 		}
 	}

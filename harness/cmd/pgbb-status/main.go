@@ -72,6 +72,11 @@ type options struct {
 const usageLine = "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] FILE\n" +
 	"       pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead FILE\n"
 
+// exitUsage is the exit code for a bad command line, and for a directory
+// given where the status file is wanted (the verdicts' exit codes are
+// the library's: status.Verdict.ExitCode, status.Removal.ExitCode).
+const exitUsage = 64
+
 // errUsage is a command line error already reported.
 var errUsage = errors.New("usage")
 
@@ -157,7 +162,7 @@ func usagef(stderr io.Writer, format string, args ...any) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...status.Option) int {
 	o, err := parseArgs(args, stderr)
 	if err != nil {
-		return status.ExitUsage
+		return exitUsage
 	}
 	if o.remove != "" {
 		if o.lease > 0 {

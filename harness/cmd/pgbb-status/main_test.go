@@ -118,7 +118,7 @@ func TestDirectory(t *testing.T) {
 	for _, args := range [][]string{{dir}, {"--json", dir}, {"--wait", "--timeout", "1h", dir}, {"--remove-if-dead", dir}, {"--dry-run", "--json", "--remove-if-dead", dir}} {
 		code, out, errs := runCmd(t, args...)
 		want := "pgbb-status: " + dir + " is a directory: give the status file that pg_basebackup wrote with --status-file\n"
-		if code != status.ExitUsage || out != "" || !strings.HasPrefix(errs, want) || !strings.Contains(errs, "usage: pgbb-status") {
+		if code != exitUsage || out != "" || !strings.HasPrefix(errs, want) || !strings.Contains(errs, "usage: pgbb-status") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}
@@ -147,7 +147,7 @@ func TestUsage(t *testing.T) {
 		{"--help"},
 	} {
 		code, out, errs := runCmd(t, args...)
-		if code != status.ExitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
+		if code != exitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}

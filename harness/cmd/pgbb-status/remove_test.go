@@ -171,7 +171,7 @@ func TestRemoveUsage(t *testing.T) {
 		{"--dry-run", file},
 	} {
 		code, out, errs := runWith(t, nil, args...)
-		if code != status.ExitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
+		if code != exitUsage || out != "" || !strings.Contains(errs, "usage: pgbb-status") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}
