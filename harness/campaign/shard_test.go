@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/report"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
@@ -237,5 +238,26 @@ func TestShardsMerge(t *testing.T) {
 		if !errors.Is(err, report.ErrBadShards) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("merge %v: %v, want %q", tc.dirs, err, tc.want)
 		}
+	}
+}
+
+// TestCalibratorIndices: every calibration run a plan can ask for has an
+// index of its own below the trials' (its seed), distinct from the
+// control's and the other runs'.
+func TestCalibratorIndices(t *testing.T) {
+	seen := map[int]string{controlIndex: "control"}
+	for _, c := range fault.Calibrators(scenario.Plans()) {
+		i, ok := calibratorIndex[c.Label()]
+		if !ok || i >= controlIndex {
+			t.Errorf("calibration run %s has no index below the control's (%d)", c.Label(), i)
+			continue
+		}
+		if other, dup := seen[i]; dup {
+			t.Errorf("calibration run %s has the index of %s", c.Label(), other)
+		}
+		seen[i] = c.Label()
+	}
+	if len(seen) != 3 {
+		t.Errorf("calibration runs: %v, want the control, count and disk-count", seen)
 	}
 }

@@ -46,7 +46,7 @@ type Disk struct {
 const StatusDirName = "status"
 
 // JournalFile is the file, in the trial's directory, into which PowerOff
-// writes the journal of a journaled disk (DiskOptions): every operation of
+// writes the journal of a journaled disk (DiskCount's): every operation of
 // the run with what it changed, for the offline explorer
 // (harness/explore).
 const JournalFile = "ops.journal"
@@ -129,7 +129,7 @@ func (onDisk) calibrator() Calibrator { return NewDiskCount() }
 // MountDisk mounts the layer on dir/disk with the target, tablespace and
 // status directories in it, owned by acct, durable from the start; the
 // status file is statusName in the status directory, and its torn states
-// are recorded. opts (DiskOptions) go to the layer.
+// are recorded. opts go to the layer.
 func MountDisk(ctx context.Context, dir string, acct osuser.Account, tablespaces int, statusName string, opts ...powerfs.Option) (*Disk, error) {
 	mp := filepath.Join(dir, "disk")
 	if err := os.MkdirAll(mp, 0o755); err != nil {

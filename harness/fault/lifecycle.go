@@ -25,7 +25,8 @@ import (
 
 // Preparer is a plan that sets up the storage the run writes to before
 // it starts: it sets t.Disk, whose Target, Tablespaces and StatusFile
-// the run is then given. release undoes it on the trial's error paths.
+// the run is then given. The trial calls release when it ends (after a
+// Settle that powered the layer off, it has nothing left to do).
 type Preparer interface {
 	Prepare(ctx context.Context, t *Target) (release func(), err error)
 }

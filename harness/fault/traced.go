@@ -66,8 +66,8 @@ func (p *traced) Settle(ctx context.Context, t *Target, inj *Injection, out *Set
 
 // syscallKill is SIGKILL to the process group at the Nth file-system call
 // of the process tree, N chosen from a traced clean run's counts
-// (SyscallCount) by ChooseSyscall. The tracer kills; Inject waits for the
-// run to end and reports what the tracer did.
+// (SyscallCount) by ChooseSyscall. The tracer kills; Settle reports what
+// it did.
 type syscallKill struct {
 	traced
 	killAt    int64
@@ -84,14 +84,18 @@ func (f *syscallKill) Launch(cmd *exec.Cmd, t *Target) (Process, error) {
 	return f.launch(cmd, t, f.killAt)
 }
 
-// Inject waits for the run's end and reports the tracer's kill.
+// Inject says which call the tracer kills at: the tracer injects.
 func (f *syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) {
-	inj := Injection{Plan: f.Name(), Anchor: "syscall", Finishing: f.finishing,
-		Detail: fmt.Sprintf("kill at file-system call #%d", f.killAt)}
-	select {
-	case <-t.Done:
-	case <-ctx.Done():
-		return inj, ctx.Err()
+	return Injection{Plan: f.Name(), Anchor: "syscall", Finishing: f.finishing,
+		Detail: fmt.Sprintf("kill at file-system call #%d", f.killAt)}, nil
+}
+
+// Settle waits for the tracer and reports its kill. Only once the whole
+// tree is gone has the tracer written all it will: the chosen call may be
+// one of the WAL child's after pg_basebackup itself exited.
+func (f *syscallKill) Settle(ctx context.Context, t *Target, inj *Injection, out *Settled) error {
+	if err := f.traced.Settle(ctx, t, inj, out); err != nil {
+		return err
 	}
 	if f.tr.Killed != "" {
 		inj.Fired = true
@@ -99,7 +103,7 @@ func (f *syscallKill) Inject(ctx context.Context, t *Target) (Injection, error) 
 		inj.Phase = f.tr.KilledPhase
 		inj.At = f.tr.KilledAt.Sub(t.Phases.Start())
 	}
-	return inj, nil
+	return nil
 }
 
 // SyscallCount is the plan of the traced clean run that calibrates

@@ -160,7 +160,7 @@ type Record struct {
 	// restart after a server stop), "oracle", "torn"
 	// (the torn status views of a power-loss plan), "cleanup"
 	// (--remove-if-dead and the retry), "rerun". Steps that did not
-	// happen are absent.
+	// happen are absent; "plan" is there for every plan that settles.
 	Timings map[string]time.Duration `json:"timings_ns,omitempty"`
 	// WrongFields lists what the status file says that the trial knows
 	// to be untrue (InvFieldsTrue).
