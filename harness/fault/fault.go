@@ -9,7 +9,8 @@
 // more of the trial than Inject implements the optional interfaces of
 // lifecycle.go: Preparer (the storage the run writes to), Launcher (how
 // pg_basebackup is started), Settler (what to do once the run's process
-// group is gone), StatusWatcher (it reads the status file itself), and
+// group is gone), StatusWatcher (it reads the status file itself),
+// ReaderUser (it runs the built reader), and
 // Calibrator for the clean runs that measure what plans schedule by. When
 // a fault fires is decided from a seeded random source and from the
 // phases of a calibrated clean run, so that a trial can be replayed.

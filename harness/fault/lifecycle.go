@@ -68,6 +68,25 @@ type StatusWatcher interface {
 	WatchesStatusFile() bool
 }
 
+// ReaderUser is a plan that runs the built reader, pgbb-status, as a
+// process of its own (Target.ReaderBin, OtherUser): the campaign builds
+// it when a scenario has such a plan.
+type ReaderUser interface {
+	RunsReader() bool
+}
+
+// RunsReader says whether any of the named plans runs the built reader.
+func RunsReader(plans []string) bool {
+	for _, name := range plans {
+		if f, err := ByName(name); err == nil {
+			if r, ok := f.(ReaderUser); ok && r.RunsReader() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Calibration is what the clean runs of a scenario measured, for the
 // plans to schedule their faults by.
 type Calibration struct {

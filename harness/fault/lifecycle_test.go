@@ -22,7 +22,7 @@ func TestPlanLifecycles(t *testing.T) {
 	want := map[string]string{
 		scenario.PlanSyscallKill: "launch settle",
 		scenario.PlanServerStop:  "settle",
-		scenario.PlanStop:        "watch",
+		scenario.PlanStop:        "watch reader",
 	}
 	for _, name := range scenario.DiskPlans() {
 		want[name] = "prepare settle"
@@ -57,6 +57,9 @@ func hooks(f Fault) string {
 	}
 	if w, ok := f.(StatusWatcher); ok && w.WatchesStatusFile() {
 		out = append(out, "watch")
+	}
+	if r, ok := f.(ReaderUser); ok && r.RunsReader() {
+		out = append(out, "reader")
 	}
 	return strings.Join(out, " ")
 }

@@ -68,13 +68,20 @@ type StopObservation struct {
 // file is stopped; its WAL streaming child runs on.
 type stopCont struct{}
 
-var _ StatusWatcher = stopCont{}
+var (
+	_ StatusWatcher = stopCont{}
+	_ ReaderUser    = stopCont{}
+)
 
 func (stopCont) Name() string                        { return scenario.PlanStop }
 func (stopCont) Available(s scenario.Scenario) error { return nil }
 
 // WatchesStatusFile says the plan samples the status file itself.
 func (stopCont) WatchesStatusFile() bool { return true }
+
+// RunsReader says the plan runs the built pgbb-status from another PID
+// namespace and as another user.
+func (stopCont) RunsReader() bool { return true }
 
 func (f stopCont) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseReceiving)

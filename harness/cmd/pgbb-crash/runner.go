@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
@@ -83,7 +84,7 @@ func newNativeRunner(ctx context.Context, b *build.Builder, j job) (*nativeRunne
 		}
 		r.ownScratch = true
 	}
-	if r.reader, err = readerForStopPlans(ctx, j.scs); err != nil {
+	if r.reader, err = readerForPlans(ctx, j.scs); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -207,11 +208,11 @@ func readerUser(ctx context.Context, owner osuser.Account, bin string) (*osuser.
 	return &u, nil
 }
 
-// readerForStopPlans builds pgbb-status into a temporary directory when a
-// scenario has the stop plan, which also runs the reader in a PID
-// namespace of its own; it returns "" otherwise.
-func readerForStopPlans(ctx context.Context, scs []scenario.Scenario) (string, error) {
-	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return slices.Contains(s.Faults, scenario.PlanStop) }) {
+// readerForPlans builds pgbb-status into a temporary directory when a
+// scenario has a plan that runs it (fault.ReaderUser: the stop plan runs
+// it in a PID namespace of its own); it returns "" otherwise.
+func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error) {
+	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return fault.RunsReader(s.Faults) }) {
 		return "", nil
 	}
 	root, err := build.FindRepoRoot(".")
