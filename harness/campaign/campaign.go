@@ -128,16 +128,19 @@ func ParseID(id string) (string, int, error) {
 	return id[:i], n, nil
 }
 
-// Validate checks, before anything starts, that every scenario's fault
-// plans can run.
+// Validate checks, before anything starts, that every scenario is
+// possible and its fault plans can run on this machine.
 func Validate(scs []scenario.Scenario) error {
 	for _, s := range scs {
+		if err := s.Check(); err != nil {
+			return fmt.Errorf("%s:%d: %w", s.File, s.Line, err)
+		}
 		for _, p := range s.Faults {
 			f, err := fault.ByName(p)
 			if err != nil {
 				return fmt.Errorf("%s:%d: %w", s.File, s.Line, err)
 			}
-			if err := f.Available(s); err != nil {
+			if err := f.Available(); err != nil {
 				return fmt.Errorf("%s:%d: fault plan %s: %w", s.File, s.Line, p, err)
 			}
 		}

@@ -261,3 +261,24 @@ func TestCalibratorIndices(t *testing.T) {
 		t.Errorf("calibration runs: %v, want the control, count and disk-count", seen)
 	}
 }
+
+// TestValidate: a scenario made in code, not parsed, still meets the
+// scenario's rules (what each plan needs of the options) before a
+// campaign starts, and is named by file and line when it does not.
+func TestValidate(t *testing.T) {
+	s := scenario.Defaults()
+	s.Name, s.File, s.Line = "code", "made-in-code.json", 3
+	s.Faults = []string{scenario.PlanKill}
+	if err := Validate([]scenario.Scenario{s}); err != nil {
+		t.Fatalf("a possible scenario: %v", err)
+	}
+	s.WALMethod, s.Faults = "fetch", []string{scenario.PlanKillWALChild}
+	err := Validate([]scenario.Scenario{s})
+	if err == nil || !strings.Contains(err.Error(), "made-in-code.json:3: fault plan kill-wal-child needs wal_method stream") {
+		t.Fatalf("kill-wal-child without streaming: %v", err)
+	}
+	s.Faults = []string{"no-such-plan"}
+	if err := Validate([]scenario.Scenario{s}); err == nil {
+		t.Fatal("an unknown plan was accepted")
+	}
+}

@@ -261,16 +261,13 @@ func (d *Disk) StatusViews(rel string) []TornView {
 	return out
 }
 
-// diskAvailable says why the layer cannot run for a scenario.
-func diskAvailable(s scenario.Scenario) error {
+// diskAvailable says why the layer cannot run on this machine.
+func diskAvailable() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the power-loss layer mounts a FUSE file system with mount(2)")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("needs the kernel's FUSE device (in a container: --device /dev/fuse --cap-add SYS_ADMIN): %w", err)
-	}
-	if !s.Sync {
-		return errors.New("needs sync on: with --no-sync nothing is ever durable")
 	}
 	return nil
 }
@@ -344,7 +341,7 @@ func atScheduledTime(ctx context.Context, t *Target, name string, from Phase) (i
 type powerLossTime struct{ onDisk }
 
 func (powerLossTime) Name() string                        { return scenario.PlanPowerLoss }
-func (powerLossTime) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (powerLossTime) Available() error { return diskAvailable() }
 func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseStart)
 	if !ok {
@@ -370,7 +367,7 @@ type powerLossAt struct {
 }
 
 func (f powerLossAt) Name() string                      { return f.name }
-func (powerLossAt) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (powerLossAt) Available() error { return diskAvailable() }
 func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := startFinishing(ctx, t, f.name)
 	if !ok {
@@ -467,7 +464,7 @@ func NewDiskCount() *DiskCount {
 }
 
 func (*DiskCount) Name() string                        { return scenario.PlanNone }
-func (*DiskCount) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (*DiskCount) Available() error { return diskAvailable() }
 
 // Label names the run in trial ids.
 func (*DiskCount) Label() string { return diskCountLabel }
@@ -514,7 +511,7 @@ type eioFault struct {
 }
 
 func (f eioFault) Name() string                      { return f.name }
-func (eioFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (eioFault) Available() error { return diskAvailable() }
 func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := startFinishing(ctx, t, f.name)
 	if !ok {
@@ -563,7 +560,7 @@ func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 type enospcFault struct{ onDisk }
 
 func (enospcFault) Name() string                        { return scenario.PlanENOSPC }
-func (enospcFault) Available(s scenario.Scenario) error { return diskAvailable(s) }
+func (enospcFault) Available() error { return diskAvailable() }
 func (f enospcFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseReceiving)
 	if !ok {

@@ -53,11 +53,6 @@ func TestDiskPlansAreKnown(t *testing.T) {
 		if !NeedsDisk(f) || f.Name() != name {
 			t.Fatalf("%s: NeedsDisk %t, name %s", name, NeedsDisk(f), f.Name())
 		}
-		s := scenario.Defaults()
-		s.Sync = false
-		if err := f.Available(s); err == nil {
-			t.Fatalf("%s available without sync", name)
-		}
 	}
 	if f, _ := ByName(scenario.PlanKill); NeedsDisk(f) {
 		t.Fatal("the kill plan does not need a disk")

@@ -106,8 +106,10 @@ type Injection struct {
 type Fault interface {
 	// Name is the plan's name in scenarios and reports.
 	Name() string
-	// Available says why the plan cannot run for a scenario, or nil.
-	Available(s scenario.Scenario) error
+	// Available says why the plan cannot run on this machine (root,
+	// /dev/fuse, ptrace), or nil. What a plan needs of a scenario's
+	// options is the scenario's rule (scenario.Scenario.Check).
+	Available() error
 	// Inject waits for the plan's moment and injects the fault, unless
 	// the run ends first.
 	Inject(ctx context.Context, t *Target) (Injection, error)
@@ -230,7 +232,7 @@ func fired(inj *Injection, t *Target) {
 type none struct{}
 
 func (none) Name() string                        { return scenario.PlanNone }
-func (none) Available(s scenario.Scenario) error { return nil }
+func (none) Available() error { return nil }
 func (none) Inject(ctx context.Context, t *Target) (Injection, error) {
 	return Injection{Plan: scenario.PlanNone}, nil
 }
@@ -244,7 +246,7 @@ type signalFault struct {
 }
 
 func (f signalFault) Name() string                        { return f.name }
-func (f signalFault) Available(s scenario.Scenario) error { return nil }
+func (f signalFault) Available() error { return nil }
 func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseStart)
 	inj := Injection{Plan: f.name, Anchor: anchor.String(), Offset: off, Finishing: fin, Detail: f.sig.String()}
@@ -262,12 +264,7 @@ func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 type walChildKill struct{}
 
 func (walChildKill) Name() string { return scenario.PlanKillWALChild }
-func (walChildKill) Available(s scenario.Scenario) error {
-	if s.WALMethod != "stream" {
-		return errors.New("needs wal_method stream")
-	}
-	return nil
-}
+func (walChildKill) Available() error { return nil }
 func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The child lives from the start of data until the WAL wait ends.
 	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration.Timeline, PhaseReceiving, PhaseSync)
@@ -294,7 +291,7 @@ func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) 
 type walsenderTerminate struct{}
 
 func (walsenderTerminate) Name() string                        { return scenario.PlanTerminateWalsender }
-func (walsenderTerminate) Available(s scenario.Scenario) error { return nil }
+func (walsenderTerminate) Available() error { return nil }
 func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The walsenders serve the run until the WAL wait ends.
 	anchor, off, fin := scheduleWindow(t.Rand, t.Calibration.Timeline, PhaseReceiving, PhaseSync)
@@ -333,7 +330,7 @@ func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, e
 type serverStop struct{}
 
 func (serverStop) Name() string                        { return scenario.PlanServerStop }
-func (serverStop) Available(s scenario.Scenario) error { return nil }
+func (serverStop) Available() error { return nil }
 func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseCheckpoint)
 	inj := Injection{Plan: f.Name(), Anchor: anchor.String(), Offset: off, Finishing: fin}

@@ -74,7 +74,7 @@ var (
 )
 
 func (stopCont) Name() string                        { return scenario.PlanStop }
-func (stopCont) Available(s scenario.Scenario) error { return nil }
+func (stopCont) Available() error { return nil }
 
 // WatchesStatusFile says the plan samples the status file itself.
 func (stopCont) WatchesStatusFile() bool { return true }

@@ -75,7 +75,7 @@ type syscallKill struct {
 }
 
 func (*syscallKill) Name() string                        { return scenario.PlanSyscallKill }
-func (*syscallKill) Available(s scenario.Scenario) error { return ptraceAvailable() }
+func (*syscallKill) Available() error { return ptraceAvailable() }
 func (*syscallKill) calibrator() Calibrator              { return &SyscallCount{} }
 
 // Launch chooses the call and starts the run under the tracer.
@@ -115,7 +115,7 @@ type SyscallCount struct {
 }
 
 func (*SyscallCount) Name() string                        { return scenario.PlanNone }
-func (*SyscallCount) Available(s scenario.Scenario) error { return ptraceAvailable() }
+func (*SyscallCount) Available() error { return ptraceAvailable() }
 
 // Label names the run in trial ids.
 func (*SyscallCount) Label() string { return countLabel }

@@ -337,7 +337,7 @@ func Parse(file string, data []byte) (Scenario, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return s, errAt(dec.InputOffset(), "", errors.New("trailing data after the scenario object"))
 	}
-	if err := s.check(); err != nil {
+	if err := s.Check(); err != nil {
 		return s, &Error{File: file, Line: s.Line, Err: err}
 	}
 	return s, nil
@@ -474,8 +474,11 @@ func Keys() []string {
 		"stdout", "readonly_file", "status_interval", "progress"}
 }
 
-// check rejects impossible combinations.
-func (s *Scenario) check() error {
+// Check rejects impossible combinations: what pg_basebackup's options
+// allow together, and what each fault plan needs of them (the plans
+// themselves check only the machine, fault.Fault.Available). Parse calls
+// it; so does a campaign, for scenarios made in code.
+func (s *Scenario) Check() error {
 	if s.Compression != "none" && s.Format != "tar" && !strings.HasPrefix(s.Compression, "server-") {
 		return fmt.Errorf("compression %q needs format tar (plain format takes only server- compression)", s.Compression)
 	}
