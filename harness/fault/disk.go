@@ -340,7 +340,7 @@ func atScheduledTime(ctx context.Context, t *Target, name string, from Phase) (i
 // run, weighted towards the finishing part, like the kill plan.
 type powerLossTime struct{ onDisk }
 
-func (powerLossTime) Name() string                        { return scenario.PlanPowerLoss }
+func (powerLossTime) Name() string     { return scenario.PlanPowerLoss }
 func (powerLossTime) Available() error { return diskAvailable() }
 func (f powerLossTime) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseStart)
@@ -366,7 +366,7 @@ type powerLossAt struct {
 	kind powerfs.OpKind
 }
 
-func (f powerLossAt) Name() string                      { return f.name }
+func (f powerLossAt) Name() string   { return f.name }
 func (powerLossAt) Available() error { return diskAvailable() }
 func (f powerLossAt) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := startFinishing(ctx, t, f.name)
@@ -463,7 +463,7 @@ func NewDiskCount() *DiskCount {
 	return &DiskCount{onDisk: onDisk{opts: []powerfs.Option{powerfs.Journaled()}}}
 }
 
-func (*DiskCount) Name() string                        { return scenario.PlanNone }
+func (*DiskCount) Name() string     { return scenario.PlanNone }
 func (*DiskCount) Available() error { return diskAvailable() }
 
 // Label names the run in trial ids.
@@ -510,7 +510,7 @@ type eioFault struct {
 	name string
 }
 
-func (f eioFault) Name() string                      { return f.name }
+func (f eioFault) Name() string   { return f.name }
 func (eioFault) Available() error { return diskAvailable() }
 func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := startFinishing(ctx, t, f.name)
@@ -559,7 +559,7 @@ func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 // finishing part, which writes little).
 type enospcFault struct{ onDisk }
 
-func (enospcFault) Name() string                        { return scenario.PlanENOSPC }
+func (enospcFault) Name() string     { return scenario.PlanENOSPC }
 func (enospcFault) Available() error { return diskAvailable() }
 func (f enospcFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	inj, d, ok, err := atScheduledTime(ctx, t, f.Name(), PhaseReceiving)

@@ -231,7 +231,7 @@ func fired(inj *Injection, t *Target) {
 // none is the control: no fault.
 type none struct{}
 
-func (none) Name() string                        { return scenario.PlanNone }
+func (none) Name() string     { return scenario.PlanNone }
 func (none) Available() error { return nil }
 func (none) Inject(ctx context.Context, t *Target) (Injection, error) {
 	return Injection{Plan: scenario.PlanNone}, nil
@@ -245,7 +245,7 @@ type signalFault struct {
 	sig  syscall.Signal
 }
 
-func (f signalFault) Name() string                        { return f.name }
+func (f signalFault) Name() string     { return f.name }
 func (f signalFault) Available() error { return nil }
 func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseStart)
@@ -263,7 +263,7 @@ func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 // walChildKill kills only the WAL streaming child of pg_basebackup.
 type walChildKill struct{}
 
-func (walChildKill) Name() string { return scenario.PlanKillWALChild }
+func (walChildKill) Name() string     { return scenario.PlanKillWALChild }
 func (walChildKill) Available() error { return nil }
 func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The child lives from the start of data until the WAL wait ends.
@@ -290,7 +290,7 @@ func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) 
 // both, chosen at random.
 type walsenderTerminate struct{}
 
-func (walsenderTerminate) Name() string                        { return scenario.PlanTerminateWalsender }
+func (walsenderTerminate) Name() string     { return scenario.PlanTerminateWalsender }
 func (walsenderTerminate) Available() error { return nil }
 func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, error) {
 	// The walsenders serve the run until the WAL wait ends.
@@ -329,7 +329,7 @@ func (f walsenderTerminate) Inject(ctx context.Context, t *Target) (Injection, e
 // serverStop stops the source server in immediate mode mid-backup.
 type serverStop struct{}
 
-func (serverStop) Name() string                        { return scenario.PlanServerStop }
+func (serverStop) Name() string     { return scenario.PlanServerStop }
 func (serverStop) Available() error { return nil }
 func (f serverStop) Inject(ctx context.Context, t *Target) (Injection, error) {
 	anchor, off, fin := schedule(t.Rand, t.Calibration.Timeline, PhaseCheckpoint)

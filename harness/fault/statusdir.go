@@ -36,7 +36,7 @@ type statusDirReadOnly struct{}
 
 var _ Fault = statusDirReadOnly{}
 
-func (statusDirReadOnly) Name() string { return scenario.PlanStatusDirReadOnly }
+func (statusDirReadOnly) Name() string     { return scenario.PlanStatusDirReadOnly }
 func (statusDirReadOnly) Available() error { return nil }
 
 // statusDirFailureWait bounds how long an early plan waits for a failed

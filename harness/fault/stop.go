@@ -73,7 +73,7 @@ var (
 	_ ReaderUser    = stopCont{}
 )
 
-func (stopCont) Name() string                        { return scenario.PlanStop }
+func (stopCont) Name() string     { return scenario.PlanStop }
 func (stopCont) Available() error { return nil }
 
 // WatchesStatusFile says the plan samples the status file itself.

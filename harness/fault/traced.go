@@ -74,9 +74,9 @@ type syscallKill struct {
 	finishing bool
 }
 
-func (*syscallKill) Name() string                        { return scenario.PlanSyscallKill }
-func (*syscallKill) Available() error { return ptraceAvailable() }
-func (*syscallKill) calibrator() Calibrator              { return &SyscallCount{} }
+func (*syscallKill) Name() string           { return scenario.PlanSyscallKill }
+func (*syscallKill) Available() error       { return ptraceAvailable() }
+func (*syscallKill) calibrator() Calibrator { return &SyscallCount{} }
 
 // Launch chooses the call and starts the run under the tracer.
 func (f *syscallKill) Launch(cmd *exec.Cmd, t *Target) (Process, error) {
@@ -114,7 +114,7 @@ type SyscallCount struct {
 	counts map[string]int64
 }
 
-func (*SyscallCount) Name() string                        { return scenario.PlanNone }
+func (*SyscallCount) Name() string     { return scenario.PlanNone }
 func (*SyscallCount) Available() error { return ptraceAvailable() }
 
 // Label names the run in trial ids.
