@@ -27,27 +27,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/cmd/internal/cli"
 	"github.com/pgbb/pgbb/harness/pgsrc"
 	"github.com/pgbb/pgbb/harness/report"
 	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main(run) }
 
 // run runs the command with args and returns its exit code: 0, 1 when an
 // invariant was violated, 2 when it could not run (its error on stderr).

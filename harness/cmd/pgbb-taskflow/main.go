@@ -16,26 +16,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
 	"github.com/pgbb/pgbb/harness/cluster"
+	"github.com/pgbb/pgbb/harness/cmd/internal/cli"
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/taskflow"
 	"github.com/pgbb/pgbb/harness/workload"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main(run) }
 
 // run is the command: exit 0 all promises kept, 1 a violation, 2 it could
 // not run, 64 a bad command line.
