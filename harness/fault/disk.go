@@ -80,19 +80,12 @@ type DiskReport struct {
 	Journal string `json:"journal,omitempty"`
 }
 
-// NeedsDisk says whether a fault plan runs on the power-loss layer: it
-// then prepares the layer before the run and cuts its power after.
-func NeedsDisk(f Fault) bool {
-	_, ok := f.(diskPlan)
-	return ok
-}
-
-// diskPlan is a plan that runs on the power-loss layer.
+// diskPlan is a plan that runs on the power-loss layer: it prepares the
+// layer before the run and cuts its power after (onDisk).
 type diskPlan interface {
 	Fault
 	Preparer
 	Settler
-	onLayer()
 }
 
 // onDisk is the part of the disk plans that puts the run's target,
@@ -103,8 +96,6 @@ type onDisk struct {
 	// opts go to the layer.
 	opts []powerfs.Option
 }
-
-func (onDisk) onLayer() {}
 
 // Prepare mounts the layer for the run.
 func (o onDisk) Prepare(ctx context.Context, t *Target) (func(), error) {

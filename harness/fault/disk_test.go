@@ -50,11 +50,11 @@ func TestDiskPlansAreKnown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ByName(%s): %v", name, err)
 		}
-		if !NeedsDisk(f) || f.Name() != name {
-			t.Fatalf("%s: NeedsDisk %t, name %s", name, NeedsDisk(f), f.Name())
+		if !runsOnDisk(f) || f.Name() != name {
+			t.Fatalf("%s: runs on the layer %t, name %s", name, runsOnDisk(f), f.Name())
 		}
 	}
-	if f, _ := ByName(scenario.PlanKill); NeedsDisk(f) {
+	if f, _ := ByName(scenario.PlanKill); runsOnDisk(f) {
 		t.Fatal("the kill plan does not need a disk")
 	}
 }
@@ -244,7 +244,13 @@ func TestFinishingOpsCalibration(t *testing.T) {
 	if got := finishingOps(&Target{}, powerfs.OpFsyncDir, 100, 10); got != estimate(powerfs.OpFsyncDir, 100, 10) {
 		t.Errorf("no calibration: %d, want the estimate", got)
 	}
-	if !NeedsDisk(NewDiskCount()) {
+	if !runsOnDisk(NewDiskCount()) {
 		t.Error("DiskCount must run on the power-loss layer")
 	}
+}
+
+// runsOnDisk says whether a plan runs on the power-loss layer.
+func runsOnDisk(f Fault) bool {
+	_, ok := f.(diskPlan)
+	return ok
 }

@@ -122,20 +122,19 @@ type calibrated interface {
 // run on the power-loss layer); unknown names are ignored (Validate
 // reports them).
 func Calibrators(plans []string) []Calibrator {
+	byLabel := map[string]Calibrator{}
+	for _, name := range plans {
+		if f, err := ByName(name); err == nil {
+			if c, ok := f.(calibrated); ok {
+				cr := c.calibrator()
+				byLabel[cr.Label()] = cr
+			}
+		}
+	}
 	var out []Calibrator
-	seen := map[string]bool{}
 	for _, label := range []string{countLabel, diskCountLabel} {
-		for _, name := range plans {
-			f, err := ByName(name)
-			if err != nil {
-				continue
-			}
-			c, ok := f.(calibrated)
-			if !ok || seen[label] || c.calibrator().Label() != label {
-				continue
-			}
-			seen[label] = true
-			out = append(out, c.calibrator())
+		if cr, ok := byLabel[label]; ok {
+			out = append(out, cr)
 		}
 	}
 	return out
