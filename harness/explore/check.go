@@ -54,7 +54,6 @@ const (
 // completed state with the completed run's final state.
 type Checker struct {
 	status string
-	tmp    string
 	differ *powerfs.Differ
 	parsed map[string]parsed
 	// whole are the contents written whole to the status file or its
@@ -70,9 +69,10 @@ type parsed struct {
 
 // NewChecker returns a checker of the status file at statusRel (relative
 // to the layer's root) against ref, the completed run's final state. The
-// status file and its temporary file are left out of the comparison.
+// status file and its temporary files (statusRel.PID.tmp, whatever the
+// PID, and the legacy statusRel.tmp) are left out of the comparison.
 func NewChecker(statusRel string, ref *powerfs.Snapshot) (*Checker, error) {
-	c := &Checker{status: statusRel, tmp: statusRel + ".tmp", parsed: map[string]parsed{}, whole: map[string]bool{}}
+	c := &Checker{status: statusRel, parsed: map[string]parsed{}, whole: map[string]bool{}}
 	data, err := ref.ReadFile(statusRel)
 	if err != nil {
 		return nil, fmt.Errorf("the completed run's final state: %w", err)
@@ -84,14 +84,23 @@ func NewChecker(statusRel string, ref *powerfs.Snapshot) (*Checker, error) {
 	if st.State != status.StateCompleted {
 		return nil, fmt.Errorf("the run's final status file %s says %s, not completed", statusRel, st.State)
 	}
-	c.differ = powerfs.NewDiffer(ref, func(rel string) bool { return rel == c.status || rel == c.tmp })
+	c.differ = powerfs.NewDiffer(ref, c.isStatus)
 	return c, nil
+}
+
+// isStatus says whether rel is the status file or one of its temporary
+// files: statusRel.PID.tmp of any writer's pid (a run on the layer is
+// replayed, not started here, so its pid is not known), or the legacy
+// statusRel.tmp.
+func (c *Checker) isStatus(rel string) bool {
+	_, tmp := status.ParseTempPath(c.status, rel)
+	return rel == c.status || tmp
 }
 
 // StatusWrite says whether op writes the status file or its temporary
 // file.
 func (c *Checker) StatusWrite(op powerfs.Op) bool {
-	return op.Kind == powerfs.OpWrite && (op.Path == c.status || op.Path == c.tmp)
+	return op.Kind == powerfs.OpWrite && c.isStatus(op.Path)
 }
 
 // NoteWrite remembers a whole write of the status file or its temporary

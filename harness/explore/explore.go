@@ -21,7 +21,9 @@ import (
 // Config says what to explore.
 type Config struct {
 	// Status is the status file's path relative to the layer's root
-	// ("target/backup_status"); its temporary file is Status+".tmp".
+	// ("target/backup_status"); its temporary files are Status+".PID.tmp"
+	// (status.TempPath, PID the writer's) and, from earlier writers,
+	// Status+".tmp".
 	Status string
 	// K bounds the unsynced operations combined: every subset of the
 	// last K at each prefix (2^K states per prefix, with the pessimistic

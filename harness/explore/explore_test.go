@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pgbb/pgbb/harness/powerfs"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // The explorer's tests need no mount: a small writer drives the model as
@@ -21,6 +22,8 @@ type writer struct {
 	t  *testing.T
 	fs *powerfs.FS
 	c  powerfs.Caller
+	// tmp is the status file's temporary file.
+	tmp string
 }
 
 func (w *writer) ino(p string) uint64 {
@@ -87,11 +90,11 @@ func (w *writer) writeStatus(data []byte, mistake string) {
 		w.fsync("target/backup_status")
 		return
 	}
-	w.create("target/backup_status.tmp", data)
+	w.create(w.tmp, data)
 	if mistake != "no-fsync-tmp" {
-		w.fsync("target/backup_status.tmp")
+		w.fsync(w.tmp)
 	}
-	w.rename("target/backup_status.tmp", "target/backup_status")
+	w.rename(w.tmp, "target/backup_status")
 	if mistake != "no-dir-fsync" {
 		w.fsync("target")
 	}
@@ -106,9 +109,15 @@ func readStatus(t *testing.T, name string) []byte {
 }
 
 // backupRun journals a backup's run into target and a tablespace ts1,
-// with one mistake (or none).
+// with one mistake (or none), writing the status file through
+// target/backup_status.7.tmp, as the pg_basebackup of pid 7 does.
 func backupRun(t *testing.T, mistake string) *powerfs.Journal {
-	w := &writer{t: t, fs: powerfs.New(powerfs.Journaled()), c: powerfs.Caller{PID: 7}}
+	return backupRunThrough(t, mistake, status.TempPath("target/backup_status", 7))
+}
+
+// backupRunThrough is backupRun writing the status file through tmp.
+func backupRunThrough(t *testing.T, mistake, tmp string) *powerfs.Journal {
+	w := &writer{t: t, fs: powerfs.New(powerfs.Journaled()), c: powerfs.Caller{PID: 7}, tmp: tmp}
 	w.fs.MkdirAll("target", 0o700)
 	w.fs.MkdirAll("ts1", 0o700)
 	w.writeStatus(readStatus(t, "in_progress_killed"), "")
@@ -149,8 +158,16 @@ func backupRun(t *testing.T, mistake string) *powerfs.Journal {
 	return j
 }
 
+// TestExploreTheRightOrderBreaksNothing: a run that does everything in
+// the right order breaks no rule in any crash state, whether it writes the
+// status file through FILE.PID.tmp or, as earlier writers did, FILE.tmp.
 func TestExploreTheRightOrderBreaksNothing(t *testing.T) {
-	j := backupRun(t, "")
+	for _, tmp := range []string{status.TempPath("target/backup_status", 7), status.LegacyTempPath("target/backup_status")} {
+		t.Run(strings.TrimPrefix(tmp, "target/"), func(t *testing.T) { testRightOrder(t, backupRunThrough(t, "", tmp)) })
+	}
+}
+
+func testRightOrder(t *testing.T, j *powerfs.Journal) {
 	for k := 0; k <= 6; k++ {
 		res, err := Explore(context.Background(), j, Config{Status: "target/backup_status", K: k, From: -1})
 		if err != nil {

@@ -119,8 +119,9 @@ func (onDisk) calibrator() Calibrator { return NewDiskCount() }
 
 // MountDisk mounts the layer on dir/disk with the target, tablespace and
 // status directories in it, owned by acct, durable from the start; the
-// status file is statusName in the status directory, and its torn states
-// are recorded. opts go to the layer.
+// status file is statusName in the status directory, and the torn states
+// of it and its temporary files (isStatusFile) are recorded. opts go to
+// the layer.
 func MountDisk(ctx context.Context, dir string, acct osuser.Account, tablespaces int, statusName string, opts ...powerfs.Option) (*Disk, error) {
 	mp := filepath.Join(dir, "disk")
 	if err := os.MkdirAll(mp, 0o755); err != nil {
@@ -147,11 +148,20 @@ func MountDisk(ctx context.Context, dir string, acct osuser.Account, tablespaces
 		return nil, err
 	}
 	d.StatusFile = filepath.Join(mp, StatusDirName, statusName)
-	fs.TrackTorn(statusName, statusName+".tmp")
+	fs.TrackTornFunc(func(name string) bool { return isStatusFile(statusName, name) })
 	if err := fs.Mount(ctx, mp); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	return d, nil
+}
+
+// isStatusFile says whether a file called name is the status file called
+// statusName or one of its temporary files: statusName.PID.tmp, PID being
+// the writer's, which is not known before the run starts, or the legacy
+// statusName.tmp (status.ParseTempPath).
+func isStatusFile(statusName, name string) bool {
+	_, tmp := status.ParseTempPath(statusName, name)
+	return name == statusName || tmp
 }
 
 // PowerOff cuts the power (if a fault did not already), unmounts, and

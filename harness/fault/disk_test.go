@@ -16,6 +16,7 @@ import (
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // diskTarget mounts a Disk and starts a stand-in for pg_basebackup (a
@@ -197,12 +198,14 @@ func TestStatusViews(t *testing.T) {
 		}
 		sync(p)
 	}
-	// The right way: temporary file, fsync, rename, directory fsync.
-	put(st+".tmp", "in progress")
-	os.Rename(st+".tmp", st)
+	// The right way: temporary file (named after the writer's pid, or
+	// the legacy name), fsync, rename, directory fsync.
+	tmp, legacy := status.TempPath(st, 4321), status.LegacyTempPath(st)
+	put(tmp, "in progress")
+	os.Rename(tmp, st)
 	sync(filepath.Dir(st))
-	put(st+".tmp", "completed")
-	os.Rename(st+".tmp", st)
+	put(legacy, "completed")
+	os.Rename(legacy, st)
 	sync(filepath.Dir(st))
 	var got []string
 	for _, v := range d.StatusViews("status/backup_status") {
@@ -211,6 +214,19 @@ func TestStatusViews(t *testing.T) {
 	// A reader of the status file only ever sees the whole old status.
 	if strings.Join(got, "|") != "in progress" {
 		t.Fatalf("status views %q, want only the whole first status", got)
+	}
+	// The writes of both temporary files are torn states (not only
+	// their renames onto the status file).
+	tornOf := map[string]bool{}
+	for _, ts := range d.FS.TornStates() {
+		if ts.Kind == "prefix" {
+			tornOf[ts.Path] = true
+		}
+	}
+	for _, p := range []string{"status/backup_status.4321.tmp", "status/backup_status.tmp"} {
+		if !tornOf[p] {
+			t.Errorf("no torn write of %s (torn writes of %v)", p, tornOf)
+		}
 	}
 	// In place: every prefix of the rewrite is a state a reader may find.
 	f, err := os.OpenFile(st, os.O_WRONLY|os.O_TRUNC, 0)
@@ -226,6 +242,25 @@ func TestStatusViews(t *testing.T) {
 	for _, want := range []string{"f", "fa", "failed"} {
 		if !slices.Contains(got, want) {
 			t.Fatalf("status views %q lack the torn %q", got, want)
+		}
+	}
+}
+
+// TestIsStatusFile: the power-loss layer tracks the status file and its
+// temporary files, whatever the writer's pid, and nothing else.
+func TestIsStatusFile(t *testing.T) {
+	for name, want := range map[string]bool{
+		"backup_status":              true,
+		"backup_status.4321.tmp":     true,
+		"backup_status.tmp":          true,
+		"backup_status.x.tmp":        false,
+		"backup_status.4321":         false,
+		"backup_manifest.tmp":        false,
+		"other_status.4321.tmp":      false,
+		"backup_status.4321.tmp.tmp": false,
+	} {
+		if got := isStatusFile("backup_status", name); got != want {
+			t.Errorf("isStatusFile(%q) = %t, want %t", name, got, want)
 		}
 	}
 }

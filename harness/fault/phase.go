@@ -142,11 +142,18 @@ func (t *Tracker) Line(line string) {
 // WaitLine blocks until a log line containing text was seen, ctx ends, or
 // done is closed; it reports whether such a line was seen.
 func (t *Tracker) WaitLine(ctx context.Context, text string, done <-chan struct{}) bool {
+	return t.WaitLineFunc(ctx, func(line string) bool { return strings.Contains(line, text) }, done)
+}
+
+// WaitLineFunc blocks until a log line that match accepts was seen, ctx
+// ends, or done is closed; it reports whether such a line was seen. match
+// is called with the tracker's lock held.
+func (t *Tracker) WaitLineFunc(ctx context.Context, match func(line string) bool, done <-chan struct{}) bool {
 	seen := 0
 	for {
 		t.mu.Lock()
 		for ; seen < len(t.lines); seen++ {
-			if strings.Contains(t.lines[seen], text) {
+			if match(t.lines[seen]) {
 				t.mu.Unlock()
 				return true
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pgbb/pgbb/harness/scenario"
@@ -79,7 +80,7 @@ func (f statusDirReadOnly) Inject(ctx context.Context, t *Target) (Injection, er
 
 	if obs.Early {
 		wctx, cancel := context.WithTimeout(ctx, statusDirFailureWait)
-		obs.FailureSeen = t.Phases.WaitLine(wctx, t.StatusFile+".tmp", t.Done)
+		obs.FailureSeen = t.Phases.WaitLineFunc(wctx, namesTempFile(t.StatusFile, t.PID), t.Done)
 		cancel()
 		select {
 		case <-t.Done:
@@ -105,6 +106,16 @@ func (f statusDirReadOnly) Inject(ctx context.Context, t *Target) (Injection, er
 		inj.Detail += ", writable again after the run"
 	}
 	return inj, nil
+}
+
+// namesTempFile returns a matcher of the log lines that name, quoted as
+// pg_basebackup quotes a path, a temporary file of the status file at path
+// written by the run of pid: path.PID.tmp, or path.tmp, which earlier
+// writers used (a failed rewrite names the file it could not create,
+// write or rename).
+func namesTempFile(path string, pid int) func(line string) bool {
+	own, legacy := `"`+status.TempPath(path, pid)+`"`, `"`+status.LegacyTempPath(path)+`"`
+	return func(line string) bool { return strings.Contains(line, own) || strings.Contains(line, legacy) }
 }
 
 // waitStatusPhase waits until the run's status file says it is in

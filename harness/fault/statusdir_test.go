@@ -14,10 +14,15 @@ import (
 
 // TestStatusDirReadOnly: once the status file says "receiving data", the
 // plan makes its directory read-only; an early plan makes it writable
-// again once the log names a failed write of the temporary file, a late
-// one only after the run ended.
+// again once the log names a failed write of the run's temporary file
+// (FILE.PID.tmp, or the legacy FILE.tmp), a late one only after the run
+// ended.
 func TestStatusDirReadOnly(t *testing.T) {
-	for _, seed := range []uint64{1, 6} { // a late plan, an early one
+	for _, c := range []struct {
+		seed   uint64
+		legacy bool // the failed write names the legacy FILE.tmp
+	}{{1, false}, {6, false}, {6, true}} { // a late plan, an early one
+		seed := c.seed
 		dir := filepath.Join(t.TempDir(), "status")
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
@@ -68,7 +73,11 @@ func TestStatusDirReadOnly(t *testing.T) {
 		if m := mode(); m != 0o500 {
 			t.Fatalf("mode %o once receiving data, want 0500", m)
 		}
-		tracker.Line(`pg_basebackup: warning: could not create file "` + file + `.tmp": Permission denied`)
+		tmp := status.TempPath(file, os.Getpid())
+		if c.legacy {
+			tmp = status.LegacyTempPath(file)
+		}
+		tracker.Line(`pg_basebackup: warning: could not create file "` + tmp + `": Permission denied`)
 		time.Sleep(100 * time.Millisecond)
 		early := mode() == 0o700
 		close(done)

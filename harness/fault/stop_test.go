@@ -44,7 +44,7 @@ func TestStopPlan(t *testing.T) {
 		Phase:       status.PhaseReceiving, UpdateTime: now, BytesReceived: 8192,
 	}
 	write := func() {
-		tmp := statusFile + ".tmp"
+		tmp := status.TempPath(statusFile, s.PID)
 		if err := os.WriteFile(tmp, s.Encode(), 0o600); err != nil {
 			t.Error(err)
 		}

@@ -137,7 +137,8 @@ type FS struct {
 	// gen counts directory entry changes.
 	gen uint64
 
-	tornNames map[string]bool
+	// tornMatch says which base names TornStates records (nil: none).
+	tornMatch func(name string) bool
 	torn      []tornRecord
 
 	// journal keeps the data of writes in the log; setup lists the
@@ -329,15 +330,24 @@ func (fs *FS) Durable() *Snapshot {
 }
 
 // TrackTorn records torn states (see TornStates) of files whose base name
-// is one of names: for the status file, "backup_status" and
-// "backup_status.tmp".
+// is one of names.
 func (fs *FS) TrackTorn(names ...string) {
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = true
+	}
+	fs.TrackTornFunc(func(name string) bool { return set[name] })
+}
+
+// TrackTornFunc records torn states (see TornStates) of files whose base
+// name match accepts: for the status file, "backup_status" and its
+// temporary files, "backup_status.PID.tmp" of a pid not known in advance
+// (and "backup_status.tmp", which earlier writers used). match is called
+// with the layer's lock held, and must not call back into the layer.
+func (fs *FS) TrackTornFunc(match func(name string) bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	fs.tornNames = map[string]bool{}
-	for _, n := range names {
-		fs.tornNames[n] = true
-	}
+	fs.tornMatch = match
 }
 
 // freeze cuts the power; fs.mu is held.

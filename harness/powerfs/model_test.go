@@ -396,6 +396,28 @@ func TestModelTornStates(t *testing.T) {
 	wantFile(t, last.Base, "backup_status", []byte("state=in progress\n"))
 }
 
+// TestModelTornStatesMatched: with TrackTornFunc, the files it accepts
+// are tracked whatever their names (a temporary file named after a pid not
+// known in advance), and no other.
+func TestModelTornStatesMatched(t *testing.T) {
+	m := newModel(t)
+	m.fs.TrackTornFunc(func(name string) bool {
+		return name == "backup_status" || strings.HasPrefix(name, "backup_status.") && strings.HasSuffix(name, ".tmp")
+	})
+	m.write("other.tmp", []byte("not tracked"), true)
+	m.write("backup_status.4321.tmp", []byte("in progress"), true)
+	m.must("rename", m.rename("backup_status.4321.tmp", "backup_status"))
+	states := m.fs.TornStates()
+	if want := len("in progress") + 1; len(states) != want {
+		t.Fatalf("%d torn states, want %d", len(states), want)
+	}
+	for _, st := range states {
+		if st.Path != "backup_status.4321.tmp" {
+			t.Errorf("torn state of %s", st.Path)
+		}
+	}
+}
+
 func TestModelLog(t *testing.T) {
 	m := newModel(t)
 	m.write("x.tmp", []byte("hello"), true)

@@ -344,7 +344,7 @@ func (fs *FS) recordTorn(seq int, op OpKind, p string, n *inode, off int64, data
 // held.
 func (fs *FS) tracked(paths ...string) bool {
 	for _, p := range paths {
-		if fs.tornNames[path.Base(p)] {
+		if fs.tornMatch != nil && fs.tornMatch(path.Base(p)) {
 			return true
 		}
 	}

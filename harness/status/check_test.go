@@ -170,9 +170,10 @@ func TestCheckDirectory(t *testing.T) {
 func TestCheckMissing(t *testing.T) {
 	dir := t.TempDir()
 	for name, files := range map[string][]string{
-		"nothing":                     nil,
-		"only its temporary file":     {statusName + TempSuffix},
-		"next to a finished manifest": {"backup_manifest", "PG_VERSION"},
+		"nothing":                        nil,
+		"only its temporary file":        {filepath.Base(TempPath(statusName, 1234))},
+		"only its legacy temporary file": {filepath.Base(LegacyTempPath(statusName))},
+		"next to a finished manifest":    {"backup_manifest", "PG_VERSION"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
@@ -242,7 +243,7 @@ func TestWait(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		// Replace it as pg_basebackup does: temporary file and rename.
-		tmp := writeFile(t, dir, statusName+TempSuffix, completedStatus().Encode())
+		tmp := writeFile(t, dir, filepath.Base(TempPath(statusName, 1234)), completedStatus().Encode())
 		if err := os.Rename(tmp, filepath.Join(dir, statusName)); err != nil {
 			t.Error(err)
 		}

@@ -8,10 +8,12 @@
 // --status-file=FILE, and refuses a FILE inside any directory the backup
 // writes (the target, --waldir, tablespace directories): the file always
 // lives outside the backup, and its DIRECTORY lines name the directories.
-// Every version of the file is written to FILE.tmp ([TempPath]) and
-// renamed into place, so a reader sees a whole old or a whole new version;
-// the temporary file's presence alone means nothing. The file is a
-// sequence of "KEY: value" lines in a fixed order:
+// Every version of the file is written to a temporary file next to it,
+// FILE.PID.tmp ([TempPath]; PID is the writer's, the one its PID line
+// records), and renamed into place, so a reader sees a whole old or a
+// whole new version; earlier writers used FILE.tmp ([LegacyTempPath])
+// whatever their pid. A temporary file's presence alone means nothing.
+// The file is a sequence of "KEY: value" lines in a fixed order:
 //
 //	BACKUP STATUS FORMAT: 1
 //	STATUS: in progress | completed | failed
@@ -102,9 +104,10 @@
 // # Cleaning up
 //
 // [RemoveIfDead] takes the status file and removes what its run left
-// behind: the directories its DIRECTORY lines record, then FILE.tmp and
-// the status file, only when the file proves that the run is over and did
-// not complete; every check that cannot tell makes it refuse. It removes
+// behind: the directories its DIRECTORY lines record, then its temporary
+// files (FILE.PID.tmp of the PID it records, and FILE.tmp) and the status
+// file, only when the file proves that the run is over and did not
+// complete; every check that cannot tell makes it refuse. It removes
 // nothing that the owner of the status file could not remove itself,
 // works through directory handles (os.Root) opened before the judgement,
 // so that a path swapped for a symlink is never followed, and never

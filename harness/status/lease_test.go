@@ -180,7 +180,7 @@ func TestObserveLeaseRealClock(t *testing.T) {
 				return
 			case <-time.After(time.Millisecond):
 			}
-			tmp := filepath.Join(dir, TempFileName)
+			tmp := TempPath(path, 1234)
 			if err := os.WriteFile(tmp, fmt.Appendf(nil, "version %d\n", i), 0o644); err != nil {
 				t.Error(err)
 				return

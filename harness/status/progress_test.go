@@ -169,7 +169,7 @@ func TestWaitRateFromSamples(t *testing.T) {
 		for checks.Load() < 2 {
 			time.Sleep(time.Millisecond)
 		}
-		tmp := writeFile(t, dir, statusName+TempSuffix, u.Encode())
+		tmp := writeFile(t, dir, filepath.Base(TempPath(statusName, u.PID)), u.Encode())
 		if err := os.Rename(tmp, filepath.Join(dir, statusName)); err != nil {
 			t.Error(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,14 +41,54 @@ func TestReadFile(t *testing.T) {
 
 func TestReadFileMissing(t *testing.T) {
 	dir := t.TempDir()
-	// The temporary file alone is no status file.
-	writeFile(t, dir, statusName+TempSuffix, completedStatus().Encode())
+	// The temporary files alone are no status file.
+	writeFile(t, dir, filepath.Base(TempPath(statusName, 1234)), completedStatus().Encode())
+	writeFile(t, dir, filepath.Base(LegacyTempPath(statusName)), completedStatus().Encode())
 	_, err := ReadFile(filepath.Join(dir, statusName))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("error %v, want fs.ErrNotExist", err)
 	}
-	if TempPath("/s/b1.status") != "/s/b1.status.tmp" || TempFileName != FileName+".tmp" {
-		t.Errorf("TempPath %q, TempFileName %q", TempPath("/s/b1.status"), TempFileName)
+}
+
+// TestTempPath: the writer's temporary file is FILE.PID.tmp; earlier
+// writers' was FILE.tmp. ParseTempPath knows both, and nothing else.
+func TestTempPath(t *testing.T) {
+	if got := TempPath("/s/b1.status", 4321); got != "/s/b1.status.4321.tmp" {
+		t.Errorf("TempPath %q", got)
+	}
+	if got := LegacyTempPath("/s/b1.status"); got != "/s/b1.status.tmp" || TempFileName != FileName+".tmp" {
+		t.Errorf("LegacyTempPath %q, TempFileName %q", got, TempFileName)
+	}
+	for p, want := range map[string]int{
+		"/s/b1.status.4321.tmp": 4321,
+		"/s/b1.status.1.tmp":    1,
+		"/s/b1.status.tmp":      0,
+	} {
+		if pid, ok := ParseTempPath("/s/b1.status", p); !ok || pid != want {
+			t.Errorf("ParseTempPath(%q) = %d, %t; want %d, true", p, pid, ok, want)
+		}
+	}
+	for _, p := range []string{"/s/b1.status", "/s/b1.status.", "/s/b1.status..tmp", "/s/b1.status.0.tmp", "/s/b1.status.012.tmp",
+		"/s/b1.status.-1.tmp", "/s/b1.status.+1.tmp", "/s/b1.status.12a.tmp", "/s/b1.status.12.tmp.tmp", "/s/b1.statusx.12.tmp",
+		"/s/b1.status.99999999999999999999.tmp", "/s/b2.status.12.tmp", "/t/b1.status.12.tmp", "/s/b1.status.12.tmpx"} {
+		if pid, ok := ParseTempPath("/s/b1.status", p); ok {
+			t.Errorf("ParseTempPath(%q) = %d, true; want false", p, pid)
+		}
+	}
+	if pid, ok := ParseTempPath("b1.status", "b1.status.77.tmp"); !ok || pid != 77 {
+		t.Errorf("base names: %d %t", pid, ok)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"b1.status", "b1.status.77.tmp", "b1.status.tmp", "b1.status.x.tmp", "b2.status.5.tmp", "b1.status.5.tmp"} {
+		writeFile(t, dir, name, nil)
+	}
+	got, err := TempFiles(filepath.Join(dir, "b1.status"))
+	want := []string{filepath.Join(dir, "b1.status.5.tmp"), filepath.Join(dir, "b1.status.77.tmp"), filepath.Join(dir, "b1.status.tmp")}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("TempFiles %q %v, want %q", got, err, want)
+	}
+	if _, err := TempFiles(filepath.Join(dir, "nowhere", "b1.status")); err == nil {
+		t.Error("TempFiles in a missing directory: no error")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -31,7 +32,9 @@ const TombstoneSuffix = ".pgbb-removing-"
 
 // The files a RemoveStep removes, besides recorded directories.
 const (
-	// StepTempFile is FILE.tmp, the status file's temporary file.
+	// StepTempFile is a temporary file of the run's status file:
+	// FILE.PID.tmp (TempPath, PID the status file's), or FILE.tmp
+	// (LegacyTempPath), which earlier writers used.
 	StepTempFile = "temporary file"
 	// StepStatusFile is the status file.
 	StepStatusFile = "status file"
@@ -62,8 +65,8 @@ type Removal struct {
 	// ahead.
 	Refused string `json:"refused,omitempty"`
 	// Steps are what was (or, with DryRun or on refusal, would be) done:
-	// one per recorded directory, then FILE.tmp if there was one, then
-	// the status file.
+	// one per recorded directory, then the run's temporary files that
+	// were there (FILE.PID.tmp, then FILE.tmp), then the status file.
 	Steps []RemoveStep `json:"steps,omitempty"`
 	// Error says what stopped a removal that had started.
 	Error string `json:"error,omitempty"`
@@ -136,10 +139,13 @@ func (rm *Removal) fail(err error) *Removal {
 
 // RemoveIfDead removes what the run of the status file at statusFile left
 // behind: the directories its DIRECTORY lines record ("created" ones are
-// removed, "existing" ones emptied and kept), then its temporary file
-// FILE.tmp, if any, and the status file itself. It does so only when the
-// status file proves that the run is over and did not complete, and only
-// what the status file's owner could remove itself:
+// removed, "existing" ones emptied and kept), then its temporary files, if
+// any (FILE.PID.tmp, PID being the one its PID line records, and FILE.tmp,
+// which earlier writers used whatever their pid), and the status file
+// itself. A temporary file of another pid, FILE.OTHER.tmp, is another
+// run's and is left alone. It does so only when the status file proves
+// that the run is over and did not complete, and only what the status
+// file's owner could remove itself:
 //
 //   - the status file is a regular file (not a symlink, nor a directory)
 //     that parses (a torn, invalid or missing file is refused), and says
@@ -167,12 +173,12 @@ func (rm *Removal) fail(err error) *Removal {
 //     archive_status, summaries) or a tablespace directory
 //     (PG_<version>_<catversion>); the status file lies in none of them
 //     (pg_basebackup refuses such a --status-file);
-//   - the privilege boundary: the status file, FILE.tmp, every recorded
-//     directory and every entry in them are owned by one user, the owner
-//     of the status file; nothing in them is a mount point, a FIFO, a
-//     socket or a device, nor deeper than 32 levels; a created directory
-//     is not a mount point, and its parent, like the status file's, lets
-//     that user remove it. And all the file-system work, judging
+//   - the privilege boundary: the status file, its temporary files
+//     (FILE.PID.tmp, FILE.tmp), every recorded directory and every entry
+//     in them are owned by one user, the owner of the status file;
+//     nothing in them is a mount point, a FIFO, a socket or a device, nor
+//     deeper than 32 levels; a created directory is not a mount point,
+//     and its parent, like the status file's, lets that user remove it. And all the file-system work, judging
 //     included, runs with that user's file-system credentials (asUser),
 //     so that the kernel refuses what the user could not do. Whoever runs
 //     the removal (root, say), it deletes nothing that the user who wrote
@@ -197,10 +203,10 @@ func (rm *Removal) fail(err error) *Removal {
 //  3. Every directory is emptied (an existing one in place: it stays
 //     non-empty, so a retry refuses it, until its last entry is gone),
 //     then every tombstone removed.
-//  4. FILE.tmp, if there was one, then the status file are removed, each
-//     only if it is still the file judged (same inode; for the status
-//     file, the same bytes): each is renamed to its tombstone, checked
-//     there and removed. A new run that reuses the same --status-file
+//  4. The temporary files, if there were any, then the status file are
+//     removed, each only if it is still the file judged (same inode; for
+//     the status file, the same bytes): each is renamed to its tombstone,
+//     checked there and removed. A new run that reuses the same --status-file
 //     rewrites it by renaming a new file into place, so its file is never
 //     the one judged and is kept (RemoveStep.Kept); one renamed in the
 //     instant between the check and the rename is renamed back.
@@ -215,8 +221,8 @@ func (rm *Removal) fail(err error) *Removal {
 // the directory again. During step 3 a directory is partly emptied, or a
 // tombstone is gone: the rest is judged and removed, and a directory gone
 // with no tombstone is "already gone". In step 4, a crash between the
-// rename of a file and its removal leaves its tombstone: FILE.tmp's is
-// found by name; if the status file is missing, its tombstone (the only
+// rename of a file and its removal leaves its tombstone: a temporary
+// file's is found by name; if the status file is missing, its tombstone (the only
 // file in its directory named ".FILE.pgbb-removing-XXXXXXXX", whose
 // CHECKSUM is XXXXXXXX) is judged in its place, proves the run over
 // again, and is removed. What is never finished by a second run: the
@@ -276,7 +282,7 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner, name string,
 	if err := p.judge(s, u); err != nil {
 		return rm.refuse("%v", err)
 	}
-	if err := p.judgeFiles(sf, data, s.Checksum, u); err != nil {
+	if err := p.judgeFiles(sf, data, s.PID, s.Checksum, u); err != nil {
 		return rm.refuse("%v", err)
 	}
 	rm.Steps = p.steps
@@ -417,8 +423,9 @@ var (
 type plan struct {
 	steps   []RemoveStep
 	handles []*dirHandle
-	// files are the files to remove last: FILE.tmp, if any, then the
-	// status file; their steps follow the directories'.
+	// files are the files to remove last: the temporary files, if any
+	// (FILE.PID.tmp, FILE.tmp), then the status file; their steps follow
+	// the directories'.
 	files []fileStep
 	// ids are the identities of the directories and everything in them,
 	// for the check of the processes that use them.
@@ -519,12 +526,14 @@ func (p *plan) judge(s *Status, u owner) error {
 	return nil
 }
 
-// judgeFiles checks the status file's place and its temporary file, and
+// judgeFiles checks the status file's place and its temporary files, and
 // adds their steps: the status file must lie in none of the recorded
 // directories (pg_basebackup refuses such a --status-file), and its
-// directory must let u remove it; FILE.tmp (or its tombstone, left by an
-// interrupted removal), if there is one, must be a regular file of u.
-func (p *plan) judgeFiles(sf *statusRef, data []byte, sum uint32, u owner) error {
+// directory must let u remove it; each temporary file of the run of pid
+// (FILE.PID.tmp and FILE.tmp, see statusRef.tempNames) that is there (or
+// its tombstone, left by an interrupted removal) must be a regular file
+// of u.
+func (p *plan) judgeFiles(sf *statusRef, data []byte, pid int, sum uint32, u owner) error {
 	for _, st := range p.steps {
 		if within(st.Path, sf.path) {
 			return fmt.Errorf("the status file %s lies inside DIRECTORY %s: pg_basebackup refuses such a --status-file, so it did not write this file", sf.path, st.Path)
@@ -538,8 +547,31 @@ func (p *plan) judgeFiles(sf *statusRef, data []byte, sum uint32, u owner) error
 		return fmt.Errorf("%s cannot remove the status file %s from %s (mode %s, owned by %s)",
 			userName(u.uid), sf.path, filepath.Dir(sf.path), sf.dirInfo.Mode().Perm(), ownerName(sf.dirInfo))
 	}
-	tmp := fileStep{name: sf.tempName()}
+	for _, name := range sf.tempNames(pid) {
+		if err := p.judgeTemp(sf, name, sum, u); err != nil {
+			return err
+		}
+	}
+	p.files = append(p.files, fileStep{name: sf.name, info: sf.info, data: data, resumed: sf.resumed()})
+	st := RemoveStep{Path: sf.path, File: StepStatusFile}
+	if sf.resumed() {
+		st.Tombstone, st.Resumed = sf.where(sf.name), true
+	}
+	p.steps = append(p.steps, st)
+	return nil
+}
+
+// judgeTemp judges the temporary file called name in the status file's
+// directory and, if there is one (or its tombstone, left by an interrupted
+// removal), adds its step: it must be a regular file of u.
+func (p *plan) judgeTemp(sf *statusRef, name string, sum uint32, u owner) error {
+	tmp := fileStep{name: name}
 	fi, err := sf.dir.Lstat(tmp.name)
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		// FILE.PID.tmp of a FILE whose name is nearly as long as a name
+		// may be: no writer can have made it.
+		err = fs.ErrNotExist
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		tomb := tombstoneName(tmp.name, sum)
 		if fi, err = sf.dir.Lstat(tomb); err == nil {
@@ -548,33 +580,27 @@ func (p *plan) judgeFiles(sf *statusRef, data []byte, sum uint32, u owner) error
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		return nil
 	case err != nil:
 		return fmt.Errorf("cannot examine the temporary file %s: %v", sf.where(tmp.name), err)
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("the temporary file %s is not a regular file (mode %s): pg_basebackup writes one", sf.where(tmp.name), fi.Mode())
-	default:
-		if err := ownedBy(sf.where(tmp.name), fi, u.uid); err != nil {
-			return err
-		}
-		data, rfi, err := sf.read(tmp.name)
-		switch {
-		case err != nil:
-			return fmt.Errorf("the temporary file: %v", err)
-		case !os.SameFile(rfi, fi):
-			return fmt.Errorf("the temporary file %s was replaced while it was being judged", sf.where(tmp.name))
-		}
-		tmp.info, tmp.data = fi, data
-		p.files = append(p.files, tmp)
-		st := RemoveStep{Path: sf.where(sf.tempName()), File: StepTempFile}
-		if tmp.resumed {
-			st.Tombstone, st.Resumed = sf.where(tmp.name), true
-		}
-		p.steps = append(p.steps, st)
 	}
-	p.files = append(p.files, fileStep{name: sf.name, info: sf.info, data: data, resumed: sf.resumed()})
-	st := RemoveStep{Path: sf.path, File: StepStatusFile}
-	if sf.resumed() {
-		st.Tombstone, st.Resumed = sf.where(sf.name), true
+	if err := ownedBy(sf.where(tmp.name), fi, u.uid); err != nil {
+		return err
+	}
+	data, rfi, err := sf.read(tmp.name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("the temporary file: %v", err)
+	case !os.SameFile(rfi, fi):
+		return fmt.Errorf("the temporary file %s was replaced while it was being judged", sf.where(tmp.name))
+	}
+	tmp.info, tmp.data = fi, data
+	p.files = append(p.files, tmp)
+	st := RemoveStep{Path: sf.where(name), File: StepTempFile}
+	if tmp.resumed {
+		st.Tombstone, st.Resumed = sf.where(tmp.name), true
 	}
 	p.steps = append(p.steps, st)
 	return nil

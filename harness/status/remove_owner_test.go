@@ -210,14 +210,17 @@ func TestRemoveOwnership(t *testing.T) {
 			}
 		}, fmt.Sprintf("owned by uid %d, not by uid %d", backupUID, otherUID)},
 		{"temporary file of another user", func(t *testing.T, l backupLayout, victim string, s *Status) {
-			tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+			tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file, s.PID)), []byte("BACKUP STATUS FORMAT: 1\n"))
 			if err := os.Lchown(tmp, otherUID, otherUID); err != nil {
 				t.Fatal(err)
 			}
 		}, fmt.Sprintf("%s is owned by uid %d", "TMP", otherUID)},
 		{"temporary file of root", func(t *testing.T, l backupLayout, victim string, s *Status) {
-			writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+			writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file, s.PID)), []byte("BACKUP STATUS FORMAT: 1\n"))
 		}, "TMP is owned by uid 0"},
+		{"legacy temporary file of root", func(t *testing.T, l backupLayout, victim string, s *Status) {
+			writeFile(t, filepath.Dir(l.file), filepath.Base(LegacyTempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+		}, "LEGACY is owned by uid 0"},
 		{"status file in a directory the user cannot write", func(t *testing.T, l backupLayout, victim string, s *Status) {
 			if err := os.Lchown(filepath.Dir(l.file), 0, 0); err != nil {
 				t.Fatal(err)
@@ -252,7 +255,8 @@ func TestRemoveOwnership(t *testing.T) {
 			if err := os.Lchown(l.file, int(st.Uid), int(st.Gid)); err != nil {
 				t.Fatal(err)
 			}
-			refusedUnchanged(t, l.file, l.root, strings.ReplaceAll(tc.want, "TMP", TempPath(l.file)))
+			want := strings.NewReplacer("TMP", TempPath(l.file, s.PID), "LEGACY", LegacyTempPath(l.file)).Replace(tc.want)
+			refusedUnchanged(t, l.file, l.root, want)
 		})
 	}
 }

@@ -166,7 +166,13 @@ func checkRemoveProperty(t *testing.T, seed uint64) {
 		os.Symlink("real.status", file)
 	}
 	writeFile(t, filepath.Dir(file), filepath.Base(file), s.Encode())
-	tmp := TempPath(file)
+	// The run's temporary file, under its name or the legacy one, and
+	// another run's, which is never the removal's to touch.
+	tmp := TempPath(file, s.PID)
+	if p.rng.IntN(2) == 0 {
+		tmp = LegacyTempPath(file)
+	}
+	writeFile(t, filepath.Dir(file), filepath.Base(TempPath(file, s.PID+1)), []byte("another run's"))
 	switch p.rng.IntN(4) {
 	case 0:
 		writeFile(t, filepath.Dir(tmp), filepath.Base(tmp), []byte("BACKUP STATUS FORMAT: 1\n"))

@@ -166,7 +166,10 @@ func TestRemoveStatusReplacedBeforeRecheck(t *testing.T) {
 // the renames, the removal is refused; after it, the dead run's
 // directories are removed and the new file kept; in the instant between
 // the last check of the status file and its rename, it is renamed back.
-// The same holds for a temporary file the new run writes.
+// The same holds for a temporary file the new run writes under the name
+// both runs' writers use: the legacy FILE.tmp, shared by every pid (a
+// writer that names it FILE.PID.tmp shares it only with a reused pid, as
+// in TestRemoveTempFileReusedInPlace).
 func TestRemoveStatusRewrittenByNewRun(t *testing.T) {
 	for _, step := range []string{"judged", "renamed", "checked", "emptying b1", "emptying ts1", "removing b1", "removing b1_wal",
 		"removing status/b1.status.tmp", "renaming status/b1.status.tmp", "removing status/b1.status", "renaming status/b1.status"} {
@@ -197,7 +200,7 @@ func TestRemoveStatusRewrittenByNewRun(t *testing.T) {
 			if data, err := os.ReadFile(l.file); err != nil || !bytes.Equal(data, next.Encode()) {
 				t.Fatalf("exit %d refused %q error %q: the new run's status file was lost: %q %v", rm.ExitCode, rm.Refused, rm.Error, data, err)
 			}
-			if data, err := os.ReadFile(TempPath(l.file)); err != nil || string(data) != "the new run's" {
+			if data, err := os.ReadFile(LegacyTempPath(l.file)); err != nil || string(data) != "the new run's" {
 				t.Fatalf("exit %d refused %q error %q: the new run's temporary file was lost: %q %v", rm.ExitCode, rm.Refused, rm.Error, data, err)
 			}
 			entries, _ := os.ReadDir(filepath.Dir(l.file))
@@ -277,11 +280,12 @@ func TestRemoveManyFiles(t *testing.T) {
 
 // TestRemoveTempFileReusedInPlace: a new run that truncates the temporary
 // file the dead run left and writes its own first version into it (the
-// same inode) keeps it: the removal removes only the bytes it judged.
+// same inode: the new run has the dead run's pid again) keeps it: the
+// removal removes only the bytes it judged.
 func TestRemoveTempFileReusedInPlace(t *testing.T) {
 	l := makeLayout(t)
 	l.write(t, l.status())
-	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.1234.tmp", []byte("the dead run's"))
 	hook := func(at string) {
 		if at == "removing "+tmp {
 			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
@@ -312,7 +316,7 @@ func TestRemoveTempFileReusedInPlace(t *testing.T) {
 func TestRemoveFileGoneAtItsTurn(t *testing.T) {
 	l := makeLayout(t)
 	l.write(t, l.status())
-	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("the dead run's"))
+	tmp := writeFile(t, filepath.Dir(l.file), "b1.status.1234.tmp", []byte("the dead run's"))
 	hook := func(at string) {
 		if at == "removing "+tmp {
 			if err := os.Remove(tmp); err != nil {

@@ -125,7 +125,7 @@ func (l backupLayout) status() *Status {
 // temporary file, renamed into place.
 func (l backupLayout) write(t *testing.T, s *Status) {
 	t.Helper()
-	tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file)), s.Encode())
+	tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file, s.PID)), s.Encode())
 	if err := os.Rename(tmp, l.file); err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +235,10 @@ func TestRemoveRefused(t *testing.T) {
 		}, "shorter than 15s"},
 		{"no status file", func(t *testing.T, c *setup) { c.s = nil }, "no status file"},
 		{"no status file, only its temporary file", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), "b1.status.1234.tmp", c.s.Encode())
+			c.s = nil
+		}, "no status file"},
+		{"no status file, only its legacy temporary file", func(t *testing.T, c *setup) {
 			writeFile(t, filepath.Dir(c.l.file), "b1.status.tmp", c.s.Encode())
 			c.s = nil
 		}, "no status file"},
@@ -296,17 +300,24 @@ func TestRemoveRefused(t *testing.T) {
 		{"temporary file is a directory", func(t *testing.T, c *setup) {
 			writeFile(t, filepath.Dir(c.l.file), "b1.status", c.s.Encode())
 			c.s = nil
-			if err := os.Mkdir(TempPath(c.l.file), 0o755); err != nil {
+			if err := os.Mkdir(TempPath(c.l.file, 1234), 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}, "temporary file {tmp} is not a regular file"},
 		{"temporary file is a symlink", func(t *testing.T, c *setup) {
 			writeFile(t, filepath.Dir(c.l.file), "b1.status", c.s.Encode())
 			c.s = nil
-			if err := os.Symlink(c.l.outside, TempPath(c.l.file)); err != nil {
+			if err := os.Symlink(c.l.outside, TempPath(c.l.file, 1234)); err != nil {
 				t.Fatal(err)
 			}
 		}, "temporary file {tmp} is not a regular file"},
+		{"legacy temporary file is a directory", func(t *testing.T, c *setup) {
+			writeFile(t, filepath.Dir(c.l.file), "b1.status", c.s.Encode())
+			c.s = nil
+			if err := os.Mkdir(LegacyTempPath(c.l.file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "temporary file {legacy} is not a regular file"},
 		{"no DIRECTORY lines (patch 0002)", func(t *testing.T, c *setup) {
 			c.s = inProgressStatus(true)
 		}, "no DIRECTORY lines"},
@@ -421,7 +432,7 @@ func TestRemoveRefused(t *testing.T) {
 			if c.file == "" {
 				c.file = l.file
 			}
-			want := strings.NewReplacer("{target}", l.target, "{tmp}", TempPath(l.file), "{wal}", l.wal).Replace(tc.want)
+			want := strings.NewReplacer("{target}", l.target, "{tmp}", TempPath(l.file, 1234), "{legacy}", LegacyTempPath(l.file), "{wal}", l.wal).Replace(tc.want)
 			// (The tombstone name taken by the test is no change.)
 			taken := filepath.Base(l.tombstone(l.wal, l.status()))
 			notTaken := func(e string) bool { return strings.HasPrefix(e, taken) }
@@ -507,16 +518,21 @@ func TestRemoveRealFiles(t *testing.T) {
 
 // TestRemoveRealDirectories: a dead run's target, --waldir and tablespace
 // directory are removed (the tablespace directory, which existed, emptied
-// and kept), then its temporary and status files, and nothing else is
-// touched: not another backup next to it, nor its status file, not a file
-// outside, not what the symlinks in the target point to before their
-// turn. The dry run before changes nothing and plans the same.
+// and kept), then its temporary files (FILE.PID.tmp of the pid the status
+// file records, and the legacy FILE.tmp) and status file, and nothing else
+// is touched: not another backup next to it, nor its status file, not
+// another pid's temporary file, not a file outside, not what the symlinks
+// in the target point to before their turn. The dry run before changes
+// nothing and plans the same.
 func TestRemoveRealDirectories(t *testing.T) {
 	for _, state := range []State{StateInProgress, StateFailed} {
 		t.Run(state.String(), func(t *testing.T) {
 			l, _ := layoutOfDeadRun(t, state)
-			// A temporary file the run did not rename.
-			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\nSTA"))
+			// A temporary file the run did not rename, one an earlier
+			// writer left under the legacy name, and another run's.
+			writeFile(t, filepath.Dir(l.file), "b1.status.1234.tmp", []byte("BACKUP STATUS FORMAT: 1\nSTA"))
+			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\nST"))
+			writeFile(t, filepath.Dir(l.file), "b1.status.999.tmp", []byte("another run's"))
 			procs := realUsers{deadOnDB1()}
 			before := tree(t, l.root)
 
@@ -528,7 +544,8 @@ func TestRemoveRealDirectories(t *testing.T) {
 				t.Fatalf("the dry run changed the tree:\n%s", diff)
 			}
 			wantSteps := []RemoveStep{{Path: l.target, Created: true}, {Path: l.wal, Created: true}, {Path: l.ts},
-				{Path: TempPath(l.file), File: StepTempFile}, {Path: l.file, File: StepStatusFile}}
+				{Path: TempPath(l.file, 1234), File: StepTempFile}, {Path: LegacyTempPath(l.file), File: StepTempFile},
+				{Path: l.file, File: StepStatusFile}}
 			if diff := cmp.Diff(wantSteps, dry.Steps); diff != "" {
 				t.Fatalf("dry-run steps (-want +got):\n%s", diff)
 			}
@@ -545,7 +562,8 @@ func TestRemoveRealDirectories(t *testing.T) {
 			if !strings.Contains(rm.Over, "pid 1234 is gone") {
 				t.Errorf("over: %q", rm.Over)
 			}
-			want := treeAfterRemoval()
+			want := append(treeAfterRemoval(), "status/b1.status.999.tmp "+fmt.Sprintf("%x", "another run's"))
+			sort.Strings(want)
 			if diff := cmp.Diff(want, tree(t, l.root)); diff != "" {
 				t.Fatalf("after removal (-want +got):\n%s", diff)
 			}
@@ -554,6 +572,26 @@ func TestRemoveRealDirectories(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestRemoveLongStatusName: a status file whose name is so long that
+// FILE.PID.tmp could not be a file name (an earlier writer's, whose
+// FILE.tmp still is) is removed with its legacy temporary file, not
+// refused.
+func TestRemoveLongStatusName(t *testing.T) {
+	l := makeLayout(t)
+	l.file = filepath.Join(l.root, "status", strings.Repeat("s", maxNameLen-len(TempSuffix)))
+	writeFile(t, filepath.Dir(l.file), filepath.Base(l.file), l.status().Encode())
+	legacy := writeFile(t, filepath.Dir(l.file), filepath.Base(LegacyTempPath(l.file)), []byte("BACKUP STATUS FORMAT: 1\n"))
+	rm := RemoveIfDead(t.Context(), l.file, false, WithProcesses(realUsers{deadOnDB1()}))
+	if rm.ExitCode != ExitRemoved {
+		t.Fatalf("exit %d refused %q error %q", rm.ExitCode, rm.Refused, rm.Error)
+	}
+	for _, p := range []string{l.file, legacy, l.target} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }
 
@@ -748,17 +786,17 @@ func TestRemoveResumes(t *testing.T) {
 		}, nil},
 		{"after renaming the temporary file", func(t *testing.T, l backupLayout) {
 			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"))
-			renameTo(t, TempPath(l.file), l.tombstone(TempPath(l.file), l.status()))
+			renameTo(t, TempPath(l.file, 1234), l.tombstone(TempPath(l.file, 1234), l.status()))
 		}, []int{3}},
 		{"after renaming the status file", func(t *testing.T, l backupLayout) {
-			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"), TempPath(l.file))
+			removeAll(t, l.target, l.wal, filepath.Join(l.ts, "PG_18_202506291"), TempPath(l.file, 1234))
 			renameTo(t, l.file, l.tombstone(l.file, l.status()))
 		}, []int{3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := makeLayout(t)
 			l.write(t, l.status())
-			writeFile(t, filepath.Dir(l.file), "b1.status.tmp", []byte("BACKUP STATUS FORMAT: 1\n"))
+			writeFile(t, filepath.Dir(l.file), "b1.status.1234.tmp", []byte("BACKUP STATUS FORMAT: 1\n"))
 			tc.crash(t, l)
 			before := tree(t, l.root)
 			dry := RemoveIfDead(t.Context(), l.file, true, WithProcesses(realUsers{deadOnDB1()}))

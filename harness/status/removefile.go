@@ -47,9 +47,17 @@ func (r *statusRef) Close() {
 // directory.
 func (r *statusRef) where(name string) string { return filepath.Join(filepath.Dir(r.path), name) }
 
-// tempName is the name of the temporary file in the status file's
-// directory.
-func (r *statusRef) tempName() string { return filepath.Base(r.path) + TempSuffix }
+// tempNames are the names, in the status file's directory, of the
+// temporary files of the run of pid that wrote the status file: its own,
+// FILE.PID.tmp, and the one earlier writers used, FILE.tmp. A temporary
+// file of another pid is another run's.
+func (r *statusRef) tempNames(pid int) []string {
+	var names []string
+	if pid > 0 {
+		names = append(names, filepath.Base(TempPath(r.path, pid)))
+	}
+	return append(names, filepath.Base(LegacyTempPath(r.path)))
+}
 
 // resumed says the status file was found under its tombstone's name.
 func (r *statusRef) resumed() bool { return r.name != filepath.Base(r.path) }

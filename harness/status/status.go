@@ -3,18 +3,87 @@ package status
 import (
 	"fmt"
 	"hash/crc32"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// TempSuffix is appended to the status file's path to name the temporary
-// file that pg_basebackup writes each version to before renaming it into
-// place. Its presence alone means nothing.
+// TempSuffix ends the name of every temporary file of the status file,
+// to which pg_basebackup writes each version before renaming it into
+// place. A temporary file's presence alone means nothing.
 const TempSuffix = ".tmp"
 
-// TempPath is the temporary file of the status file at path.
-func TempPath(path string) string { return path + TempSuffix }
+// TempPath is the temporary file that the pg_basebackup of process pid
+// writes each version of the status file at path to: path.PID.tmp, PID
+// being the pid its PID line records. Two runs given the same status
+// file thus never share one, and a file left behind by a run killed while
+// it wrote one stands in no later run's way.
+func TempPath(path string, pid int) string {
+	return path + "." + strconv.Itoa(pid) + TempSuffix
+}
+
+// LegacyTempPath is the temporary file of the status file at path that
+// earlier writers used whatever their pid: path.tmp. A reader takes it
+// for a temporary file of the run that wrote the status file, as it was
+// for those writers.
+func LegacyTempPath(path string) string { return path + TempSuffix }
+
+// ParseTempPath says whether p is a temporary file of the status file at
+// path, TempPath(path, pid) for some pid (returned) or LegacyTempPath(path)
+// (pid 0). path and p are compared as given, as strings: both paths, or
+// both base names.
+func ParseTempPath(path, p string) (pid int, ok bool) {
+	rest, found := strings.CutPrefix(p, path)
+	if !found {
+		return 0, false
+	}
+	if rest == TempSuffix {
+		return 0, true
+	}
+	digits, found := strings.CutPrefix(rest, ".")
+	if !found {
+		return 0, false
+	}
+	digits, found = strings.CutSuffix(digits, TempSuffix)
+	if !found || digits == "" || digits[0] == '0' || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// TempFiles lists the temporary files of the status file at path that
+// exist, of any writer (see ParseTempPath), in name order; an unreadable
+// directory is an error.
+func TempFiles(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	entries, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if _, ok := ParseTempPath(base, e.Name()); ok {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// WarnCompleteUnsaid is the warning pg_basebackup prints when the backup
+// is complete but the final version of the status file, the one that
+// would say completed, could not be written (patch 0004 of the pg18
+// series). It then keeps the backup, removes the status file (or, if it
+// cannot, leaves the previous version, which does not say completed) and
+// exits 0. A reader of the status file then finds none, or one that does
+// not say completed, and must not use the backup on the strength of the
+// file; a caller that reads the exit status and this warning may.
+const WarnCompleteUnsaid = "the backup is complete, but the status file could not say so"
 
 // FileName was the name of the status file that pg_basebackup wrote into
 // the target directory by default.
@@ -24,9 +93,10 @@ func TempPath(path string) string { return path + TempSuffix }
 // give that path. FileName remains as a name a caller may choose.
 const FileName = "backup_status"
 
-// TempFileName is the temporary file of a status file named FileName.
+// TempFileName is the temporary file that earlier writers used for a
+// status file named FileName (LegacyTempPath).
 //
-// Deprecated: use TempPath.
+// Deprecated: use TempPath, with the writer's pid, or LegacyTempPath.
 const TempFileName = FileName + TempSuffix
 
 // FormatVersion is the newest format version this package reads.

@@ -15,6 +15,7 @@ import (
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/status"
 	"github.com/pgbb/pgbb/harness/workload"
 )
 
@@ -314,7 +315,7 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 		_, code := b.exited()
 		a.Exit = &code
 		if code == 0 {
-			r.tookComplete(ctx, &a)
+			r.tookComplete(ctx, &a, b.output())
 		} else {
 			a.Note = errorLine(b.output())
 		}
@@ -332,23 +333,49 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 	return a, ctx.Err()
 }
 
-// tookComplete records a run that exited 0. Stock takes that as
-// complete; patched asks the reader, which must say completed.
-func (r *flowRun) tookComplete(ctx context.Context, a *Attempt) {
+// tookComplete records a run that exited 0, having printed out. Stock
+// takes that as complete; patched asks the reader (judgeExit0).
+func (r *flowRun) tookComplete(ctx context.Context, a *Attempt, out string) {
 	if r.flow.Variant == Stock {
 		r.out.Converged = true
 		return
 	}
 	rd, err := r.env.Reader.Read(ctx, r.statusFile())
-	switch {
-	case err != nil:
+	if err != nil {
 		r.problem("exit 0, but the status file cannot be judged: %v", err)
-	case rd.Verdict == verdictCompleted || rd.Verdict == verdictNotDurable:
-		r.out.Converged = true
-	default:
-		r.problem("exit 0, but pgbb-status says %s: %s", rd.Verdict, rd.Summary)
+		return
+	}
+	converged, problem := judgeExit0(rd, out)
+	r.out.Converged = r.out.Converged || converged
+	if problem != "" {
+		r.problem("%s", problem)
+	}
+	if converged && !isCompleted(rd.Verdict) {
+		a.Note = "exit 0: " + status.WarnCompleteUnsaid
 	}
 	a.Found = rd.Verdict
+}
+
+// isCompleted says whether a verdict of pgbb-status is a completed backup.
+func isCompleted(verdict string) bool {
+	return verdict == verdictCompleted || verdict == verdictNotDurable
+}
+
+// judgeExit0 judges what the reader said, rd, after a patched run that
+// exited 0, having printed out: the backup is taken when the reader says
+// completed, or when the run warned that the backup is complete but the
+// status file could not say so (status.WarnCompleteUnsaid: the writer
+// then removes the status file, or leaves one that does not say
+// completed, and the exit code is the signal). Anything else is the
+// writer's broken promise, returned as problem.
+func judgeExit0(rd Reading, out string) (converged bool, problem string) {
+	switch {
+	case isCompleted(rd.Verdict):
+		return true, ""
+	case strings.Contains(out, status.WarnCompleteUnsaid):
+		return true, ""
+	}
+	return false, fmt.Sprintf("exit 0, but pgbb-status says %s: %s", rd.Verdict, rd.Summary)
 }
 
 // problem records a broken promise of the writer.

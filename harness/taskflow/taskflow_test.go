@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // TestLoadScenarios: the repository's task-flow scenarios load, and each
@@ -105,6 +106,30 @@ func TestJudge(t *testing.T) {
 	for _, want := range []string{"patched-stall", "VIOLATION", "ERROR stock-kill"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestJudgeExit0: after a patched run that exited 0 the backup is taken
+// when pgbb-status says completed, or when the run warned that the backup
+// is complete but the status file could not say so (the file is then gone
+// or does not say completed); anything else is a broken promise.
+func TestJudgeExit0(t *testing.T) {
+	warned := "pg_basebackup: warning: " + status.WarnCompleteUnsaid + "\n"
+	for _, c := range []struct {
+		verdict, out string
+		converged    bool
+	}{
+		{verdictCompleted, "", true},
+		{verdictNotDurable, "", true},
+		{verdictNot, warned, true},
+		{verdictNot, "", false},
+		{verdictFailed, "", false},
+		{verdictNot, "pg_basebackup: warning: could not create file \"s.1.tmp\": Permission denied\n", false},
+	} {
+		converged, problem := judgeExit0(Reading{Verdict: c.verdict, Summary: "s"}, c.out)
+		if converged != c.converged || (problem == "") != c.converged {
+			t.Errorf("%s after %q: converged %t, problem %q; want converged %t", c.verdict, c.out, converged, problem, c.converged)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,8 +38,9 @@ type Cleanup struct {
 	Error   string `json:"error,omitempty"`
 	// Steps are what it did, one line per recorded directory.
 	Steps []string `json:"steps,omitempty"`
-	// StatusLeft and TmpLeft say the status file and its temporary file
-	// were there after the removal.
+	// StatusLeft and TmpLeft say the status file and a temporary file of
+	// the run (FILE.PID.tmp of its pid, or the legacy FILE.tmp) were
+	// there after the removal.
 	StatusLeft bool `json:"status_left,omitempty"`
 	TmpLeft    bool `json:"tmp_left,omitempty"`
 	// Wrong lists what is not as it should be afterwards: a recorded
@@ -49,6 +51,9 @@ type Cleanup struct {
 	RetryExit   int    `json:"retry_exit"`
 	RetryStatus string `json:"retry_status,omitempty"`
 	RetryLog    string `json:"retry_log,omitempty"`
+	// RetryUnsaid says the retry warned that the backup is complete but
+	// the status file could not say so (status.WarnCompleteUnsaid).
+	RetryUnsaid bool `json:"retry_unsaid,omitempty"`
 }
 
 // cleanupAndRetry runs, after a trial whose run left an "in progress" or
@@ -71,18 +76,7 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 	for _, d := range st.Directories {
 		recorded[d.Path] = true
 	}
-	tmp := rec.StatusPath + ".tmp"
-	under := func(p string) bool {
-		if p == rec.StatusPath || p == tmp {
-			return true
-		}
-		for d := range recorded {
-			if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
-				return true
-			}
-		}
-		return false
-	}
+	under := removable(rec.StatusPath, st.PID, recorded)
 	before, err := snapshot(s.Dir, under)
 	if err != nil {
 		return fmt.Errorf("clean-up: %w", err)
@@ -92,8 +86,11 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
 	_, err = os.Lstat(rec.StatusPath)
 	c.StatusLeft = err == nil
-	_, err = os.Lstat(tmp)
-	c.TmpLeft = err == nil
+	for _, tmp := range runTemps(rec.StatusPath, st.PID) {
+		if _, err := os.Lstat(tmp); err == nil {
+			c.TmpLeft = true
+		}
+	}
 	for _, step := range rm.Steps {
 		c.Steps = append(c.Steps, step.String())
 	}
@@ -118,6 +115,32 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 	return retry(ctx, s, rec)
 }
 
+// runTemps are the temporary files of the run of pid that wrote the
+// status file at path: FILE.PID.tmp, and FILE.tmp, which earlier writers
+// used whatever their pid.
+func runTemps(path string, pid int) []string {
+	return []string{status.TempPath(path, pid), status.LegacyTempPath(path)}
+}
+
+// removable says what --remove-if-dead may change after the run of pid
+// that wrote the status file at path: the status file, the run's
+// temporary files (runTemps; another pid's is another run's, never the
+// removal's) and whatever lies in the recorded directories.
+func removable(path string, pid int, recorded map[string]bool) func(string) bool {
+	temps := runTemps(path, pid)
+	return func(p string) bool {
+		if p == path || slices.Contains(temps, p) {
+			return true
+		}
+		for d := range recorded {
+			if p == d || strings.HasPrefix(p, d+string(filepath.Separator)) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // retry runs the same pg_basebackup again into the cleaned target, as an
 // operator's retry would: it must complete.
 func retry(ctx context.Context, s Spec, rec *Record) error {
@@ -134,11 +157,20 @@ func retry(ctx context.Context, s Spec, rec *Record) error {
 	if again, err := status.ReadFile(rec.StatusPath); err == nil {
 		c.RetryStatus = again.State.String()
 	}
-	if c.RetryExit != 0 || c.RetryStatus != "completed" {
-		rec.Violations = append(rec.Violations, Violation{InvRetrySucceeds,
-			fmt.Sprintf("the retry into the cleaned target failed (status %q): %s", c.RetryStatus, c.RetryLog)})
-	}
+	c.RetryUnsaid = strings.Contains(out, status.WarnCompleteUnsaid)
+	rec.Violations = append(rec.Violations, checkRetry(c)...)
 	return nil
+}
+
+// checkRetry returns the InvRetrySucceeds violations of the retry c
+// records: it must exit 0 with a completed status, or exit 0 having warned
+// that the status file could not say so (status.WarnCompleteUnsaid).
+func checkRetry(c *Cleanup) []Violation {
+	if c.RetryExit == 0 && (c.RetryStatus == "completed" || c.RetryUnsaid) {
+		return nil
+	}
+	return []Violation{{InvRetrySucceeds,
+		fmt.Sprintf("the retry into the cleaned target failed (exit %d, status %q): %s", c.RetryExit, c.RetryStatus, c.RetryLog)}}
 }
 
 // removedExactly says what a removal that reported success did wrong: a

@@ -12,7 +12,10 @@ const (
 	// InvCompletedVerified: a status file that says completed is a backup
 	// the oracle finds complete.
 	InvCompletedVerified = "completed-is-complete"
-	// InvExit0Completed: exit 0 leaves a status file that says completed.
+	// InvExit0Completed: exit 0 leaves a status file that says completed,
+	// unless the run warned that the backup is complete but the status
+	// file could not say so (status.WarnCompleteUnsaid): that writer then
+	// leaves the file absent or not completed, and exit 0 is the signal.
 	InvExit0Completed = "exit0-is-completed"
 	// InvErrorNotCompleted: an error exit never leaves completed.
 	InvErrorNotCompleted = "error-exit-not-completed"
@@ -21,9 +24,10 @@ const (
 	InvNotTorn = "status-not-torn"
 	// InvDurable: a completed status says DURABLE: yes exactly when the
 	// run synced every file of the backup: not with --no-sync, not with
-	// -D - (nothing written to standard output is synced), not when a file
-	// of the backup could not be opened for writing by the sync (a file of
-	// mode 0400 in a plain backup; scenario.Scenario.Synced).
+	// -D - (nothing written to standard output is synced); a file of mode
+	// 0400 in a plain backup is synced by a series whose status file is
+	// harmless (HarmlessStatus: yes), skipped by an earlier one (no; see
+	// scenario.Scenario.Synced).
 	InvDurable = "durable-matches-sync"
 )
 
@@ -58,14 +62,14 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 			add(InvCompletedVerified, "status says completed but the oracle rejects the backup: %s", r.Oracle.Reason)
 		}
 		want, why := "yes", "sync on"
-		if synced, whyNot := s.Synced(); !synced {
+		if synced, whyNot := s.Synced(r.HarmlessStatus); !synced {
 			want, why = "no", whyNot
 		}
 		if r.Status.Durable != want {
 			add(InvDurable, "status says completed with DURABLE: %q, want %q (%s)", r.Status.Durable, want, why)
 		}
 	}
-	if r.Exited0() && !r.StatusCompleted() {
+	if r.Exited0() && !r.StatusCompleted() && !r.StatusUnsaid {
 		add(InvExit0Completed, "pg_basebackup exited 0 but the status file says %s", describe(r.Status))
 	}
 	if r.ErrorExit() && r.StatusCompleted() {

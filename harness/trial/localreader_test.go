@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -25,7 +26,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (localStatusReader) Read(path string) StatusFile {
 	var sf StatusFile
-	if _, err := os.Stat(path + ".tmp"); err == nil {
+	// A temporary file: path.PID.tmp of any pid, or the legacy path.tmp.
+	if tmps, _ := filepath.Glob(globQuote(path) + ".*tmp"); len(tmps) > 0 {
 		sf.TmpPresent = true
 	}
 	data, err := os.ReadFile(path)
@@ -48,6 +50,18 @@ func (localStatusReader) Read(path string) StatusFile {
 	sf.Durable = fields["DURABLE"]
 	sf.Reason = fields["REASON"]
 	return sf
+}
+
+// globQuote escapes the characters filepath.Match treats as special.
+func globQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteRune('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // parseStatus checks a status file's framing and returns its fields.

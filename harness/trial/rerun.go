@@ -3,29 +3,53 @@ package trial
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
 
 	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
-// InvRerunKeepsCompleted: a task flow that timed out retries with the
-// same command. Into a target that holds a completed backup the retry must
-// fail (the directory is not empty) and leave the backup's status file as
-// it was, byte for byte: a retry that rewrites it ("in progress",
-// "failed") hides a complete backup, and invites --remove-if-dead to
-// delete it.
-const InvRerunKeepsCompleted = "rerun-keeps-completed"
+// InvRerunNotCompleted: a task flow that timed out retries with the same
+// command. Into a target that holds a completed backup the retry must
+// fail (the directory is not empty) and leave the completed backup's
+// directories as they were (not removed, not emptied, nothing changed in
+// them). Its status file must then no longer say "completed": a series
+// whose status file is harmless (HarmlessStatus) writes its first version
+// before it checks the target, so the file says "failed" with the
+// rerun's PID (or, if it could not be written, is gone), and describes
+// the run that was started last, as its documentation promises; a
+// "completed" left in place would describe another run than the one the
+// caller started. The rerun leaves no temporary file of its own behind.
+//
+// An earlier series (pg15's) checks the target before its first write:
+// there the rerun leaves the status file byte for byte as it was, and no
+// temporary file, which is all it promises.
+const InvRerunNotCompleted = "rerun-not-completed"
 
 // Rerun is how the same pg_basebackup command, run again into the target
 // of a run that completed, went.
 type Rerun struct {
-	// Exit is the rerun's exit code (1 for any failure to run).
+	// Exit is the rerun's exit code (1 when it could not run or was
+	// killed); PID its process.
 	Exit int `json:"exit"`
+	PID  int `json:"pid,omitempty"`
+	// Status is the STATUS of the status file after the rerun ("" for
+	// none, "invalid" for one that does not parse), StatusPID its PID.
+	Status    string `json:"status,omitempty"`
+	StatusPID int    `json:"status_pid,omitempty"`
 	// Changed says the status file is not byte for byte what it was;
-	// TmpLeft that its temporary file (FILE.tmp) appeared.
-	Changed bool `json:"changed,omitempty"`
-	TmpLeft bool `json:"tmp_left,omitempty"`
+	// TmpFilesLeft names the temporary files (FILE.PID.tmp, FILE.tmp) that
+	// appeared.
+	Changed      bool     `json:"changed,omitempty"`
+	TmpFilesLeft []string `json:"tmp_files_left,omitempty"`
+	// DirsChanged lists what changed in the completed backup's
+	// directories.
+	DirsChanged []string `json:"dirs_changed,omitempty"`
 	// Log is the end of its output.
 	Log string `json:"log,omitempty"`
 }
@@ -33,10 +57,10 @@ type Rerun struct {
 // rerunOverCompleted runs, after a trial whose status file says completed
 // (on the ordinary file system), the same pg_basebackup command again into
 // the same target, with the same status file, records it in rec.Rerun and
-// adds the violation. A run that wrote to standard output (-D -) has no
-// directory to collide with: the same command is a new backup, and is not
-// run.
-func rerunOverCompleted(ctx context.Context, s Spec, rec *Record) error {
+// adds the violations; dirs are the directories the run wrote the backup
+// into. A run that wrote to standard output (-D -) has no directory to
+// collide with: the same command is a new backup, and is not run.
+func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string) error {
 	if !rec.StatusFile || rec.StatusPath == "" || rec.Disk != nil || !rec.StatusCompleted() || s.Scenario.Stdout {
 		return nil
 	}
@@ -45,27 +69,127 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("rerun: %w", err)
 	}
-	out, err := proc.Run(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
+	tmpBefore, err := status.TempFiles(path)
+	if err != nil {
+		return fmt.Errorf("rerun: %w", err)
+	}
+	dirsBefore, err := snapshotDirs(dirs)
+	if err != nil {
+		return fmt.Errorf("rerun: %w", err)
+	}
+	cmd := proc.Command(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	r := &Rerun{Log: proc.Tail(out, 4)}
-	if err != nil {
+	r := &Rerun{Log: proc.Tail(out.String(), 4)}
+	if cmd.Process != nil {
+		r.PID = cmd.Process.Pid
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit) && exit.ExitCode() > 0:
+		r.Exit = exit.ExitCode()
+	case err != nil:
 		r.Exit = 1
 	}
 	after, rerr := os.ReadFile(path)
 	r.Changed = rerr != nil || !bytes.Equal(before, after)
-	if _, err := os.Lstat(path + ".tmp"); err == nil {
-		r.TmpLeft = true
+	if rerr == nil {
+		r.Status = "invalid"
+		if st, err := status.Parse(after); err == nil {
+			r.Status, r.StatusPID = st.State.String(), st.PID
+		}
 	}
+	tmpAfter, err := status.TempFiles(path)
+	if err != nil {
+		return fmt.Errorf("rerun: %w", err)
+	}
+	for _, p := range tmpAfter {
+		if !slices.Contains(tmpBefore, p) {
+			r.TmpFilesLeft = append(r.TmpFilesLeft, p)
+		}
+	}
+	dirsAfter, err := snapshotDirs(dirs)
+	if err != nil {
+		return fmt.Errorf("rerun: %w", err)
+	}
+	r.DirsChanged = diffSnapshots(dirsBefore, dirsAfter)
 	rec.Rerun = r
-	switch {
-	case r.Exit == 0:
-		rec.Violations = append(rec.Violations, Violation{InvRerunKeepsCompleted,
-			"the same command run again into the completed backup's directory exited 0"})
-	case r.Changed || r.TmpLeft:
-		rec.Violations = append(rec.Violations, Violation{InvRerunKeepsCompleted,
-			fmt.Sprintf("the same command run again into the completed backup's directory failed (as it must) but rewrote its status file (changed %t, temporary file left %t): %s", r.Changed, r.TmpLeft, r.Log)})
-	}
+	rec.Violations = append(rec.Violations, checkRerun(r, rec.HarmlessStatus)...)
 	return nil
+}
+
+// checkRerun returns the InvRerunNotCompleted violations of r, a rerun
+// over a completed backup by a build whose status file is harmless or not
+// (HarmlessStatus).
+func checkRerun(r *Rerun, harmless bool) []Violation {
+	var vs []Violation
+	add := func(format string, args ...any) {
+		vs = append(vs, Violation{InvRerunNotCompleted, fmt.Sprintf(format, args...)})
+	}
+	if len(r.DirsChanged) > 0 {
+		add("the same command run again into the completed backup's directory changed the backup: %s", strings.Join(r.DirsChanged, "; "))
+	}
+	if len(r.TmpFilesLeft) > 0 {
+		add("the same command run again left a temporary status file: %s", strings.Join(r.TmpFilesLeft, ", "))
+	}
+	if r.Exit == 0 {
+		add("the same command run again into the completed backup's directory exited 0")
+		return vs
+	}
+	if !harmless {
+		if r.Changed {
+			add("the same command run again into the completed backup's directory failed (as it must) but rewrote its status file (now %s): %s",
+				describeRerunStatus(r), r.Log)
+		}
+		return vs
+	}
+	switch {
+	case r.Status == "completed" && !r.Changed:
+		add("the same command run again into the completed backup's directory exited %d and left the earlier run's completed status file (PID %d) in place, which no longer describes the run started last (PID %d): %s",
+			r.Exit, r.StatusPID, r.PID, r.Log)
+	case r.Status == "completed":
+		add("the same command run again into the completed backup's directory exited %d, but rewrote the status file to say completed (PID %d; the rerun's is %d): %s",
+			r.Exit, r.StatusPID, r.PID, r.Log)
+	case r.Status == "":
+		// Removed because it could not be written: allowed, and it no
+		// longer says completed.
+	case r.Status != "failed" || r.StatusPID != r.PID:
+		add("the same command run again into the completed backup's directory exited %d and left a status file that says %s, want failed with the rerun's PID %d: %s",
+			r.Exit, describeRerunStatus(r), r.PID, r.Log)
+	}
+	return vs
+}
+
+// describeRerunStatus says what the status file said after a rerun.
+func describeRerunStatus(r *Rerun) string {
+	switch r.Status {
+	case "":
+		return "nothing (no file)"
+	case "invalid":
+		return "nothing valid"
+	}
+	return fmt.Sprintf("%q with PID %d", r.Status, r.StatusPID)
+}
+
+// snapshotDirs snapshots each of dirs (see snapshot) into one map; a
+// directory that does not exist has no entry.
+func snapshotDirs(dirs []string) (map[string]string, error) {
+	all := map[string]string{}
+	for _, d := range dirs {
+		if _, err := os.Lstat(d); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		m, err := snapshot(d, func(string) bool { return false })
+		if err != nil {
+			return nil, err
+		}
+		for p, v := range m {
+			all[p] = v
+		}
+	}
+	return all, nil
 }

@@ -34,7 +34,8 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	t := &trialRun{s: s, rng: rand.New(rand.NewPCG(s.Seed, 0x9bb))}
 	t.rec = &Record{
 		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
-		Variant: s.Variant, StatusFile: s.StatusFile, Dir: s.Dir, Start: time.Now().UTC(),
+		Variant: s.Variant, StatusFile: s.StatusFile, HarmlessStatus: s.StatusFile && HarmlessStatus(s.BinDir),
+		Dir: s.Dir, Start: time.Now().UTC(),
 	}
 	defer t.close()
 	for _, step := range []func(context.Context) error{t.layOut, t.startRun, t.observe, t.settle, t.judge, t.aftercare} {
@@ -411,6 +412,7 @@ func (t *trialRun) operatorView() {
 	rec := t.rec
 	out := t.log.text()
 	rec.LogCompleted = strings.Contains(out, "base backup completed")
+	rec.StatusUnsaid = strings.Contains(out, status.WarnCompleteUnsaid)
 	rec.LogTail = proc.Tail(out, 6)
 	if _, err := os.Stat(t.target); err == nil {
 		rec.TargetPresent = true
@@ -488,13 +490,24 @@ func (t *trialRun) aftercare(ctx context.Context) error {
 		t.took("cleanup")
 	}
 	t.step = time.Now()
-	if err := rerunOverCompleted(ctx, t.s, t.rec); err != nil {
+	if err := rerunOverCompleted(ctx, t.s, t.rec, t.backupDirs()); err != nil {
 		return err
 	}
 	if t.rec.Rerun != nil {
 		t.took("rerun")
 	}
 	return nil
+}
+
+// backupDirs are the directories the run was given to write the backup
+// into: the target, the tablespace directories of a plain backup and a
+// --waldir.
+func (t *trialRun) backupDirs() []string {
+	dirs := append([]string{t.target}, t.truth.dirs...)
+	if t.truth.wal != "" {
+		dirs = append(dirs, t.truth.wal)
+	}
+	return dirs
 }
 
 // runLog is pg_basebackup's output: written to its log file with the time

@@ -16,9 +16,14 @@ import (
 // it exits 0; and when the directory was writable again before the end of
 // the data, the final status can be written, so the run completes: exit 0
 // and a status file that says completed. A directory read-only to the end
-// leaves the final status unwritten: the run must then exit non-zero
-// (exit0-is-completed), never 0 over a status that does not say
-// completed.
+// leaves the final status unwritten. A series whose status file is
+// harmless (Record.HarmlessStatus) then keeps the backup, warns
+// (status.WarnCompleteUnsaid) and exits 0 over a status file that does
+// not say completed (exit0-is-completed accepts that, with the warning
+// only): on that series a status file that cannot be written never fails
+// the run, so an error exit is a violation. An earlier series fails the run at
+// its final status instead, and must exit non-zero there, never 0 over a
+// status that does not say completed (exit0-is-completed).
 const InvProgressNotFatal = "progress-rewrite-not-fatal"
 
 // lastStep is the last phase a run of the scenario logs before it writes
@@ -57,9 +62,14 @@ func checkStatusDir(r *Record, s scenario.Scenario) []Violation {
 		vs = append(vs, Violation{Invariant: InvProgressNotFatal, Message: fmt.Sprintf(format, args...)})
 	}
 	last := lastStep(s)
-	if !r.Exited0() && !reached(r.Timeline, last) {
+	log := strings.ReplaceAll(strings.TrimSpace(r.LogTail), "\n", " | ")
+	switch {
+	case r.HarmlessStatus && r.ErrorExit():
+		add("with the status file's directory read-only from phase %q, pg_basebackup exited %s, but on this series a status file that cannot be written never fails the run: %s",
+			o.Phase, exitText(r.Exit), log)
+	case !r.Exited0() && !reached(r.Timeline, last):
 		add("with the status file's directory read-only from phase %q, pg_basebackup ended (exit %s) before its last step (%s): %s",
-			o.Phase, exitText(r.Exit), last, strings.ReplaceAll(strings.TrimSpace(r.LogTail), "\n", " | "))
+			o.Phase, exitText(r.Exit), last, log)
 	}
 	if p, ok := fault.ParsePhase(o.RestoredPhase); o.Restored && ok && p < fault.PhaseEndOfData && (!r.Exited0() || !r.StatusCompleted()) {
 		add("the status file's directory was writable again in phase %s, before the end of the data, but the run did not complete: exit %s, status %s",

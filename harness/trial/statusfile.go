@@ -24,7 +24,9 @@ type StatusFile struct {
 	// ClaimsCompleted says the raw text holds "STATUS: completed", valid
 	// or not: an invalid file that does is a torn completion.
 	ClaimsCompleted bool `json:"claims_completed,omitempty"`
-	// TmpPresent says the temporary file (FILE.tmp) exists.
+	// TmpPresent says a temporary file of the status file exists:
+	// FILE.PID.tmp of any writer's pid, or the legacy FILE.tmp
+	// (status.TempFiles).
 	TmpPresent bool `json:"tmp_present,omitempty"`
 }
 
@@ -42,7 +44,7 @@ type pkgStatusReader struct{}
 
 func (pkgStatusReader) Read(path string) StatusFile {
 	var sf StatusFile
-	if _, err := os.Stat(path + ".tmp"); err == nil {
+	if tmps, err := status.TempFiles(path); err == nil && len(tmps) > 0 {
 		sf.TmpPresent = true
 	}
 	data, rerr := os.ReadFile(path)

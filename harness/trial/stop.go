@@ -33,7 +33,7 @@ const (
 // clean-up after a run that did not complete (cleanup.go).
 func stopAndCleanupInvariants() []string {
 	return []string{InvStoppedStalled, InvStoppedNotRemoved, InvOtherNamespaceUndecided, InvOtherUserAgrees, InvContinuedCompletes, InvPhasesForward,
-		InvRemoveExact, InvRetrySucceeds, InvRerunKeepsCompleted}
+		InvRemoveExact, InvRetrySucceeds, InvRerunNotCompleted}
 }
 
 // checkStop returns the stop plan's invariants r breaks.

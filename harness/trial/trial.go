@@ -93,6 +93,10 @@ type Record struct {
 	Seed       uint64 `json:"seed"`
 	Variant    string `json:"variant"`
 	StatusFile bool   `json:"status_file_expected"`
+	// HarmlessStatus says the build's status file harms neither the
+	// backup nor a later run (HarmlessStatus, the function), which the
+	// invariants then hold it to.
+	HarmlessStatus bool `json:"harmless_status,omitempty"`
 	// Args is pg_basebackup's command line; TZ its time zone.
 	Args []string `json:"args"`
 	TZ   string   `json:"tz"`
@@ -121,6 +125,10 @@ type Record struct {
 	ManifestPresent bool       `json:"manifest_present"`
 	ManifestTmp     bool       `json:"manifest_tmp_present,omitempty"`
 	Status          StatusFile `json:"status"`
+	// StatusUnsaid says the log holds status.WarnCompleteUnsaid: the run
+	// completed the backup, but could not write the status file that
+	// would say so.
+	StatusUnsaid bool `json:"status_unsaid,omitempty"`
 	// CreatedLeft lists the directories the run was to create (the
 	// target, a --waldir; not with -D - nor on the power-loss layer, where
 	// they are prepared) that exist after it.

@@ -27,9 +27,11 @@
 // A missing status file is never final.
 //
 // --remove-if-dead FILE removes the directories the status file records
-// (created ones removed, existing ones emptied), then FILE.tmp and FILE,
-// only when the file proves the run is over and did not complete (see
-// status.RemoveIfDead). Exit codes: 0 removed (--dry-run: would be), 1
+// (created ones removed, existing ones emptied), then the run's temporary
+// files (FILE.PID.tmp, PID the one FILE records, and FILE.tmp, which
+// earlier writers used) and FILE, only when the file proves the run is
+// over and did not complete (see status.RemoveIfDead); another pid's
+// FILE.PID.tmp is left alone. Exit codes: 0 removed (--dry-run: would be), 1
 // refused (nothing removed; the reason is printed), 2 the removal failed
 // part way (what was done is printed), 64 usage error.
 package main

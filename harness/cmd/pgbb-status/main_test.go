@@ -173,7 +173,7 @@ func TestWaitUntilFinal(t *testing.T) {
 	path := statusFile(t, statusOf(status.StateInProgress, true).Encode())
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		tmp := status.TempPath(path)
+		tmp := status.TempPath(path, 1234)
 		if err := os.WriteFile(tmp, statusOf(status.StateFailed, true).Encode(), 0o644); err != nil {
 			t.Error(err)
 		}

@@ -97,6 +97,13 @@ func TestRemoveIfDead(t *testing.T) {
 	if err := os.WriteFile(file, progressing(dir).Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The temporary file the dead run (pid 1234) left, and another run's.
+	tmp, other := status.TempPath(file, 1234), status.TempPath(file, 4321)
+	for _, p := range []string{tmp, other} {
+		if err := os.WriteFile(p, []byte("BACKUP STATUS FORMAT: 1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	gone := []status.Option{status.WithProcesses(machine{gone: true})}
 
 	// Alive: refused.
@@ -106,7 +113,7 @@ func TestRemoveIfDead(t *testing.T) {
 	}
 	// Dry run: the plan, nothing removed.
 	code, out, _ = runWith(t, gone, "--dry-run", "--remove-if-dead", file)
-	if code != 0 || !strings.Contains(out, "would do:\n  remove "+dir+" (created by the run)\n  remove the status file "+file+"\n") ||
+	if code != 0 || !strings.Contains(out, "would do:\n  remove "+dir+" (created by the run)\n  remove the temporary file "+tmp+"\n  remove the status file "+file+"\n") ||
 		!strings.Contains(out, "dry run: nothing removed") {
 		t.Errorf("dry run: exit %d:\n%s", code, out)
 	}
@@ -119,8 +126,8 @@ func TestRemoveIfDead(t *testing.T) {
 		DryRun     bool   `json:"dry_run"`
 		Steps      []status.RemoveStep
 	}
-	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != 0 || !rm.DryRun || rm.StatusFile != file || len(rm.Steps) != 2 || rm.Steps[0].Done ||
-		rm.Steps[1].File != status.StepStatusFile {
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != 0 || !rm.DryRun || rm.StatusFile != file || len(rm.Steps) != 3 || rm.Steps[0].Done ||
+		rm.Steps[1].File != status.StepTempFile || rm.Steps[2].File != status.StepStatusFile {
 		t.Errorf("dry run --json: exit %d %+v %v\n%s", code, rm, err, out)
 	}
 	// For real.
@@ -129,10 +136,13 @@ func TestRemoveIfDead(t *testing.T) {
 		!strings.Contains(out, "  remove the status file "+file+"\n") || !strings.Contains(out, "exit 0 (removed)") {
 		t.Errorf("remove: exit %d:\n%s", code, out)
 	}
-	for _, p := range []string{dir, file} {
+	for _, p := range []string{dir, tmp, file} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s: %v", p, err)
 		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another run's temporary file: %v", err)
 	}
 	// Nothing there any more: refused.
 	code, out, _ = runWith(t, gone, "--remove-if-dead", file)
