@@ -138,29 +138,22 @@ func TestStatusScenarioKeys(t *testing.T) {
 		t.Errorf("default status args %q", got)
 	}
 	for _, c := range []struct {
-		text string
-		// synced without and with a sync that syncs read-only files
-		synced, readOnlySynced bool
+		text   string
+		synced bool
 	}{
-		{`{}`, true, true},
-		{`{"sync": false}`, false, false},
-		{`{"format": "tar", "wal_method": "fetch", "stdout": true}`, false, false},
-		{`{"readonly_file": true}`, false, true},
-		{`{"readonly_file": true, "sync": false}`, false, false},
-		{`{"readonly_file": true, "format": "tar"}`, true, true},
+		{`{}`, true},
+		{`{"sync": false}`, false},
+		{`{"format": "tar", "wal_method": "fetch", "stdout": true}`, false},
+		{`{"readonly_file": true}`, true},
+		{`{"readonly_file": true, "sync": false}`, false},
+		{`{"readonly_file": true, "format": "tar"}`, true},
 	} {
 		s, err := Parse("x/s.json", []byte(c.text))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, ro := range []bool{false, true} {
-			want := c.synced
-			if ro {
-				want = c.readOnlySynced
-			}
-			if synced, why := s.Synced(ro); synced != want || synced != (why == "") {
-				t.Errorf("%s, read-only files synced %t: synced %t (%q), want %t", c.text, ro, synced, why, want)
-			}
+		if synced, why := s.Synced(); synced != c.synced || synced != (why == "") {
+			t.Errorf("%s: synced %t (%q), want %t", c.text, synced, why, c.synced)
 		}
 	}
 	if _, err := Parse("x/ro.json", []byte(`{"faults": ["status-dir-readonly", "term"], "status_interval": 1, "readonly_file": true}`)); err != nil {

@@ -25,9 +25,8 @@ const (
 	// InvDurable: a completed status says DURABLE: yes exactly when the
 	// run synced every file of the backup: not with --no-sync, not with
 	// -D - (nothing written to standard output is synced); a file of mode
-	// 0400 in a plain backup is synced by a series whose status file is
-	// harmless (HarmlessStatus: yes), skipped by an earlier one (no; see
-	// scenario.Scenario.Synced).
+	// 0400 in a plain backup is synced too (through a read-only
+	// descriptor).
 	InvDurable = "durable-matches-sync"
 )
 
@@ -62,7 +61,7 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 			add(InvCompletedVerified, "status says completed but the oracle rejects the backup: %s", r.Oracle.Reason)
 		}
 		want, why := "yes", "sync on"
-		if synced, whyNot := s.Synced(r.HarmlessStatus); !synced {
+		if synced, whyNot := s.Synced(); !synced {
 			want, why = "no", whyNot
 		}
 		if r.Status.Durable != want {

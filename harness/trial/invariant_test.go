@@ -53,18 +53,14 @@ func TestCheckFlagsViolations(t *testing.T) {
 		// -D -: nothing written to standard output is synced.
 		{"stdout not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, stdout, nil},
 		{"stdout claims durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, stdout, []string{InvDurable}},
-		// A file of mode 0400 in a plain backup: an earlier series' sync
-		// cannot open it for writing and skips it; in a tar archive it is
-		// only bytes.
-		{"read-only file not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnly, nil},
-		{"read-only file claims durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnly, []string{InvDurable}},
+		// A file of mode 0400 in a plain backup is synced through a
+		// read-only descriptor: the backup is durable, and DURABLE: no is
+		// wrong. In a tar archive it is only bytes.
+		{"read-only file synced, durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnly, nil},
+		{"read-only file synced, not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnly, []string{InvDurable}},
+		{"read-only file synced, --no-sync", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnlyNoSync, []string{InvDurable}},
 		{"read-only file in a tar backup", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnlyTar, nil},
 		{"read-only file in a tar backup not durable", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnlyTar, []string{InvDurable}},
-		// The pg18 series syncs it through a read-only descriptor: the
-		// backup is durable, and DURABLE: no is wrong.
-		{"read-only file synced, durable", Record{StatusFile: true, HarmlessStatus: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnly, nil},
-		{"read-only file synced, not durable", Record{StatusFile: true, HarmlessStatus: true, Exit: Exit{Code: 0}, Status: completed("no"), Oracle: good}, readOnly, []string{InvDurable}},
-		{"read-only file synced, --no-sync", Record{StatusFile: true, HarmlessStatus: true, Exit: Exit{Code: 0}, Status: completed("yes"), Oracle: good}, readOnlyNoSync, []string{InvDurable}},
 		// Exit 0 over a status file that cannot say completed, with the
 		// warning that says so: the status file could not be written,
 		// the exit code is the signal. Without the warning, or over an
@@ -72,7 +68,7 @@ func TestCheckFlagsViolations(t *testing.T) {
 		{"exit 0 warned, no file", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 0}, Oracle: good}, synced, nil},
 		{"exit 0 warned, in progress", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, Oracle: good}, synced, nil},
 		{"exit 0 warned, invalid", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Error: "checksum"}, Oracle: good}, synced, []string{InvNotTorn}},
-		{"exit 0 not warned, in progress", Record{StatusFile: true, HarmlessStatus: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, Oracle: good}, synced, []string{InvExit0Completed}},
+		{"exit 0 not warned, in progress", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, Oracle: good}, synced, []string{InvExit0Completed}},
 		{"error exit warned, no file", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 1}}, synced, nil},
 	}
 	for _, c := range cases {

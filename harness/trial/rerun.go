@@ -18,17 +18,13 @@ import (
 // command. Into a target that holds a completed backup the retry must
 // fail (the directory is not empty) and leave the completed backup's
 // directories as they were (not removed, not emptied, nothing changed in
-// them). Its status file must then no longer say "completed": a series
-// whose status file is harmless (HarmlessStatus) writes its first version
-// before it checks the target, so the file says "failed" with the
-// rerun's PID (or, if it could not be written, is gone), and describes
-// the run that was started last, as its documentation promises; a
-// "completed" left in place would describe another run than the one the
-// caller started. The rerun leaves no temporary file of its own behind.
-//
-// An earlier series (pg15's) checks the target before its first write:
-// there the rerun leaves the status file byte for byte as it was, and no
-// temporary file, which is all it promises.
+// them). Its status file must then no longer say "completed":
+// pg_basebackup writes its first version before it checks the target, so
+// the file says "failed" with the rerun's PID (or, if it could not be
+// written, is gone), and describes the run that was started last, as its
+// documentation promises; a "completed" left in place would describe
+// another run than the one the caller started. The rerun leaves no
+// temporary file of its own behind.
 const InvRerunNotCompleted = "rerun-not-completed"
 
 // Rerun is how the same pg_basebackup command, run again into the target
@@ -118,14 +114,13 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string)
 	}
 	r.DirsChanged = diffSnapshots(dirsBefore, dirsAfter)
 	rec.Rerun = r
-	rec.Violations = append(rec.Violations, checkRerun(r, rec.HarmlessStatus)...)
+	rec.Violations = append(rec.Violations, checkRerun(r)...)
 	return nil
 }
 
 // checkRerun returns the InvRerunNotCompleted violations of r, a rerun
-// over a completed backup by a build whose status file is harmless or not
-// (HarmlessStatus).
-func checkRerun(r *Rerun, harmless bool) []Violation {
+// over a completed backup.
+func checkRerun(r *Rerun) []Violation {
 	var vs []Violation
 	add := func(format string, args ...any) {
 		vs = append(vs, Violation{InvRerunNotCompleted, fmt.Sprintf(format, args...)})
@@ -138,13 +133,6 @@ func checkRerun(r *Rerun, harmless bool) []Violation {
 	}
 	if r.Exit == 0 {
 		add("the same command run again into the completed backup's directory exited 0")
-		return vs
-	}
-	if !harmless {
-		if r.Changed {
-			add("the same command run again into the completed backup's directory failed (as it must) but rewrote its status file (now %s): %s",
-				describeRerunStatus(r), r.Log)
-		}
 		return vs
 	}
 	switch {

@@ -1,49 +1,40 @@
 package trial
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/pgbb/pgbb/harness/status"
 )
 
 // TestCheckRerun: the same command run again over a completed backup must
-// fail and leave the backup's directories and no temporary file behind. On
-// a series whose status file is harmless its status file must then say
-// failed with the rerun's PID (or be gone), never completed; on an
-// earlier series it must be left byte for byte as it was.
+// fail and leave the backup's directories and no temporary file behind. Its
+// status file must then say failed with the rerun's PID (or be gone), never
+// completed.
 func TestCheckRerun(t *testing.T) {
 	const earlier, rerun = 100, 200
 	failed := Rerun{Exit: 1, PID: rerun, Status: "failed", StatusPID: rerun, Changed: true}
 	kept := Rerun{Exit: 1, PID: rerun, Status: "completed", StatusPID: earlier}
 	with := func(r Rerun, f func(*Rerun)) Rerun { f(&r); return r }
 	cases := []struct {
-		name     string
-		r        Rerun
-		harmless bool
-		want     int // violations
+		name string
+		r    Rerun
+		want int // violations
 	}{
-		{"failed, with the rerun's pid", failed, true, 0},
-		{"status file removed", with(failed, func(r *Rerun) { r.Status, r.StatusPID = "", 0 }), true, 0},
-		{"the earlier run's completed left in place", kept, true, 1},
-		{"rewritten as completed", with(kept, func(r *Rerun) { r.Changed, r.StatusPID = true, rerun }), true, 1},
-		{"failed, another pid", with(failed, func(r *Rerun) { r.StatusPID = earlier }), true, 1},
-		{"left in progress", with(failed, func(r *Rerun) { r.Status = "in progress" }), true, 1},
-		{"invalid", with(failed, func(r *Rerun) { r.Status, r.StatusPID = "invalid", 0 }), true, 1},
-		{"exit 0", with(failed, func(r *Rerun) { r.Exit = 0 }), true, 1},
-		{"the backup emptied", with(failed, func(r *Rerun) { r.DirsChanged = []string{"removed /t/target/PG_VERSION"} }), true, 1},
-		{"a temporary file left", with(failed, func(r *Rerun) { r.TmpFilesLeft = []string{"/t/status/backup_status.200.tmp"} }), true, 1},
-		{"earlier series: left in place", kept, false, 0},
-		{"earlier series: rewritten", failed, false, 1},
-		{"earlier series: exit 0", with(kept, func(r *Rerun) { r.Exit = 0 }), false, 1},
-		{"earlier series: a temporary file left", with(kept, func(r *Rerun) { r.TmpFilesLeft = []string{"/t/status/backup_status.tmp"} }), false, 1},
+		{"failed, with the rerun's pid", failed, 0},
+		{"status file removed", with(failed, func(r *Rerun) { r.Status, r.StatusPID = "", 0 }), 0},
+		{"the earlier run's completed left in place", kept, 1},
+		{"rewritten as completed", with(kept, func(r *Rerun) { r.Changed, r.StatusPID = true, rerun }), 1},
+		{"failed, another pid", with(failed, func(r *Rerun) { r.StatusPID = earlier }), 1},
+		{"left in progress", with(failed, func(r *Rerun) { r.Status = "in progress" }), 1},
+		{"invalid", with(failed, func(r *Rerun) { r.Status, r.StatusPID = "invalid", 0 }), 1},
+		{"exit 0", with(failed, func(r *Rerun) { r.Exit = 0 }), 1},
+		{"the backup emptied", with(failed, func(r *Rerun) { r.DirsChanged = []string{"removed /t/target/PG_VERSION"} }), 1},
+		{"a temporary file left", with(failed, func(r *Rerun) { r.TmpFilesLeft = []string{"/t/status/backup_status.200.tmp"} }), 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			vs := checkRerun(&c.r, c.harmless)
+			vs := checkRerun(&c.r)
 			if len(vs) != c.want {
 				t.Fatalf("violations %+v, want %d", vs, c.want)
 			}
@@ -136,33 +127,5 @@ func TestCheckRetry(t *testing.T) {
 		if vs := checkRetry(&c.c); len(vs) != c.want || (len(vs) > 0 && vs[0].Invariant != InvRetrySucceeds) {
 			t.Errorf("%+v: violations %+v, want %d", c.c, vs, c.want)
 		}
-	}
-}
-
-// TestHarmlessStatus: a pg_basebackup whose executable holds the text of
-// status.WarnCompleteUnsaid writes a harmless status file; one without it, or
-// none at all, is of an earlier series.
-func TestHarmlessStatus(t *testing.T) {
-	for name, c := range map[string]struct {
-		content []byte
-		want    bool
-	}{
-		"patch 0004":     {fmt.Appendf(nil, "\x7fELF\x00junk\x00%s\x00more", status.WarnCompleteUnsaid), true},
-		"earlier series": {[]byte("\x7fELF\x00junk\x00the backup is complete\x00"), false},
-		"no executable":  {nil, false},
-	} {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			if c.content != nil {
-				if err := os.WriteFile(filepath.Join(dir, "pg_basebackup"), c.content, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for range 2 { // the second answer from the cache
-				if got := HarmlessStatus(dir); got != c.want {
-					t.Fatalf("HarmlessStatus %t, want %t", got, c.want)
-				}
-			}
-		})
 	}
 }

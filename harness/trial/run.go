@@ -34,7 +34,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	t := &trialRun{s: s, rng: rand.New(rand.NewPCG(s.Seed, 0x9bb))}
 	t.rec = &Record{
 		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
-		Variant: s.Variant, StatusFile: s.StatusFile, HarmlessStatus: s.StatusFile && HarmlessStatus(s.BinDir),
+		Variant: s.Variant, StatusFile: s.StatusFile,
 		Dir: s.Dir, Start: time.Now().UTC(),
 	}
 	defer t.close()

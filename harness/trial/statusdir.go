@@ -16,14 +16,11 @@ import (
 // it exits 0; and when the directory was writable again before the end of
 // the data, the final status can be written, so the run completes: exit 0
 // and a status file that says completed. A directory read-only to the end
-// leaves the final status unwritten. A series whose status file is
-// harmless (Record.HarmlessStatus) then keeps the backup, warns
+// leaves the final status unwritten: the run then keeps the backup, warns
 // (status.WarnCompleteUnsaid) and exits 0 over a status file that does
 // not say completed (exit0-is-completed accepts that, with the warning
-// only): on that series a status file that cannot be written never fails
-// the run, so an error exit is a violation. An earlier series fails the run at
-// its final status instead, and must exit non-zero there, never 0 over a
-// status that does not say completed (exit0-is-completed).
+// only). A status file that cannot be written never fails the run, so an
+// error exit is a violation.
 const InvProgressNotFatal = "progress-rewrite-not-fatal"
 
 // lastStep is the last phase a run of the scenario logs before it writes
@@ -64,8 +61,8 @@ func checkStatusDir(r *Record, s scenario.Scenario) []Violation {
 	last := lastStep(s)
 	log := strings.ReplaceAll(strings.TrimSpace(r.LogTail), "\n", " | ")
 	switch {
-	case r.HarmlessStatus && r.ErrorExit():
-		add("with the status file's directory read-only from phase %q, pg_basebackup exited %s, but on this series a status file that cannot be written never fails the run: %s",
+	case r.ErrorExit():
+		add("with the status file's directory read-only from phase %q, pg_basebackup exited %s, but a status file that cannot be written never fails the run: %s",
 			o.Phase, exitText(r.Exit), log)
 	case !r.Exited0() && !reached(r.Timeline, last):
 		add("with the status file's directory read-only from phase %q, pg_basebackup ended (exit %s) before its last step (%s): %s",

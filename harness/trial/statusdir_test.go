@@ -14,11 +14,9 @@ import (
 // "receiving data", a run that ends before its last step breaks
 // progress-rewrite-not-fatal, and so does one that does not complete
 // although the directory was writable again before the end of the data;
-// a run kept read-only to the end that fails only at its final status,
-// and one that completes, do not. On a series whose status file is
-// harmless, an error exit breaks it too, and exit 0 with the warning that
-// the status file could not say completed is what a run kept read-only to
-// the end must do.
+// an error exit breaks it too, and exit 0 with the warning that the
+// status file could not say completed is what a run kept read-only to the
+// end must do.
 func TestProgressNotFatal(t *testing.T) {
 	sc := scenario.Defaults()
 	sc.StatusInterval = 1
@@ -43,7 +41,6 @@ func TestProgressNotFatal(t *testing.T) {
 		}
 		return r
 	}
-	harmless := func(r Record) Record { r.HarmlessStatus = true; return r }
 	unsaid := func(r Record) Record { r.StatusUnsaid = true; return r }
 	notFired := rec(true, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseReceiving))
 	notFired.Fault.Fired = false
@@ -53,26 +50,18 @@ func TestProgressNotFatal(t *testing.T) {
 		want []string
 	}{
 		{"writable again early, completes", rec(true, true, fault.PhaseReceiving, Exit{Code: 0}, completed("yes"), upTo(fault.PhaseCompleted)), nil},
-		{"read-only to the end, fails at the final status", rec(false, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseRename)), nil},
-		{"writable again late, fails at the final status", rec(true, true, fault.PhaseRename, Exit{Code: 1}, inProgress, upTo(fault.PhaseRename)), nil},
 		{"not fired", notFired, nil},
-		// The previous series: the first failed progress rewrite ends
-		// the run while data arrives.
+		// A status file that cannot be written never fails the run: exit
+		// 0 with the warning, never an error exit.
+		{"read-only to the end, exit 0 with the warning", unsaid(rec(false, false, 0, Exit{Code: 0}, inProgress, upTo(fault.PhaseCompleted))), nil},
+		{"read-only to the end, fails at the final status", rec(false, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseRename)), []string{InvProgressNotFatal}},
 		{"aborted by a progress rewrite", rec(false, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseReceiving)), []string{InvProgressNotFatal}},
 		{"aborted, then writable again", rec(true, true, fault.PhaseReceiving, Exit{Code: 1}, inProgress, upTo(fault.PhaseReceiving)),
 			[]string{InvProgressNotFatal, InvProgressNotFatal}},
-		{"writable again early, fails at the end anyway", rec(true, true, fault.PhaseReceiving, Exit{Code: 1}, inProgress, upTo(fault.PhaseRename)), []string{InvProgressNotFatal}},
+		{"killed before its last step", rec(false, false, 0, Exit{Code: -1, Signal: "killed"}, inProgress, upTo(fault.PhaseReceiving)), []string{InvProgressNotFatal}},
 		// Exit 0 over a status that could not say completed is
 		// exit0-is-completed's, unless the run warned so.
 		{"read-only to the end, exit 0", rec(false, false, 0, Exit{Code: 0}, inProgress, upTo(fault.PhaseCompleted)), []string{InvExit0Completed}},
-		{"read-only to the end, exit 0 with the warning", unsaid(rec(false, false, 0, Exit{Code: 0}, inProgress, upTo(fault.PhaseCompleted))), nil},
-		// A series whose status file is harmless never fails the run
-		// for it: exit 0 with the warning, never an error exit.
-		{"harmless: read-only to the end, exit 0 with the warning", harmless(unsaid(rec(false, false, 0, Exit{Code: 0}, inProgress, upTo(fault.PhaseCompleted)))), nil},
-		{"harmless: writable again early, completes", harmless(rec(true, true, fault.PhaseReceiving, Exit{Code: 0}, completed("yes"), upTo(fault.PhaseCompleted))), nil},
-		{"harmless: read-only to the end, fails at the final status", harmless(rec(false, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseRename))), []string{InvProgressNotFatal}},
-		{"harmless: aborted by a progress rewrite", harmless(rec(false, false, 0, Exit{Code: 1}, inProgress, upTo(fault.PhaseReceiving))), []string{InvProgressNotFatal}},
-		{"harmless: killed before its last step", harmless(rec(false, false, 0, Exit{Code: -1, Signal: "killed"}, inProgress, upTo(fault.PhaseReceiving))), []string{InvProgressNotFatal}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -93,10 +93,6 @@ type Record struct {
 	Seed       uint64 `json:"seed"`
 	Variant    string `json:"variant"`
 	StatusFile bool   `json:"status_file_expected"`
-	// HarmlessStatus says the build's status file harms neither the
-	// backup nor a later run (HarmlessStatus, the function), which the
-	// invariants then hold it to.
-	HarmlessStatus bool `json:"harmless_status,omitempty"`
 	// Args is pg_basebackup's command line; TZ its time zone.
 	Args []string `json:"args"`
 	TZ   string   `json:"tz"`
