@@ -98,11 +98,9 @@ FSYNC_TMP = '''	if (durable && fsync(fd) != 0)
 # The fsync of the directory after it.
 FSYNC_DIR_START = '''	if (durable)
 	{
-		/*
-		 * Opening a directory fails with EACCES on Windows, and some systems
-		 * cannot fsync directories; neither needs it.
-		 */'''
-FSYNC_DIR_END = '''			(void) close(fd);
+		bool		synced = true;
+'''
+FSYNC_DIR_END = '''		return synced;
 	}
 '''
 # The first version of the status file, written in main() before anything
