@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -549,6 +550,77 @@ func (f eioFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 			}
 		}
 	} else {
+		inj.Detail += ": no such operation"
+	}
+	return inj, nil
+}
+
+// statusFileIOError fails operations on the status file itself, never on
+// the backup: a write of a version (EIO or ENOSPC), the fsync of its
+// temporary file, its rename into place, or the fsync of its directory,
+// the Nth such operation (N from 1 to 4, so that the first version can be
+// hit too) or every one from the Nth on. The rule is set before the run
+// starts. The run's backup must not suffer for it (trial's
+// status-fault-harmless); the power is cut after the run, as for every
+// disk plan.
+type statusFileIOError struct {
+	onDisk
+	rule powerfs.Rule
+}
+
+func (*statusFileIOError) Name() string     { return scenario.PlanStatusFileIOError }
+func (*statusFileIOError) Available() error { return diskAvailable() }
+
+// Prepare mounts the layer and sets the rule.
+func (f *statusFileIOError) Prepare(ctx context.Context, t *Target) (func(), error) {
+	release, err := f.onDisk.Prepare(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	f.rule = statusFileRule(t.Rand, filepath.Base(t.Disk.StatusFile))
+	t.Disk.FS.AddRule(f.rule)
+	return release, nil
+}
+
+// statusFileRule samples the rule of statusFileIOError for a status file
+// called statusName in StatusDirName.
+func statusFileRule(r *rand.Rand, statusName string) powerfs.Rule {
+	tmp := statusName + ".*" // FILE.PID.tmp, and the legacy FILE.tmp
+	rules := []powerfs.Rule{
+		{Op: powerfs.OpWrite, Path: tmp},
+		{Op: powerfs.OpWrite, Path: tmp, Errno: syscall.ENOSPC},
+		{Op: powerfs.OpFsync, Path: tmp},
+		{Op: powerfs.OpRename, Path: statusName},
+		{Op: powerfs.OpFsyncDir, Path: StatusDirName},
+	}
+	rule := rules[r.IntN(len(rules))]
+	rule.Nth = 1 + r.IntN(4)
+	if r.IntN(2) == 0 {
+		rule.Times = 1
+	}
+	return rule
+}
+
+func (f *statusFileIOError) Inject(ctx context.Context, t *Target) (Injection, error) {
+	inj := Injection{Plan: f.Name(), Detail: f.rule.String()}
+	d, err := needDisk(t, f.Name())
+	if err != nil {
+		return inj, err
+	}
+	select {
+	case <-t.Done:
+	case <-ctx.Done():
+		return inj, ctx.Err()
+	}
+	for _, op := range d.FS.Log() {
+		if op.Injected {
+			inj.Fired = true
+			inj.At = op.At
+			inj.Detail += ": " + op.String()
+			break
+		}
+	}
+	if !inj.Fired {
 		inj.Detail += ": no such operation"
 	}
 	return inj, nil

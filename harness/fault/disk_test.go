@@ -289,3 +289,37 @@ func runsOnDisk(f Fault) bool {
 	_, ok := f.(diskPlan)
 	return ok
 }
+
+// TestStatusFileRule: every rule the status-file-io-error plan samples
+// strikes the status file, its temporary files or its directory, and
+// never a file or directory of the backup.
+func TestStatusFileRule(t *testing.T) {
+	hits := []string{"backup_status", "backup_status.4321.tmp", "backup_status.tmp", StatusDirName}
+	misses := []string{"backup_manifest", "backup_manifest.tmp", "base", "target", "pg_wal", "000000010000000000000002", "PG_VERSION"}
+	r := rand.New(rand.NewPCG(1, 2))
+	seen := map[string]bool{}
+	for range 200 {
+		rule := statusFileRule(r, "backup_status")
+		seen[rule.Op.String()+"/"+rule.Errno.Error()] = true
+		if rule.Nth < 1 || rule.Nth > 4 || rule.Times > 1 {
+			t.Fatalf("rule %s: Nth %d, Times %d", rule, rule.Nth, rule.Times)
+		}
+		matched := false
+		for _, name := range hits {
+			if ok, _ := filepath.Match(rule.Path, name); ok {
+				matched = true
+			}
+		}
+		if !matched {
+			t.Errorf("rule %s strikes none of the status file's names", rule)
+		}
+		for _, name := range misses {
+			if ok, _ := filepath.Match(rule.Path, name); ok {
+				t.Errorf("rule %s strikes %s, a name of the backup", rule, name)
+			}
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("sampled %d kinds of rule, want 5: %v", len(seen), seen)
+	}
+}

@@ -145,6 +145,7 @@ var plans = map[string]func() Fault{
 	scenario.PlanEIOFsyncDir:        func() Fault { return eioFault{name: scenario.PlanEIOFsyncDir} },
 	scenario.PlanEIORename:          func() Fault { return eioFault{name: scenario.PlanEIORename} },
 	scenario.PlanENOSPC:             func() Fault { return enospcFault{} },
+	scenario.PlanStatusFileIOError:  func() Fault { return &statusFileIOError{} },
 }
 
 var (

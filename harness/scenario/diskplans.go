@@ -29,13 +29,19 @@ const (
 	PlanEIORename = "eio-on-rename"
 	// PlanENOSPC makes writes fail with ENOSPC from a sampled byte count on.
 	PlanENOSPC = "enospc-at-bytes"
+	// PlanStatusFileIOError fails operations on the status file itself,
+	// never on the backup: a write of a version (EIO or ENOSPC), the fsync
+	// of its temporary file, its rename into place or the fsync of its
+	// directory, once or from a sampled version on.
+	PlanStatusFileIOError = "status-file-io-error"
 )
 
 // DiskPlans lists the fault plans that run on the power-loss storage
 // layer. They need root and /dev/fuse, and sync on.
 func DiskPlans() []string {
 	return []string{PlanPowerLoss, PlanPowerLossFsync, PlanPowerLossFsyncDir, PlanPowerLossRename,
-		PlanPowerLossWrite, PlanEIOOpenSync, PlanEIOFsync, PlanEIOFsyncDir, PlanEIORename, PlanENOSPC}
+		PlanPowerLossWrite, PlanEIOOpenSync, PlanEIOFsync, PlanEIOFsyncDir, PlanEIORename, PlanENOSPC,
+		PlanStatusFileIOError}
 }
 
 // IsDiskPlan says whether a plan runs on the power-loss storage layer.

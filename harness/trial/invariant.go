@@ -28,12 +28,20 @@ const (
 	// 0400 in a plain backup is synced too (through a read-only
 	// descriptor).
 	InvDurable = "durable-matches-sync"
+	// InvStatusFaultHarmless: an I/O error on the status file itself (the
+	// status-file-io-error plan: a write, the fsync of its temporary
+	// file, its rename or its directory's fsync) never fails the run nor
+	// harms the backup: the run exits 0 and the oracle accepts the
+	// backup, judged after the power cut as on every disk plan. What the
+	// status file says then is exit0-is-completed's (completed, or not
+	// with the writer's warning that it could not say so).
+	InvStatusFaultHarmless = "status-fault-harmless"
 )
 
 // Invariants lists every invariant.
 func Invariants() []string {
 	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvDurable, InvFieldsTrue,
-		InvSignalFailsRun, InvProgressNotFatal},
+		InvSignalFailsRun, InvProgressNotFatal, InvStatusFaultHarmless},
 		stopAndCleanupInvariants()...)
 }
 
@@ -90,6 +98,7 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	vs = append(vs, checkStatusDir(r, s)...)
 	// The power-loss layer's torn states of the status file (disk.go).
 	vs = append(vs, checkDisk(r)...)
+	vs = append(vs, checkStatusFault(r)...)
 	// What the status reader said while the run was stopped (stop.go).
 	vs = append(vs, checkStop(r)...)
 	// The status file followed over the whole run (other plans).
@@ -108,4 +117,23 @@ func describe(sf StatusFile) string {
 		return "nothing valid (" + sf.Error + ")"
 	}
 	return fmt.Sprintf("%q", sf.State)
+}
+
+// checkStatusFault returns the InvStatusFaultHarmless violations of r.
+func checkStatusFault(r *Record) []Violation {
+	if r.Fault.Plan != scenario.PlanStatusFileIOError || !r.Fault.Fired {
+		return nil
+	}
+	v := Violation{Invariant: InvStatusFaultHarmless}
+	switch {
+	case !r.Exited0():
+		v.Message = fmt.Sprintf("an I/O error on the status file alone (%s) ended the run: exit %s", r.Fault.Detail, exitText(r.Exit))
+	case r.Oracle == nil:
+		v.Message = fmt.Sprintf("after an I/O error on the status file alone (%s) the run exited 0, but the oracle did not judge the backup", r.Fault.Detail)
+	case !r.Oracle.Complete:
+		v.Message = fmt.Sprintf("after an I/O error on the status file alone (%s) the run exited 0, but the oracle rejects the backup: %s", r.Fault.Detail, r.Oracle.Reason)
+	default:
+		return nil
+	}
+	return []Violation{v}
 }

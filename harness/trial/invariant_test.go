@@ -141,3 +141,39 @@ func TestPhaseOrderViolation(t *testing.T) {
 		t.Fatalf("violations %+v for samples in order", vs)
 	}
 }
+
+// TestCheckStatusFault: an I/O error on the status file alone must leave
+// a run that exits 0 with a backup the oracle accepts; a plan that never
+// struck, or another plan, is not judged by it.
+func TestCheckStatusFault(t *testing.T) {
+	good, bad := &oracle.Verdict{Complete: true}, &oracle.Verdict{Reason: "missing base/1/1259"}
+	struck := func(exit int, v *oracle.Verdict) Record {
+		r := Record{StatusFile: true, Exit: Exit{Code: exit}, Oracle: v}
+		r.Fault.Plan, r.Fault.Fired, r.Fault.Detail = scenario.PlanStatusFileIOError, true, "EIO on fsync of backup_status.* at #2"
+		return r
+	}
+	notFired := struck(1, nil)
+	notFired.Fault.Fired = false
+	other := struck(1, nil)
+	other.Fault.Plan = scenario.PlanEIOFsync
+	for _, c := range []struct {
+		name string
+		rec  Record
+		want int
+	}{
+		{"exit 0, backup accepted", struck(0, good), 0},
+		{"error exit", struck(1, nil), 1},
+		{"killed", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Fault: struck(0, nil).Fault}, 1},
+		{"exit 0, backup rejected", struck(0, bad), 1},
+		{"exit 0, not judged", struck(0, nil), 1},
+		{"never struck", notFired, 0},
+		{"another plan", other, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vs := checkStatusFault(&c.rec)
+			if len(vs) != c.want || (len(vs) > 0 && vs[0].Invariant != InvStatusFaultHarmless) {
+				t.Errorf("violations %+v, want %d of %s", vs, c.want, InvStatusFaultHarmless)
+			}
+		})
+	}
+}
