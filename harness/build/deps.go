@@ -17,7 +17,7 @@ func BuildDeps() []string {
 		"libreadline-dev", "zlib1g-dev", "liblz4-dev", "libzstd-dev",
 		"libipc-run-perl",            // TAP tests (IPC::Run)
 		"lz4", "zstd", "gzip", "tar", // programs the pg_basebackup TAP tests use
-		"tzdata", // crash trials run pg_basebackup in time zones other than UTC
+		"tzdata",      // crash trials run pg_basebackup in time zones other than UTC
 		"strace",      // 012_status_file.pl injects I/O errors on the status file's fsync
 		"libfaketime", // ... and sets the wall clock back under a running backup
 	}
