@@ -314,7 +314,9 @@ def _():
     edit(pbc, '''		record_pid_identity();
 ''', '')
     cut('''/*
- * A pid names a process only within one PID namespace during one boot of''', '''	status_pid_namespace[Max(len, 0)] = '\\0';
+ * A pid names a process only within one PID namespace during one boot of''', '''					 "%llu", ticks);
+		fclose(fp);
+	}
 }
 
 ''')
