@@ -47,7 +47,8 @@
 //
 // The last line is the CRC-32C (Castagnoli) of all preceding bytes, as eight
 // upper-case hexadecimal digits. Control characters in values are replaced by
-// '?' by the writer.
+// '?' by the writer; the reader refuses any it finds, C1 controls and the
+// Unicode bidirectional controls included.
 //
 // # Strictness
 //
@@ -55,7 +56,8 @@
 // unknown format version, a duplicate, missing or misplaced known key, a
 // value of a known key not in its canonical form (STATUS: bogus), a line
 // that is not "KEY: value" with a key of upper-case words (A to Z, single
-// spaces), a carriage return or other control character, bytes that are
+// spaces), a carriage return or other control character (C0, DEL, C1, a
+// bidirectional control, a line or paragraph separator), bytes that are
 // not UTF-8, a missing or wrong checksum line, or anything after it, is an
 // error. So a file that parses as completed is byte for byte what
 // [Status.Encode] produces for it, apart from the lines of unknown keys.

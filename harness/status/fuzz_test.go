@@ -32,6 +32,11 @@ func bitwiseCRC32C(data []byte) uint32 {
 // line, with nothing else around it.
 var framed = regexp.MustCompile(`\A(?:[A-Z][A-Z ]*: [^\x00-\x1f\x7f]*\n)+CHECKSUM: ([0-9A-F]{8})\n\z`)
 
+// unicodeControl matches the control characters beyond ASCII that no
+// file may hold: C1, the bidirectional controls, the line and paragraph
+// separators.
+var unicodeControl = regexp.MustCompile(`[\x{80}-\x{9f}\x{61c}\x{200e}\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}\x{2028}\x{2029}]`)
+
 // checkAccepted fails t unless data, which Parse accepted as s, is
 // byte for byte a well-formed file with a correct checksum.
 func checkAccepted(t *testing.T, data []byte, s *Status) {
@@ -63,6 +68,9 @@ func checkAccepted(t *testing.T, data []byte, s *Status) {
 			}
 		}
 		known = join(kept)
+	}
+	if loc := unicodeControl.FindIndex(data); loc != nil {
+		t.Fatalf("accepted (%v) a file with the control character %q at offset %d:\n%q", s.State, data[loc[0]:loc[1]], loc[0], data)
 	}
 	if again := s.Encode(); !bytes.Equal(again, known) {
 		t.Fatalf("accepted (%v) a file whose known lines do not encode back to themselves:\n%q\nencodes as\n%q", s.State, known, again)
@@ -110,6 +118,18 @@ func FuzzParse(f *testing.F) {
 		// With a line of a key this reader does not know.
 		lines := bodyLines(s.Encode())
 		f.Add(join(append(lines[:3:3], append([]string{"NEW KEY: value"}, lines[3:]...)...)))
+	}
+	// Unicode control characters in a free-text value and in a line of
+	// an unknown key, each sealed with a correct checksum: all refused.
+	for _, c := range []string{"\u0085", "\u009b", "\u202e", "\u2066", "\u2069", "\u200e", "\u200f", "\u2028"} {
+		s := failedStatus(true)
+		s.Reason = "error while " + c + "receiving"
+		f.Add(s.Encode())
+		s = completedStatus()
+		s.Label = "nightly" + c
+		f.Add(s.Encode())
+		lines := bodyLines(completedStatus().Encode())
+		f.Add(join(append(lines[:3:3], append([]string{"NEW KEY: " + c}, lines[3:]...)...)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// As is: random bytes almost never carry a correct checksum, so

@@ -107,7 +107,8 @@ func splitText(data []byte) ([]string, error) {
 	lines := strings.Split(string(data[:len(data)-1]), "\n")
 	for i, l := range lines {
 		if j := strings.IndexFunc(l, isControl); j >= 0 {
-			return nil, lineErrorf(i+1, "control character 0x%02X in column %d", l[j], j+1)
+			r, _ := utf8.DecodeRuneInString(l[j:])
+			return nil, lineErrorf(i+1, "control character %s in column %d", describeControl(r), j+1)
 		}
 	}
 	return lines, nil
@@ -199,7 +200,27 @@ func stateWord(s State) string {
 	return s.String()
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl says whether r is a control character, which no value of a
+// status file may hold: C0 (the writer replaces those with '?'), DEL, C1,
+// the bidirectional controls (which reorder how a terminal shows the text
+// around them) and the line and paragraph separators.
+func isControl(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, 0x80 <= r && r <= 0x9f:
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2066 <= r && r <= 0x2069:
+		return true
+	}
+	return r == 0x2028 || r == 0x2029
+}
+
+// describeControl names the control character r for an error message.
+func describeControl(r rune) string {
+	if r < utf8.RuneSelf {
+		return fmt.Sprintf("0x%02X", r)
+	}
+	return fmt.Sprintf("U+%04X", r)
+}
 
 // splitLine splits "KEY: value".
 func splitLine(l string) (key, value string, err error) {

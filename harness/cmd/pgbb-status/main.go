@@ -84,7 +84,7 @@ var errUsage = errors.New("usage")
 func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("pgbb-status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(escaping{stderr})
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.wait, "wait", false, "poll until the verdict is final (or --timeout)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "with --wait: give up after this long (0: never)")
@@ -153,9 +153,32 @@ func notDirectory(path string, stderr io.Writer) error {
 }
 
 func usagef(stderr io.Writer, format string, args ...any) error {
-	fmt.Fprintf(stderr, "pgbb-status: "+format+"\n", args...)
+	printLine(stderr, "pgbb-status: "+format, args...)
 	fmt.Fprint(stderr, usageLine)
 	return errUsage
+}
+
+// printLine writes one line of text output: format and args, escaped
+// (status.Escape: a newline or a terminal control in a path, a name or a
+// reason is shown as an escape), then a newline. All text output goes
+// through it, or through escaping.
+func printLine(w io.Writer, format string, args ...any) {
+	fmt.Fprintln(w, status.Escape(fmt.Sprintf(format, args...)))
+}
+
+// escaping is w with everything written escaped (status.Escape) but its
+// newlines, for what the flag package prints (the arguments given).
+type escaping struct{ w io.Writer }
+
+func (e escaping) Write(p []byte) (int, error) {
+	lines := strings.Split(string(p), "\n")
+	for i, l := range lines {
+		lines[i] = status.Escape(l)
+	}
+	if _, err := io.WriteString(e.w, strings.Join(lines, "\n")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // run is the command; it returns the exit code.
@@ -199,7 +222,7 @@ func writeJSON(stdout, stderr io.Writer, v any) {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
-		fmt.Fprintf(stderr, "pgbb-status: %v\n", err)
+		printLine(stderr, "pgbb-status: %v", err)
 	}
 }
 
@@ -207,13 +230,13 @@ func writeJSON(stdout, stderr io.Writer, v any) {
 func writeRemoval(w io.Writer, rm *status.Removal) {
 	switch {
 	case rm.Refused != "":
-		fmt.Fprintf(w, "%s: refused, nothing removed: %s\n", rm.StatusFile, rm.Refused)
+		printLine(w, "%s: refused, nothing removed: %s", rm.StatusFile, rm.Refused)
 	case rm.DryRun:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); would do:\n", rm.StatusFile, rm.Over)
+		printLine(w, "%s: the run is over and did not complete (%s); would do:", rm.StatusFile, rm.Over)
 	case rm.Error != "":
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s\n", rm.StatusFile, rm.Over, rm.Error)
+		printLine(w, "%s: the run is over and did not complete (%s); removal FAILED part way: %s", rm.StatusFile, rm.Over, rm.Error)
 	default:
-		fmt.Fprintf(w, "%s: the run is over and did not complete (%s); removed:\n", rm.StatusFile, rm.Over)
+		printLine(w, "%s: the run is over and did not complete (%s); removed:", rm.StatusFile, rm.Over)
 	}
 	if rm.Refused == "" {
 		for _, st := range rm.Steps {
@@ -228,24 +251,24 @@ func writeRemoval(w io.Writer, rm *status.Removal) {
 			if st.Tombstone != "" && !st.Done && !st.Resumed {
 				line += ", now at " + st.Tombstone
 			}
-			fmt.Fprintf(w, "%s%s\n", mark, line)
+			printLine(w, "%s%s", mark, line)
 		}
 	}
 	if rm.Owner != "" && rm.Refused == "" {
-		fmt.Fprintf(w, "  (everything owned by %s, the owner of the status file)\n", rm.Owner)
+		printLine(w, "  (everything owned by %s, the owner of the status file)", rm.Owner)
 	}
 	what := map[int]string{status.ExitRemoved: "removed", status.ExitRefused: "refused", status.ExitRemoveFailed: "removal failed"}[rm.ExitCode]
 	if rm.DryRun && rm.ExitCode == status.ExitRemoved {
 		what = "dry run: nothing removed"
 	}
-	fmt.Fprintf(w, "exit %d (%s)\n", rm.ExitCode, what)
+	printLine(w, "exit %d (%s)", rm.ExitCode, what)
 }
 
 // writeText prints r for people.
 func writeText(w io.Writer, r *status.Report) {
-	fmt.Fprintf(w, "%s: %s\n", r.Path, r.Summary)
+	printLine(w, "%s: %s", r.Path, r.Summary)
 	row := func(name, format string, args ...any) {
-		fmt.Fprintf(w, "  %-12s %s\n", name, fmt.Sprintf(format, args...))
+		printLine(w, "  %-12s %s", name, fmt.Sprintf(format, args...))
 	}
 	if r.Error != "" {
 		row("error", "%s", r.Error)
@@ -320,7 +343,7 @@ func writeText(w io.Writer, r *status.Report) {
 	if r.TimedOut {
 		verdict += ", gave up waiting"
 	}
-	fmt.Fprintf(w, "exit %d (%s)\n", r.ExitCode, verdict)
+	printLine(w, "exit %d (%s)", r.ExitCode, verdict)
 }
 
 func interval(seconds int) string {
