@@ -62,7 +62,10 @@
 // error. So a file that parses as completed is byte for byte what
 // [Status.Encode] produces for it, apart from the lines of unknown keys.
 // [ReadFile] adds the file-system checks: a size limit ([MaxSize]), a
-// regular file only, and no symlink that leaves the directory it is in.
+// regular file only, opened through a handle on its directory without
+// following a symlink (a symlink is refused, [ErrSymlink]). A
+// [ParseError] quotes what the file holds only to the file's owner, and
+// never to root ([ParseError.Withhold]).
 //
 // # Unknown keys and versions
 //

@@ -21,6 +21,24 @@ type ParseError struct {
 	Line int
 	// Msg says what is wrong.
 	Msg string
+	// Withheld says Msg leaves out what the file holds (see Withhold).
+	Withheld bool
+	// quiet is Msg without what the file holds.
+	quiet string
+}
+
+// Withhold makes e say what is wrong, and on which line, without showing
+// anything the file holds: no value, byte or checksum of it. A reader
+// calls it before showing e to someone who could not read the file
+// (ReadFile does, unless the file is the caller's own).
+func (e *ParseError) Withhold() {
+	if e.Withheld {
+		return
+	}
+	e.Msg, e.Withheld = e.quiet, true
+	if e.Msg == "" {
+		e.Msg = "not a valid status file (what is wrong is not shown)"
+	}
 }
 
 // Error formats e as "path:line: msg".
@@ -40,8 +58,11 @@ func (e *ParseError) Error() string {
 	return b.String()
 }
 
+// lineErrorf is the ParseError of line, formatted by detailf: its shown
+// arguments and the details among them are left out when it is withheld.
 func lineErrorf(line int, format string, args ...any) *ParseError {
-	return &ParseError{Line: line, Msg: fmt.Sprintf(format, args...)}
+	d := detailf(format, args...)
+	return &ParseError{Line: line, Msg: d.full, quiet: d.quiet}
 }
 
 // Parse parses the contents of a status file. It accepts exactly what
@@ -84,10 +105,10 @@ func Parse(data []byte) (*Status, error) {
 // without control characters, and returns its lines.
 func splitText(data []byte) ([]string, error) {
 	if len(data) > MaxSize {
-		return nil, &ParseError{Msg: fmt.Sprintf("file is %d bytes, more than the limit of %d", len(data), MaxSize)}
+		return nil, lineErrorf(0, "file is %d bytes, more than the limit of %d", len(data), MaxSize)
 	}
 	if len(data) == 0 {
-		return nil, &ParseError{Msg: "file is empty"}
+		return nil, lineErrorf(0, "file is empty")
 	}
 	if !utf8.Valid(data) {
 		i := 0
@@ -98,7 +119,7 @@ func splitText(data []byte) ([]string, error) {
 			}
 			i += n
 		}
-		return nil, lineErrorf(lineOf(data, i), "byte 0x%02X at offset %d is not UTF-8", data[i], i)
+		return nil, lineErrorf(lineOf(data, i), "byte %s at offset %d is not UTF-8", shownf("0x%02X", data[i]), i)
 	}
 	if data[len(data)-1] != '\n' {
 		return nil, lineErrorf(lineOf(data, len(data)-1),
@@ -108,7 +129,7 @@ func splitText(data []byte) ([]string, error) {
 	for i, l := range lines {
 		if j := strings.IndexFunc(l, isControl); j >= 0 {
 			r, _ := utf8.DecodeRuneInString(l[j:])
-			return nil, lineErrorf(i+1, "control character %s in column %d", describeControl(r), j+1)
+			return nil, lineErrorf(i+1, "control character %s in column %d", shown(describeControl(r)), j+1)
 		}
 	}
 	return lines, nil
@@ -124,7 +145,7 @@ func frame(data []byte, lines []string) (*formatSpec, *Status, error) {
 		return nil, nil, lineErrorf(1, "%v", err)
 	}
 	if key != keyVersion {
-		return nil, nil, lineErrorf(1, "first line is %q, want %q", key, keyVersion+": N")
+		return nil, nil, lineErrorf(1, "first line is %s, want %q", quote(key), keyVersion+": N")
 	}
 	version, err := parseVersion(value)
 	if err != nil {
@@ -132,7 +153,7 @@ func frame(data []byte, lines []string) (*formatSpec, *Status, error) {
 	}
 	spec, ok := specFor(version)
 	if !ok {
-		return nil, nil, lineErrorf(1, "unsupported format version %d (this reader knows %d)", version, FormatVersion)
+		return nil, nil, lineErrorf(1, "unsupported format version %s (this reader knows %d)", shownf("%d", version), FormatVersion)
 	}
 	last := len(lines)
 	sum, err := parseChecksumLine(lines[last-1])
@@ -141,7 +162,7 @@ func frame(data []byte, lines []string) (*formatSpec, *Status, error) {
 	}
 	body := data[:len(data)-len(lines[last-1])-1]
 	if got := crc32c(body); got != sum {
-		return nil, nil, lineErrorf(last, "checksum mismatch: the file says %08X, its contents have %08X", sum, got)
+		return nil, nil, lineErrorf(last, "checksum mismatch: the file says %s, its contents have %s", shownf("%08X", sum), shownf("%08X", got))
 	}
 	return spec, &Status{Version: version, Checksum: sum}, nil
 }
@@ -227,15 +248,15 @@ func splitLine(l string) (key, value string, err error) {
 	key, value, ok := strings.Cut(l, ": ")
 	if !ok {
 		if l == "" {
-			return "", "", fmt.Errorf("empty line")
+			return "", "", detailf("empty line")
 		}
-		return "", "", fmt.Errorf("%q is not a KEY: value line", truncate(l, 60))
+		return "", "", detailf("%s is not a KEY: value line", quote(l))
 	}
 	if key == "" {
-		return "", "", fmt.Errorf("line has no key")
+		return "", "", detailf("line has no key")
 	}
 	if !validKey(key) {
-		return "", "", fmt.Errorf("%q is not a key (upper-case words A-Z separated by single spaces)", truncate(key, 60))
+		return "", "", detailf("%s is not a key (upper-case words A-Z separated by single spaces)", quote(key))
 	}
 	return key, value, nil
 }

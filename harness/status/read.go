@@ -17,9 +17,17 @@ var ErrTooLarge = errors.New("status file too large")
 // file (a directory, a FIFO, a device).
 var ErrNotRegular = errors.New("status file is not a regular file")
 
-// ErrSymlinkOutside is returned (wrapped) when the status file is a symlink
-// that leads out of the directory it is in, or nowhere.
-var ErrSymlinkOutside = errors.New("status file is a symlink leading out of its directory")
+// ErrSymlink is returned (wrapped) when the status file is a symlink: a
+// reader opens the file named, never what a link leads to (pg_basebackup
+// writes a regular file).
+var ErrSymlink = errors.New("status file is a symlink")
+
+// ErrSymlinkOutside was returned for a symlink leading out of the
+// directory it is in, when a link that stayed in it was followed.
+//
+// Deprecated: every symlink is refused, with ErrSymlink, which
+// ErrSymlinkOutside is.
+var ErrSymlinkOutside = ErrSymlink
 
 // ReadDir reads and parses the status file FileName in the directory dir;
 // see ReadFile. A directory without one gives an error satisfying
@@ -33,59 +41,89 @@ func ReadDir(dir string) (*Status, error) {
 }
 
 // ReadFile reads and parses the status file at path (the --status-file
-// that pg_basebackup was given). It refuses a file over MaxSize
-// bytes, anything but a regular file, and a symlink whose target is not
-// inside the symlink's own directory (nor a dangling one). A parse error is a
-// *ParseError with Path set; a missing file gives an error satisfying
-// errors.Is(err, fs.ErrNotExist).
+// that pg_basebackup was given). It opens the file through a handle on its
+// directory without following a symlink (the directory may be reached
+// through one), and refuses a symlink (ErrSymlink), anything but a
+// regular file (ErrNotRegular) and a file over MaxSize bytes
+// (ErrTooLarge). A parse error is a *ParseError with Path set, which
+// shows what the file holds only to the file's owner, if that is not
+// root (see ParseError.Withhold); a missing file gives an error
+// satisfying errors.Is(err, fs.ErrNotExist).
 func ReadFile(path string) (*Status, error) {
-	data, err := readLimited(path)
+	s, _, err := readStatusFile(path)
+	return s, err
+}
+
+// readStatusFile is ReadFile; it also returns what it opened (nil if
+// nothing), whether or not it parses.
+func readStatusFile(path string) (*Status, fs.FileInfo, error) {
+	data, fi, err := readPath(path)
 	if err != nil {
-		return nil, err
+		return nil, fi, err
 	}
 	s, err := Parse(data)
 	if err != nil {
 		var pe *ParseError
 		if errors.As(err, &pe) {
 			pe.Path = path
+			withholdUnlessOwn(pe, fi)
 		}
-		return nil, err
+		return nil, fi, err
 	}
-	return s, nil
+	return s, fi, nil
 }
 
-// readLimited reads at most MaxSize bytes of the regular file at path,
-// following a symlink only if it stays in its directory.
+// withholdUnlessOwn withholds what the file fi holds from the parse error
+// pe unless the caller may see it (showsContent).
+func withholdUnlessOwn(pe *ParseError, fi fs.FileInfo) {
+	owner, err := ownerOf(fi)
+	if err != nil || !showsContent(owner, uint32(os.Geteuid())) {
+		pe.Withhold()
+	}
+}
+
+// showsContent says whether a parse error may show the caller what a file
+// of owner holds: only if it is the caller's own, and never to root. A
+// path leads where its directories say when it is opened, and another
+// user who can swap one of them for a link can lead root to any file of
+// root's.
+func showsContent(owner, caller uint32) bool { return caller != 0 && owner == caller }
+
+// readLimited reads the status file at path as ReadFile does, without
+// parsing it.
 func readLimited(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
+	data, _, err := readPath(path)
+	return data, err
+}
+
+// readPath opens the status file at path (openStatus: no symlink) and
+// reads it (readOpened).
+func readPath(path string) ([]byte, fs.FileInfo, error) {
+	f, err := openStatus(path)
 	if err != nil {
-		return nil, err
-	}
-	open := path
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		target, err := filepath.EvalSymlinks(path)
-		if err != nil {
-			link, _ := os.Readlink(path)
-			return nil, fmt.Errorf("%s: %w: it points to %q, which cannot be resolved: %v", path, ErrSymlinkOutside, link, err)
-		}
-		dir, err := filepath.EvalSymlinks(filepath.Dir(path))
-		if err != nil {
-			return nil, fmt.Errorf("%s: resolve directory: %w", path, err)
-		}
-		if !within(dir, target) {
-			return nil, fmt.Errorf("%s: %w: it resolves to %s, outside %s", path, ErrSymlinkOutside, target, dir)
-		}
-		open = target
-	}
-	// No following symlinks now (the target was resolved, and a file
-	// swapped for a symlink since is refused), and no blocking on a FIFO.
-	f, err := os.OpenFile(open, openFlags, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open status file: %w", err)
+		return nil, nil, err
 	}
 	defer f.Close()
-	data, _, err := readOpened(f, open)
-	return data, err
+	return readOpened(f, path)
+}
+
+// splitStatusPath splits path into its directory and its last component,
+// which must name an entry: not empty (a path ending in a slash), "." or
+// "..".
+func splitStatusPath(path string) (dir, name string, err error) {
+	dir, name = filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if name == "" || name == "." || name == ".." {
+		return "", "", fmt.Errorf("%s: %w (it names a directory)", path, ErrNotRegular)
+	}
+	return dir, name, nil
+}
+
+// symlinkError is the error for a status file at path that is a symlink.
+func symlinkError(path string) error {
+	return fmt.Errorf("%s: %w: give the status file itself (the reader opens the file named, never what a link leads to)", path, ErrSymlink)
 }
 
 // readOpened reads the open status file f (at path, for messages): a

@@ -324,6 +324,7 @@ func (r *statusRef) judge(uid uint32) ([]byte, *Status, error) {
 		var pe *ParseError
 		if errors.As(err, &pe) {
 			pe.Path = r.where(r.name)
+			withholdUnlessOwn(pe, fi)
 		}
 		return nil, nil, fmt.Errorf("status file cannot be used: %v", err)
 	}
@@ -876,6 +877,10 @@ func (rm *Removal) recheck(p *plan, sf *statusRef, data []byte, owner uint32, c 
 	}
 	s, err := Parse(again)
 	if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			withholdUnlessOwn(pe, fi)
+		}
 		return err
 	}
 	// Another host's run was watched for the lease already: the file is

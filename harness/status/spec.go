@@ -1,7 +1,5 @@
 package status
 
-import "fmt"
-
 // The keys of format version 1, in file order.
 const (
 	keyVersion        = "BACKUP STATUS FORMAT"
@@ -123,7 +121,7 @@ func specV1() *formatSpec {
 			{keyStatus, always, func(s *Status, v string) error {
 				st, ok := parseState(v)
 				if !ok {
-					return fmt.Errorf("unknown status %q (want in progress, completed or failed)", v)
+					return detailf("unknown status %s (want in progress, completed or failed)", quote(v))
 				}
 				s.State = st
 				return nil
@@ -135,7 +133,7 @@ func specV1() *formatSpec {
 			{keyPID, always, func(s *Status, v string) error {
 				n, err := parseDecimal(v, 31)
 				if err != nil || n == 0 {
-					return fmt.Errorf("%q is not a process id", v)
+					return detailf("%s is not a process id", quote(v))
 				}
 				s.PID = int(n)
 				return nil
@@ -146,7 +144,7 @@ func specV1() *formatSpec {
 			{keyBootID, maybe, text(func(s *Status) *string { return &s.BootID }, false)},
 			{keyPIDNamespace, maybe, func(s *Status, v string) error {
 				if _, err := parsePIDNamespace(v); err != nil {
-					return err
+					return detailf("%s is not a PID namespace (pid:[INODE])", quote(v))
 				}
 				s.PIDNamespace = v
 				return nil
@@ -163,7 +161,7 @@ func specV1() *formatSpec {
 			{keyUpdateInterval, maybe, func(s *Status, v string) error {
 				n, err := parseDecimal(v, 31)
 				if err != nil {
-					return fmt.Errorf("%q is not a number of seconds", v)
+					return detailf("%s is not a number of seconds", quote(v))
 				}
 				s.Progress, s.UpdateInterval = true, int(n)
 				return nil
@@ -181,7 +179,7 @@ func specV1() *formatSpec {
 			{keyTimeline, startNeed, func(s *Status, v string) error {
 				n, err := parseDecimal(v, 32)
 				if err != nil || n == 0 {
-					return fmt.Errorf("%q is not a timeline", v)
+					return detailf("%s is not a timeline", quote(v))
 				}
 				s.Timeline = uint32(n)
 				return nil
@@ -189,14 +187,14 @@ func specV1() *formatSpec {
 			{keySystemID, startNeed, func(s *Status, v string) error {
 				n, err := parseDecimal(v, 64)
 				if err != nil {
-					return fmt.Errorf("%q is not a system identifier", v)
+					return detailf("%s is not a system identifier", quote(v))
 				}
 				s.SystemID = n
 				return nil
 			}},
 			{keyPhase, inProgress, func(s *Status, v string) error {
 				if Phase(v).Order() == 0 {
-					return fmt.Errorf("unknown phase %q (want one of %q)", v, phases())
+					return detailf("unknown phase %s (want one of %q)", quote(v), phases())
 				}
 				s.Phase = Phase(v)
 				return nil
@@ -208,14 +206,14 @@ func specV1() *formatSpec {
 			{keyBytesReceived, inProgress, func(s *Status, v string) (err error) {
 				s.BytesReceived, err = parseDecimal(v, 64)
 				if err != nil {
-					return fmt.Errorf("%q is not a number of bytes", v)
+					return detailf("%s is not a number of bytes", quote(v))
 				}
 				return nil
 			}},
 			{keyBytesTotal, inProgress, func(s *Status, v string) (err error) {
 				s.BytesTotal, err = parseDecimal(v, 64)
 				if err != nil || s.BytesTotal == 0 {
-					return fmt.Errorf("%q is not a positive number of bytes", v)
+					return detailf("%s is not a positive number of bytes", quote(v))
 				}
 				return nil
 			}},
@@ -277,13 +275,13 @@ func checkV1(s *Status, at map[string]int) error {
 	}
 	if s.State == StateCompleted {
 		if s.EndLSN < s.StartLSN {
-			return lineErrorf(at[keyEndLSN], "END WAL LOCATION %s is before START WAL LOCATION %s", s.EndLSN, s.StartLSN)
+			return lineErrorf(at[keyEndLSN], "END WAL LOCATION %s is before START WAL LOCATION %s", shown(s.EndLSN.String()), shown(s.StartLSN.String()))
 		}
 		// DURABLE: no with SYNC: on is a backup pg_basebackup could not
 		// sync all of (-D -, --target, a file it could not open for the
 		// sync); DURABLE: yes without syncing is impossible.
 		if s.Durable && !s.Sync {
-			return lineErrorf(at[keyDurable], "DURABLE: %s contradicts SYNC: %s", yesNo(s.Durable), onOff(s.Sync))
+			return lineErrorf(at[keyDurable], "DURABLE: %s contradicts SYNC: %s", shown(yesNo(s.Durable)), shown(onOff(s.Sync)))
 		}
 	}
 	return nil
@@ -302,7 +300,7 @@ func lastLine(at map[string]int) int {
 func text(field func(*Status) *string, mayBeEmpty bool) func(*Status, string) error {
 	return func(s *Status, v string) error {
 		if v == "" && !mayBeEmpty {
-			return fmt.Errorf("empty value")
+			return detailf("empty value")
 		}
 		*field(s) = v
 		return nil
@@ -318,7 +316,7 @@ func oneOf(field func(*Status) *string, values ...string) func(*Status, string) 
 				return nil
 			}
 		}
-		return fmt.Errorf("%q is not one of %q", v, values)
+		return detailf("%s is not one of %q", quote(v), values)
 	}
 }
 
@@ -331,7 +329,7 @@ func flag(field func(*Status) *bool, yes, no string) func(*Status, string) error
 		case no:
 			*field(s) = false
 		default:
-			return fmt.Errorf("%q is neither %s nor %s", v, yes, no)
+			return detailf("%s is neither %s nor %s", quote(v), yes, no)
 		}
 		return nil
 	}
@@ -341,7 +339,7 @@ func flag(field func(*Status) *bool, yes, no string) func(*Status, string) error
 func parseVersion(v string) (int, error) {
 	n, err := parseDecimal(v, 31)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a format version", v)
+		return 0, detailf("%s is not a format version", quote(v))
 	}
 	return int(n), nil
 }

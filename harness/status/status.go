@@ -166,12 +166,12 @@ func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 func parseLSN(v string) (LSN, error) {
 	hi, lo, ok := strings.Cut(v, "/")
 	if !ok {
-		return 0, fmt.Errorf("%q is not a WAL location (want HEX/HEX)", v)
+		return 0, detailf("%s is not a WAL location (want HEX/HEX)", quote(v))
 	}
 	h, err1 := parseHex32(hi)
 	l, err2 := parseHex32(lo)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%q is not a WAL location (want upper-case HEX/HEX without leading zeros)", v)
+		return 0, detailf("%s is not a WAL location (want upper-case HEX/HEX without leading zeros)", quote(v))
 	}
 	return LSN(uint64(h)<<32 | uint64(l)), nil
 }
@@ -215,7 +215,7 @@ func parseTime(v string) (time.Time, error) {
 	}
 	t, err := time.Parse(TimeLayout, v)
 	if err != nil || t.Format(TimeLayout) != v {
-		return time.Time{}, fmt.Errorf("%q is not a time of the form %q", v, TimeLayout)
+		return time.Time{}, detailf("%s is not a time of the form %q", quote(v), TimeLayout)
 	}
 	return t, nil
 }
@@ -290,7 +290,7 @@ func parseDirectory(v string) (Directory, error) {
 	}
 	how, path, _ := strings.Cut(v, " ")
 	if (how != "created" && how != "existing") || !strings.HasPrefix(path, "/") {
-		return Directory{}, fmt.Errorf("%q is not \"created PATH\", \"existing PATH\" (absolute) or \"unprintable\"", v)
+		return Directory{}, detailf("%s is not \"created PATH\", \"existing PATH\" (absolute) or \"unprintable\"", quote(v))
 	}
 	return Directory{Path: path, Created: how == "created"}, nil
 }
