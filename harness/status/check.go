@@ -40,13 +40,24 @@ const (
 	// the backup; look at the process or the server. Exit code 5. Check
 	// and Wait return it; Decide, which has no clock, says Running.
 	Stalled
+	// CompletedUnconfirmed: the status file says completed, but the
+	// directories it records do not bear it out: one is missing, is not
+	// a directory, is owned by another user than the status file, or
+	// cannot be examined. The file does not describe a backup of its
+	// owner's that is there (another user may have planted it in a shared
+	// status directory); do not use the backup. Exit code 6. Check and
+	// Wait return it; Decide, which does not look at the disk, says
+	// Completed or CompletedNotDurable.
+	CompletedUnconfirmed
 )
 
 // ExitCode returns the exit code pgbb-status uses for v:
 // 0 Completed, 1 NotComplete, 2 Failed, 3 Running, 4 CompletedNotDurable,
-// 5 Stalled.
+// 5 Stalled, 6 CompletedUnconfirmed.
 func (v Verdict) ExitCode() int {
 	switch v {
+	case CompletedUnconfirmed:
+		return 6
 	case Stalled:
 		return 5
 	case Completed:
@@ -74,6 +85,8 @@ func (v Verdict) String() string {
 		return "running"
 	case Stalled:
 		return "stalled"
+	case CompletedUnconfirmed:
+		return "completed-unconfirmed"
 	}
 	return "not-complete"
 }
@@ -333,6 +346,9 @@ type Report struct {
 	Path string `json:"path"`
 	// StatusFile is the status file read (or looked for): Path.
 	StatusFile string `json:"status_file"`
+	// Owner is the owner of the status file, if it was opened: the user
+	// whose run it describes, if anyone's.
+	Owner *FileOwner `json:"owner,omitempty"`
 	// Verdict decides; ExitCode is Verdict.ExitCode().
 	Verdict  Verdict `json:"verdict"`
 	ExitCode int     `json:"exit_code"`
@@ -345,6 +361,9 @@ type Report struct {
 	Summary string `json:"summary"`
 	// Status is the parsed status file, if it could be read.
 	Status *Status `json:"status,omitempty"`
+	// Unconfirmed says why a status file that says completed is not
+	// borne out by its directories (Verdict CompletedUnconfirmed).
+	Unconfirmed string `json:"unconfirmed,omitempty"`
 	// Err says why the status file could not be used; Error is its text.
 	Err   error  `json:"-"`
 	Error string `json:"error,omitempty"`
@@ -427,7 +446,10 @@ func check(path string, c config, first *sample) *Report {
 		r.Final = true
 		return r
 	}
-	s, err := ReadFile(path)
+	s, fi, err := readStatusFile(path)
+	if fi != nil {
+		r.Owner = fileOwner(fi)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return r.unreadable(err, "no status file: the run has not written it yet, or was not given this --status-file; not known to be complete")
@@ -436,6 +458,11 @@ func check(path string, c config, first *sample) *Report {
 	}
 	r.Status = s
 	r.Verdict, r.Final, r.Liveness = Decide(s, c.procs, c.slack)
+	if r.Verdict == Completed || r.Verdict == CompletedNotDurable {
+		if r.Unconfirmed = unconfirmed(s, r.Owner); r.Unconfirmed != "" {
+			r.Verdict = CompletedUnconfirmed
+		}
+	}
 	var proc *ProcessInfo
 	if r.Liveness != nil {
 		proc = r.Liveness.Process
@@ -449,6 +476,9 @@ func check(path string, c config, first *sample) *Report {
 	switch r.Verdict {
 	case Completed:
 		r.Summary = "completed and durable"
+	case CompletedUnconfirmed:
+		r.Summary = "the status file says completed, but " + r.Unconfirmed +
+			": it does not describe a backup of its owner's that is there; do not use it"
 	case CompletedNotDurable:
 		if s.Sync {
 			r.Summary = "completed but not durable (not every file was synced by pg_basebackup): a crash of the machine since may have lost part of it"

@@ -98,7 +98,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	want := map[Verdict]int{Completed: 0, NotComplete: 1, Failed: 2, Running: 3, CompletedNotDurable: 4}
+	want := map[Verdict]int{Completed: 0, NotComplete: 1, Failed: 2, Running: 3, CompletedNotDurable: 4, Stalled: 5, CompletedUnconfirmed: 6}
 	for v, code := range want {
 		if v.ExitCode() != code {
 			t.Errorf("%v: exit %d, want %d", v, v.ExitCode(), code)

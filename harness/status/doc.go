@@ -87,7 +87,9 @@
 // implementation; [Procfs] answers from Linux /proc, tests use a fake. A
 // missing status file is never judged completed, nor final (the run may
 // not have written it yet); a directory given in its place is refused
-// ([ErrIsDirectory]).
+// ([ErrIsDirectory]). The report names the file's owner, and a file that
+// says completed is [CompletedUnconfirmed] unless every directory its
+// DIRECTORY lines record is there and is that owner's.
 //
 // A pid means something only within one PID namespace during one boot.
 // The writer records both on Linux (BOOT ID, PID NAMESPACE). With a

@@ -44,11 +44,24 @@ func ownedBy(path string, fi fs.FileInfo, uid uint32) error {
 }
 
 // userName is "uid N (name)", or "uid N" for a uid without a name.
-func userName(uid uint32) string {
+func userName(uid uint32) string { return lookupOwner(uid).String() }
+
+// lookupOwner is the user uid, with its name if the user database has one.
+func lookupOwner(uid uint32) FileOwner {
 	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+		return FileOwner{UID: uid, Name: u.Username}
 	}
-	return fmt.Sprintf("uid %d", uid)
+	return FileOwner{UID: uid}
+}
+
+// fileOwner is the owner of what fi describes, nil if it cannot be told.
+func fileOwner(fi fs.FileInfo) *FileOwner {
+	uid, err := ownerOf(fi)
+	if err != nil {
+		return nil
+	}
+	o := lookupOwner(uid)
+	return &o
 }
 
 // owner is the user whose file-system credentials a removal runs with:

@@ -19,7 +19,14 @@
 //	5   alive but stalled: the process is stopped, or no update of the
 //	    status file for status.StallIntervals intervals (at least
 //	    status.MinStallAge) while receiving data or waiting for WAL
+//	6   the file says completed, but a directory it records is missing,
+//	    not a directory, owned by another user than the status file, or
+//	    cannot be examined: do not use it
 //	64  usage error (also for -h, and for a directory where FILE is wanted)
+//
+// The report names the owner of the status file. A status file that is a
+// symlink is refused; a parse error quotes the file only to its owner
+// (never to root); text output is escaped (status.Escape).
 //
 // --wait polls every --interval (default 1s) until the verdict is final
 // (completed, failed, or "in progress" with the process gone) or --timeout
@@ -96,7 +103,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprintf(stderr, "%s\n", usageLine)
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nexit codes: 0 completed and durable, 1 not complete, 2 failed, 3 still running,\n"+
-			"4 completed but not durable, 5 alive but stalled, 64 usage error\n"+
+			"4 completed but not durable, 5 alive but stalled,\n"+
+			"6 says completed but its directories are missing or not the status file owner's, 64 usage error\n"+
 			"--remove-if-dead: 0 removed (--dry-run: would be), 1 refused, 2 removal failed part way, 64 usage error\n")
 	}
 	var paths []string
@@ -275,6 +283,11 @@ func writeText(w io.Writer, r *status.Report) {
 	}
 	if s := r.Status; s != nil {
 		row("status file", "%s (format %d, checksum %08X ok)", r.StatusFile, s.Version, s.Checksum)
+	}
+	if r.Owner != nil {
+		row("owner", "%s, the owner of the status file", r.Owner)
+	}
+	if s := r.Status; s != nil {
 		if len(s.UnknownKeys) > 0 {
 			row("note", "ignored the lines of keys this reader does not know (a later pg_basebackup added them): %s",
 				strings.Join(s.UnknownKeys, ", "))
