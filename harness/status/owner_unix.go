@@ -5,9 +5,11 @@ package status
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"os/user"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -67,14 +69,19 @@ func fileOwner(fi fs.FileInfo) *FileOwner {
 // owner is the user whose file-system credentials a removal runs with:
 // the owner of the status file.
 type owner struct {
+	// uid is the user; gid the group it acts with (its file-system gid).
 	uid, gid uint32
-	// groups are the user's groups, its primary group first.
+	// groups are the user's groups, its primary group first; none for
+	// a user the user database does not know.
 	groups []uint32
 }
 
 // ownerWithGroups returns the owner of what fi describes, with its primary
-// group and groups from the user database; a uid the database does not
-// know gets the file's group alone.
+// group and groups from the user database. A uid the database does not
+// know gets no groups, and acts with the group of no one (noGroup), never
+// the file's group: a file takes the group of a setgid directory it is
+// made in, which says nothing of its owner. If that group is the file's
+// after all, acting as the owner is refused.
 func ownerWithGroups(fi fs.FileInfo) (owner, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -83,7 +90,26 @@ func ownerWithGroups(fi fs.FileInfo) (owner, error) {
 	if gids := groupsOf(st.Uid); len(gids) > 0 {
 		return owner{uid: st.Uid, gid: gids[0], groups: gids}, nil
 	}
-	return owner{uid: st.Uid, gid: st.Gid, groups: []uint32{st.Gid}}, nil
+	gid := noGroup()
+	if gid == st.Gid {
+		return owner{}, fmt.Errorf("%s has no entry in the user database, and %s is in group %d, the kernel's overflow group, which it would act with for want of its own: cannot act as it",
+			userName(st.Uid), fi.Name(), gid)
+	}
+	return owner{uid: st.Uid, gid: gid}, nil
+}
+
+// noGroup is the group an owner without an entry in the user database
+// acts with: the kernel's overflow group (/proc/sys/kernel/overflowgid,
+// 65534, "nogroup"), which stands for groups that cannot be named and
+// should own nothing.
+func noGroup() uint32 {
+	data, err := os.ReadFile("/proc/sys/kernel/overflowgid")
+	if err == nil {
+		if g, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32); err == nil {
+			return uint32(g)
+		}
+	}
+	return 65534
 }
 
 // fileID returns the identity of what fi describes.
@@ -114,7 +140,7 @@ func mayRemoveFrom(parent fs.FileInfo, u owner) bool {
 		return true
 	case st.Uid == u.uid:
 		return perm&0o300 == 0o300
-	case slices.Contains(u.groups, st.Gid):
+	case st.Gid == u.gid || slices.Contains(u.groups, st.Gid):
 		return perm&0o030 == 0o030
 	}
 	return perm&0o003 == 0o003
