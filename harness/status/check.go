@@ -225,26 +225,35 @@ func judgeNested(l *Liveness, s *Status, ns PIDNamespaces, slack time.Duration) 
 		l.Reason = fmt.Sprintf("the writer's pid %d is numbered in PID namespace %s, and the processes of other namespaces cannot be told: %v", s.PID, s.PIDNamespace, err)
 		return
 	}
-	var unseen []NestedProcess
+	var unseen, late []NestedProcess
 	for _, n := range nested {
-		if n.NSpid[len(n.NSpid)-1] != s.PID || (!s.StartTime.IsZero() && n.StartTime.After(s.StartTime.Add(slack))) {
+		m := compareStart(s, n.StartTicks, n.TicksAsOwn, n.StartTime, slack)
+		switch {
+		case n.NSpid[len(n.NSpid)-1] != s.PID || m == startOther || (n.Namespace != s.PIDNamespace && n.Namespace != ""):
 			continue
-		}
-		switch n.Namespace {
-		case s.PIDNamespace:
+		case n.Namespace == "":
+			unseen = append(unseen, n)
+		case m == startLater:
+			late = append(late, n)
+		default:
 			l.Nested = []NestedProcess{n}
 			l.Alive, l.Certain = true, true
-			l.Reason = fmt.Sprintf("pid %d in PID namespace %s is %s (pid %d here), started at %s, by the recorded start %s",
-				s.PID, s.PIDNamespace, WriterName, n.PID, n.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+			l.Reason = fmt.Sprintf("pid %d in PID namespace %s is %s (pid %d here), %s",
+				s.PID, s.PIDNamespace, WriterName, n.PID, startedHow(s, n.StartTicks, n.TicksAsOwn, n.StartTime))
 			return
-		case "":
-			unseen = append(unseen, n)
 		}
 	}
-	if len(unseen) > 0 {
+	switch {
+	case len(unseen) > 0:
 		l.Nested = unseen
 		l.Reason = fmt.Sprintf("a %s has pid %d in a PID namespace this reader may not see (pid %d here): cannot tell whether it is the writer, in %s",
 			WriterName, s.PID, unseen[0].PID, s.PIDNamespace)
+		return
+	case len(late) > 0:
+		n := late[0]
+		l.Nested = late
+		l.Reason = fmt.Sprintf("pid %d in PID namespace %s is a %s (pid %d here) %s",
+			s.PID, s.PIDNamespace, WriterName, n.PID, startedLater(s, n.StartTicks, n.TicksAsOwn, n.StartTime))
 		return
 	}
 	l.Certain = true
@@ -272,17 +281,9 @@ func judgeHere(l *Liveness, s *Status, p Processes, slack time.Duration, doubt b
 	case info.Name != WriterName:
 		found = fmt.Sprintf("pid %d is now %q, not %s", s.PID, info.Name, WriterName)
 		died = "the run died and its pid was reused"
-	case s.StartTime.IsZero():
-		l.Certain = false
-		l.Reason = fmt.Sprintf("pid %d is %s, but the file records no start time to tell whether it is the writer", s.PID, WriterName)
-	case info.StartTime.After(s.StartTime.Add(slack)):
-		found = fmt.Sprintf("pid %d is a %s started at %s, after the recorded start %s",
-			s.PID, WriterName, info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
-		died = "the run died and its pid was reused"
 	default:
-		l.Alive = true
-		l.Reason = fmt.Sprintf("pid %d is %s, started at %s, by the recorded start %s", s.PID, WriterName,
-			info.StartTime.UTC().Format(time.RFC3339), s.StartTime.Format(time.RFC3339))
+		found = judgeWriterStart(l, s, info, slack)
+		died = "the run died and its pid was reused"
 	}
 	if found != "" {
 		l.Reason = found + ": " + died
@@ -324,7 +325,9 @@ func namespaceDoubt(l *Liveness, found string, s *Status, p Processes, slack tim
 		return
 	}
 	for _, n := range nested {
-		if s.StartTime.IsZero() || !n.StartTime.After(s.StartTime.Add(slack)) {
+		// One that started later by the wall clock counts: the clock
+		// may have been set forward since.
+		if compareStart(s, n.StartTicks, n.TicksAsOwn, n.StartTime, slack) != startOther {
 			l.Nested = append(l.Nested, n)
 		}
 	}

@@ -41,6 +41,21 @@ func machine(name string, offset time.Duration) fakeProcesses {
 	}}
 }
 
+// withTicks is s with START TICKS ticks.
+func withTicks(s *Status, ticks uint64) *Status {
+	s.StartTicks = ticks
+	return s
+}
+
+// ticked gives process 1234 of m its start in ticks, as it saw them
+// itself if own.
+func ticked(m fakeProcesses, ticks uint64, own bool) fakeProcesses {
+	p := m.procs[1234]
+	p.StartTicks, p.TicksAsOwn = ticks, own
+	m.procs[1234] = p
+	return m
+}
+
 func TestDecide(t *testing.T) {
 	nosync := completedStatus()
 	nosync.Sync, nosync.Durable = false, false
@@ -65,7 +80,13 @@ func TestDecide(t *testing.T) {
 		{"running", inProgressStatus(true), machine(WriterName, -time.Second), Running, 3, false, "started at"},
 		{"running, not started on the server", inProgressStatus(false), machine(WriterName, -time.Second), Running, 3, false, ""},
 		{"running, started within the slack", inProgressStatus(true), machine(WriterName, 2*time.Second), Running, 3, false, ""},
-		{"pid reused by a later pg_basebackup", inProgressStatus(true), machine(WriterName, 3*time.Second), NotComplete, 1, true, "pid was reused"},
+		// Later by the wall clock: the clock may have been set forward.
+		{"pid of a later pg_basebackup", inProgressStatus(true), machine(WriterName, 3*time.Second), NotComplete, 1, false, "set forward"},
+		{"pid reused, START TICKS tell", withTicks(inProgressStatus(true), 5000), ticked(machine(WriterName, -time.Second), 5001, true), NotComplete, 1, true, "pid was reused"},
+		{"START TICKS match, later by the clock", withTicks(inProgressStatus(true), 5000), ticked(machine(WriterName, time.Hour), 5000, true), Running, 3, false, "as START TICKS records"},
+		{"START TICKS of another time namespace", withTicks(inProgressStatus(true), 5000), ticked(machine(WriterName, -time.Second), 9000, false), Running, 3, false, "started at"},
+		{"START TICKS of another time namespace, later by the clock", withTicks(inProgressStatus(true), 5000), ticked(machine(WriterName, time.Hour), 9000, false), NotComplete, 1, false, "another time namespace"},
+		{"START TICKS, no start time", withTicks(unknownStart, 5000), ticked(machine(WriterName, 0), 5000, true), Running, 3, false, "as START TICKS records"},
 		{"pid reused by another program", inProgressStatus(true), machine("postgres", -time.Second), NotComplete, 1, true, `now "postgres"`},
 		{"pid gone", inProgressStatus(true), fakeProcesses{host: "db1"}, NotComplete, 1, true, "is gone"},
 		{"zombie", inProgressStatus(true), zombie, NotComplete, 1, true, "zombie"},

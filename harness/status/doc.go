@@ -20,6 +20,10 @@
 //	START TIME: 2026-11-25 09:18:00 UTC
 //	PID: 1234
 //	HOST: hostname
+//	BOOT ID: 6c1b3f0e-...              (these three on Linux, each optional: the boot,
+//	PID NAMESPACE: pid:[4026531836]       the PID namespace PID is numbered in, and
+//	START TICKS: 81234                    (patch 0004) when PID started, in clock
+//	                                      ticks since boot: field 22 of /proc/PID/stat)
 //	LABEL: pg_basebackup base backup
 //	PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6
 //	FORMAT: plain | tar                (or TARGET: server:/path with --target)
@@ -99,7 +103,19 @@
 // nested one is looked up by namespace and namespace-local pid; any other
 // reader cannot tell. A file without those lines is never called dead by a
 // reader outside the host's namespace, nor while a pg_basebackup in a
-// nested namespace has the recorded pid there and started in time.
+// nested namespace has the recorded pid there and may be the writer.
+//
+// Whether a live pg_basebackup with the recorded pid is the writer, or a
+// later process that reused the pid, is told by when it started. With
+// START TICKS (when the writer started, in clock ticks since boot, which
+// setting the wall clock does not move), the two are compared exactly, on
+// the boot's clock, when the process is in the reader's time namespace:
+// another tick is another process. Without them, only START TIME can be
+// compared with the process's start on the wall clock as it is now
+// (/proc/stat btime moves when the clock is set): a process that started
+// no later than START TIME (+ the slack) is taken for the writer, and one
+// that started later cannot be told from the writer under a clock set
+// forward since, so the check cannot tell; it never says dead for it.
 //
 // A live run is [Running], or [Stalled] when its process is stopped or, in
 // a phase in which the writer rewrites the file every UPDATE INTERVAL

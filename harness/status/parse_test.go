@@ -239,7 +239,13 @@ func TestValid(t *testing.T) {
 	progressOdd.Directories = []Directory{{Unprintable: true}, {Path: "/", Created: true}, {Path: "/x/created y"}}
 	progressUnknownTime := withProgress(inProgressStatus(true))
 	progressUnknownTime.UpdateTime, progressUnknownTime.BytesTotal = time.Time{}, 0
+	identity := withProgress(inProgressStatus(true))
+	identity.BootID, identity.PIDNamespace, identity.StartTicks = "6c1b3f0e-1111-4a5b-9c1d-0123456789ab", "pid:[4026531836]", 1<<64-1
+	ticksOnly := completedStatus()
+	ticksOnly.StartTicks = 1
 	for name, s := range map[string]*Status{
+		"boot, namespace, start ticks":    identity,
+		"start ticks alone":               ticksOnly,
 		"progress completed":              withProgress(completedStatus()),
 		"progress in progress":            withProgress(inProgressStatus(true)),
 		"progress starting":               progressStarting,
@@ -325,6 +331,10 @@ func TestInvalid(t *testing.T) {
 		{"left-to-right mark in program version", replace("18.6", "18.6\u200e"), 7, "control character U+200E"},
 		{"Arabic letter mark in label", replace("base backup", "base\u061cbackup"), 6, "control character U+061C"},
 		{"line separator in label", replace("base backup", "base\u2028backup"), 6, "control character U+2028"},
+		{"start ticks zero", replace("HOST: db1\n", "HOST: db1\nSTART TICKS: 0\n"), 6, "not a start time in clock ticks"},
+		{"start ticks leading zero", replace("HOST: db1\n", "HOST: db1\nSTART TICKS: 012\n"), 6, "not a start time in clock ticks"},
+		{"start ticks too large", replace("HOST: db1\n", "HOST: db1\nSTART TICKS: 18446744073709551616\n"), 6, "not a start time in clock ticks"},
+		{"start ticks after label", replace("LABEL: pg_basebackup base backup\n", "LABEL: pg_basebackup base backup\nSTART TICKS: 5\n"), 7, "START TICKS out of place"},
 		{"C1 in the line of an unknown key", replace("SYNC: on\n", "SYNC: on\nNEW KEY: a\u0085b\n"), 11, "control character U+0085"},
 		{"empty line", replace("HOST: db1\n", "HOST: db1\n\n"), 6, "empty line"},
 		{"no space after colon", replace("PID: 1234", "PID:1234"), 4, "not a KEY: value line"},

@@ -40,8 +40,11 @@ type NestedProcess struct {
 	// NSpid is its pid in each namespace it is in, the reader's first
 	// and its own last.
 	NSpid []int `json:"nspid"`
-	// StartTime is when it started.
+	// StartTime is when it started, on the wall clock as it is now.
 	StartTime time.Time `json:"start_time"`
+	// StartTicks and TicksAsOwn are as in ProcessInfo.
+	StartTicks uint64 `json:"start_ticks,omitzero"`
+	TicksAsOwn bool   `json:"ticks_as_own,omitempty"`
 	// Namespace is its PID namespace, "pid:[INODE]", or empty if this
 	// reader may not see it (another user's process, to a reader other
 	// than root).
@@ -144,7 +147,8 @@ func (p Procfs) NestedWriters(pid int) ([]NestedProcess, error) {
 		// Another user's namespace link is hidden from a reader other
 		// than root; the caller then cannot tell which namespace it is.
 		ns, _ := os.Readlink(filepath.Join(root, e.Name(), "ns", "pid"))
-		found = append(found, NestedProcess{PID: n, NSpid: nspid, StartTime: start, Namespace: ns})
+		found = append(found, NestedProcess{PID: n, NSpid: nspid, StartTime: start, Namespace: ns,
+			StartTicks: st.startTicks, TicksAsOwn: p.sameTimeNamespace(n)})
 	}
 	return found, nil
 }

@@ -56,8 +56,10 @@ const (
 // TestLivenessPIDNamespacesFakeProc: the liveness check, reading fake /proc
 // trees, never calls a run dead when the reader is in a PID namespace other
 // than the host's, nor when a pg_basebackup in a nested namespace has the
-// recorded pid there; it still does when no such process exists or it
-// started after START TIME.
+// recorded pid there, even one that started after START TIME by the wall
+// clock (which may have been set forward); it still does when no such
+// process exists (and, with START TICKS, when it started at another tick:
+// TestClockSteppedForwardNested).
 func TestLivenessPIDNamespacesFakeProc(t *testing.T) {
 	s := inProgressStatus(true) // pid 1234 on db1
 	start := s.StartTime
@@ -77,7 +79,7 @@ func TestLivenessPIDNamespacesFakeProc(t *testing.T) {
 		{"other namespace, pid another program", otherNS, func(p fakeProc) { p.add(1234, "bash", "S", start, "1234") },
 			NotComplete, false, "PID namespace other than the host's"},
 		{"other namespace, pid reused later", otherNS, func(p fakeProc) { p.add(1234, WriterName, "S", start.Add(time.Minute), "1234") },
-			NotComplete, false, "PID namespace other than the host's"},
+			NotComplete, false, "cannot be told"},
 		{"other namespace, alive", otherNS, func(p fakeProc) { p.add(1234, WriterName, "S", start.Add(-time.Second), "1234") },
 			Running, false, "started at"},
 		{"nested pg_basebackup has the pid", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start.Add(-time.Second), "5678\t1234") },
@@ -88,8 +90,9 @@ func TestLivenessPIDNamespacesFakeProc(t *testing.T) {
 			p.add(1234, "systemd", "S", start.Add(-time.Hour), "1234")
 			p.add(5678, WriterName, "S", start, "5678\t1234")
 		}, NotComplete, false, "another PID namespace has pid 1234"},
+		// Later by the wall clock: it may have been set forward.
 		{"nested, started later", hostNS, func(p fakeProc) { p.add(5678, WriterName, "S", start.Add(time.Minute), "5678\t1234") },
-			NotComplete, true, "is gone"},
+			NotComplete, false, "another PID namespace has pid 1234"},
 		{"nested, zombie", hostNS, func(p fakeProc) { p.add(5678, WriterName, "Z", start, "5678\t1234") },
 			NotComplete, true, "is gone"},
 		{"nested, another program", hostNS, func(p fakeProc) { p.add(5678, "postgres", "S", start, "5678\t1234") },
@@ -225,7 +228,7 @@ func TestLivenessRecordedIdentityFakeProc(t *testing.T) {
 		{"writer in a container, started later", hostNS, bootA, otherNS, func(p fakeProc) {
 			p.add(5678, WriterName, "S", start.Add(time.Minute), "5678\t1234")
 			p.setNamespace(5678, otherNS)
-		}, NotComplete, true, "the run died"},
+		}, NotComplete, false, "set forward"},
 		{"reader in a third namespace", thirdNS, bootA, otherNS, func(fakeProc) {}, NotComplete, false, "which is not the host's"},
 		{"reader in a container, writer on the host", otherNS, bootA, hostNS, func(fakeProc) {}, NotComplete, false, "which is not the host's"},
 		{"reader's namespace unknown", "", bootA, otherNS, func(fakeProc) {}, NotComplete, false, "cannot be told"},

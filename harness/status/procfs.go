@@ -34,8 +34,16 @@ type ProcessInfo struct {
 	Zombie bool `json:"zombie,omitempty"`
 	// Name is the process name (Linux comm, at most 15 bytes).
 	Name string `json:"name,omitempty"`
-	// StartTime is when the process started.
+	// StartTime is when the process started, on the wall clock as it is
+	// now (the boot time, /proc/stat btime, moves when it is set).
 	StartTime time.Time `json:"start_time,omitzero"`
+	// StartTicks is when the process started, in clock ticks since boot
+	// (field 22 of /proc/PID/stat, as this reader sees it); 0 if unknown.
+	StartTicks uint64 `json:"start_ticks,omitzero"`
+	// TicksAsOwn says the process sees its start as StartTicks too, so
+	// that it compares with the START TICKS it would record: it is in
+	// this reader's time namespace, or the kernel has none.
+	TicksAsOwn bool `json:"ticks_as_own,omitempty"`
 	// Stopped says the process is stopped (state T, by SIGSTOP or job
 	// control, or t, by a debugger): it makes no progress until continued.
 	Stopped bool `json:"stopped,omitempty"`
@@ -97,14 +105,34 @@ func (p Procfs) Process(pid int) (ProcessInfo, error) {
 		return ProcessInfo{}, err
 	}
 	return ProcessInfo{
-		Exists:    true,
-		Zombie:    st.state == "Z" || st.state == "X" || st.state == "x",
-		Stopped:   st.state == "T" || st.state == "t",
-		Name:      st.name,
-		StartTime: start,
-		PPID:      st.ppid,
-		PGID:      st.pgid,
+		Exists:     true,
+		Zombie:     st.state == "Z" || st.state == "X" || st.state == "x",
+		Stopped:    st.state == "T" || st.state == "t",
+		Name:       st.name,
+		StartTime:  start,
+		StartTicks: st.startTicks,
+		TicksAsOwn: p.sameTimeNamespace(pid),
+		PPID:       st.ppid,
+		PGID:       st.pgid,
 	}, nil
+}
+
+// sameTimeNamespace says whether process pid is in this reader's time
+// namespace (/proc/PID/ns/time, Linux 5.6): the kernel shows every
+// process's start in ticks shifted by the reader's namespace's offset, so
+// only then is it what the process saw itself. True on a kernel without
+// time namespaces; false if it cannot be told (another user's process, to
+// a reader other than root).
+func (p Procfs) sameTimeNamespace(pid int) bool {
+	mine, err := os.Readlink(filepath.Join(p.root(), "self", "ns", "time"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	theirs, err := os.Readlink(filepath.Join(p.root(), strconv.Itoa(pid), "ns", "time"))
+	return err == nil && theirs == mine
 }
 
 // root is the proc file system: Root, or "/proc".

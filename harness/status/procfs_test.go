@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,13 +113,33 @@ func TestLivenessRealProcess(t *testing.T) {
 		t.Fatalf("live process: %v (%s)", r.Verdict, r.Summary)
 	}
 
-	// The same pid, but the file says the run started a minute before the
-	// process: that is a reused pid.
+	// With the START TICKS the writer records, read in /proc/PID/stat as
+	// the process itself would: running, compared on the boot's clock.
+	info, err := Procfs{}.Process(cmd.Process.Pid)
+	if err != nil || info.StartTicks == 0 || !info.TicksAsOwn {
+		t.Fatalf("process %+v %v: no start in ticks comparable with its own", info, err)
+	}
+	ticked := *s
+	ticked.StartTicks = info.StartTicks
+	writeFile(t, dir, statusName, ticked.Encode())
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != Running || !strings.Contains(r.Summary, "as START TICKS records") {
+		t.Fatalf("START TICKS: %v (%s)", r.Verdict, r.Summary)
+	}
+
+	// The same pid, but START TICKS are another tick: a reused pid.
+	ticked.StartTicks--
+	writeFile(t, dir, statusName, ticked.Encode())
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final || !strings.Contains(r.Summary, "pid was reused") {
+		t.Fatalf("reused pid: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	}
+	// Without START TICKS, a file that says the run started a minute
+	// before the process cannot tell a reused pid from a wall clock set
+	// forward since: not dead, not final.
 	old := *s
 	old.StartTime = s.StartTime.Add(-time.Minute)
 	writeFile(t, dir, statusName, old.Encode())
-	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || !r.Final {
-		t.Fatalf("reused pid: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
+	if r := Check(filepath.Join(dir, statusName), ownNamespace(t)...); r.Verdict != NotComplete || r.Final {
+		t.Fatalf("later by the clock: %v final %v (%s)", r.Verdict, r.Final, r.Summary)
 	}
 
 	writeFile(t, dir, statusName, s.Encode())

@@ -145,9 +145,11 @@ func TestStoppedWriter(t *testing.T) {
 }
 
 // TestRemoveReusedPid: the recorded pid belongs to a live pg_basebackup
-// that started after the recorded START TIME: another run reused the pid,
-// so the recorded run is dead and its directory is removed. The same file
-// with a matching start time is refused.
+// that started at another tick since boot than START TICKS: another run
+// reused the pid, so the recorded run is dead and its directory is
+// removed. The same file with a matching start time is refused, and so is
+// one without START TICKS whose START TIME is before the process started
+// (the wall clock may have been set forward since).
 func TestRemoveReusedPid(t *testing.T) {
 	cmd := fakeWriter(t, "", "60")
 	dir := filepath.Join(t.TempDir(), "b1")
@@ -157,8 +159,19 @@ func TestRemoveReusedPid(t *testing.T) {
 		t.Fatalf("matching start: exit %d refused %q", rm.ExitCode, rm.Refused)
 	}
 
+	// Later by the wall clock alone: it may have been set forward.
 	s.StartTime = s.StartTime.Add(-time.Minute)
 	s.UpdateTime = s.StartTime
+	statusBeside(t, dir, s)
+	if rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...); rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, "set forward") {
+		t.Fatalf("later by the clock: exit %d refused %q", rm.ExitCode, rm.Refused)
+	}
+	// START TICKS of another tick: reused.
+	info, err := Procfs{}.Process(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.StartTicks = info.StartTicks - 1
 	statusBeside(t, dir, s)
 	rm := RemoveIfDead(t.Context(), file, false, ownNamespace(t)...)
 	if rm.ExitCode != ExitRemoved || !strings.Contains(rm.Over, "pid was reused") {

@@ -9,6 +9,7 @@ const (
 	keyHost           = "HOST"
 	keyBootID         = "BOOT ID"
 	keyPIDNamespace   = "PID NAMESPACE"
+	keyStartTicks     = "START TICKS"
 	keyLabel          = "LABEL"
 	keyProgramVersion = "PROGRAM VERSION"
 	keyFormat         = "FORMAT"
@@ -147,6 +148,17 @@ func specV1() *formatSpec {
 					return detailf("%s is not a PID namespace (pid:[INODE])", quote(v))
 				}
 				s.PIDNamespace = v
+				return nil
+			}},
+			// Patch 0004, on Linux: when the writer started, in clock
+			// ticks since boot (field 22 of /proc/self/stat), which a
+			// wall clock set forward or back does not move.
+			{keyStartTicks, maybe, func(s *Status, v string) error {
+				n, err := parseDecimal(v, 64)
+				if err != nil || n == 0 {
+					return detailf("%s is not a start time in clock ticks since boot", quote(v))
+				}
+				s.StartTicks = n
 				return nil
 			}},
 			{keyLabel, always, text(func(s *Status) *string { return &s.Label }, true)},

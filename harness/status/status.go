@@ -319,6 +319,12 @@ type Status struct {
 	// /proc/self/ns/pid links to it: "pid:[INODE]"; empty if the writer
 	// could not tell.
 	PIDNamespace string `json:"pid_namespace,omitempty"`
+	// StartTicks is the START TICKS, when process PID started, in clock
+	// ticks since boot as it saw them itself (field 22 of
+	// /proc/self/stat); 0 if the writer did not record it (not Linux,
+	// or a writer before patch 0004). Unlike StartTime it does not move
+	// when the wall clock is set.
+	StartTicks uint64 `json:"start_ticks,omitzero"`
 	// Label is the backup label, control characters replaced by '?'.
 	Label string `json:"label"`
 	// ProgramVersion is pg_basebackup's version string.
@@ -426,6 +432,9 @@ func (s *Status) Encode() []byte {
 	}
 	if s.PIDNamespace != "" {
 		line(keyPIDNamespace, s.PIDNamespace)
+	}
+	if s.StartTicks != 0 {
+		line(keyStartTicks, strconv.FormatUint(s.StartTicks, 10))
 	}
 	line(keyLabel, s.Label)
 	line(keyProgramVersion, s.ProgramVersion)
