@@ -247,6 +247,17 @@ type DirUser struct {
 	Name string `json:"name"`
 	// Why says what ties it to the directories.
 	Why string `json:"why"`
+	// WALChild says it is tied to the run only by its parent or process
+	// group, which is the run's pid: it may be the WAL streaming child.
+	// Then UIDs are its real, effective, saved and file-system uids
+	// (/proc/PID/status; none if unknown), and StartTicks and TicksAsOwn
+	// when it started, as in ProcessInfo: whether it may be the run's
+	// child is the caller's to judge (RemoveIfDead: a process of the
+	// status file's owner that did not start before the writer).
+	WALChild   bool     `json:"wal_child,omitempty"`
+	UIDs       []uint32 `json:"uids,omitempty"`
+	StartTicks uint64   `json:"start_ticks,omitzero"`
+	TicksAsOwn bool     `json:"ticks_as_own,omitempty"`
 }
 
 // DirUsers is implemented by Processes that can tell which processes use
@@ -256,8 +267,9 @@ type DirUsers interface {
 	// the calling one (whose open handles are the remover's), whose working
 	// directory or an open file is in one of dirs (resolved absolute
 	// paths) or below, and, if pid > 0, the pg_basebackup processes whose
-	// parent or process group is pid: the WAL streaming child that
-	// survives its parent's SIGKILL. An error means it cannot be told.
+	// parent or process group is pid (DirUser.WALChild, with their uids
+	// and start): the WAL streaming child that survives its parent's
+	// SIGKILL may be one of them. An error means it cannot be told.
 	//
 	// ids, if not nil, are the identities of the directories and of
 	// everything in them: a working directory or an open file that is
@@ -325,30 +337,65 @@ func (p Procfs) DirUsers(dirs []string, ids map[FileID]bool, pid int) ([]DirUser
 			// them, until exec closes them.
 			continue
 		}
-		add := func(why string) { users = append(users, DirUser{PID: n, Name: st.name, Why: why}) }
-		if pid > 0 && n != pid && st.name == WriterName && (st.ppid == pid || st.pgid == pid) {
-			add(fmt.Sprintf("a %s whose parent or process group is the run's pid %d (the WAL streaming child)", WriterName, pid))
-			continue
-		}
 		important := st.name == WriterName || st.name == "postgres"
 		cwd, fds, err := processLinks(base, important)
-		switch {
-		case err != nil && important:
+		if err != nil && important {
 			return nil, fmt.Errorf("cannot see the working directory and open files of pid %d (%s): %w", n, st.name, err)
-		case cwd != "" && (inDirs(cwd) || known(filepath.Join(base, "cwd"))):
-			add("working directory " + cwd)
-			continue
 		}
-		for _, fd := range fds {
-			link := filepath.Join(base, "fd", fd.Name())
-			target, err := os.Readlink(link)
-			if err == nil && (inDirs(target) || (filepath.IsAbs(target) && known(link))) {
-				add("open file " + target)
-				break
-			}
+		u := DirUser{PID: n, Name: st.name, Why: usesDirs(base, cwd, fds, inDirs, known)}
+		if u.Why == "" && pid > 0 && n != pid && st.name == WriterName && (st.ppid == pid || st.pgid == pid) {
+			u.Why = fmt.Sprintf("a %s whose parent or process group is the run's pid %d (the WAL streaming child)", WriterName, pid)
+			u.WALChild, u.StartTicks, u.TicksAsOwn = true, st.startTicks, p.sameTimeNamespace(n)
+			u.UIDs = readUIDs(filepath.Join(base, "status"))
+		}
+		if u.Why != "" {
+			users = append(users, u)
 		}
 	}
 	return users, nil
+}
+
+// usesDirs says what ties the process at base (/proc/PID) to the
+// directories: its working directory cwd, or one of its open files fds,
+// in them (inDirs, by path) or one of them (known, by identity through
+// the /proc link); "" if nothing.
+func usesDirs(base, cwd string, fds []os.DirEntry, inDirs, known func(string) bool) string {
+	if cwd != "" && (inDirs(cwd) || known(filepath.Join(base, "cwd"))) {
+		return "working directory " + cwd
+	}
+	for _, fd := range fds {
+		link := filepath.Join(base, "fd", fd.Name())
+		target, err := os.Readlink(link)
+		if err == nil && (inDirs(target) || (filepath.IsAbs(target) && known(link))) {
+			return "open file " + target
+		}
+	}
+	return ""
+}
+
+// readUIDs reads the real, effective, saved and file-system uids from the
+// Uid line of a /proc/PID/status file; none if it cannot.
+func readUIDs(path string) []uint32 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		v, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		var uids []uint32
+		for _, f := range strings.Fields(v) {
+			n, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return nil
+			}
+			uids = append(uids, uint32(n))
+		}
+		return uids
+	}
+	return nil
 }
 
 // processLinks reads the working directory and the list of open files of

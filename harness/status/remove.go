@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -92,9 +93,10 @@ type RemoveStep struct {
 	// Resumed says an interrupted removal had renamed it to Tombstone
 	// already.
 	Resumed bool `json:"resumed,omitempty"`
-	// Kept says why a file was left alone when its turn came: it was no
-	// longer the file judged (a new run rewrote it). (A file gone by
-	// then is Missing.)
+	// Kept says why a file was left alone: from the start, a temporary
+	// file of another user than the status file's owner (never removed);
+	// or, when its turn came, it was no longer the file judged (a new run
+	// rewrote it). (A file gone by then is Missing.)
 	Kept string `json:"kept,omitempty"`
 	// Done says the step was carried out (for a kept file: that it was
 	// dealt with).
@@ -161,9 +163,10 @@ func (rm *Removal) fail(err error) *Removal {
 //     run whose clock lags still rewrites its file); ctx ends the watch,
 //     refusing;
 //   - no process of this host has its working directory or an open file
-//     in the directories, and no pg_basebackup is a child or in the
-//     process group of the recorded pid (the WAL streaming child outlives
-//     its parent's SIGKILL);
+//     in the directories, and no pg_basebackup that may be the run's WAL
+//     streaming child (which outlives its parent's SIGKILL) is a child or
+//     in the process group of the recorded pid: one of the status file's
+//     owner that did not start before the writer (see mayBeRunsChild);
 //   - there is at least one DIRECTORY (a run with -D - or --target records
 //     none: nothing is known to be its); every DIRECTORY is printable, an
 //     absolute clean path other than "/", a directory and not a symlink,
@@ -175,7 +178,9 @@ func (rm *Removal) fail(err error) *Removal {
 //     (pg_basebackup refuses such a --status-file);
 //   - the privilege boundary: the status file, its temporary files
 //     (FILE.PID.tmp, FILE.tmp), every recorded directory and every entry
-//     in them are owned by one user, the owner of the status file;
+//     in them are owned by one user, the owner of the status file (a
+//     temporary file of another user is kept, RemoveStep.Kept, and does
+//     not stop the removal);
 //     nothing in them is a mount point, a FIFO, a socket or a device, nor
 //     deeper than 32 levels; a created directory is not a mount point,
 //     and its parent, like the status file's, lets that user remove it. And all the file-system work, judging
@@ -293,7 +298,7 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner, name string,
 		}
 		rm.Over += ", and " + seen
 	}
-	if err := checkUsers(p.paths(), s, c, p.ids); err != nil {
+	if err := checkUsers(p.paths(), s, u.uid, c, p.ids); err != nil {
 		return rm.refuse("%v", err)
 	}
 	if rm.DryRun {
@@ -564,7 +569,8 @@ func (p *plan) judgeFiles(sf *statusRef, data []byte, pid int, sum uint32, u own
 
 // judgeTemp judges the temporary file called name in the status file's
 // directory and, if there is one (or its tombstone, left by an interrupted
-// removal), adds its step: it must be a regular file of u.
+// removal), adds its step: a file of another user than u is kept (see
+// keepForeign); one of u's must be a regular file.
 func (p *plan) judgeTemp(sf *statusRef, name string, sum uint32, u owner) error {
 	tmp := fileStep{name: name}
 	fi, err := sf.dir.Lstat(tmp.name)
@@ -584,6 +590,8 @@ func (p *plan) judgeTemp(sf *statusRef, name string, sum uint32, u owner) error 
 		return nil
 	case err != nil:
 		return fmt.Errorf("cannot examine the temporary file %s: %v", sf.where(tmp.name), err)
+	case p.keepForeign(sf, tmp, fi, u):
+		return nil
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("the temporary file %s is not a regular file (mode %s): pg_basebackup writes one", sf.where(tmp.name), fi.Mode())
 	}
@@ -605,6 +613,23 @@ func (p *plan) judgeTemp(sf *statusRef, name string, sum uint32, u owner) error 
 	}
 	p.steps = append(p.steps, st)
 	return nil
+}
+
+// keepForeign adds the step of a temporary file (or tombstone) tmp that
+// fi says another user than u owns, and says whether it did: another
+// user's file, which is never removed, and which does not stop the
+// removal either (in a shared directory anyone may make a file of that
+// name).
+func (p *plan) keepForeign(sf *statusRef, tmp fileStep, fi fs.FileInfo, u owner) bool {
+	uid, err := ownerOf(fi)
+	if err != nil || uid == u.uid {
+		return false
+	}
+	tmp.foreign = true
+	p.files = append(p.files, tmp)
+	p.steps = append(p.steps, RemoveStep{Path: sf.where(tmp.name), File: StepTempFile,
+		Kept: fmt.Sprintf("owned by %s, not by %s, the owner of the status file: another user's file, never removed", userName(uid), userName(u.uid))})
+	return true
 }
 
 // checkDirectoryLines checks what can be told of the DIRECTORY lines of s
@@ -723,8 +748,10 @@ func looksLikeOurs(h *dirHandle) error {
 }
 
 // checkUsers refuses if a process of this host may still write into the
-// directories, now at paths.
-func checkUsers(paths []string, s *Status, c config, ids map[FileID]bool) error {
+// directories, now at paths: one that uses them, or one that may be the
+// WAL streaming child of the run of s, whose status file owner owns
+// (mayBeRunsChild).
+func checkUsers(paths []string, s *Status, owner uint32, c config, ids map[FileID]bool) error {
 	du, ok := c.procs.(DirUsers)
 	if !ok {
 		return fmt.Errorf("cannot tell which processes use the directories (%T cannot list them)", c.procs)
@@ -746,11 +773,28 @@ func checkUsers(paths []string, s *Status, c config, ids map[FileID]bool) error 
 	if err != nil {
 		return fmt.Errorf("cannot tell which processes use the directories: %v", err)
 	}
+	users = slices.DeleteFunc(users, func(u DirUser) bool { return u.WALChild && !mayBeRunsChild(u, owner, s) })
 	if len(users) > 0 {
 		u := users[0]
 		return fmt.Errorf("pid %d (%s) may still write into the backup: %s (%d such processes)", u.PID, u.Name, u.Why, len(users))
 	}
 	return nil
+}
+
+// mayBeRunsChild says whether u, a process tied to the run of s only by
+// its parent or process group (DirUser.WALChild), may be the run's WAL
+// streaming child: a process of owner, the status file's owner (by any of
+// its uids; unknown uids count), that did not start before the writer in
+// clock ticks since boot (START TICKS, where they compare). Another
+// user's process may have taken the dead pid's number as its process
+// group; it is not the run's. Without START TICKS the start is not
+// judged: a wall clock set back since the run started would make the
+// run's own child seem to have started before it.
+func mayBeRunsChild(u DirUser, owner uint32, s *Status) bool {
+	if len(u.UIDs) > 0 && !slices.Contains(u.UIDs, owner) {
+		return false
+	}
+	return !ticksDecide(s, u.StartTicks, u.TicksAsOwn) || u.StartTicks >= s.StartTicks
 }
 
 // maxNameLen is the longest file name the file systems pg_basebackup
@@ -827,6 +871,10 @@ func (rm *Removal) execute(p *plan, sf *statusRef, data []byte, sum uint32, owne
 	// The files last, each only if it is still the one judged.
 	for i, f := range p.files {
 		st := &rm.Steps[len(dirs)+i]
+		if f.foreign {
+			st.Done = true // kept: another user's
+			continue
+		}
 		c.hook("removing " + st.Path)
 		kept, err := sf.remove(f, sum, c.hook)
 		switch {
@@ -888,5 +936,5 @@ func (rm *Removal) recheck(p *plan, sf *statusRef, data []byte, owner uint32, c 
 	if err := asCaller(func() error { _, _, err := runOver(s, c); return err }); err != nil {
 		return err
 	}
-	return checkUsers(p.paths(), s, c, p.ids)
+	return checkUsers(p.paths(), s, owner, c, p.ids)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -57,4 +58,45 @@ func TestRemoveSetgidGroupNotGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedUnchanged(t, l.file, l.root, "cannot remove")
+}
+
+// TestRemoveForeignTempFileKept: temporary files of the status file that
+// another user owns (A's FILE.PID.tmp, root's FILE.tmp) are another
+// user's files: they are reported as such and kept, and do not stop the
+// clean-up of the owner's dead run (they used to refuse it).
+func TestRemoveForeignTempFileKept(t *testing.T) {
+	l, _ := ownedLayout(t, otherUID)
+	s := l.status()
+	l.write(t, s)
+	chownTree(t, l.file, backupUID)
+	tmp := writeFile(t, filepath.Dir(l.file), filepath.Base(TempPath(l.file, s.PID)), []byte("A's"))
+	if err := os.Lchown(tmp, otherUID, otherUID); err != nil {
+		t.Fatal(err)
+	}
+	legacy := writeFile(t, filepath.Dir(l.file), filepath.Base(LegacyTempPath(l.file)), []byte("root's"))
+	for _, dry := range []bool{true, false} {
+		rm := RemoveIfDead(t.Context(), l.file, dry, WithProcesses(realUsers{deadOnDB1()}))
+		if rm.ExitCode != ExitRemoved {
+			t.Fatalf("dry run %v: exit %d, refused %q, error %q", dry, rm.ExitCode, rm.Refused, rm.Error)
+		}
+		var kept []string
+		for _, st := range rm.Steps {
+			if st.File == StepTempFile && strings.Contains(st.String(), "another user's file") {
+				kept = append(kept, st.Path)
+			}
+		}
+		if !slices.Equal(kept, []string{tmp, legacy}) {
+			t.Errorf("dry run %v: kept %q, want %q; steps %v", dry, kept, []string{tmp, legacy}, rm.Steps)
+		}
+	}
+	for path, want := range map[string]string{tmp: "A's", legacy: "root's"} {
+		if data, err := os.ReadFile(path); err != nil || string(data) != want {
+			t.Errorf("%s: %q %v", path, data, err)
+		}
+	}
+	for _, p := range []string{l.file, l.target} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want removed", p, err)
+		}
+	}
 }

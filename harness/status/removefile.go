@@ -162,6 +162,8 @@ type fileStep struct {
 	// resumed says name is its tombstone's: an interrupted removal
 	// renamed it already.
 	resumed bool
+	// foreign says it is another user's temporary file: kept.
+	foreign bool
 }
 
 // alreadyGone is what remove says of a file that was gone when its turn

@@ -38,7 +38,8 @@
 // files (FILE.PID.tmp, PID the one FILE records, and FILE.tmp, which
 // earlier writers used) and FILE, only when the file proves the run is
 // over and did not complete (see status.RemoveIfDead); another pid's
-// FILE.PID.tmp is left alone. Exit codes: 0 removed (--dry-run: would be), 1
+// FILE.PID.tmp, and a temporary file of another user than the owner of
+// FILE, are left alone. Exit codes: 0 removed (--dry-run: would be), 1
 // refused (nothing removed; the reason is printed), 2 the removal failed
 // part way (what was done is printed), 64 usage error.
 package main
