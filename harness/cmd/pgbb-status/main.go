@@ -263,8 +263,11 @@ func writeRemoval(w io.Writer, rm *status.Removal) {
 			printLine(w, "%s%s", mark, line)
 		}
 	}
-	if rm.Owner != "" && rm.Refused == "" {
+	switch {
+	case rm.Owner != "" && rm.Refused == "":
 		printLine(w, "  (everything owned by %s, the owner of the status file)", rm.Owner)
+	case rm.Owner != "":
+		printLine(w, "  (the status file is owned by %s)", rm.Owner)
 	}
 	what := map[int]string{status.ExitRemoved: "removed", status.ExitRefused: "refused", status.ExitRemoveFailed: "removal failed"}[rm.ExitCode]
 	if rm.DryRun && rm.ExitCode == status.ExitRemoved {

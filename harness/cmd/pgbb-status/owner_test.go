@@ -88,3 +88,13 @@ func TestCompletedUnconfirmed(t *testing.T) {
 		t.Errorf("not durable, missing: exit %d:\n%s", code, out)
 	}
 }
+
+// TestRemovalNamesOwner: a refusal of --remove-if-dead names the owner of
+// the status file too.
+func TestRemovalNamesOwner(t *testing.T) {
+	path := statusFile(t, statusOf(status.StateCompleted, true).Encode())
+	code, out, _ := runWith(t, []status.Option{status.WithProcesses(machine{gone: true})}, "--remove-if-dead", path)
+	if code != status.ExitRefused || !strings.Contains(out, fmt.Sprintf("  (the status file is owned by uid %d", os.Geteuid())) {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
