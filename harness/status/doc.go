@@ -20,10 +20,10 @@
 //	START TIME: 2026-11-25 09:18:00 UTC
 //	PID: 1234
 //	HOST: hostname
-//	BOOT ID: 6c1b3f0e-...              (these three on Linux, each optional: the boot,
-//	PID NAMESPACE: pid:[4026531836]       the PID namespace PID is numbered in, and
+//	BOOT ID: 6c1b3f0e-...              (Linux, each optional: the boot and the
+//	PID NAMESPACE: pid:[4026531836]       PID namespace PID is numbered in, and
 //	START TICKS: 81234                    (patch 0004) when PID started, in clock
-//	                                      ticks since boot: field 22 of /proc/PID/stat)
+//	                                      ticks since boot, /proc/PID/stat field 22)
 //	LABEL: pg_basebackup base backup
 //	PROGRAM VERSION: pg_basebackup (PostgreSQL) 18.6
 //	FORMAT: plain | tar                (or TARGET: server:/path with --target)
