@@ -126,18 +126,15 @@ def v(name, subject, body, context=3):
         return f
     return deco
 
-# The three "completed too early" variants remove the final write, right
-# under a comment that revisions of the series reword: one line of context.
+# The three "completed too early" variants move the final write earlier.
 @v('status-before-sync', 'Write the completed status before syncing',
-   'The status says "completed" before the data has been synced and the\nmanifest renamed: a crash or kill during the sync leaves a "completed"\nbackup that is not on disk, or has no backup_manifest.',
-   context=1)
+   'The status says "completed" before the data has been synced and the\nmanifest renamed: a crash or kill during the sync leaves a "completed"\nbackup that is not on disk, or has no backup_manifest.')
 def _():
     move_final_before('''	/*
 	 * Make data persistent on disk once backup is completed. For tar format''')
 
 @v('status-before-wal-child', 'Write the completed status before the WAL streamer finished',
-   'The status says "completed" before pg_basebackup waited for the WAL\nstreaming child: the WAL needed to make the backup consistent may not\nbe there yet.',
-   context=1)
+   'The status says "completed" before pg_basebackup waited for the WAL\nstreaming child: the WAL needed to make the backup consistent may not\nbe there yet.')
 def _():
     claim_early()
     edit(pbc, FINAL, '')
@@ -151,8 +148,7 @@ def _():
 		int			status;''')
 
 @v('status-before-manifest-rename', 'Write the completed status before renaming the manifest',
-   'The status says "completed" after the sync but before backup_manifest.tmp\nis renamed to backup_manifest.',
-   context=1)
+   'The status says "completed" after the sync but before backup_manifest.tmp\nis renamed to backup_manifest.')
 def _():
     move_final_before('''	/*
 	 * After synchronizing data to disk, perform a durable rename of''')
