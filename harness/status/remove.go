@@ -175,7 +175,10 @@ func (rm *Removal) fail(err error) *Removal {
 //     pg_basebackup puts in a --waldir (WAL segments, .partial, .history,
 //     archive_status, summaries) or a tablespace directory
 //     (PG_<version>_<catversion>); the status file lies in none of them
-//     (pg_basebackup refuses such a --status-file);
+//     (pg_basebackup refuses such a --status-file); the target holds no
+//     backup_manifest (pg_basebackup writes it only once the backup is
+//     complete: a run that could not record its "completed" left a backup
+//     that pg_verifybackup must judge, not a side file);
 //   - the privilege boundary: the status file, its temporary files
 //     (FILE.PID.tmp, FILE.tmp), every recorded directory and every entry
 //     in them are owned by one user, the owner of the status file (a
@@ -513,6 +516,10 @@ func (p *plan) judge(s *Status, u owner) error {
 			if err := looksLikeOurs(h); err != nil {
 				return err
 			}
+		} else if !step.Resumed {
+			if err := checkNoManifest(h); err != nil {
+				return err
+			}
 		}
 	}
 	if err := checkOverlap(p.steps, p.paths()); err != nil {
@@ -743,6 +750,26 @@ func looksLikeOurs(h *dirHandle) error {
 			odd = names[0]
 		}
 		return fmt.Errorf("DIRECTORY %s holds %q and does not look like a WAL or tablespace directory pg_basebackup made", h.path, odd)
+	}
+	return nil
+}
+
+// checkNoManifest refuses a target that holds backup_manifest.
+// pg_basebackup puts it there (renamed from backup_manifest.tmp) only
+// after every file and the final sync, just before its final status: a
+// run whose "completed" could not be recorded (its last version failed to
+// write and the file could not be removed, or a power loss undid the
+// rename of an unsynced directory) left a backup that is probably complete.
+// Only pg_verifybackup can tell; a side file must not decide its fate.
+func checkNoManifest(h *dirHandle) error {
+	fi, err := h.dir.Lstat("backup_manifest")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("DIRECTORY %s: %v", h.path, err)
+	case fi.Mode().IsRegular():
+		return fmt.Errorf("DIRECTORY %s holds backup_manifest, which pg_basebackup writes only once the backup is complete: the run may have completed without recording it; check it with pg_verifybackup %s, then keep it or remove it by hand", h.path, h.path)
 	}
 	return nil
 }

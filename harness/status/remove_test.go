@@ -383,6 +383,14 @@ func TestRemoveRefused(t *testing.T) {
 		{"DIRECTORY mixing WAL and tablespace", func(t *testing.T, c *setup) {
 			writeFile(t, c.l.ts, "000000010000000000000003", nil)
 		}, "does not look like"},
+		{"the target holds backup_manifest", func(t *testing.T, c *setup) {
+			writeFile(t, c.l.target, "backup_manifest", []byte("{}"))
+		}, "may have completed without recording it"},
+		{"failed, the target holds backup_manifest", func(t *testing.T, c *setup) {
+			c.s = withProgress(failedStatus(true))
+			c.s.Directories = c.l.status().Directories
+			writeFile(t, c.l.target, "backup_manifest", []byte("{}"))
+		}, "check it with pg_verifybackup"},
 		{"tar format with more than the target", func(t *testing.T, c *setup) {
 			c.s.Format = "tar"
 		}, "tar-format run records only its target"},
