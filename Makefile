@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration taskflow test-knownbad bench-build bench-overhead bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
+.PHONY: help install build test vet unit fuzz integration taskflow test-knownbad bench-build bench-overhead bench-overhead-long bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -59,6 +59,9 @@ bench-build: ## cold and warm build times per backend (removes the project's ima
 
 bench-overhead: ## what the status file costs: stock vs patched 18.6 pg_basebackup of a ~300 MB cluster, interleaved
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkStatusFileOverhead -benchtime 1x -timeout 60m ./harness/overhead
+
+bench-overhead-long: ## the same on runs of a minute: ~1.5 GB throttled to 24 MB/s (PGBB_OVERHEAD_RATE), 5 runs each, and the status file's fsyncs per minute
+	PGBB_OVERHEAD_MODE=long $(GO) test -count=1 -run '^$$' -bench BenchmarkStatusFileOverhead -benchtime 1x -timeout 90m ./harness/overhead
 
 bench-powerfs: ## power-loss cycles per minute of the powerfs layer (mount, write+sync ~10 MB, power loss, materialise; root, /dev/fuse)
 	$(GO) test -count=1 -run '^$$' -bench 'Cycle$$' -benchtime 20x ./harness/powerfs

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgbb/pgbb/harness/cluster"
@@ -163,14 +164,80 @@ func Measure(ctx context.Context, cfg Config) (Result, error) {
 // returns the wall time and the CPU time of the process tree (the rusage
 // of the waited-for pg_basebackup includes its reaped WAL child).
 func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Duration, time.Duration, error) {
-	target := filepath.Join(cfg.ScratchDir, fmt.Sprintf("%s-%d", c.Name, round))
-	args := []string{
+	return backupWith(ctx, cfg, c, round, nil)
+}
+
+// StatusFsyncs takes one more backup with client c, untimed, under
+// strace, and returns how many fsync and fdatasync calls went to the
+// status file, its temporary files or their directory, and the backup's
+// wall time (strace slows it down: divide by it only for a rate). The
+// target's own directory is another one, so the backup's fsyncs do not
+// count.
+func StatusFsyncs(ctx context.Context, cfg Config, c Client, strace string) (int, time.Duration, error) {
+	trace := filepath.Join(cfg.ScratchDir, c.Name+"-fsyncs.strace")
+	defer os.Remove(trace)
+	wrap := []string{strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", trace}
+	d, _, err := backupWith(ctx, cfg, c, -1, wrap)
+	if err != nil {
+		return 0, 0, err
+	}
+	data, err := os.ReadFile(trace)
+	if err != nil {
+		return 0, 0, fmt.Errorf("overhead: read the strace output: %w", err)
+	}
+	return countStatusFsyncs(string(data), statusPath(cfg, c, -1)), d, nil
+}
+
+// countStatusFsyncs counts the lines of strace -y output that fsync the
+// status file statusFile, one of its temporary files (statusFile.PID.tmp)
+// or the directory they are in.
+func countStatusFsyncs(trace, statusFile string) int {
+	dir := filepath.Dir(statusFile)
+	n := 0
+	for _, line := range strings.Split(trace, "\n") {
+		open := strings.Index(line, "sync(")
+		if open < 0 {
+			continue
+		}
+		rest := line[open+len("sync("):]
+		lt, gt := strings.Index(rest, "<"), strings.Index(rest, ">")
+		if lt < 0 || gt < lt {
+			continue
+		}
+		path := rest[lt+1 : gt]
+		if path == dir || path == statusFile || strings.HasPrefix(path, statusFile+".") {
+			n++
+		}
+	}
+	return n
+}
+
+// targetPath is client c's target directory in round (-1: the traced
+// backup).
+func targetPath(cfg Config, c Client, round int) string {
+	if round < 0 {
+		return filepath.Join(cfg.ScratchDir, c.Name+"-traced")
+	}
+	return filepath.Join(cfg.ScratchDir, fmt.Sprintf("%s-%d", c.Name, round))
+}
+
+// statusPath is where client c's backup of round writes its status file:
+// next to the target, on the same file system, outside it.
+func statusPath(cfg Config, c Client, round int) string {
+	return targetPath(cfg, c, round) + ".status"
+}
+
+// backupWith runs one backup by client c, its command prefixed by wrap
+// (a tracer, or nothing), and removes it afterwards.
+func backupWith(ctx context.Context, cfg Config, c Client, round int, wrap []string) (time.Duration, time.Duration, error) {
+	target := targetPath(cfg, c, round)
+	args := append(slices.Clone(wrap),
 		filepath.Join(c.BinDir, "pg_basebackup"),
 		"-D", target, "-h", cfg.Server.Host(), "-p", strconv.Itoa(cfg.Server.Port), "-U", "postgres",
 		"--checkpoint=fast", "--wal-method=stream",
-	}
+	)
 	args = append(args, cfg.Args...)
-	statusFile := target + ".status"
+	statusFile := statusPath(cfg, c, round)
 	if c.StatusFile {
 		args = append(args, "--status-file="+statusFile)
 	}
@@ -179,7 +246,7 @@ func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Dura
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("overhead: %s backup %d: %w\n%s", c.Name, round+1, err, proc.Tail(out.String(), 15))
+		return 0, 0, fmt.Errorf("overhead: %s backup into %s: %w\n%s", c.Name, target, err, proc.Tail(out.String(), 15))
 	}
 	d := time.Since(start)
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
@@ -188,7 +255,7 @@ func backupOnce(ctx context.Context, cfg Config, c Client, round int) (time.Dura
 	}
 	if c.StatusFile {
 		if err := os.Remove(statusFile); err != nil {
-			return 0, 0, fmt.Errorf("overhead: %s backup %d wrote no status file: %w", c.Name, round+1, err)
+			return 0, 0, fmt.Errorf("overhead: %s backup into %s wrote no status file: %w", c.Name, target, err)
 		}
 	}
 	return d, cpu, nil
