@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,5 +88,31 @@ func TestStatusRel(t *testing.T) {
 	delete(j.Meta, "status")
 	if got := statusRel(options{}, j); got != "target/backup_status" {
 		t.Errorf("journal without a status file: %q", got)
+	}
+}
+
+// TestScenarioExit: a clean run that broke invariants is a violation
+// (exit 1) even when nothing could be explored after it; any other error
+// is exit 2.
+func TestScenarioExit(t *testing.T) {
+	var stderr bytes.Buffer
+	boom := errors.New("no journaled clean run on the power-loss layer among 2 records")
+	for _, tc := range []struct {
+		code, want int
+		err        error
+		wantErr    bool
+	}{
+		{0, 0, nil, false},
+		{1, 1, nil, false},
+		{2, 1, asFinding(3, boom), false},
+		{2, 2, asFinding(0, boom), true},
+	} {
+		got, err := scenarioExit("plain", &stderr)(tc.code, tc.err)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("scenarioExit(%d, %v) = %d, %v; want %d, error %v", tc.code, tc.err, got, err, tc.want, tc.wantErr)
+		}
+	}
+	if !strings.Contains(stderr.String(), "broke 3 invariant(s)") {
+		t.Errorf("stderr %q does not report the broken invariants", stderr.String())
 	}
 }

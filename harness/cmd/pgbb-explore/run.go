@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,9 +72,9 @@ func exploreScenarios(ctx context.Context, o options, stdout, stderr io.Writer) 
 		if o.scale > 0 {
 			s.Scale = o.scale
 		}
-		code, err := exploreScenario(ctx, o, tgt, s, stdout, stderr)
+		code, err := scenarioExit(s.Name, stderr)(exploreScenario(ctx, o, tgt, s, stdout, stderr))
 		if err != nil {
-			return 2, fmt.Errorf("scenario %s: %w", s.Name, err)
+			return 2, err
 		}
 		worst = max(worst, code)
 	}
@@ -81,12 +82,30 @@ func exploreScenarios(ctx context.Context, o options, stdout, stderr io.Writer) 
 	return worst, nil
 }
 
+// scenarioExit returns what a scenario's exploration means for the exit
+// code: a clean run that broke invariants is a finding (1, reported on
+// stderr, and the other scenarios are still explored), any other error a
+// failure to judge (2).
+func scenarioExit(name string, stderr io.Writer) func(int, error) (int, error) {
+	return func(code int, err error) (int, error) {
+		var broke *brokeError
+		switch {
+		case errors.As(err, &broke):
+			fmt.Fprintf(stderr, "pgbb-explore: scenario %s: %v\n", name, err)
+			return 1, nil
+		case err != nil:
+			return 2, fmt.Errorf("scenario %s: %w", name, err)
+		}
+		return code, nil
+	}
+}
+
 // exploreScenario makes the clean run of one scenario and explores it.
 func exploreScenario(ctx context.Context, o options, tgt campaign.Target, s scenario.Scenario, stdout, stderr io.Writer) (int, error) {
 	t0 := time.Now()
-	rec, journal, err := cleanRun(ctx, o, tgt, s, stderr)
+	rec, journal, broken, err := cleanRun(ctx, o, tgt, s, stderr)
 	if err != nil {
-		return 2, err
+		return 2, asFinding(broken, err)
 	}
 	runTime := time.Since(t0)
 	j, err := powerfs.ReadJournalFile(journal)
@@ -96,7 +115,7 @@ func exploreScenario(ctx context.Context, o options, tgt campaign.Target, s scen
 	cfg := explore.Config{Status: statusRel(o, j), K: o.k, From: -1}
 	res, err := explore.Explore(ctx, j, cfg)
 	if err != nil {
-		return 2, err
+		return 2, asFinding(broken, err)
 	}
 	judged, err := judgeSample(ctx, o, tgt, rec, j, res, filepath.Join(o.out, s.Name+".states"))
 	if err != nil {
@@ -114,23 +133,48 @@ func exploreScenario(ctx context.Context, o options, tgt campaign.Target, s scen
 	}{res, judged}); err != nil {
 		return 2, err
 	}
-	if res.ViolationCount > 0 || failed(judged) {
+	if res.ViolationCount > 0 || failed(judged) || broken > 0 {
 		return 1, nil
 	}
 	return 0, nil
 }
 
+// brokeError is an exploration that could not be done because the clean
+// run it starts from already broke invariants: the series under test is
+// at fault, which is a violation (exit 1), not a failure to judge (2).
+type brokeError struct {
+	n   int
+	err error
+}
+
+func (e *brokeError) Error() string {
+	return fmt.Sprintf("the clean run itself broke %d invariant(s) (a violation), and its finishing part could not be explored: %v", e.n, e.err)
+}
+
+func (e *brokeError) Unwrap() error { return e.err }
+
+// asFinding makes err a brokeError when the clean run broke invariants.
+func asFinding(broken int, err error) error {
+	if broken > 0 {
+		return &brokeError{n: broken, err: err}
+	}
+	return err
+}
+
 // cleanRun runs the scenario's control and its journaled clean run on the
 // power-loss layer (the campaign's calibration of the disk plans, and no
 // trial), and copies the journal and the record into o.out.
-func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Scenario, stderr io.Writer) (*trial.Record, string, error) {
+//
+// It also returns how many invariants the campaign's records (control,
+// calibration and clean runs) broke, whatever else went wrong.
+func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Scenario, stderr io.Writer) (*trial.Record, string, int, error) {
 	// One disk plan makes the campaign calibrate on the layer; a budget
 	// that is over before the first trial skips the trials themselves.
 	s.Faults = []string{scenario.PlanPowerLossRename}
 	s.Trials, s.Budget = 1, time.Nanosecond
 	scratch, _, err := campaign.MakeScratch("pgbb-explore-", []scenario.Scenario{s}, 1)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	defer os.RemoveAll(scratch)
 	res, err := campaign.Run(ctx, campaign.Config{
@@ -138,7 +182,11 @@ func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Sc
 		StatusFile: true, Parallel: 1, Seed: 1, Scratch: scratch, RunDir: o.out, Keep: true, Log: stderr,
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
+	}
+	broken := 0
+	for _, rec := range res.Records {
+		broken += len(rec.Violations)
 	}
 	for _, rec := range res.Records {
 		// The trial's own checks (its torn status views, say) can
@@ -155,12 +203,12 @@ func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Sc
 		}
 		journal := filepath.Join(o.out, s.Name+".journal")
 		if err := copyFile(rec.Disk.Journal, journal); err != nil {
-			return nil, "", err
+			return nil, "", broken, err
 		}
 		rec.Disk.Journal = journal
-		return rec, journal, saveJSON(strings.TrimSuffix(journal, ".journal")+".record.json", rec)
+		return rec, journal, broken, saveJSON(strings.TrimSuffix(journal, ".journal")+".record.json", rec)
 	}
-	return nil, "", fmt.Errorf("no journaled clean run on the power-loss layer among %d records", len(res.Records))
+	return nil, "", broken, fmt.Errorf("no journaled clean run on the power-loss layer among %d records", len(res.Records))
 }
 
 // statusRel returns the status file's path relative to the layer's root:
