@@ -377,6 +377,10 @@ type Report struct {
 	Progress *Progress `json:"progress,omitempty"`
 	// TimedOut says Wait gave up before a final verdict.
 	TimedOut bool `json:"timed_out,omitempty"`
+	// OtherRun is the PID of the run that wrote the status file when
+	// WithRunPID named another: the file is not the caller's run's
+	// (Verdict NotComplete, not final).
+	OtherRun int `json:"other_run,omitempty"`
 }
 
 // config holds the options of Check, Wait and RemoveIfDead.
@@ -391,6 +395,9 @@ type config struct {
 	// between, if set, is called by RemoveIfDead between its steps
 	// (tests: to change the disk there).
 	between func(step string)
+	// runPID, if not zero, is the pid of the run the caller started
+	// (WithRunPID).
+	runPID int
 }
 
 // hook calls c.between, if set, with the caller's credentials.
@@ -419,6 +426,13 @@ func WithProcesses(p Processes) Option { return func(c *config) { c.procs = p } 
 // WithStartSlack sets how much later than START TIME the writing process
 // may have started (default DefaultStartSlack).
 func WithStartSlack(d time.Duration) Option { return func(c *config) { c.slack = d } }
+
+// WithRunPID makes Check and Wait judge the status file only as the file
+// of the run whose process id is pid, the pg_basebackup the caller
+// started: a file written by another process (an earlier run's, left in
+// place because the caller's run was killed before its first write, or
+// has not written yet) is NotComplete, not final, whatever it says.
+func WithRunPID(pid int) Option { return func(c *config) { c.runPID = pid } }
 
 // WithClock makes Check, Wait and RemoveIfDead take the time from now
 // instead of time.Now (tests).
@@ -460,6 +474,12 @@ func check(path string, c config, first *sample) *Report {
 		return r.unreadable(err, "status file cannot be used")
 	}
 	r.Status = s
+	if c.runPID != 0 && s.PID != c.runPID {
+		r.OtherRun = s.PID
+		r.Verdict, r.ExitCode = NotComplete, NotComplete.ExitCode()
+		r.Summary = fmt.Sprintf("the status file is another run's (PID %d, STATUS %s), not the one of pid %d: that run has not written it yet, or died before its first write; not known to be complete", s.PID, s.State, c.runPID)
+		return r
+	}
 	r.Verdict, r.Final, r.Liveness = Decide(s, c.procs, c.slack)
 	if r.Verdict == Completed || r.Verdict == CompletedNotDurable {
 		if r.Unconfirmed = unconfirmed(s, r.Owner); r.Unconfirmed != "" {

@@ -2,7 +2,7 @@
 // and says whether the backup can be used, is still being written, or must
 // be removed and taken again.
 //
-//	pgbb-status [--json] [--wait [--timeout D] [--interval D]] FILE
+//	pgbb-status [--json] [--pid PID] [--wait [--timeout D] [--interval D]] FILE
 //	pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead FILE
 //
 // FILE is the status file, the path pg_basebackup was given with
@@ -27,6 +27,12 @@
 // The report names the owner of the status file. A status file that is a
 // symlink is refused; a parse error quotes the file only to its owner
 // (never to root); text output is escaped (status.Escape).
+//
+// --pid PID judges FILE only as the file of the run whose process id is
+// PID (the pg_basebackup the caller started, $! in a shell): a file that
+// another process wrote, an earlier run's left in place because this run
+// was killed before its first write or has not written it yet, is "not
+// complete" (exit 1), whatever it says.
 //
 // --wait polls every --interval (default 1s) until the verdict is final
 // (completed, failed, or "in progress" with the process gone) or --timeout
@@ -75,9 +81,10 @@ type options struct {
 	remove   string
 	lease    time.Duration
 	dryRun   bool
+	pid      int
 }
 
-const usageLine = "usage: pgbb-status [--json] [--wait [--timeout D] [--interval D]] FILE\n" +
+const usageLine = "usage: pgbb-status [--json] [--pid PID] [--wait [--timeout D] [--interval D]] FILE\n" +
 	"       pgbb-status [--json] [--dry-run] [--lease D] --remove-if-dead FILE\n"
 
 // exitUsage is the exit code for a bad command line, and for a directory
@@ -99,6 +106,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.interval, "interval", time.Second, "with --wait: time between checks")
 	fs.StringVar(&o.remove, "remove-if-dead", "", "remove the directories that the status file `FILE` records, then the file, if it proves the run is over and not completed")
 	fs.DurationVar(&o.lease, "lease", 0, "with --remove-if-dead: watch the status file of a run written on another host for this long; it is over if the file never changed")
+	fs.IntVar(&o.pid, "pid", 0, "judge the file only as the file of the run of process `PID` (the pg_basebackup you started); another run's file is not complete")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "with --remove-if-dead: print what would be removed, remove nothing")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\n", usageLine)
@@ -127,8 +135,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 			return nil, usagef(stderr, "--remove-if-dead needs a FILE")
 		case len(paths) != 0:
 			return nil, usagef(stderr, "--remove-if-dead FILE takes no other path, got %q", paths)
-		case o.wait || set["timeout"] || set["interval"]:
-			return nil, usagef(stderr, "--remove-if-dead does not go with --wait, --timeout or --interval")
+		case o.wait || set["timeout"] || set["interval"] || set["pid"]:
+			return nil, usagef(stderr, "--remove-if-dead does not go with --wait, --timeout, --interval or --pid")
 		case o.lease < 0:
 			return nil, usagef(stderr, "--lease must not be negative")
 		}
@@ -147,6 +155,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, usagef(stderr, "--timeout must not be negative")
 	case o.interval <= 0:
 		return nil, usagef(stderr, "--interval must be positive")
+	case set["pid"] && o.pid <= 0:
+		return nil, usagef(stderr, "--pid must be a process id, got %d", o.pid)
 	}
 	o.path = paths[0]
 	return o, notDirectory(o.path, stderr)
@@ -207,6 +217,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, opts ...s
 			writeRemoval(stdout, rm)
 		}
 		return rm.ExitCode
+	}
+	if o.pid != 0 {
+		opts = append(opts, status.WithRunPID(o.pid))
 	}
 	var r *status.Report
 	if o.wait {

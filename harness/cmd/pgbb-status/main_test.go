@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,29 @@ func TestUnknownKeys(t *testing.T) {
 	code, out, _ = runCmd(t, "--json", path)
 	if code != 0 || !strings.Contains(out, `"unknown_keys": [`) {
 		t.Errorf("--json: exit %d:\n%s", code, out)
+	}
+}
+
+// TestRunPID: a scheduler's run killed before its first write leaves the
+// earlier run's "completed" in place; judged with --pid (the run the
+// scheduler started), that file is not complete.
+func TestRunPID(t *testing.T) {
+	s := statusOf(status.StateCompleted, true)
+	path := statusFile(t, s.Encode())
+	code, out, _ := runCmd(t, "--pid", strconv.Itoa(s.PID+1), path)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("another run's (PID %d, STATUS completed)", s.PID)) {
+		t.Errorf("--pid of another run: exit %d, want 1:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, "--json", "--pid", strconv.Itoa(s.PID+1), path)
+	if code != 1 || !strings.Contains(out, fmt.Sprintf(`"other_run": %d`, s.PID)) {
+		t.Errorf("--json --pid of another run: exit %d, want 1 and other_run:\n%s", code, out)
+	}
+	if code, out, _ := runCmd(t, "--pid", strconv.Itoa(s.PID), path); code != 0 {
+		t.Errorf("--pid of the run that wrote it: exit %d, want 0:\n%s", code, out)
+	}
+	for _, bad := range [][]string{{"--pid", "0", path}, {"--pid", "-3", path}, {"--pid", "7", "--remove-if-dead", path}} {
+		if code, _, _ := runCmd(t, bad...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", bad, code, exitUsage)
+		}
 	}
 }
