@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pgbb/pgbb/harness/proc"
@@ -27,9 +30,27 @@ import (
 // temporary file of its own behind.
 const InvRerunNotCompleted = "rerun-not-completed"
 
+// Kinds of rerun after a completed run (Rerun.Kind).
+const (
+	// RerunTargetNotEmpty is the same command again: the target holds the
+	// completed backup.
+	RerunTargetNotEmpty = "target-not-empty"
+	// RerunServerDown is the same command into a fresh target with the
+	// server unreachable (a port nothing listens on): a nightly job that
+	// reuses the status file with a directory per night, on a night the
+	// server is down.
+	RerunServerDown = "server-down"
+)
+
 // Rerun is how the same pg_basebackup command, run again into the target
 // of a run that completed, went.
 type Rerun struct {
+	// Kind says how the rerun was bound to fail (RerunTargetNotEmpty,
+	// RerunServerDown).
+	Kind string `json:"kind"`
+	// FreshTargetLeft is set when a RerunServerDown run left its fresh
+	// target behind.
+	FreshTargetLeft bool `json:"fresh_target_left,omitempty"`
 	// Exit is the rerun's exit code (1 when it could not run or was
 	// killed); PID its process.
 	Exit int `json:"exit"`
@@ -51,11 +72,13 @@ type Rerun struct {
 }
 
 // rerunOverCompleted runs, after a trial whose status file says completed
-// (on the ordinary file system), the same pg_basebackup command again into
-// the same target, with the same status file, records it in rec.Rerun and
-// adds the violations; dirs are the directories the run wrote the backup
-// into. A run that wrote to standard output (-D -) has no directory to
-// collide with: the same command is a new backup, and is not run.
+// (on the ordinary file system), the same pg_basebackup command twice
+// more, with the same status file: into a fresh target with the server
+// unreachable (rec.RerunServerDown), then, with the status file put back
+// as the completed run left it, into the same target (rec.Rerun). It adds
+// the violations; dirs are the directories the run wrote the backup into.
+// A run that wrote to standard output (-D -) has no directory to collide
+// with: the same command is a new backup, and is not run.
 func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string) error {
 	if !rec.StatusFile || rec.StatusPath == "" || rec.Disk != nil || !rec.StatusCompleted() || s.Scenario.Stdout {
 		return nil
@@ -65,22 +88,110 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string)
 	if err != nil {
 		return fmt.Errorf("rerun: %w", err)
 	}
-	tmpBefore, err := status.TempFiles(path)
+	fresh := filepath.Join(filepath.Dir(path), "rerun-fresh-target")
+	down, err := serverDownArgs(rec.Args, fresh)
 	if err != nil {
 		return fmt.Errorf("rerun: %w", err)
+	}
+	r, err := rerunOnce(ctx, s, rec, dirs, RerunServerDown, down)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(fresh); err == nil {
+		r.FreshTargetLeft = true
+		if err := os.RemoveAll(fresh); err != nil {
+			return fmt.Errorf("rerun: %w", err)
+		}
+	}
+	rec.RerunServerDown = r
+	rec.Violations = append(rec.Violations, checkRerun(r)...)
+	if err := restoreFile(path, before, s.Acct.UID, s.Acct.GID); err != nil {
+		return fmt.Errorf("rerun: put the completed status file back: %w", err)
+	}
+	r, err = rerunOnce(ctx, s, rec, dirs, RerunTargetNotEmpty, rec.Args)
+	if err != nil {
+		return err
+	}
+	rec.Rerun = r
+	rec.Violations = append(rec.Violations, checkRerun(r)...)
+	return nil
+}
+
+// serverDownArgs returns args (a pg_basebackup command line of the trial)
+// with the target replaced by fresh and the port by one nothing listens
+// on.
+func serverDownArgs(args []string, fresh string) ([]string, error) {
+	port, err := closedPort()
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(args)
+	var sawD, sawP bool
+	for i := 0; i+1 < len(out); i++ {
+		switch out[i] {
+		case "-D":
+			out[i+1], sawD = fresh, true
+		case "-p":
+			out[i+1], sawP = strconv.Itoa(port), true
+		}
+	}
+	if !sawD || !sawP {
+		return nil, fmt.Errorf("the trial's command has no -D or no -p: %q", args)
+	}
+	return out, nil
+}
+
+// closedPort returns a TCP port of the loopback interface that nothing
+// listens on (it was free a moment ago: a server that took it since would
+// refuse pg_basebackup's user or database anyway).
+func closedPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	return port, l.Close()
+}
+
+// restoreFile puts data back at path as a file of uid and gid, by rename,
+// as pg_basebackup writes its status file.
+func restoreFile(path string, data []byte, uid, gid uint32) error {
+	tmp := path + ".harness-restore"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Lchown(tmp, int(uid), int(gid)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// rerunOnce runs args, a pg_basebackup command given the completed run's
+// status file, and says how it went: its exit, the status file after it,
+// the temporary files it left, what changed in dirs.
+func rerunOnce(ctx context.Context, s Spec, rec *Record, dirs []string, kind string, args []string) (*Rerun, error) {
+	path := rec.StatusPath
+	before, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rerun: %w", err)
+	}
+	tmpBefore, err := status.TempFiles(path)
+	if err != nil {
+		return nil, fmt.Errorf("rerun: %w", err)
 	}
 	dirsBefore, err := snapshotDirs(dirs)
 	if err != nil {
-		return fmt.Errorf("rerun: %w", err)
+		return nil, fmt.Errorf("rerun: %w", err)
 	}
-	cmd := proc.Command(ctx, s.Acct, []string{"TZ=" + rec.TZ}, rec.Args...)
+	cmd := proc.Command(ctx, s.Acct, []string{"TZ=" + rec.TZ}, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	r := &Rerun{Log: proc.Tail(out.String(), 4)}
+	r := &Rerun{Kind: kind, Log: proc.Tail(out.String(), 4)}
 	if cmd.Process != nil {
 		r.PID = cmd.Process.Pid
 	}
@@ -101,7 +212,7 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string)
 	}
 	tmpAfter, err := status.TempFiles(path)
 	if err != nil {
-		return fmt.Errorf("rerun: %w", err)
+		return nil, fmt.Errorf("rerun: %w", err)
 	}
 	for _, p := range tmpAfter {
 		if !slices.Contains(tmpBefore, p) {
@@ -110,20 +221,25 @@ func rerunOverCompleted(ctx context.Context, s Spec, rec *Record, dirs []string)
 	}
 	dirsAfter, err := snapshotDirs(dirs)
 	if err != nil {
-		return fmt.Errorf("rerun: %w", err)
+		return nil, fmt.Errorf("rerun: %w", err)
 	}
 	r.DirsChanged = diffSnapshots(dirsBefore, dirsAfter)
-	rec.Rerun = r
-	rec.Violations = append(rec.Violations, checkRerun(r)...)
-	return nil
+	return r, nil
 }
 
 // checkRerun returns the InvRerunNotCompleted violations of r, a rerun
 // over a completed backup.
 func checkRerun(r *Rerun) []Violation {
 	var vs []Violation
+	what := "the same command run again into the completed backup's directory"
+	if r.Kind == RerunServerDown {
+		what = "the same command run again into a fresh directory, the server unreachable,"
+	}
 	add := func(format string, args ...any) {
-		vs = append(vs, Violation{InvRerunNotCompleted, fmt.Sprintf(format, args...)})
+		vs = append(vs, Violation{InvRerunNotCompleted, strings.Replace(fmt.Sprintf(format, args...), "the same command run again into the completed backup's directory", what, 1)})
+	}
+	if r.FreshTargetLeft {
+		add("the same command run again into the completed backup's directory left its fresh target behind, although it failed before writing anything there")
 	}
 	if len(r.DirsChanged) > 0 {
 		add("the same command run again into the completed backup's directory changed the backup: %s", strings.Join(r.DirsChanged, "; "))

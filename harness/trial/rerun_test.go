@@ -31,6 +31,9 @@ func TestCheckRerun(t *testing.T) {
 		{"exit 0", with(failed, func(r *Rerun) { r.Exit = 0 }), 1},
 		{"the backup emptied", with(failed, func(r *Rerun) { r.DirsChanged = []string{"removed /t/target/PG_VERSION"} }), 1},
 		{"a temporary file left", with(failed, func(r *Rerun) { r.TmpFilesLeft = []string{"/t/status/backup_status.200.tmp"} }), 1},
+		{"server down, failed with the rerun's pid", with(failed, func(r *Rerun) { r.Kind = RerunServerDown }), 0},
+		{"server down, the earlier run's completed left in place", with(kept, func(r *Rerun) { r.Kind = RerunServerDown }), 1},
+		{"server down, the fresh target left", with(failed, func(r *Rerun) { r.Kind, r.FreshTargetLeft = RerunServerDown, true }), 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -127,5 +130,21 @@ func TestCheckRetry(t *testing.T) {
 		if vs := checkRetry(&c.c); len(vs) != c.want || (len(vs) > 0 && vs[0].Invariant != InvRetrySucceeds) {
 			t.Errorf("%+v: violations %+v, want %d", c.c, vs, c.want)
 		}
+	}
+}
+
+// TestServerDownArgs: the rerun with the server down keeps the command
+// but for a fresh target and a port nothing listens on.
+func TestServerDownArgs(t *testing.T) {
+	args := []string{"/bin/pg_basebackup", "-D", "/t/target", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "--status-file=/t/s"}
+	got, err := serverDownArgs(args, "/t/fresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[2] != "/t/fresh" || got[6] == "5432" || got[6] == "" || args[2] != "/t/target" || !slices.Equal(got[7:], args[7:]) {
+		t.Errorf("serverDownArgs = %q", got)
+	}
+	if _, err := serverDownArgs([]string{"/bin/pg_basebackup", "-D", "-"}, "/t/fresh"); err == nil {
+		t.Error("a command without -p: no error")
 	}
 }

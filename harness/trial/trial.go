@@ -143,6 +143,10 @@ type Record struct {
 	// Rerun is the same command run again after a run that completed
 	// (rerun.go).
 	Rerun *Rerun `json:"rerun,omitempty"`
+	// RerunServerDown is the same command run before Rerun, after the
+	// run that completed, into a fresh target with the server
+	// unreachable (see rerunOverCompleted).
+	RerunServerDown *Rerun `json:"rerun_server_down,omitempty"`
 	// StatusSamples counts the distinct versions of the status file read
 	// while the run lasted (every 20 ms; not for plans on the power-loss
 	// layer, nor the stop plan, which samples its own); PhaseOrder is the
