@@ -16,8 +16,13 @@ import (
 
 // The progress lines of a status file, judged while the run lasts (part
 // of InvFieldsTrue): BYTES RECEIVED never counts more than the server had
-// sent of the backup, and while data arrives the writer rewrites the file
-// every UPDATE INTERVAL.
+// sent of the backup, and once the data is in (the phases after receiving
+// data) never less than the most the server was seen to have sent, so that
+// it ends where the data ended (with tablespaces, several archives arrive
+// one after another: a count that restarts with each would end short);
+// while data arrives the writer rewrites the file every UPDATE INTERVAL.
+// That the counters only grow and the phases only go forward is
+// status.PhasesForward's (InvPhasesForward).
 //
 // Both are judged so that a loaded machine cannot raise them: the byte
 // count against a server count taken after the file was read; the cadence
@@ -104,8 +109,9 @@ func streamedProbe(ctx context.Context, conn *pgx.Conn, app string) fault.Probe 
 // interval the run was given; until, when not zero, is when a fault
 // fired: the cadence is judged before it only.
 func checkProgress(samples fault.StatusSamples, refresh time.Duration, until time.Time) []string {
-	var bytesWrong, cadenceWrong string
+	var bytesWrong, endWrong, cadenceWrong string
 	vs := samples.Versions
+	sent := maxStreamed(samples)
 	for i, v := range vs {
 		st := v.Status
 		if st.State != status.StateInProgress || !st.Progress {
@@ -114,6 +120,10 @@ func checkProgress(samples fault.StatusSamples, refresh time.Duration, until tim
 		if bytesWrong == "" && v.Streamed >= 0 && int64(st.BytesReceived) > v.Streamed+bytesSlack {
 			bytesWrong = fmt.Sprintf("BYTES RECEIVED %d at +%s, but the server had sent %d bytes of the backup",
 				st.BytesReceived, v.At.Sub(vs[0].At).Round(time.Millisecond), v.Streamed)
+		}
+		if endWrong == "" && st.Phase.Order() > status.PhaseReceiving.Order() && int64(st.BytesReceived)+bytesSlack < sent {
+			endWrong = fmt.Sprintf("BYTES RECEIVED %d at +%s in phase %q, after the data, but the server was seen to have sent %d bytes of the backup",
+				st.BytesReceived, v.At.Sub(vs[0].At).Round(time.Millisecond), st.Phase, sent)
 		}
 		if cadenceWrong != "" || refresh <= 0 {
 			continue
@@ -132,12 +142,25 @@ func checkProgress(samples fault.StatusSamples, refresh time.Duration, until tim
 		}
 	}
 	var wrong []string
-	for _, w := range []string{bytesWrong, cadenceWrong} {
+	for _, w := range []string{bytesWrong, endWrong, cadenceWrong} {
 		if w != "" {
 			wrong = append(wrong, w)
 		}
 	}
 	return wrong
+}
+
+// maxStreamed returns the most the server was seen to have sent of the
+// backup, by any count taken during the run (-1 if none answered).
+func maxStreamed(samples fault.StatusSamples) int64 {
+	most := int64(-1)
+	for _, v := range samples.Versions {
+		most = max(most, v.Streamed)
+	}
+	for _, c := range samples.Streamed {
+		most = max(most, c.Bytes)
+	}
+	return most
 }
 
 // writtenBy returns a time by which version v had been written: the

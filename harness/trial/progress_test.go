@@ -98,6 +98,12 @@ func TestCheckProgress(t *testing.T) {
 		{"bytes beyond", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, 3*rate)}, time.Time{},
 			[]string{"BYTES RECEIVED 12582912 at +1s, but the server had sent 4198498 bytes"}},
 		{"bytes within a chunk", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, rate+32<<10)}, time.Time{}, nil},
+		{"ends where the data ended", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, rate),
+			inPhase(short.version(2, 1, 2*rate), status.PhaseWaitingForWAL)}, time.Time{}, nil},
+		{"ends short, as a count restarted for the second archive would", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, rate),
+			inPhase(short.version(2, 1, rate/2), status.PhaseWaitingForWAL)}, time.Time{},
+			[]string{`BYTES RECEIVED 2097152 at +2s in phase "waiting for WAL", after the data, but the server was seen to have sent 8`}},
+		{"short while receiving is not judged", short, []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, rate/2)}, time.Time{}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,4 +129,12 @@ func TestCheckProgressUnknownServer(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("judged without the server: %q", got)
 	}
+}
+
+// inPhase returns v saying phase p.
+func inPhase(v fault.StatusVersion, p status.Phase) fault.StatusVersion {
+	st := *v.Status
+	st.Phase = p
+	v.Status = &st
+	return v
 }

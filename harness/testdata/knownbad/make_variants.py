@@ -352,6 +352,23 @@ def _():
 			appendPQExpBuffer(&buf, "BYTES TOTAL: " UINT64_FORMAT "\\n",
 							  totaldone);''')
 
+@v('bytes-received-stale', 'Keep the bytes received of the last periodic rewrite',
+   'BYTES RECEIVED is taken when a periodic rewrite falls due and kept for the\nversions written at phase changes: once the data is in, the file says what\nhad arrived up to an interval earlier, not where the data ended.')
+def _():
+    edit(pbc, '''static uint64 totaldone;
+''', '''static uint64 totaldone;
+static uint64 status_bytes;
+''')
+    edit(pbc, '''		appendPQExpBuffer(&buf, "BYTES RECEIVED: " UINT64_FORMAT "\\n",
+						  totaldone);''', '''		appendPQExpBuffer(&buf, "BYTES RECEIVED: " UINT64_FORMAT "\\n",
+						  status_bytes);''')
+    edit(pbc, '''	if (INSTR_TIME_GET_DOUBLE(elapsed) < status_interval)
+		return;
+	(void) write_backup_status("in progress", NULL, NULL, do_sync);''', '''	if (INSTR_TIME_GET_DOUBLE(elapsed) < status_interval)
+		return;
+	status_bytes = totaldone;
+	(void) write_backup_status("in progress", NULL, NULL, do_sync);''')
+
 only = sys.argv[3:]
 base = git('rev-parse', 'HEAD').strip()
 orig = git('rev-parse', '--abbrev-ref', 'HEAD').strip()
