@@ -217,6 +217,12 @@ func runCampaign(ctx context.Context, o options, stdout, stderr io.Writer) (int,
 	})
 	sum := report.Summarize(result.Records)
 	writeSummary(stdout, result, sum)
+	scratch, own := r.keptIn()
+	kept, err := keepOnDisk(scratch, own, filepath.Join(runDir, "kept"))
+	if err != nil {
+		fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
+	}
+	kept.write(stdout)
 	title := campaignTitle(r.version(), r.label(), o.backend, o.seed)
 	if !o.shard.Whole() {
 		title += fmt.Sprintf(", shard %s", o.shard)

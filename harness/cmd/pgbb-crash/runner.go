@@ -26,6 +26,9 @@ type runner interface {
 	// describe says, for the log, what runs where.
 	describe() string
 	run(ctx context.Context, finish func(*trial.Record)) (*campaign.Result, error)
+	// keptIn is the scratch directory the kept trials are in, and whether
+	// it is the runner's own (not one the user gave).
+	keptIn() (dir string, own bool)
 	// close removes what the runner made (temporary programs, an empty
 	// scratch).
 	close()
@@ -97,6 +100,8 @@ func newNativeRunner(ctx context.Context, b *build.Builder, j job) (*nativeRunne
 	return r, nil
 }
 
+func (r *nativeRunner) keptIn() (string, bool) { return r.scratch, r.ownScratch }
+
 func (r *nativeRunner) version() string { return r.tgt.Build.Version }
 func (r *nativeRunner) label() string   { return r.lbl }
 
@@ -165,6 +170,8 @@ func newContainerRunner(ctx context.Context, b *build.Builder, j job) (*containe
 	}
 	return r, nil
 }
+
+func (r *containerRunner) keptIn() (string, bool) { return r.scratch, r.j.o.scratch == "" }
 
 func (r *containerRunner) version() string { return r.res.Version }
 func (r *containerRunner) label() string   { return r.j.label }
