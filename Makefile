@@ -92,10 +92,18 @@ pass_exit = code=$$?; $(if $(CRASH_EXIT_FILE),echo $$code >'$(CRASH_EXIT_FILE)';
 # finishing part. Its exit code counts like pgbb-crash's (the larger wins).
 EXPLORE_AFTER_CRASH ?= 1
 
-crash: ## the crash campaign on patched 18 (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
+# `make crash` runs natively unless BACKEND names a backend: the explorer
+# that follows uses the native build (its power-loss layer is FUSE on the
+# host), so campaign and explorer share one build, and the native campaign
+# runs every reader invariant (another OS user, another PID namespace, the
+# reader's time zone) at the native rate. BACKEND=container runs the
+# campaign in a container (a second build when the explorer follows).
+CRASH_BACKEND = $(if $(filter auto,$(BACKEND)),native,$(BACKEND))
+
+crash: ## the crash campaign on patched 18, natively unless BACKEND=container (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
 	$(GO) build -o $(EXPLORE_BIN) ./harness/cmd/pgbb-explore
-	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(BACKEND) $(CRASH_FLAGS); \
+	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(CRASH_BACKEND) $(CRASH_FLAGS); \
 	code=$$?; \
 	if [ $$code -le 1 ] && [ "$(EXPLORE_AFTER_CRASH)" = 1 ] && [ "$(VARIANT)" = patched ]; then \
 		$(EXPLORE_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(EXPLORE_SCENARIOS) $(EXPLORE_FLAGS); \
