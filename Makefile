@@ -13,7 +13,7 @@ export BACKEND
 # The integration tests build PostgreSQL 18 and 15 and run TAP suites.
 INTEGRATION_TIMEOUT ?= 80m
 
-# `make` installs pgbb-status into BINDIR; `make test` fuzzes its parser.
+# `make` installs pgbb-status and pgbb-run into BINDIR; `make test` fuzzes its parser.
 BINDIR   ?= $(CURDIR)/bin
 FUZZTIME ?= 20s
 
@@ -29,9 +29,9 @@ help: ## list the targets
 	@echo "Variables: PG=18|15 (build), VARIANT=patched|stock (build), BACKEND=auto|container|native,"
 	@echo "           PGSRC=path (own source tree or tarball), PGBB_CACHE=dir, BASE_IMAGE=image"
 
-install: ## install the status reader pgbb-status into BINDIR (default ./bin); the default target
-	GOBIN=$(BINDIR) $(GO) install ./harness/cmd/pgbb-status
-	@echo "installed $(BINDIR)/pgbb-status"
+install: ## install the status reader pgbb-status and the stock pg_basebackup wrapper pgbb-run into BINDIR (default ./bin); the default target
+	GOBIN=$(BINDIR) $(GO) install ./harness/cmd/pgbb-status ./harness/cmd/pgbb-run
+	@echo "installed $(BINDIR)/pgbb-status and $(BINDIR)/pgbb-run"
 
 build: ## build PostgreSQL (PG=18|15, VARIANT=patched|stock, BACKEND=auto) and print where it is
 	$(GO) run ./harness/cmd/pgbb-build -pg $(PG) -variant $(VARIANT) -backend $(BACKEND)

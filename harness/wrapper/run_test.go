@@ -1,0 +1,318 @@
+package wrapper
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgbb/pgbb/harness/status"
+)
+
+// fakeSystemID is the system identifier in the fake backup's pg_control.
+const fakeSystemID = 7441234567890123456
+
+// fake is a run of the stand-in pg_basebackup (testdata/pg_basebackup)
+// under Run, in this process.
+type fake struct {
+	dir, statusFile, target, seen string
+	stderr                        bytes.Buffer
+}
+
+// newFake lays out a run in mode (FAKE_MODE of the stand-in).
+func newFake(t *testing.T, mode string) *fake {
+	t.Helper()
+	f := &fake{dir: t.TempDir()}
+	f.statusFile = filepath.Join(f.dir, "b1.status")
+	f.target = filepath.Join(f.dir, "b1")
+	f.seen = filepath.Join(f.dir, "seen")
+	control := filepath.Join(f.dir, "pg_control")
+	b := binary.LittleEndian.AppendUint64(nil, fakeSystemID)
+	b = binary.LittleEndian.AppendUint32(b, 1800)
+	if err := os.WriteFile(control, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAKE_MODE", mode)
+	t.Setenv("FAKE_CONTROL", control)
+	t.Setenv("FAKE_STATUS", f.statusFile)
+	t.Setenv("FAKE_SEEN", f.seen)
+	return f
+}
+
+// run runs the stand-in with -D target under Run.
+func (f *fake) run(t *testing.T, fsys SyncFS, extra ...string) int {
+	t.Helper()
+	prog, err := filepath.Abs("testdata/pg_basebackup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := append([]string{prog, "-D", f.target}, extra...)
+	return Run(t.Context(), Config{
+		StatusFile: f.statusFile, Refresh: time.Second, Argv: argv,
+		Stdout: &bytes.Buffer{}, Stderr: &f.stderr, SyncFS: fsys, Grace: 2 * time.Second,
+	})
+}
+
+// final reads and parses the status file.
+func (f *fake) final(t *testing.T) *status.Status {
+	t.Helper()
+	s, err := status.ReadFile(f.statusFile)
+	if err != nil {
+		t.Fatalf("status file: %v\nstderr:\n%s", err, f.stderr.String())
+	}
+	return s
+}
+
+func TestCompleted(t *testing.T) {
+	f := newFake(t, "ok")
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
+	}
+	seen, err := os.ReadFile(f.seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := status.Parse(seen)
+	if err != nil || first.State != status.StateInProgress || first.PID != os.Getpid() {
+		t.Fatalf("when pg_basebackup started the file was %+v (%v), want in progress of pid %d", first, err, os.Getpid())
+	}
+	s := f.final(t)
+	if s.State != status.StateCompleted || !s.Durable || s.SystemID != fakeSystemID ||
+		s.StartLSN != 0x2000028 || s.EndLSN != 0x2000100 || s.Timeline != 1 {
+		t.Fatalf("final status %+v, want completed, durable, with the fake's WAL range and system identifier", s)
+	}
+	if len(s.Directories) != 1 || s.Directories[0] != (status.Directory{Path: f.target, Created: true}) {
+		t.Errorf("directories %+v, want created %s", s.Directories, f.target)
+	}
+	if s.ProgramVersion != "pg_basebackup (PostgreSQL) 18.6" || s.Label != DefaultLabel {
+		t.Errorf("program version %q, label %q", s.ProgramVersion, s.Label)
+	}
+	r := status.Check(f.statusFile)
+	if r.Verdict != status.Completed {
+		t.Errorf("pgbb-status verdict %v (%s), want completed", r.Verdict, r.Summary)
+	}
+}
+
+// watchingFS is the OS's SyncFS that reads the status file at every sync.
+type watchingFS struct {
+	OSFS
+	statusFile string
+	states     []status.State
+	samples    []*status.Status
+	fail       func(path string) error
+}
+
+func (w *watchingFS) Sync(path string) error {
+	if s, err := status.ReadFile(w.statusFile); err == nil {
+		w.states = append(w.states, s.State)
+		w.samples = append(w.samples, s)
+	}
+	if w.fail != nil {
+		if err := w.fail(path); err != nil {
+			return err
+		}
+	}
+	return w.OSFS.Sync(path)
+}
+
+func TestCompletedOnlyAfterSyncPass(t *testing.T) {
+	f := newFake(t, "ok")
+	w := &watchingFS{statusFile: f.statusFile}
+	if code := f.run(t, w); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, f.stderr.String())
+	}
+	if len(w.states) < 5 {
+		t.Fatalf("the sync pass synced %d paths, want every file and directory", len(w.states))
+	}
+	for i, st := range w.states {
+		if st != status.StateInProgress {
+			t.Fatalf("sync %d: the status file said %v during the sync pass", i, st)
+		}
+	}
+	final := f.final(t)
+	if final.State != status.StateCompleted {
+		t.Fatal("not completed after the sync pass")
+	}
+	var samples []*status.Status
+	for _, p := range []string{f.seen, f.seen + ".end"} {
+		b, _ := os.ReadFile(p)
+		s, err := status.Parse(b)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		samples = append(samples, s)
+	}
+	if samples[1].Phase != status.PhaseFinishing {
+		t.Errorf("once pg_basebackup was done the phase was %q, want finishing", samples[1].Phase)
+	}
+	samples = append(append(samples, w.samples...), final)
+	if err := status.PhasesForward(samples); err != nil {
+		t.Errorf("the writer's promises: %v", err)
+	}
+}
+
+// TestSyncPassEIO: an EIO on open or fsync of one file during the
+// wrapper's own sync pass fails the run.
+func TestSyncPassEIO(t *testing.T) {
+	f := newFake(t, "ok")
+	w := &watchingFS{statusFile: f.statusFile, fail: func(path string) error {
+		if filepath.Base(path) == "123" {
+			return &fs.PathError{Op: "open", Path: path, Err: syscall.EIO}
+		}
+		return nil
+	}}
+	if code := f.run(t, w); code != ExitSyncFailed {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitSyncFailed, f.stderr.String())
+	}
+	s := f.final(t)
+	if s.State != status.StateFailed || !strings.Contains(s.Reason, "input/output error") {
+		t.Fatalf("status %v, reason %q; want failed for the EIO", s.State, s.Reason)
+	}
+	if r := status.Check(f.statusFile); r.Verdict != status.Failed {
+		t.Errorf("verdict %v, want failed", r.Verdict)
+	}
+}
+
+func TestFailedWithReason(t *testing.T) {
+	f := newFake(t, "fail")
+	// An earlier run's completed must not stand for this one.
+	earlier := &status.Status{Version: 1, State: status.StateCompleted, PID: 1, Host: "h", Label: "x",
+		ProgramVersion: "v", Format: "plain", WALMethod: "stream", Sync: true, Started: true,
+		StartLSN: 1, Timeline: 1, EndLSN: 2, Durable: true}
+	if err := os.WriteFile(f.statusFile, earlier.Encode(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.run(t, nil); code != 1 {
+		t.Fatalf("exit %d, want pg_basebackup's 1", code)
+	}
+	seen, _ := os.ReadFile(f.seen)
+	if first, err := status.Parse(seen); err != nil || first.State != status.StateInProgress {
+		t.Fatalf("when pg_basebackup started the file said %v (%v), want this run's in progress", first, err)
+	}
+	s := f.final(t)
+	want := "error while starting: could not connect to server: boom"
+	if s.State != status.StateFailed || s.Reason != want || s.PID != os.Getpid() {
+		t.Fatalf("status %v pid %d reason %q, want failed, pid %d, %q", s.State, s.PID, s.Reason, os.Getpid(), want)
+	}
+	if r := status.Check(f.statusFile); r.ExitCode != 2 {
+		t.Errorf("pgbb-status exit %d, want 2 (failed)", r.ExitCode)
+	}
+}
+
+func TestSyncErrorInStderr(t *testing.T) {
+	f := newFake(t, "syncerr")
+	if code := f.run(t, nil); code != ExitSyncFailed {
+		t.Fatalf("exit %d, want %d", code, ExitSyncFailed)
+	}
+	s := f.final(t)
+	if s.State != status.StateFailed || !strings.Contains(s.Reason, "Input/output error") {
+		t.Fatalf("status %v reason %q, want failed naming the sync error", s.State, s.Reason)
+	}
+}
+
+func TestNoSyncNotDurable(t *testing.T) {
+	f := newFake(t, "ok")
+	w := &watchingFS{statusFile: f.statusFile}
+	if code := f.run(t, w, "--no-sync"); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, f.stderr.String())
+	}
+	s := f.final(t)
+	if s.State != status.StateCompleted || s.Durable || s.Sync || len(w.states) != 0 {
+		t.Fatalf("status %v durable %v sync %v, %d syncs; want completed, not durable, no sync pass", s.State, s.Durable, s.Sync, len(w.states))
+	}
+	if r := status.Check(f.statusFile); r.ExitCode != 4 {
+		t.Errorf("pgbb-status exit %d, want 4", r.ExitCode)
+	}
+}
+
+// TestTempLeftovers: a temporary file left by a dead run with this pid
+// (longer than the new version, read-only) or another pid never blocks.
+func TestTempLeftovers(t *testing.T) {
+	f := newFake(t, "ok")
+	own := status.TempPath(f.statusFile, os.Getpid())
+	other := status.TempPath(f.statusFile, 999999)
+	junk := bytes.Repeat([]byte("junk\n"), 2000)
+	for _, p := range []string{own, other} {
+		if err := os.WriteFile(p, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, f.stderr.String())
+	}
+	if f.final(t).State != status.StateCompleted {
+		t.Fatal("not completed")
+	}
+	if _, err := os.Stat(own); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("own temporary file still there: %v", err)
+	}
+	if b, err := os.ReadFile(other); err != nil || !bytes.Equal(b, junk) {
+		t.Errorf("another pid's temporary file was touched")
+	}
+}
+
+func TestStatusFileInsideTarget(t *testing.T) {
+	f := newFake(t, "ok")
+	f.statusFile = filepath.Join(f.target, "status")
+	if code := f.run(t, nil); code != 64 {
+		t.Fatalf("exit %d, want 64", code)
+	}
+}
+
+func TestWriterUnwritable(t *testing.T) {
+	f := newFake(t, "ok")
+	f.statusFile = filepath.Join(f.dir, "missing", "b1.status")
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d, want 0: a status file that cannot be written never fails the backup", code)
+	}
+	if !strings.Contains(f.stderr.String(), status.WarnCompleteUnsaid) {
+		t.Errorf("stderr lacks %q:\n%s", status.WarnCompleteUnsaid, f.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(f.target, "base", "1", "123")); err != nil {
+		t.Errorf("the backup was harmed: %v", err)
+	}
+}
+
+// TestNonEmptyTargetNotRecorded: a target that is not empty (an earlier
+// backup, say) is not the run's: pg_basebackup refuses it, and the failed
+// file must not record it, or --remove-if-dead would empty it.
+func TestNonEmptyTargetNotRecorded(t *testing.T) {
+	f := newFake(t, "fail")
+	if err := os.MkdirAll(f.target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.target, "PG_VERSION"), []byte("18\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.run(t, nil); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if s := f.final(t); s.State != status.StateFailed || len(s.Directories) != 0 {
+		t.Fatalf("status %v with directories %+v, want failed with none", s.State, s.Directories)
+	}
+}
+
+// TestEmptyTargetRecordedExisting: an empty target that existed is
+// recorded as existing from the first version on.
+func TestEmptyTargetRecordedExisting(t *testing.T) {
+	f := newFake(t, "ok")
+	if err := os.MkdirAll(f.target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	seen, _ := os.ReadFile(f.seen)
+	first, err := status.Parse(seen)
+	want := []status.Directory{{Path: f.target}}
+	if err != nil || !slices.Equal(first.Directories, want) || !slices.Equal(f.final(t).Directories, want) {
+		t.Fatalf("first %+v (%v), want directories %+v", first, err, want)
+	}
+}
