@@ -120,6 +120,28 @@ func argsAfter(fragment, name string) [][]string {
 	return out
 }
 
+// commandArgs is argsAfter for a name that is also a word (make): only
+// where it stands as a command, first in the fragment or after a shell
+// separator.
+func commandArgs(fragment, name string) [][]string {
+	tokens := strings.Fields(fragment)
+	var out [][]string
+	for i, tok := range tokens {
+		if tok != name {
+			continue
+		}
+		if i > 0 {
+			switch tokens[i-1] {
+			case ";", "&&", "||", "|", "$", "then", "do", "sudo":
+			default:
+				continue
+			}
+		}
+		out = append(out, argsAfter(strings.Join(tokens[i:], " "), name)[0])
+	}
+	return out
+}
+
 // flagName returns the name of a flag token ("--lease", "-pg", "--json,"),
 // or "" if tok is not one.
 func flagName(tok string) string {
@@ -201,7 +223,7 @@ func TestDocumentedMakeTargets(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, frag := range codeOf(string(data)) {
-			for _, args := range argsAfter(frag, "make") {
+			for _, args := range commandArgs(frag, "make") {
 				for _, a := range args {
 					if strings.Contains(a, "=") || strings.HasPrefix(a, "-") {
 						continue
