@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Flows returns the flows of sc: one per variant and policy, and the
-// stall flow if sc asks for one.
+// Flows returns the flows of sc: one per variant and policy, the stall
+// flow if sc asks for one, and one fresh flow per variant and fresh
+// policy.
 func (sc Scenario) Flows() []Flow {
 	var fs []Flow
 	for _, p := range sc.Policies {
@@ -17,6 +18,11 @@ func (sc Scenario) Flows() []Flow {
 	}
 	if sc.Stall > 0 {
 		fs = append(fs, Flow{Variant: Patched, Policy: Leave, Stall: true})
+	}
+	for _, p := range sc.FreshPolicies {
+		for _, v := range []Variant{Stock, Patched} {
+			fs = append(fs, Flow{Variant: v, Policy: p, Fresh: true})
+		}
 	}
 	return fs
 }

@@ -47,6 +47,11 @@ type Flow struct {
 	Stall bool `json:"stall,omitempty"`
 	// Unfaulted is one attempt without a deadline: the baseline.
 	Unfaulted bool `json:"unfaulted,omitempty"`
+	// Fresh is a scheduler that never runs the reader and never cleans
+	// up: each attempt runs into a fresh directory of its own, with the
+	// same --status-file, and is judged only by its exit code and
+	// backup_manifest (stock) or by grepping the status file (patched).
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // ID names the flow in paths, logs and the table.
@@ -56,6 +61,8 @@ func (f Flow) ID() string {
 		return string(f.Variant) + "-unfaulted"
 	case f.Stall:
 		return string(f.Variant) + "-stall"
+	case f.Fresh:
+		return string(f.Variant) + "-fresh-" + string(f.Policy)
 	}
 	return string(f.Variant) + "-" + string(f.Policy)
 }
@@ -130,6 +137,8 @@ type Outcome struct {
 	Problems []string `json:"problems,omitempty"`
 	// Wall is the flow's time to its end.
 	Wall time.Duration `json:"wall_ns"`
+	// Fresh flows only (see Flow.Fresh).
+	FreshResult *FreshOutcome `json:"fresh_result,omitempty"`
 	// Err says why the flow could not run (the harness's fault).
 	Err string `json:"error,omitempty"`
 }
@@ -141,21 +150,27 @@ type flowRun struct {
 	flow  Flow
 	dir   string
 	start time.Time
-	runs  []*backupRun
-	out   Outcome
-	mon   *monitor
-	mu    sync.Mutex // guards out's monitor fields
+	// base holds the directories the current run writes: dir, or the
+	// attempt's own directory in a fresh flow.
+	base string
+	runs []*backupRun
+	out  Outcome
+	mon  *monitor
+	mu   sync.Mutex // guards out's monitor fields
+	// giveUp says no later attempt can help (see lookRefuse).
+	giveUp bool
 }
 
 // Run runs flow f of scenario sc and returns its outcome.
 func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 	r := &flowRun{env: e, sc: sc, flow: f, dir: filepath.Join(e.Dir, f.ID()), start: time.Now(), out: Outcome{Flow: f}}
+	r.base = r.dir
 	if err := r.prepare(); err != nil {
 		r.out.Err = err.Error()
 		return r.out
 	}
 	before := e.mark()
-	if f.Variant == Patched {
+	if f.Variant == Patched && !f.Fresh {
 		r.mon = newMonitor(r)
 		go r.mon.run(ctx)
 	}
@@ -163,6 +178,9 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 	r.out.Wall = time.Since(r.start)
 	if r.mon != nil {
 		r.mon.stop()
+	}
+	if f.Fresh {
+		r.measureLeft()
 	}
 	for _, b := range r.runs {
 		proc.KillGroup(b.pid(), 10*time.Second)
@@ -173,6 +191,9 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 	}
 	if r.out.Converged && !f.Unfaulted {
 		r.judge(ctx, before)
+		if f.Fresh && r.out.TakenIncomplete {
+			r.falseCompletion(fmt.Sprintf("the oracle rejected b-%d: %s", r.out.FreshResult.Taken, r.out.Oracle.Reason))
+		}
 	}
 	r.removeBackup()
 	return r.out
@@ -182,6 +203,14 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 // source each, once the flow is judged; the status file stays, with the
 // outcome in the report.
 func (r *flowRun) removeBackup() {
+	if r.flow.Fresh {
+		for n := range r.out.Attempts {
+			if err := os.RemoveAll(r.attemptDir(n + 1)); err != nil {
+				r.logf("remove %s: %v", r.attemptDir(n+1), err)
+			}
+		}
+		return
+	}
 	for _, d := range r.backupDirs() {
 		if err := os.RemoveAll(d); err != nil {
 			r.logf("remove %s: %v", d, err)
@@ -189,12 +218,13 @@ func (r *flowRun) removeBackup() {
 	}
 }
 
-// paths of a flow's directories.
-func (r *flowRun) target() string     { return filepath.Join(r.dir, "target") }
-func (r *flowRun) walDir() string     { return filepath.Join(r.dir, "wal") }
+// paths of a flow's directories: the current run's under base, the
+// status file, the same for every attempt, under dir.
+func (r *flowRun) target() string     { return filepath.Join(r.base, "target") }
+func (r *flowRun) walDir() string     { return filepath.Join(r.base, "wal") }
 func (r *flowRun) statusFile() string { return filepath.Join(r.dir, "status", "backup_status") }
 func (r *flowRun) tablespace(i int) string {
-	return filepath.Join(r.dir, fmt.Sprintf("ts%d", i+1))
+	return filepath.Join(r.base, fmt.Sprintf("ts%d", i+1))
 }
 
 // backupDirs are the directories a run of the flow fills: the target,
@@ -266,11 +296,19 @@ func (r *flowRun) attempts(ctx context.Context) error {
 			}
 			backoff *= 2
 		}
-		a, err := r.attempt(ctx, i)
+		attempt := r.attempt
+		if r.flow.Fresh {
+			attempt = r.freshAttempt
+		}
+		a, err := attempt(ctx, i)
 		r.out.Attempts = append(r.out.Attempts, a)
 		r.logf("attempt %d: found %q, %s%s", a.N, a.Found, a.Action, describeEnd(a))
 		if err != nil {
 			return err
+		}
+		if r.giveUp {
+			// Nothing later attempts can do: an operator must look.
+			return nil
 		}
 	}
 	return nil
@@ -283,6 +321,8 @@ func describeEnd(a Attempt) string {
 		return fmt.Sprintf(", exit %d: %s", *a.Exit, a.Note)
 	case a.Exit != nil:
 		return fmt.Sprintf(", exit %d", *a.Exit)
+	case a.Stopped != "" && a.Note != "":
+		return ", deadline: " + string(a.Stopped) + ": " + a.Note
 	case a.Stopped != "":
 		return ", deadline: " + string(a.Stopped)
 	case a.Note != "":
@@ -418,9 +458,50 @@ func (r *flowRun) lookStock(a *Attempt) (bool, error) {
 	return true, nil
 }
 
+// look is what a retry does with the reader's verdict on what the last
+// attempt left.
+type look int
+
+const (
+	// lookWait: running, stalled, or not decided yet: wait, never remove.
+	lookWait look = iota
+	// lookTake: completed: take the backup.
+	lookTake
+	// lookRemove: failed, or in progress and dead: --remove-if-dead, then
+	// start a run.
+	lookRemove
+	// lookStart: no status file: nothing to judge or clean up.
+	lookStart
+	// lookRefuse: completed-unconfirmed: the file says completed, but
+	// its directories are missing or not its owner's. The backup is
+	// neither taken (it is not known to be there) nor removed (it is
+	// not known to be the flow's: pgbb-status --remove-if-dead never
+	// removes a completed one); waiting does not change a final verdict,
+	// and a new run into those directories could only fail or mix with
+	// them, so the flow stops for an operator to look.
+	lookRefuse
+)
+
+// decideLook maps the reader's verdict rd to what a retry does.
+func decideLook(rd Reading) look {
+	switch {
+	case isCompleted(rd.Verdict):
+		return lookTake
+	case rd.Verdict == verdictUnconfirmed:
+		return lookRefuse
+	case rd.Verdict == verdictFailed || (rd.Verdict == verdictNot && rd.Final):
+		return lookRemove
+	case rd.Verdict == verdictNot && rd.Status.PID == 0:
+		return lookStart
+	}
+	return lookWait
+}
+
 // lookPatched judges the status file with pgbb-status: completed ends the
 // flow, running or stalled is waited for until the deadline, failed or
-// dead is removed with --remove-if-dead before a new run starts.
+// dead is removed with --remove-if-dead before a new run starts, and a
+// completed file that its directories do not bear out is neither taken
+// nor removed (see lookRefuse).
 func (r *flowRun) lookPatched(ctx context.Context, a *Attempt, deadline time.Time) (bool, error) {
 	for {
 		rd, err := r.env.Reader.Read(ctx, r.statusFile())
@@ -430,20 +511,23 @@ func (r *flowRun) lookPatched(ctx context.Context, a *Attempt, deadline time.Tim
 		if a.Found == "" {
 			a.Found = rd.Verdict
 		}
-		switch {
-		case rd.Verdict == verdictCompleted || rd.Verdict == verdictNotDurable:
+		switch decideLook(rd) {
+		case lookTake:
 			a.Action = "took-complete"
 			r.out.Converged = true
 			return false, nil
-		case rd.Verdict == verdictFailed || (rd.Verdict == verdictNot && rd.Final):
+		case lookRefuse:
+			a.Action, a.Note = "refused", "not taken, not removed: "+rd.Summary
+			r.giveUp = true
+			return false, nil
+		case lookRemove:
 			start, err := r.remove(ctx, a)
 			if err != nil || start {
 				return start, err
 			}
 			// Refused: a process of the run may still be on its
 			// way out. Judge again, as an orchestrator polls.
-		case rd.Verdict == verdictNot && rd.Status.PID == 0:
-			// No status file: nothing to judge or clean up.
+		case lookStart:
 			return true, nil
 		}
 		if a.Action != "refused" {

@@ -38,6 +38,9 @@ const (
 	verdictRunning    = "running"
 	verdictStalled    = "stalled"
 	verdictNot        = "not-complete"
+	// verdictUnconfirmed: the file says completed, but the directories
+	// it records are missing or not its owner's (exit code 6).
+	verdictUnconfirmed = "completed-unconfirmed"
 )
 
 // Heartbeat phases: the writer rewrites the file every refresh interval

@@ -3,6 +3,7 @@ package taskflow
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -64,8 +65,16 @@ func (res *Result) Judge() {
 		bad := func(format string, args ...any) {
 			res.Violations = append(res.Violations, o.ID()+": "+fmt.Sprintf(format, args...))
 		}
-		if o.TakenIncomplete {
+		if o.TakenIncomplete && !o.Fresh {
 			bad("took an incomplete backup as complete: %s", o.Oracle.Reason)
+		}
+		if f := o.FreshResult; f != nil {
+			if f.FalseCompletions > 0 {
+				bad("false completion: %s", strings.Join(f.FalseNotes, "; "))
+			}
+			if f.Blocked > 0 {
+				bad("%d retries failed on a dead run's leftovers: %s", f.Blocked, strings.Join(f.BlockedNotes, "; "))
+			}
 		}
 		if o.LiveRemoved > 0 {
 			bad("removed the directories of a live run %d time(s)", o.LiveRemoved)
@@ -82,7 +91,7 @@ func (res *Result) Judge() {
 		if o.Stall && (o.StallSeenAfter == 0 || o.StallSeenAfter > stallLimit(res.Scenario)) {
 			bad("stall seen after %s (limit %s; 0: never)", o.StallSeenAfter.Round(time.Second), stallLimit(res.Scenario))
 		}
-		if (o.Unfaulted || o.Stall || o.Policy == Leave) && !o.Converged {
+		if (o.Unfaulted || o.Stall || (o.Policy == Leave && !o.Fresh)) && !o.Converged {
 			bad("did not converge: a run left alone must complete and be taken as complete")
 		}
 	}
@@ -97,13 +106,31 @@ func (res *Result) WriteTable(w io.Writer) {
 	for _, o := range res.Unfaulted {
 		fmt.Fprintf(w, "  unfaulted %-7s run: %s (converged %t)\n", o.Variant, o.Wall.Round(time.Second), o.Converged)
 	}
+	res.writeClassic(w)
+	res.writeFresh(w)
+	for _, e := range res.Errors {
+		fmt.Fprintf(w, "ERROR %s\n", e)
+	}
+	for _, v := range res.Violations {
+		fmt.Fprintf(w, "VIOLATION %s\n", v)
+	}
+}
+
+// writeClassic prints the table of the flows that judge with what their
+// build offers and clean up, and a summary per variant, if the scenario
+// has such flows.
+func (res *Result) writeClassic(w io.Writer) {
+	sc := res.Scenario
+	if !slices.ContainsFunc(res.Flows, func(o Outcome) bool { return !o.Fresh }) {
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "flow\tconverged\tattempts\twall\twall/unfaulted\tincomplete taken\tlive removed\tfalse stalls\tstall seen\tmax update gap\t")
 	for _, o := range res.Flows {
-		ratio, stall, gap, stalls := "-", "-", "-", "n/a"
-		if b := res.baseline(o.Variant); b > 0 && o.Converged {
-			ratio = fmt.Sprintf("%.2f", float64(o.Wall)/float64(b))
+		if o.Fresh {
+			continue
 		}
+		ratio, stall, gap, stalls := res.ratio(o), "-", "-", "n/a"
 		if o.Variant == Patched {
 			stalls = fmt.Sprintf("%d/%d", o.FalseStalls, o.Samples)
 			gap = o.MaxUpdateGap.Round(time.Second).String()
@@ -118,7 +145,7 @@ func (res *Result) WriteTable(w io.Writer) {
 	for _, v := range []Variant{Stock, Patched} {
 		conv, flows, taken, live := 0, 0, 0, 0
 		for _, o := range res.Flows {
-			if o.Variant != v {
+			if o.Variant != v || o.Fresh {
 				continue
 			}
 			flows++
@@ -133,12 +160,6 @@ func (res *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%s: %d of %d flows ended with a complete backup; %d took an incomplete one as complete; %d clean-ups removed a live run\n",
 			v, conv, flows, taken, live)
 	}
-	for _, e := range res.Errors {
-		fmt.Fprintf(w, "ERROR %s\n", e)
-	}
-	for _, v := range res.Violations {
-		fmt.Fprintf(w, "VIOLATION %s\n", v)
-	}
 }
 
 func yesNo(b bool) string {
@@ -146,4 +167,83 @@ func yesNo(b bool) string {
 		return "YES"
 	}
 	return "no"
+}
+
+// ratio is a converged flow's wall time against its variant's unfaulted
+// run, or "-".
+func (res *Result) ratio(o Outcome) string {
+	if b := res.baseline(o.Variant); b > 0 && o.Converged {
+		return fmt.Sprintf("%.2f", float64(o.Wall)/float64(b))
+	}
+	return "-"
+}
+
+// writeFresh prints the fresh flows' table and a summary per variant, if
+// the scenario has fresh flows.
+func (res *Result) writeFresh(w io.Writer) {
+	var fresh []Outcome
+	for _, o := range res.Flows {
+		if o.Fresh && o.FreshResult != nil {
+			fresh = append(fresh, o)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "fresh flows: each attempt into b-N, one --status-file, judged by exit code and backup_manifest (stock) or grep '^STATUS: completed' (patched), nothing cleaned up:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "flow\tconverged\tattempts\twall\twall/unfaulted\tfalse completions\tdead attempts\tdisk left\tper dead attempt\torphans alive\tblocked retries\tstale .tmp (planted)\texit 0 unseen\t")
+	for _, o := range fresh {
+		f := o.FreshResult
+		fmt.Fprintf(tw, "%s\t%t\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t\n", o.ID(), o.Converged, len(o.Attempts),
+			o.Wall.Round(time.Second), res.ratio(o), f.FalseCompletions, f.DeadAttempts, humanBytes(f.LeftBytes),
+			perAttempt(f.LeftBytes, f.DeadAttempts), f.Orphans, patchedOnly(o, fmt.Sprint(f.Blocked)),
+			patchedOnly(o, fmt.Sprintf("%d (%d)", f.StaleTemps, f.Planted)), patchedOnly(o, fmt.Sprint(f.Missed)))
+	}
+	tw.Flush()
+	for _, v := range []Variant{Stock, Patched} {
+		conv, flows, falses, dead, orphans := 0, 0, 0, 0, 0
+		var left int64
+		for _, o := range fresh {
+			if o.Variant != v {
+				continue
+			}
+			flows++
+			if o.Converged && o.FreshResult.FalseCompletions == 0 {
+				conv++
+			}
+			falses += o.FreshResult.FalseCompletions
+			dead += o.FreshResult.DeadAttempts
+			orphans += o.FreshResult.Orphans
+			left += o.FreshResult.LeftBytes
+		}
+		if flows > 0 {
+			fmt.Fprintf(w, "%s fresh: %d of %d flows ended with their own complete backup; %d false completions; %d dead attempts left %s (%s each), %d with processes still alive\n",
+				v, conv, flows, falses, dead, humanBytes(left), perAttempt(left, dead), orphans)
+		}
+	}
+}
+
+// patchedOnly returns s for a patched flow, "n/a" for a stock one.
+func patchedOnly(o Outcome, s string) string {
+	if o.Variant != Patched {
+		return "n/a"
+	}
+	return s
+}
+
+// perAttempt is bytes shared among n attempts, or "-".
+func perAttempt(bytes int64, n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return humanBytes(bytes / int64(n))
+}
+
+// humanBytes writes n bytes in MB (10^6) or GB (10^9), one decimal.
+func humanBytes(n int64) string {
+	if n >= 1e9 {
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 }

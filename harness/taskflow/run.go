@@ -19,10 +19,12 @@ type backupRun struct {
 	cmd     *exec.Cmd
 	started time.Time
 	done    chan struct{}
-	// exit is the exit code (-1 for a signal) once done is closed.
-	exit int
-	mu   sync.Mutex
-	out  bytes.Buffer
+	// exit is the exit code (-1 for a signal) and ended the time
+	// pg_basebackup exited, once done is closed.
+	exit  int
+	ended time.Time
+	mu    sync.Mutex
+	out   bytes.Buffer
 }
 
 // startRun starts args as acct with env. The run outlives the attempt
@@ -46,6 +48,7 @@ func startRun(ctx context.Context, acct osuser.Account, env []string, args []str
 		default:
 			r.exit = -1
 		}
+		r.ended = time.Now()
 		close(r.done)
 	}()
 	return r, nil

@@ -101,6 +101,11 @@ type Scenario struct {
 	// Policies are the scheduler's ways to stop a run at the deadline:
 	// one flow per policy and variant.
 	Policies []Policy `json:"policies"`
+	// FreshPolicies adds, per policy, a stock and a patched fresh flow: a
+	// scheduler that never runs the reader and never cleans up, each
+	// attempt into a directory of its own with the same --status-file
+	// (see Flow.Fresh).
+	FreshPolicies []Policy `json:"fresh_policies"`
 	// Stall, if set, adds a patched flow (policy leave) whose base backup
 	// sender on the server is stopped (SIGSTOP) this long once data
 	// flows: the run is alive but stalled, and must be seen so.
@@ -172,10 +177,10 @@ func (sc Scenario) check() error {
 	if sc.MaxRate == "" {
 		errs = append(errs, errors.New("max_rate: required (pg_basebackup --max-rate, so that a run outlives the deadline)"))
 	}
-	if len(sc.Policies) == 0 {
-		errs = append(errs, errors.New("policies: empty"))
+	if len(sc.Policies) == 0 && len(sc.FreshPolicies) == 0 {
+		errs = append(errs, errors.New("policies and fresh_policies: both empty"))
 	}
-	for _, p := range sc.Policies {
+	for _, p := range append(slices.Clone(sc.Policies), sc.FreshPolicies...) {
 		if !slices.Contains(Policies(), p) {
 			errs = append(errs, fmt.Errorf("policy %q: want one of %v", p, Policies()))
 		}

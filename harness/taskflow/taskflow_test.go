@@ -1,13 +1,17 @@
 package taskflow
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgbb/pgbb/harness/cluster"
 	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/status"
 )
 
@@ -131,5 +135,392 @@ func TestJudgeExit0(t *testing.T) {
 		if converged != c.converged || (problem == "") != c.converged {
 			t.Errorf("%s after %q: converged %t, problem %q; want converged %t", c.verdict, c.out, converged, problem, c.converged)
 		}
+	}
+}
+
+// TestMain runs the test binary as a fake pg_basebackup when it is
+// started under that name (see fakeBasebackup).
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == "pg_basebackup" {
+		os.Exit(fakeBasebackup(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeBasebackup is a pg_basebackup for the fresh flows' tests: what
+// attempt N (its -D is .../b-N/target) does is line "N action" of the
+// file plan next to it:
+//
+//	complete  write the target with backup_manifest and a completed
+//	          status file of its own pid, exit 0
+//	hang      write part of the target and an "in progress" status file,
+//	          then run until killed
+//	late      as hang, then complete once a later run has written its
+//	          own status file
+//	fail      exit 1 on the status file's temporary file, as a writer
+//	          that a dead run's leftovers block does
+//
+// The status files are the templates completed and in_progress next to
+// it, with its pid and target.
+func fakeBasebackup(args []string) int {
+	var target, statusFile string
+	for i, a := range args {
+		if a == "-D" && i+1 < len(args) {
+			target = args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, "--status-file="); ok {
+			statusFile = v
+		}
+	}
+	bin := filepath.Dir(os.Args[0])
+	plan, _ := os.ReadFile(filepath.Join(bin, "plan"))
+	attempt := strings.TrimPrefix(filepath.Base(filepath.Dir(target)), "b-")
+	action := ""
+	for line := range strings.SplitSeq(string(plan), "\n") {
+		if n, act, ok := strings.Cut(line, " "); ok && n == attempt {
+			action = act
+		}
+	}
+	write := func(name string, state status.State) {
+		if statusFile == "" {
+			return
+		}
+		data, _ := os.ReadFile(filepath.Join(bin, name))
+		s, err := status.Parse(data)
+		if err != nil {
+			panic(err)
+		}
+		s.PID, s.Directories = os.Getpid(), []status.Directory{{Path: target, Created: true}}
+		tmp := status.TempPath(statusFile, os.Getpid())
+		os.WriteFile(tmp, s.Encode(), 0o600)
+		os.Rename(tmp, statusFile)
+	}
+	complete := func() int {
+		os.MkdirAll(target, 0o700)
+		os.WriteFile(filepath.Join(target, "backup_manifest"), []byte("{}"), 0o600)
+		write("completed", status.StateCompleted)
+		return 0
+	}
+	switch action {
+	case "complete":
+		return complete()
+	case "hang", "late":
+		write("in_progress", status.StateInProgress)
+		os.MkdirAll(target, 0o700)
+		os.WriteFile(filepath.Join(target, "base.dat"), make([]byte, 1000), 0o600)
+		for action == "late" {
+			time.Sleep(20 * time.Millisecond)
+			if s, err := status.ReadFile(statusFile); err == nil && s.PID != os.Getpid() {
+				return complete()
+			}
+		}
+		time.Sleep(time.Hour)
+	case "fail":
+		fmt.Fprintf(os.Stderr, "pg_basebackup: error: could not create file %q: File exists\n", status.TempPath(statusFile, 1))
+	}
+	return 1
+}
+
+// freshRun sets up a fresh flow of variant v and policy p whose runs are
+// fakeBasebackup following plan, with deadlines of 1 s.
+func freshRun(t *testing.T, v Variant, p Policy, attempts int, plan string) *flowRun {
+	t.Helper()
+	bin, dir := t.TempDir(), t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "pg_basebackup")); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{"completed": "completed_plain_tablespace_waldir", "in_progress": "in_progress_killed"} {
+		data, err := os.ReadFile(filepath.Join("..", "status", "testdata", "real", "0003", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(bin, name), data, 0o600)
+	}
+	os.WriteFile(filepath.Join(bin, "plan"), []byte(plan), 0o600)
+	sc := Scenario{Name: "t", Deadline: Duration(time.Second), Attempts: attempts, MaxRate: "1M", Refresh: 1}
+	env := &Env{Server: &cluster.Cluster{TCP: true, Port: 1}, BinDirs: map[Variant]string{v: bin}, Dir: dir}
+	f := Flow{Variant: v, Policy: p, Fresh: true}
+	r := &flowRun{env: env, sc: sc, flow: f, dir: filepath.Join(dir, f.ID()), start: time.Now(), out: Outcome{Flow: f}}
+	r.base = r.dir
+	if err := r.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runFresh runs r's attempts, measures what they left and stops every
+// run, as Run does without the oracle.
+func runFresh(t *testing.T, r *flowRun) *FreshOutcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := r.attempts(ctx)
+	r.measureLeft()
+	for _, b := range r.runs {
+		proc.KillGroup(b.pid(), 5*time.Second)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range r.out.Attempts {
+		t.Logf("attempt %d: %s%s", a.N, a.Action, describeEnd(a))
+	}
+	return r.out.FreshResult
+}
+
+// TestFreshLeaveEarlierCompleted: a scheduler that leaves its runs going
+// shares the status file between them; when an earlier run finishes
+// meanwhile, the file says completed with that run's PID. The script
+// checks the PID line against the run it started, as the README says, so
+// it does not take its own attempt's directory on another run's
+// completed: no false completion (a script that grepped STATUS alone
+// would have taken b-2, see TestFreshJudgements).
+func TestFreshLeaveEarlierCompleted(t *testing.T) {
+	r := freshRun(t, Patched, Leave, 3, "1 late\n2 hang\n3 hang\n")
+	r.sc.Deadline = Duration(3 * time.Second) // room for a slow start of attempt 2
+	f := runFresh(t, r)
+	if r.out.Converged || f.Taken != 0 || f.FalseCompletions != 0 {
+		t.Fatalf("converged %t, taken %d, false completions %d %q; want nothing taken on attempt 1's completed", r.out.Converged, f.Taken, f.FalseCompletions, f.FalseNotes)
+	}
+	res := &Result{Scenario: r.sc, Flows: []Outcome{r.out}}
+	res.Judge()
+	for _, v := range res.Violations {
+		if strings.Contains(v, "false completion") {
+			t.Errorf("violation %q", v)
+		}
+	}
+}
+
+// TestFreshKillStaleTemp: after a SIGKILL the harness leaves the killed
+// run's temporary status file, as a kill during a rewrite does; the next
+// run completes, and its own completed is taken, no false completion.
+func TestFreshKillStaleTemp(t *testing.T) {
+	r := freshRun(t, Patched, Kill, 3, "1 hang\n2 complete\n")
+	f := runFresh(t, r)
+	if f.Taken != 2 || f.FalseCompletions != 0 || f.Blocked != 0 {
+		t.Fatalf("taken %d, false completions %d %q, blocked %d; want b-2, none", f.Taken, f.FalseCompletions, f.FalseNotes, f.Blocked)
+	}
+	if f.Planted != 1 || f.StaleTemps != 1 || f.DeadAttempts != 1 || f.LeftBytes < 1000 {
+		t.Errorf("planted %d, stale temps %d, dead attempts %d, left %d bytes; want one temporary file and b-1 left", f.Planted, f.StaleTemps, f.DeadAttempts, f.LeftBytes)
+	}
+	res := &Result{Scenario: r.sc, Flows: []Outcome{r.out}}
+	res.Judge()
+	if len(res.Violations) != 0 {
+		t.Errorf("violations %q", res.Violations)
+	}
+}
+
+// TestFreshBlocked: a run that fails on the status file is a retry
+// blocked by a dead run's leftovers, a broken promise of the patched
+// flow.
+func TestFreshBlocked(t *testing.T) {
+	r := freshRun(t, Patched, TermGroup, 3, "1 fail\n2 complete\n")
+	f := runFresh(t, r)
+	if f.Blocked != 1 || f.Taken != 2 {
+		t.Fatalf("blocked %d, taken %d; want 1, b-2", f.Blocked, f.Taken)
+	}
+	res := &Result{Scenario: r.sc, Flows: []Outcome{r.out}}
+	res.Judge()
+	if len(res.Violations) != 1 || !strings.Contains(res.Violations[0], "leftovers") {
+		t.Errorf("violations %q, want the blocked retry", res.Violations)
+	}
+}
+
+// TestFreshStock: a stock scheduler takes exit 0; the run it left going
+// is an orphan still writing, and its directory is left.
+func TestFreshStock(t *testing.T) {
+	r := freshRun(t, Stock, Leave, 3, "1 hang\n2 complete\n")
+	f := runFresh(t, r)
+	if f.Taken != 2 || f.DeadAttempts != 1 || f.Orphans != 1 || f.LeftBytes != 1000 {
+		t.Fatalf("taken %d, dead attempts %d, orphans %d, left %d bytes; want b-2 taken, b-1 (1000 bytes) left with its run alive", f.Taken, f.DeadAttempts, f.Orphans, f.LeftBytes)
+	}
+}
+
+// TestFreshJudgements: the shell script's tests and the checks of what
+// it took.
+func TestFreshJudgements(t *testing.T) {
+	zero, one := 0, 1
+	for _, c := range []struct {
+		exit     *int
+		manifest bool
+		want     bool
+	}{{&zero, false, true}, {&one, false, false}, {nil, false, false}, {nil, true, true}, {&one, true, true}} {
+		if got := stockTakes(c.exit, c.manifest); got != c.want {
+			t.Errorf("stockTakes(%v, %t) = %t", c.exit, c.manifest, got)
+		}
+	}
+	for data, want := range map[string]bool{
+		"":                             false,
+		"STATUS: in progress\n":        false,
+		"X: 1\nSTATUS: completed\n":    true,
+		"STATUS: completed-ish\n":      true, // what grep matches
+		"LABEL: x STATUS: completed\n": false,
+		"BACKUP STATUS FORMAT: 1\nSTATUS: failed\n": false,
+	} {
+		if got := grepCompleted([]byte(data)); got != want {
+			t.Errorf("grepCompleted(%q) = %t", data, got)
+		}
+	}
+	for data, want := range map[string]bool{
+		"STATUS: completed\nPID: 42\n":  true,
+		"STATUS: completed\nPID: 420\n": false,
+		"STATUS: completed\nPID: 7\n":   false,
+		"STATUS: failed\nPID: 42\n":     false,
+	} {
+		if got := grepCompletedBy([]byte(data), 42); got != want {
+			t.Errorf("grepCompletedBy(%q, 42) = %t", data, got)
+		}
+	}
+	tmpl, err := os.ReadFile(filepath.Join("..", "status", "testdata", "real", "0003", "completed_plain_tablespace_waldir"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := func(pid int, target string) []byte {
+		s, err := status.Parse(tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.PID, s.Directories = pid, []status.Directory{{Path: target, Created: true}}
+		return s.Encode()
+	}
+	pids := []int{101, 102, 103}
+	for _, c := range []struct {
+		data []byte
+		n    int
+		want string
+	}{
+		{file(102, "/b-2/target"), 2, ""},
+		{file(101, "/b-1/target"), 2, "attempt 1's (pid 101), not attempt 2's"},
+		{file(999, "/b-2/target"), 2, "pid 999's, no run"},
+		{file(102, "/b-1/target"), 2, "records DIRECTORY /b-1/target"},
+		{file(102, "/b-2/target")[:200], 2, "does not parse"},
+		{file(102, "/b-2/target"), 4, "started no run"},
+	} {
+		got := foreignCompletion(c.data, pids, c.n, "/b-2/target")
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("foreignCompletion: %q, want %q", got, c.want)
+		}
+	}
+	path := "/s/backup_status"
+	for out, want := range map[string]bool{
+		`pg_basebackup: error: could not create file "/s/backup_status.7.tmp": File exists`: true,
+		`pg_basebackup: error: could not connect to server`:                                 false,
+		`pg_basebackup: warning: could not write file "/s/backup_status.7.tmp"`:             false,
+		`pg_basebackup: error: directory "/b-1/target" exists but is not empty`:             false,
+	} {
+		if got := blockedByStatusFile(out, path); got != want {
+			t.Errorf("blockedByStatusFile(%q) = %t", out, got)
+		}
+	}
+}
+
+// TestTreeBytes: regular files count, symbolic links are not followed,
+// a missing directory is 0.
+func TestTreeBytes(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a", "b"), 0o700)
+	os.WriteFile(filepath.Join(dir, "a", "b", "f"), make([]byte, 300), 0o600)
+	os.WriteFile(filepath.Join(dir, "g"), make([]byte, 20), 0o600)
+	os.WriteFile(filepath.Join(outside, "big"), make([]byte, 5000), 0o600)
+	os.Symlink(outside, filepath.Join(dir, "pg_wal"))
+	if n, err := treeBytes(dir); err != nil || n != 320 {
+		t.Errorf("treeBytes = %d, %v; want 320", n, err)
+	}
+	if n, err := treeBytes(filepath.Join(dir, "missing")); err != nil || n != 0 {
+		t.Errorf("missing: %d, %v", n, err)
+	}
+}
+
+// TestFreshFlows: fresh_policies add a stock and a patched fresh flow
+// each, also without classic policies; a bad one is refused.
+func TestFreshFlows(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fresh.json")
+	os.WriteFile(path, []byte(`{"deadline": "5s", "max_rate": "1M", "policies": [], "fresh_policies": ["leave", "kill"]}`), 0o644)
+	scs, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, f := range scs[0].Flows() {
+		ids = append(ids, f.ID())
+	}
+	if got := strings.Join(ids, " "); got != "stock-fresh-leave patched-fresh-leave stock-fresh-kill patched-fresh-kill" {
+		t.Errorf("flows %s", got)
+	}
+	for name, js := range map[string]string{
+		"none":  `{"deadline": "5s", "max_rate": "1M", "policies": []}`,
+		"nohup": `{"deadline": "5s", "max_rate": "1M", "fresh_policies": ["nohup"]}`,
+	} {
+		p := filepath.Join(dir, name+".json")
+		os.WriteFile(p, []byte(js), 0o644)
+		if _, err := Load(p); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
+
+// TestFreshJudge: a patched fresh flow's false completion and blocked
+// retry are violations, a stock one's are not; a patched fresh flow left
+// alone need not converge (it judges at the deadline); the table shows
+// the fresh flows apart.
+func TestFreshJudge(t *testing.T) {
+	sc := Scenario{Name: "t", Refresh: 2}
+	mk := func(v Variant, f FreshOutcome) Outcome {
+		return Outcome{Flow: Flow{Variant: v, Policy: Leave, Fresh: true}, FreshResult: &f}
+	}
+	bad := FreshOutcome{FalseCompletions: 1, FalseNotes: []string{"attempt 3 took b-3 on attempt 1's"}, Blocked: 1, BlockedNotes: []string{"attempt 2: tmp"}, DeadAttempts: 2, LeftBytes: 3e9}
+	res := &Result{Scenario: sc, Flows: []Outcome{mk(Stock, bad), mk(Patched, FreshOutcome{DeadAttempts: 4, LeftBytes: 8e8, Orphans: 2})}}
+	res.Judge()
+	if len(res.Violations) != 0 {
+		t.Errorf("violations %q, want none", res.Violations)
+	}
+	res.Flows = append(res.Flows, mk(Patched, bad))
+	res.Judge()
+	got := strings.Join(res.Violations, "; ")
+	if len(res.Violations) != 2 || !strings.Contains(got, "false completion: attempt 3") || !strings.Contains(got, "leftovers") {
+		t.Errorf("violations %q, want the false completion and the blocked retry", got)
+	}
+	var b strings.Builder
+	res.WriteTable(&b)
+	for _, want := range []string{"fresh flows:", "patched-fresh-leave", "3.0 GB", "1.5 GB", "200.0 MB", "stock fresh: 0 of 1"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestDecideLook: what a retry does with each verdict; a completed file
+// whose directories do not bear it out is neither taken nor removed.
+func TestDecideLook(t *testing.T) {
+	rd := func(verdict string, final bool, pid int) Reading {
+		r := Reading{Verdict: verdict, Final: final}
+		r.Status.PID = pid
+		return r
+	}
+	for _, c := range []struct {
+		rd   Reading
+		want look
+	}{
+		{rd(verdictCompleted, true, 7), lookTake},
+		{rd(verdictNotDurable, true, 7), lookTake},
+		{rd(verdictUnconfirmed, true, 7), lookRefuse},
+		{rd(verdictFailed, true, 7), lookRemove},
+		{rd(verdictNot, true, 7), lookRemove},
+		{rd(verdictNot, false, 0), lookStart},
+		{rd(verdictNot, false, 7), lookWait},
+		{rd(verdictRunning, false, 7), lookWait},
+		{rd(verdictStalled, false, 7), lookWait},
+	} {
+		if got := decideLook(c.rd); got != c.want {
+			t.Errorf("%s final %t pid %d: %d, want %d", c.rd.Verdict, c.rd.Final, c.rd.Status.PID, got, c.want)
+		}
+	}
+	if converged, problem := judgeExit0(rd(verdictUnconfirmed, true, 7), ""); converged || problem == "" {
+		t.Errorf("exit 0 and completed-unconfirmed: converged %t, problem %q; want not taken, a problem", converged, problem)
 	}
 }
