@@ -7,7 +7,11 @@
 // yet synced reached the disk anyway, and the states in which a write of
 // the status file was torn (each prefix of its bytes). A Checker judges
 // each state without a server; the states it cannot decide are left for
-// the oracle (Materialise writes one to disk).
+// the oracle (Materialise writes one to disk). A run that fails (an I/O
+// error, a signal) is explored from its failure on (Config.Failing) and
+// judged by a FailChecker: never "completed", "failed" with its REASON,
+// only once the WAL child and the clean-up are done, durable at the exit,
+// and no state that blocks a retry.
 package explore
 
 import (
@@ -40,6 +44,10 @@ type Config struct {
 	// KeepViolations bounds the violations kept (default 100); all are
 	// counted.
 	KeepViolations int
+	// Failing, when set, says the journal is a run that fails (an I/O
+	// error, a signal): its states are judged by the rules of a failing
+	// run (FailChecker), and From -1 starts at the failure (FailStart).
+	Failing *Failing
 }
 
 // Violation is a crash state that breaks a rule.
@@ -73,6 +81,9 @@ type Result struct {
 	// whole exploration's; FirstViolation the time to the first
 	// violation, from the exploration's start.
 	Replay, Elapsed, FirstViolation time.Duration
+	// Fail is what a failing run's exploration found besides (nil for a
+	// clean run).
+	Fail *FailResult `json:"fail,omitempty"`
 }
 
 // Cheap returns the number of states the checker decided alone.
@@ -122,6 +133,27 @@ func Reference(j *powerfs.Journal) (*powerfs.Snapshot, error) {
 	return r.Volatile(), nil
 }
 
+// stateJudge judges the states of one exploration: a clean run's
+// (Checker) or a failing run's (FailChecker).
+type stateJudge interface {
+	StatusWrite(op powerfs.Op) bool
+	NoteWrite(op powerfs.Op)
+	// step sees each operation once replayed (the live view).
+	step(rp *powerfs.Replayer, op powerfs.Op)
+	judgeState(s *powerfs.Snapshot, torn bool, prefix int) (Verdict, string, string)
+	judgeExit(s *powerfs.Snapshot, last int) (Verdict, string, string)
+}
+
+func (c *Checker) step(*powerfs.Replayer, powerfs.Op) {}
+
+func (c *Checker) judgeState(s *powerfs.Snapshot, torn bool, _ int) (Verdict, string, string) {
+	return c.Check(s, torn)
+}
+
+func (c *Checker) judgeExit(s *powerfs.Snapshot, _ int) (Verdict, string, string) {
+	return c.CheckExit(s)
+}
+
 // Explore builds and checks every crash state of the journal's run from
 // cfg.From on.
 func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, error) {
@@ -139,13 +171,24 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 	if err != nil {
 		return nil, fmt.Errorf("explore: %w", err)
 	}
-	chk, err := NewChecker(cfg.Status, ref)
-	if err != nil {
-		return nil, fmt.Errorf("explore: %w", err)
-	}
+	var chk stateJudge
+	var fail *FailChecker
 	from := cfg.From
-	if from < 0 {
-		from = FinishingStart(j, "finishing")
+	if cfg.Failing != nil {
+		if fail, err = NewFailChecker(ctx, j, cfg.Status, ref, *cfg.Failing); err != nil {
+			return nil, fmt.Errorf("explore: %w", err)
+		}
+		chk = fail
+		if from < 0 {
+			from = FailStart(j)
+		}
+	} else {
+		if chk, err = NewChecker(cfg.Status, ref); err != nil {
+			return nil, fmt.Errorf("explore: %w", err)
+		}
+		if from < 0 {
+			from = FinishingStart(j, "finishing")
+		}
 	}
 	res := &Result{Ops: len(j.Log), From: from, K: cfg.K, ByRule: map[string]int{}, Replay: time.Since(start)}
 	w := &walker{cfg: cfg, chk: chk, res: res, start: start}
@@ -162,6 +205,7 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 			return res, fmt.Errorf("explore: %w", err)
 		}
 		chk.NoteWrite(op)
+		chk.step(w.rp, op)
 		if !explore {
 			continue
 		}
@@ -173,9 +217,20 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 	}
 	// The run is over: what it reported done must be durable.
 	if len(j.Log) > 0 {
-		v, rule, msg := chk.CheckExit(w.rp.Durable())
+		last := j.Log[len(j.Log)-1].Seq
+		v, rule, msg := chk.judgeExit(w.rp.Durable(), last)
 		w.res.States++
-		w.count(StateID{Prefix: j.Log[len(j.Log)-1].Seq}, v, rule, msg)
+		w.count(StateID{Prefix: last}, v, rule, msg)
+	}
+	if fail != nil {
+		res.Fail = fail.Result()
+		for _, v := range fail.liveViolations() {
+			w.res.States++
+			w.countNamed(v.State, Broken, v.Rule, v.Message)
+		}
+		if err := fail.Err(); err != nil {
+			return res, fmt.Errorf("explore: %w", err)
+		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
@@ -197,7 +252,7 @@ func changes(op powerfs.Op) bool {
 type walker struct {
 	start time.Time
 	cfg   Config
-	chk   *Checker
+	chk   stateJudge
 	res   *Result
 	rp    *powerfs.Replayer
 }
@@ -223,13 +278,13 @@ func (w *walker) prefix(op powerfs.Op) {
 			s = base.Persist(sel...)
 			w.res.Subsets++
 		}
-		w.judge(id, s, false)
+		w.judge(id, s, false, op.Seq)
 		if w.cfg.NoTorn {
 			continue
 		}
 		for i, c := range sel {
 			if w.chk.StatusWrite(c) {
-				w.torn(base, id, sel, i)
+				w.torn(base, id, sel, i, op.Seq)
 			}
 		}
 	}
@@ -237,7 +292,7 @@ func (w *walker) prefix(op powerfs.Op) {
 
 // torn builds the states in which the persisted write sel[i] of the
 // status file reached the disk only in part: every proper prefix of it.
-func (w *walker) torn(base *powerfs.Snapshot, id StateID, sel []powerfs.Op, i int) {
+func (w *walker) torn(base *powerfs.Snapshot, id StateID, sel []powerfs.Op, i, prefix int) {
 	write := sel[i]
 	torn := append([]powerfs.Op(nil), sel...)
 	for k := 1; k < len(write.Data()); k++ {
@@ -245,19 +300,25 @@ func (w *walker) torn(base *powerfs.Snapshot, id StateID, sel []powerfs.Op, i in
 		tid := id
 		tid.Torn, tid.TornLen = write.Seq, k
 		w.res.Torn++
-		w.judge(tid, base.Persist(torn...), true)
+		w.judge(tid, base.Persist(torn...), true, prefix)
 	}
 }
 
-// judge checks one state and counts the verdict.
-func (w *walker) judge(id StateID, s *powerfs.Snapshot, torn bool) {
+// judge checks one state, after the operation numbered prefix, and
+// counts the verdict.
+func (w *walker) judge(id StateID, s *powerfs.Snapshot, torn bool, prefix int) {
 	w.res.States++
-	v, rule, msg := w.chk.Check(s, torn)
+	v, rule, msg := w.chk.judgeState(s, torn, prefix)
 	w.count(id, v, rule, msg)
 }
 
 // count counts a verdict.
 func (w *walker) count(id StateID, v Verdict, rule, msg string) {
+	w.countNamed(id.String(), v, rule, msg)
+}
+
+// countNamed counts a verdict on the state called id.
+func (w *walker) countNamed(id string, v Verdict, rule, msg string) {
 	switch v {
 	case NothingClaimed:
 		w.res.NothingClaimed++
@@ -266,7 +327,7 @@ func (w *walker) count(id StateID, v Verdict, rule, msg string) {
 	case Undecided:
 		w.res.UndecidedCount++
 		if len(w.res.Undecided) < w.cfg.KeepUndecided {
-			w.res.Undecided = append(w.res.Undecided, id.String())
+			w.res.Undecided = append(w.res.Undecided, id)
 		}
 	case Broken:
 		if w.res.ViolationCount == 0 {
@@ -275,7 +336,7 @@ func (w *walker) count(id StateID, v Verdict, rule, msg string) {
 		w.res.ViolationCount++
 		w.res.ByRule[rule]++
 		if len(w.res.Violations) < w.cfg.KeepViolations {
-			w.res.Violations = append(w.res.Violations, Violation{State: id.String(), Rule: rule, Message: msg})
+			w.res.Violations = append(w.res.Violations, Violation{State: id, Rule: rule, Message: msg})
 		}
 	}
 }

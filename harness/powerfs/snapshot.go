@@ -109,6 +109,26 @@ func (s *Snapshot) ReadFile(rel string) ([]byte, error) {
 	return append([]byte(nil), d.content()...), nil
 }
 
+// ReadDir returns the names in the durable directory rel, sorted;
+// fs.ErrNotExist when rel is not a durable path.
+func (s *Snapshot) ReadDir(rel string) ([]string, error) {
+	d, ok := s.lookup(rel)
+	if !ok {
+		return nil, fmt.Errorf("powerfs snapshot: %s: %w", rel, fs.ErrNotExist)
+	}
+	if d.kind != kDir {
+		return nil, fmt.Errorf("powerfs snapshot: %s: not a directory", rel)
+	}
+	names := make([]string, 0, len(d.entries))
+	for name, ino := range d.entries {
+		if s.node(ino) != nil {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // Exists says whether rel is a durable path.
 func (s *Snapshot) Exists(rel string) bool {
 	_, ok := s.lookup(rel)
@@ -142,12 +162,22 @@ func (s *Snapshot) lookup(rel string) (*dstate, bool) {
 // symlinks, hard links between durable names of one inode, modes, and
 // (when run as root) owners.
 func (s *Snapshot) Materialise(dst string) error {
-	return s.materialise(dst, nil)
+	return s.materialise(dst, nil, nil)
+}
+
+// MaterialiseHollow writes the durable state into dst as Materialise
+// does, but every regular file for which full returns false is written
+// empty: the same names, kinds, links, modes and owners, without the
+// bytes. It is for judges that look at a tree's shape, not its data
+// (pgbb-status --remove-if-dead).
+func (s *Snapshot) MaterialiseHollow(dst string, full func(rel string) bool) error {
+	return s.materialise(dst, nil, full)
 }
 
 // materialise writes the snapshot, with overlay's files replacing or
-// adding to it.
-func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
+// adding to it; with full set, the regular files it returns false for
+// are written empty.
+func (s *Snapshot) materialise(dst string, overlay map[string][]byte, full func(rel string) bool) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("materialise: %w", err)
 	}
@@ -191,6 +221,9 @@ func (s *Snapshot) materialise(dst string, overlay map[string][]byte) error {
 		}
 		linked[ino] = p
 		data := d.content()
+		if full != nil && !full(rel) {
+			data = nil
+		}
 		if o, ok := overlay[rel]; ok {
 			data = o
 		}
@@ -286,7 +319,7 @@ func (t TornState) String() string {
 // Materialise writes the torn state into dst: the durable state with the
 // tracked file's content at Path.
 func (t TornState) Materialise(dst string) error {
-	return t.Base.materialise(dst, map[string][]byte{t.Path: t.Content})
+	return t.Base.materialise(dst, map[string][]byte{t.Path: t.Content}, nil)
 }
 
 // tornRecord is a write or rename of a tracked file.

@@ -6,10 +6,18 @@
 // durable state, every subset of the last K unsynced operations
 // persisted, and the torn writes of the status file, each judged without
 // a server; a sample of the states the checker cannot decide goes to the
-// oracle. It exits 1 when a state breaks a rule, 2 when it could not run.
+// oracle. Then it journals runs that fail (-failing: an I/O error during
+// the final sync, SIGTERM while streaming), each on a source cluster of
+// its own, and explores each from its failure on by the rules of a
+// failing run (explore.FailChecker): never "completed", "failed" with its
+// REASON, only once the WAL child and the clean-up are done, durable at
+// the exit, and no state that blocks a retry (the directories empty, or
+// cleared by --remove-if-dead, judged by the reader's own code on the
+// state written to disk). It exits 1 when a state breaks a rule, 2 when
+// it could not run.
 //
-//	pgbb-explore [-scenarios FILES] [-pg 18] [-variant patched] [-patches DIRS] [-k 4] [-ksweep 1-6] [-scale N] [-oracle N] [-out DIR]
-//	pgbb-explore -journal FILE [-status REL] [-k 4] [-from N]          (explore a saved journal)
+//	pgbb-explore [-scenarios FILES] [-pg 18] [-variant patched] [-patches DIRS] [-k 4] [-ksweep 1-6] [-scale N] [-oracle N] [-failing eio-sync,sigterm] [-clean=false] [-seed 1] [-out DIR]
+//	pgbb-explore -journal FILE [-status REL] [-k 4] [-from N] [-reason WORD]  (explore a saved journal; -reason: a failing run's)
 //	pgbb-explore -journal FILE -materialise STATE -out DIR [-judge]    (one state on disk, judged by the oracle)
 package main
 
@@ -51,6 +59,10 @@ type options struct {
 	materialise string
 	judge       bool
 	record      string
+	failing     string
+	clean       bool
+	seed        int64
+	reason      string
 }
 
 // parseOptions parses the command line.
@@ -73,6 +85,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.from, "from", -1, "with -journal: the index of the first operation explored (-1: the finishing part)")
 	fs.StringVar(&o.materialise, "materialise", "", "with -journal: write this state (p<op>[+<op>,...][~<op>:<bytes>]) into -out")
 	fs.BoolVar(&o.judge, "judge", false, "with -materialise: have the oracle judge the state (builds or reuses -pg/-variant/-patches)")
+	fs.StringVar(&o.failing, "failing", "eio-sync,sigterm", "failing runs to journal and explore per scenario, comma-separated (eio-sync: EIO on an open of the final sync; sigterm: SIGTERM while streaming), or none")
+	fs.BoolVar(&o.clean, "clean", true, "make and explore the clean run of each scenario (false: only its failing runs)")
+	fs.Int64Var(&o.seed, "seed", 1, "seed of the runs (the clean run's campaign, the failing runs' faults)")
+	fs.StringVar(&o.reason, "reason", "", "with -journal: explore it as a failing run whose REASON must name this word (from its failure on)")
 	fs.StringVar(&o.record, "record", "", "with -judge: the run's trial record (default the journal's name with .record.json)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -91,6 +107,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-materialise needs -journal and -out")
 	case o.judge && o.materialise == "":
 		return o, errors.New("-judge goes with -materialise")
+	case o.reason != "" && o.journal == "":
+		return o, errors.New("-reason goes with -journal")
+	}
+	if _, err := parseFailing(o.failing); err != nil {
+		return o, err
 	}
 	return o, nil
 }

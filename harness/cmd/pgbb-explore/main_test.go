@@ -116,3 +116,58 @@ func TestScenarioExit(t *testing.T) {
 		t.Errorf("stderr %q does not report the broken invariants", stderr.String())
 	}
 }
+
+// savedFailingJournal journals a run that fails and writes "failed"
+// (the sealed real file of a SIGTERM) before its clean-up unlinks a file
+// of the target, and saves it.
+func savedFailingJournal(t *testing.T, mp string) string {
+	data, err := os.ReadFile("../../status/testdata/real/0003-signals/failed_sigterm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := powerfs.New(powerfs.Journaled())
+	fs.MkdirAll("target", 0o700)
+	fs.MkdirAll("status", 0o700)
+	c := powerfs.Caller{PID: 11311}
+	dir, _ := fs.Lookup(powerfs.RootIno, "target")
+	sdir, _ := fs.Lookup(powerfs.RootIno, "status")
+	f, _ := fs.Create(c, dir.Ino, "PG_VERSION", 0o600)
+	fs.Fsync(c, f.Ino)
+	fs.Fsync(c, dir.Ino)
+	fs.Mark("failing")
+	tmp, _ := fs.Create(c, sdir.Ino, "backup_status.11311.tmp", 0o600)
+	fs.Write(c, tmp.Ino, 0, data)
+	fs.Fsync(c, tmp.Ino)
+	fs.Rename(c, sdir.Ino, "backup_status.11311.tmp", sdir.Ino, "backup_status", 0)
+	fs.Fsync(c, sdir.Ino)
+	fs.Unlink(c, dir.Ino, "PG_VERSION")
+	j, err := fs.Journal(map[string]string{"mountpoint": mp, "target": mp + "/target", "status": mp + "/status/backup_status"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "failing.journal")
+	if err := j.WriteFile(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestExploreSavedFailingJournal: -reason explores a saved journal as a
+// failing run; "failed" before the clean-up is a violation (exit 1).
+func TestExploreSavedFailingJournal(t *testing.T) {
+	journal := savedFailingJournal(t, filepath.Join(t.TempDir(), "mnt"))
+	var out bytes.Buffer
+	code, err := run(context.Background(), []string{"-journal", journal, "-reason", "SIGTERM", "-k", "2"}, &out, &out)
+	if err != nil || code != 1 || !strings.Contains(out.String(), "VIOLATION failed-is-last") {
+		t.Fatalf("exit %d, %v:\n%s", code, err, out.String())
+	}
+	if _, err := parseOptions([]string{"-reason", "x"}, &bytes.Buffer{}); err == nil {
+		t.Error("-reason without -journal accepted")
+	}
+	if _, err := parseOptions([]string{"-failing", "eio-sync,bogus"}, &bytes.Buffer{}); err == nil {
+		t.Error("an unknown failing run accepted")
+	}
+	if ks, err := parseFailing("none"); err != nil || len(ks) != 0 {
+		t.Errorf("-failing none: %v %v", ks, err)
+	}
+}

@@ -72,7 +72,14 @@ func exploreScenarios(ctx context.Context, o options, stdout, stderr io.Writer) 
 		if o.scale > 0 {
 			s.Scale = o.scale
 		}
-		code, err := scenarioExit(s.Name, stderr)(exploreScenario(ctx, o, tgt, s, stdout, stderr))
+		if o.clean {
+			code, err := scenarioExit(s.Name, stderr)(exploreScenario(ctx, o, tgt, s, stdout, stderr))
+			if err != nil {
+				return 2, err
+			}
+			worst = max(worst, code)
+		}
+		code, err := scenarioExit(s.Name, stderr)(exploreFailingRuns(ctx, o, tgt, s, stdout, stderr))
 		if err != nil {
 			return 2, err
 		}
@@ -179,7 +186,7 @@ func cleanRun(ctx context.Context, o options, tgt campaign.Target, s scenario.Sc
 	defer os.RemoveAll(scratch)
 	res, err := campaign.Run(ctx, campaign.Config{
 		Scenarios: []scenario.Scenario{s}, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: o.variant,
-		StatusFile: true, Parallel: 1, Seed: 1, Scratch: scratch, RunDir: o.out, Keep: true, Log: stderr,
+		StatusFile: true, Parallel: 1, Seed: o.seed, Scratch: scratch, RunDir: o.out, Keep: true, Log: stderr,
 	})
 	if err != nil {
 		return nil, "", 0, err
@@ -277,6 +284,18 @@ func exploreSaved(ctx context.Context, o options, w io.Writer) (int, error) {
 	j, err := powerfs.ReadJournalFile(o.journal)
 	if err != nil {
 		return 2, err
+	}
+	if o.reason != "" {
+		res, err := exploreFailing(ctx, o, j, o.reason)
+		if err != nil {
+			return 2, err
+		}
+		fmt.Fprintf(w, "== %s: %d ops, status file %s, a failing run (REASON names %q)\n", o.journal, len(j.Log), statusRel(o, j), o.reason)
+		printFailResult(w, res)
+		if res.ViolationCount > 0 {
+			return 1, nil
+		}
+		return 0, nil
 	}
 	cfg := explore.Config{Status: statusRel(o, j), K: o.k, From: o.from}
 	res, err := explore.Explore(ctx, j, cfg)
