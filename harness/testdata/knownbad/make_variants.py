@@ -3,8 +3,8 @@
 Usage: make_variants.py PG18_TREE OUT_DIR [NAME...]
 
 PG18_TREE is a git checkout of the 18.6 release tree whose HEAD has the series
-of patches/pg18 applied as commits (0001-0004); each variant becomes one
-commit on a branch bad-NAME and one patch, numbered after the series (0005),
+of patches/pg18 applied as commits (0001-0005); each variant becomes one
+commit on a branch bad-NAME and one patch, numbered after the series (0006),
 in OUT_DIR/NAME.  Given NAMEs, only those variants are remade; otherwise
 every one is, and a directory of OUT_DIR holding only KNOWN-BAD patches
 that is no longer a variant is removed.
@@ -15,7 +15,7 @@ out = os.path.abspath(sys.argv[2])
 pbc = 'src/bin/pg_basebackup/pg_basebackup.c'
 fu = 'src/common/file_utils.c'
 # The number of the variant's patch: the one after the series's last.
-START = 5
+START = 6
 FINAL = '''	if (status_path != NULL)
 	{
 		status_phase = "finishing";
