@@ -49,6 +49,20 @@
 // UPDATE TIME and BYTES RECEIVED, or none of them (a file written by the
 // first version of the patch). Both read as format 1.
 //
+// The form proposed for master (patches/threads/status-file) is minimal:
+// its first patch writes only BACKUP STATUS FORMAT, STATUS, START TIME,
+// PID, HOST, SYNC, and END WAL LOCATION, END TIME, DURABLE or END TIME,
+// REASON, and the checksum; its follow-ups add the progress lines, the
+// DIRECTORY lines and the Linux identity lines above, in that order. So
+// LABEL, PROGRAM VERSION, FORMAT or TARGET and WAL METHOD come together
+// or not at all ([Status.Described]), and only a completed file that has
+// them must have the start lines. A key that a file does not have is not
+// known: the reader never guesses it, and every verdict it supports (the
+// state, durability, a failure's reason, whether the writer lives) needs
+// none of them. WAL locations are read with the second part unpadded
+// ("0/2000028", PostgreSQL 18 and earlier) or padded to eight digits
+// ("0/02000028", as a later server reports them); one file uses one form.
+//
 // The last line is the CRC-32C (Castagnoli) of all preceding bytes, as eight
 // upper-case hexadecimal digits. Control characters in values are replaced by
 // '?' by the writer; the reader refuses any it finds, C1 controls and the

@@ -648,7 +648,7 @@ func checkDirectoryLines(s *Status) error {
 	if len(s.Directories) == 0 {
 		return fmt.Errorf("the status file records no directory (written with -D - or --target): nothing is known to belong to the run")
 	}
-	if s.Format != "plain" && len(s.Directories) > 1 {
+	if s.Format == "tar" && len(s.Directories) > 1 {
 		return fmt.Errorf("a %s-format run records only its target, this file records %d directories", s.Format, len(s.Directories))
 	}
 	for i, d := range s.Directories {

@@ -80,14 +80,11 @@ func specFor(version int) (*formatSpec, bool) {
 func always(State) presence { return required }
 func maybe(State) presence  { return optional }
 
-// startNeed is the need of the three start lines: a completed backup was
-// started; before the server answered, a run may be in progress or fail.
-func startNeed(s State) presence {
-	if s == StateCompleted {
-		return required
-	}
-	return optional
-}
+// startNeed is the need of the three start lines: optional in every
+// state here, since a minimal file (see checkV1) has none; checkV1 requires
+// them in a completed file that describes the run, since a completed
+// backup was started.
+func startNeed(State) presence { return optional }
 
 // inProgress is the need of the progress lines: optional while in progress
 // (checkV1 requires them when UPDATE INTERVAL is there), never otherwise.
@@ -161,11 +158,13 @@ func specV1() *formatSpec {
 				s.StartTicks = n
 				return nil
 			}},
-			{keyLabel, always, text(func(s *Status) *string { return &s.Label }, true)},
-			{keyProgramVersion, always, text(func(s *Status) *string { return &s.ProgramVersion }, false)},
+			// The lines that describe the run: all of them (with
+			// FORMAT or TARGET) or, in a minimal file, none.
+			{keyLabel, maybe, text(func(s *Status) *string { return &s.Label }, true)},
+			{keyProgramVersion, maybe, text(func(s *Status) *string { return &s.ProgramVersion }, false)},
 			{keyFormat, maybe, oneOf(func(s *Status) *string { return &s.Format }, "plain", "tar")},
 			{keyTarget, maybe, text(func(s *Status) *string { return &s.Target }, false)},
-			{keyWALMethod, always, oneOf(func(s *Status) *string { return &s.WALMethod }, "stream", "fetch", "none")},
+			{keyWALMethod, maybe, oneOf(func(s *Status) *string { return &s.WALMethod }, "stream", "fetch", "none")},
 			{keySync, always, flag(func(s *Status) *bool { return &s.Sync }, "on", "off")},
 			// Patch 0003: progress and directories. Optional as a
 			// group (see checkV1), so that files of the first version
@@ -184,7 +183,7 @@ func specV1() *formatSpec {
 				return err
 			}},
 			{keyStartLSN, startNeed, func(s *Status, v string) (err error) {
-				s.StartLSN, err = parseLSN(v)
+				s.StartLSN, err = s.parseLSN(v)
 				s.Started = true
 				return err
 			}},
@@ -230,7 +229,7 @@ func specV1() *formatSpec {
 				return nil
 			}},
 			{keyEndLSN, only(StateCompleted), func(s *Status, v string) (err error) {
-				s.EndLSN, err = parseLSN(v)
+				s.EndLSN, err = s.parseLSN(v)
 				return err
 			}},
 			{keyEndTime, only(StateCompleted, StateFailed), func(s *Status, v string) (err error) {
@@ -248,14 +247,41 @@ func specV1() *formatSpec {
 // checkV1 holds the rules of version 1 that involve more than one key. The
 // start lines are optional while in progress or failed (the server may not
 // have started the backup yet), but all three or none.
+//
+// A file either describes the run (LABEL, PROGRAM VERSION, FORMAT or
+// TARGET, WAL METHOD, and when completed the start lines, as the first
+// writer, patches/pg18, always writes them) or is minimal (none of those
+// lines, as the master form of the patch, patches/threads/status-file,
+// writes: STATUS, the times, PID, HOST, SYNC and, when completed, END WAL
+// LOCATION and DURABLE). What a minimal file does not say is not known;
+// the verdicts need none of it.
 func checkV1(s *Status, at map[string]int) error {
 	_, hasFormat := at[keyFormat]
 	_, hasTarget := at[keyTarget]
+	described := 0
+	for _, k := range []string{keyLabel, keyProgramVersion, keyWALMethod} {
+		if _, ok := at[k]; ok {
+			described++
+		}
+	}
 	switch {
 	case hasFormat && hasTarget:
 		return lineErrorf(at[keyTarget], "both FORMAT (line %d) and TARGET", at[keyFormat])
-	case !hasFormat && !hasTarget:
+	case described == 0 && (hasFormat || hasTarget):
+		return lineErrorf(max(at[keyFormat], at[keyTarget]), "FORMAT or TARGET in a file without LABEL, PROGRAM VERSION and WAL METHOD")
+	case described > 0 && described < 3:
+		for _, k := range []string{keyLabel, keyProgramVersion, keyWALMethod} {
+			if _, ok := at[k]; !ok {
+				return lineErrorf(missingAt(specV1(), at, k, lastLine(at)+1), "%s missing: LABEL, PROGRAM VERSION, FORMAT or TARGET and WAL METHOD come together", k)
+			}
+		}
+	case described > 0 && !hasFormat && !hasTarget:
 		return lineErrorf(at[keyWALMethod], "neither FORMAT nor TARGET before WAL METHOD")
+	}
+	if described > 0 && s.State == StateCompleted {
+		if _, ok := at[keyStartLSN]; !ok {
+			return lineErrorf(missingAt(specV1(), at, keyStartLSN, lastLine(at)+1), "%s missing (required when completed)", keyStartLSN)
+		}
 	}
 	// The lines of patch 0003 come with UPDATE INTERVAL, and while in
 	// progress, PHASE, UPDATE TIME and BYTES RECEIVED always do.
@@ -286,7 +312,7 @@ func checkV1(s *Status, at map[string]int) error {
 		}
 	}
 	if s.State == StateCompleted {
-		if s.EndLSN < s.StartLSN {
+		if s.Started && s.EndLSN < s.StartLSN {
 			return lineErrorf(at[keyEndLSN], "END WAL LOCATION %s is before START WAL LOCATION %s", shown(s.EndLSN.String()), shown(s.StartLSN.String()))
 		}
 		// DURABLE: no with SYNC: on is a backup pg_basebackup could not

@@ -153,7 +153,9 @@ func parseState(v string) (State, bool) {
 }
 
 // LSN is a write-ahead log location, written as two upper-case hexadecimal
-// numbers without leading zeros, "0/2000028".
+// numbers without leading zeros, "0/2000028", as PostgreSQL 18 and earlier
+// print them, or with the second padded to eight digits, "0/02000028", as
+// later releases do.
 type LSN uint64
 
 // String formats l as PostgreSQL does, "%X/%X".
@@ -162,19 +164,44 @@ func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32
 // MarshalText encodes l as its String.
 func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 
-// parseLSN accepts exactly the form String produces.
-func parseLSN(v string) (LSN, error) {
+// parseLSN accepts the forms String and PaddedString produce. A file
+// writes all its WAL locations in one form: the first padded one sets
+// s.LSNPadded, and an unpadded one in a file that has a padded one is an
+// error. (A second part of eight digits without a leading zero is both.)
+func (s *Status) parseLSN(v string) (LSN, error) {
+	bad := detailf("%s is not a WAL location (want upper-case HEX/HEX without leading zeros, or with the second part of eight digits)", quote(v))
 	hi, lo, ok := strings.Cut(v, "/")
 	if !ok {
 		return 0, detailf("%s is not a WAL location (want HEX/HEX)", quote(v))
 	}
-	h, err1 := parseHex32(hi)
-	l, err2 := parseHex32(lo)
-	if err1 != nil || err2 != nil {
-		return 0, detailf("%s is not a WAL location (want upper-case HEX/HEX without leading zeros)", quote(v))
+	h, err := parseHex32(hi)
+	if err != nil {
+		return 0, bad
+	}
+	padded := len(lo) == 8 && lo[0] == '0'
+	if padded {
+		if lo = strings.TrimLeft(lo, "0"); lo == "" {
+			lo = "0"
+		}
+	}
+	l, err := parseHex32(lo)
+	if err != nil {
+		return 0, bad
+	}
+	// An earlier location below 0x10000000 was written in one form
+	// or the other, not both.
+	unpaddedBefore := s.Started && !s.LSNPadded && uint32(s.StartLSN) < 1<<28
+	switch {
+	case padded && unpaddedBefore, len(lo) < 8 && !padded && s.LSNPadded:
+		return 0, detailf("%s: WAL locations written both with and without zero padding", quote(v))
+	case padded:
+		s.LSNPadded = true
 	}
 	return LSN(uint64(h)<<32 | uint64(l)), nil
 }
+
+// PaddedString formats l as PostgreSQL 19 and later do, "%X/%08X".
+func (l LSN) PaddedString() string { return fmt.Sprintf("%X/%08X", uint32(l>>32), uint32(l)) }
 
 // parseHex32 accepts 1 to 8 upper-case hexadecimal digits without leading
 // zeros.
@@ -380,6 +407,10 @@ type Status struct {
 	// ("error while receiving data") or the signal that ended the run
 	// ("terminated by signal SIGTERM while receiving data").
 	Reason string `json:"reason,omitempty"`
+	// LSNPadded says the file writes its WAL locations with the second
+	// part padded to eight digits, "0/02000028", as PostgreSQL 19 and
+	// later print them; earlier writers do not pad, "0/2000028".
+	LSNPadded bool `json:"-"`
 	// Checksum is the CRC-32C of the file up to the CHECKSUM line.
 	Checksum uint32 `json:"checksum"`
 	// UnknownKeys are the keys of lines this reader does not know, in
@@ -436,15 +467,21 @@ func (s *Status) Encode() []byte {
 	if s.StartTicks != 0 {
 		line(keyStartTicks, strconv.FormatUint(s.StartTicks, 10))
 	}
-	line(keyLabel, s.Label)
-	line(keyProgramVersion, s.ProgramVersion)
-	if s.Target != "" {
-		line(keyTarget, s.Target)
-	} else {
-		line(keyFormat, s.Format)
+	if s.Described() {
+		line(keyLabel, s.Label)
+		line(keyProgramVersion, s.ProgramVersion)
+		if s.Target != "" {
+			line(keyTarget, s.Target)
+		} else {
+			line(keyFormat, s.Format)
+		}
+		line(keyWALMethod, s.WALMethod)
 	}
-	line(keyWALMethod, s.WALMethod)
 	line(keySync, onOff(s.Sync))
+	lsn := LSN.String
+	if s.LSNPadded {
+		lsn = LSN.PaddedString
+	}
 	if s.Progress {
 		line(keyUpdateInterval, strconv.Itoa(s.UpdateInterval))
 		for _, d := range s.Directories {
@@ -452,7 +489,7 @@ func (s *Status) Encode() []byte {
 		}
 	}
 	if s.Started {
-		line(keyStartLSN, s.StartLSN.String())
+		line(keyStartLSN, lsn(s.StartLSN))
 		line(keyTimeline, strconv.FormatUint(uint64(s.Timeline), 10))
 		line(keySystemID, strconv.FormatUint(s.SystemID, 10))
 	}
@@ -465,7 +502,7 @@ func (s *Status) Encode() []byte {
 		}
 	}
 	if s.State == StateCompleted {
-		line(keyEndLSN, s.EndLSN.String())
+		line(keyEndLSN, lsn(s.EndLSN))
 	}
 	if s.State != StateInProgress {
 		line(keyEndTime, formatTime(s.EndTime))
@@ -480,6 +517,13 @@ func (s *Status) Encode() []byte {
 	s.Checksum = crc32c(body)
 	return fmt.Appendf(body, "%s: %08X\n", keyChecksum, s.Checksum)
 }
+
+// Described says the file describes the run: it has LABEL, PROGRAM
+// VERSION, FORMAT or TARGET and WAL METHOD, as the first writer's files
+// always do. A minimal file, as the master form of the patch writes, has
+// none of them (see the package documentation); its Label, ProgramVersion,
+// Format, Target and WALMethod are empty, meaning not known.
+func (s *Status) Described() bool { return s.WALMethod != "" }
 
 func onOff(b bool) string {
 	if b {
