@@ -276,13 +276,15 @@ func TestDocumentedFiles(t *testing.T) {
 	}
 }
 
-// exitRow is a row of README's table of pgbb-status's exit codes.
+// exitRow is a row of the table of pgbb-status's exit codes in
+// docs/operators.md, the operators' page.
 var exitRow = regexp.MustCompile("(?m)^\\| (\\d+) \\| `([a-z-]+)` \\|")
 
-// TestDocumentedExitCodes: README's table of pgbb-status's exit codes
-// names every verdict with the code the reader exits with.
+// TestDocumentedExitCodes: the table of pgbb-status's exit codes in
+// docs/operators.md names every verdict with the code the reader exits
+// with.
 func TestDocumentedExitCodes(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "operators.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +299,7 @@ func TestDocumentedExitCodes(t *testing.T) {
 		}
 		want := fmt.Sprint(v.ExitCode())
 		if got, ok := documented[name]; !ok || got != want {
-			t.Errorf("README's exit code table: verdict %s documented as %q, pgbb-status exits %s", name, got, want)
+			t.Errorf("docs/operators.md's exit code table: verdict %s documented as %q, pgbb-status exits %s", name, got, want)
 		}
 	}
 }
