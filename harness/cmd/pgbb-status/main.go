@@ -186,13 +186,18 @@ func printLine(w io.Writer, format string, args ...any) {
 }
 
 // escaping is w with everything written escaped (status.Escape) but its
-// newlines, for what the flag package prints (the arguments given).
+// newlines and tabs (the layout of the flag package's usage text), for
+// what the flag package prints (the arguments given).
 type escaping struct{ w io.Writer }
 
 func (e escaping) Write(p []byte) (int, error) {
 	lines := strings.Split(string(p), "\n")
 	for i, l := range lines {
-		lines[i] = status.Escape(l)
+		fields := strings.Split(l, "\t")
+		for j, f := range fields {
+			fields[j] = status.Escape(f)
+		}
+		lines[i] = strings.Join(fields, "\t")
 	}
 	if _, err := io.WriteString(e.w, strings.Join(lines, "\n")); err != nil {
 		return 0, err

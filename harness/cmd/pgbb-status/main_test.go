@@ -228,3 +228,13 @@ func TestRunPID(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpLayout: -h lays its flags out as the flag package does, with
+// real tabs; the escaping of what it prints (the arguments given) keeps
+// them.
+func TestHelpLayout(t *testing.T) {
+	_, _, errs := runCmd(t, "-h")
+	if strings.Contains(errs, `\t`) || !strings.Contains(errs, "\n    \tprint the report as JSON") {
+		t.Errorf("-h output:\n%s", errs)
+	}
+}
