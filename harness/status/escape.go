@@ -57,7 +57,7 @@ func escapeRune(r rune) string {
 }
 
 // unsafeRune says whether Escape replaces r: a control character that the
-// status file may not hold (isControl), or any other format character.
+// status file may not hold (IsControl), or any other format character.
 func unsafeRune(r rune) bool {
-	return isControl(r) || unicode.Is(unicode.Cf, r)
+	return IsControl(r) || unicode.Is(unicode.Cf, r)
 }

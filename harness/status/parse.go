@@ -127,7 +127,7 @@ func splitText(data []byte) ([]string, error) {
 	}
 	lines := strings.Split(string(data[:len(data)-1]), "\n")
 	for i, l := range lines {
-		if j := strings.IndexFunc(l, isControl); j >= 0 {
+		if j := strings.IndexFunc(l, IsControl); j >= 0 {
 			r, _ := utf8.DecodeRuneInString(l[j:])
 			return nil, lineErrorf(i+1, "control character %s in column %d", shown(describeControl(r)), j+1)
 		}
@@ -221,11 +221,11 @@ func stateWord(s State) string {
 	return s.String()
 }
 
-// isControl says whether r is a control character, which no value of a
-// status file may hold: C0 (the writer replaces those with '?'), DEL, C1,
+// IsControl says whether r is a control character, which no value of a
+// status file may hold (Parse refuses it; a writer replaces it): C0 (the writer replaces those with '?'), DEL, C1,
 // the bidirectional controls (which reorder how a terminal shows the text
 // around them) and the line and paragraph separators.
-func isControl(r rune) bool {
+func IsControl(r rune) bool {
 	switch {
 	case r < 0x20, r == 0x7f, 0x80 <= r && r <= 0x9f:
 		return true

@@ -115,7 +115,7 @@ const maxValue = 1023
 func Clean(v string) string {
 	var b strings.Builder
 	for _, r := range v {
-		if r == utf8.RuneError || refused(r) {
+		if r == utf8.RuneError || status.IsControl(r) {
 			r = '?'
 		}
 		if b.Len()+utf8.RuneLen(r) > maxValue {
@@ -124,15 +124,4 @@ func Clean(v string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// refused says whether the reader refuses r in a value (status.Parse).
-func refused(r rune) bool {
-	switch {
-	case r < 0x20, r == 0x7f, 0x80 <= r && r <= 0x9f:
-		return true
-	case r == 0x061c, r == 0x200e, r == 0x200f, 0x202a <= r && r <= 0x202e, 0x2066 <= r && r <= 0x2069:
-		return true
-	}
-	return r == 0x2028 || r == 0x2029
 }
