@@ -345,22 +345,41 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 			return a, err
 		}
 	}
-	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName(), "TZ=" + WriterTZ}, r.args())
+	b, exited, err := r.runAttempt(ctx, &a, deadline)
 	if err != nil {
-		return a, fmt.Errorf("start pg_basebackup: %w", err)
+		return a, err
 	}
-	r.runs = append(r.runs, b)
-	a.Action = "started"
-	if b.waitExit(ctx, time.Until(deadline)) {
-		_, code := b.exited()
-		a.Exit = &code
-		if code == 0 {
+	if exited {
+		if *a.Exit == 0 {
 			r.tookComplete(ctx, &a, b.output())
 		} else {
 			a.Note = errorLine(b.output())
 		}
 		return a, ctx.Err()
 	}
+	r.stopAtDeadline(ctx, &a, b)
+	return a, ctx.Err()
+}
+
+// runAttempt starts attempt a's run and waits for it until deadline; it
+// says whether the run exited by then (a.Exit holds its code).
+func (r *flowRun) runAttempt(ctx context.Context, a *Attempt, deadline time.Time) (*backupRun, bool, error) {
+	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName(), "TZ=" + WriterTZ}, r.args())
+	if err != nil {
+		return nil, false, fmt.Errorf("start pg_basebackup: %w", err)
+	}
+	r.runs = append(r.runs, b)
+	a.Action = "started"
+	if !b.waitExit(ctx, time.Until(deadline)) {
+		return b, false, nil
+	}
+	_, code := b.exited()
+	a.Exit = &code
+	return b, true, nil
+}
+
+// stopAtDeadline does to run b what the flow's policy does at a deadline.
+func (r *flowRun) stopAtDeadline(ctx context.Context, a *Attempt, b *backupRun) {
 	a.Stopped = r.flow.Policy
 	if err := b.stop(r.flow.Policy); err != nil {
 		a.Note = "stop: " + err.Error()
@@ -370,7 +389,6 @@ func (r *flowRun) attempt(ctx context.Context, n int) (Attempt, error) {
 	if r.flow.Policy != Leave {
 		b.waitExit(ctx, 30*time.Second)
 	}
-	return a, ctx.Err()
 }
 
 // tookComplete records a run that exited 0, having printed out. Stock

@@ -84,27 +84,17 @@ func (r *flowRun) freshAttempt(ctx context.Context, n int) (Attempt, error) {
 		return a, fmt.Errorf("attempt directory: %w", err)
 	}
 	deadline := time.Now().Add(time.Duration(r.sc.Deadline))
-	b, err := startRun(ctx, r.env.Owner, []string{"PGAPPNAME=" + r.appName(), "TZ=" + WriterTZ}, r.args())
+	b, exited, err := r.runAttempt(ctx, &a, deadline)
 	if err != nil {
-		return a, fmt.Errorf("start pg_basebackup: %w", err)
+		return a, err
 	}
-	r.runs = append(r.runs, b)
-	a.Action = "started"
-	if b.waitExit(ctx, time.Until(deadline)) {
-		_, code := b.exited()
-		a.Exit = &code
-		if code != 0 {
+	if exited {
+		if *a.Exit != 0 {
 			a.Note = errorLine(b.output())
 			r.checkBlocked(n, b.output())
 		}
 	} else {
-		a.Stopped = r.flow.Policy
-		if err := b.stop(r.flow.Policy); err != nil {
-			a.Note = "stop: " + err.Error()
-		}
-		if r.flow.Policy != Leave {
-			b.waitExit(ctx, 30*time.Second)
-		}
+		r.stopAtDeadline(ctx, &a, b)
 		if r.flow.Policy == Kill && r.flow.Variant == Patched {
 			r.plantTemp(b.pid())
 		}
