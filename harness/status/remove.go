@@ -65,6 +65,9 @@ type Removal struct {
 	// Refused says why nothing was removed; empty if the removal went
 	// ahead.
 	Refused string `json:"refused,omitempty"`
+	// HoldsManifest says the refusal is that the target holds
+	// backup_manifest (ErrHoldsManifest): the backup may be complete.
+	HoldsManifest bool `json:"holds_manifest,omitempty"`
 	// Steps are what was (or, with DryRun or on refusal, would be) done:
 	// one per recorded directory, then the run's temporary files that
 	// were there (FILE.PID.tmp, then FILE.tmp), then the status file.
@@ -288,6 +291,7 @@ func (rm *Removal) removeAs(ctx context.Context, c config, u owner, name string,
 	}
 	rm.Over = over
 	if err := p.judge(s, u); err != nil {
+		rm.HoldsManifest = errors.Is(err, ErrHoldsManifest)
 		return rm.refuse("%v", err)
 	}
 	if err := p.judgeFiles(sf, data, s.PID, s.Checksum, u); err != nil {
@@ -754,6 +758,9 @@ func looksLikeOurs(h *dirHandle) error {
 	return nil
 }
 
+// ErrHoldsManifest is the refusal of a target that holds backup_manifest.
+var ErrHoldsManifest = errors.New("holds backup_manifest")
+
 // checkNoManifest refuses a target that holds backup_manifest.
 // pg_basebackup puts it there (renamed from backup_manifest.tmp) only
 // after every file and the final sync, just before its final status: a
@@ -769,7 +776,7 @@ func checkNoManifest(h *dirHandle) error {
 	case err != nil:
 		return fmt.Errorf("DIRECTORY %s: %v", h.path, err)
 	case fi.Mode().IsRegular():
-		return fmt.Errorf("DIRECTORY %s holds backup_manifest, which pg_basebackup writes only once the backup is complete: the run may have completed without recording it; check it with pg_verifybackup %s, then keep it or remove it by hand", h.path, h.path)
+		return fmt.Errorf("DIRECTORY %s %w, which pg_basebackup writes only once the backup is complete: the run may have completed without recording it; check it with pg_verifybackup %s, then keep it or remove it by hand", h.path, ErrHoldsManifest, h.path)
 	}
 	return nil
 }

@@ -453,6 +453,9 @@ func TestRemoveRefused(t *testing.T) {
 				if rm.ExitCode != ExitRefused || !strings.Contains(rm.Refused, want) {
 					t.Fatalf("dry run %v: exit %d, refused %q, error %q; want refused with %q", dry, rm.ExitCode, rm.Refused, rm.Error, want)
 				}
+				if manifest := strings.Contains(tc.name, "backup_manifest"); rm.HoldsManifest != manifest {
+					t.Fatalf("dry run %v: HoldsManifest %t, want %t", dry, rm.HoldsManifest, manifest)
+				}
 				after := slices.DeleteFunc(tree(t, l.root), notTaken)
 				if diff := cmp.Diff(before, after); diff != "" {
 					t.Fatalf("dry run %v: the tree changed (-before +after):\n%s", dry, diff)

@@ -81,6 +81,10 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("clean-up: %w", err)
 	}
+	whole, err := snapshot(s.Dir, nothing)
+	if err != nil {
+		return fmt.Errorf("clean-up: %w", err)
+	}
 
 	rm := fault.RemoveIfDead(ctx, rec.StatusPath, false, status.WithProcesses(fault.WritersNamespace()))
 	c.Exit, c.Refused, c.Error = rm.ExitCode, rm.Refused, rm.Error
@@ -102,6 +106,11 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 		c.Wrong = append(c.Wrong, wrong...)
 	}
 	switch {
+	case rm.ExitCode == status.ExitRefused && rm.HoldsManifest:
+		// The run may have completed without recording it (its final
+		// version could be neither written nor removed): the removal must
+		// leave the backup to pg_verifybackup, and change nothing.
+		return keptWhole(s.Dir, whole, rec)
 	case rm.ExitCode != status.ExitRemoved:
 		rec.Violations = append(rec.Violations, Violation{InvRemoveExact,
 			fmt.Sprintf("--remove-if-dead after a dead run (%s) exited %d: %s%s", rec.Status.State, rm.ExitCode, rm.Refused, rm.Error)})
@@ -113,6 +122,24 @@ func cleanupAndRetry(ctx context.Context, s Spec, rec *Record) error {
 	}
 
 	return retry(ctx, s, rec)
+}
+
+// nothing skips nothing in a snapshot.
+func nothing(string) bool { return false }
+
+// keptWhole adds an InvRemoveExact violation to rec if a removal that
+// refused, since the target holds backup_manifest, changed anything under
+// dir since before (a snapshot of everything there).
+func keptWhole(dir string, before map[string]string, rec *Record) error {
+	after, err := snapshot(dir, nothing)
+	if err != nil {
+		return fmt.Errorf("clean-up: %w", err)
+	}
+	if changed := diffSnapshots(before, after); len(changed) > 0 {
+		rec.Violations = append(rec.Violations, Violation{InvRemoveExact,
+			"--remove-if-dead refused a target holding backup_manifest, yet changed: " + strings.Join(changed, "; ")})
+	}
+	return nil
 }
 
 // runTemps are the temporary files of the run of pid that wrote the

@@ -148,3 +148,29 @@ func TestServerDownArgs(t *testing.T) {
 		t.Error("a command without -p: no error")
 	}
 }
+
+// TestKeptWhole: a removal that refused a target holding backup_manifest
+// must have changed nothing in the trial's directory.
+func TestKeptWhole(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "target"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "target", "backup_manifest"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := snapshot(dir, nothing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec Record
+	if err := keptWhole(dir, before, &rec); err != nil || len(rec.Violations) != 0 {
+		t.Fatalf("unchanged: %v, %v", err, rec.Violations)
+	}
+	if err := os.Remove(filepath.Join(dir, "target", "backup_manifest")); err != nil {
+		t.Fatal(err)
+	}
+	if err := keptWhole(dir, before, &rec); err != nil || len(rec.Violations) != 1 || rec.Violations[0].Invariant != InvRemoveExact {
+		t.Fatalf("manifest removed: %v, %v", err, rec.Violations)
+	}
+}
