@@ -109,7 +109,7 @@ func only(states ...State) func(State) presence {
 }
 
 // specV1 is format version 1, as written by write_backup_status in
-// patches/pg18/0002. It is long because it is the format's one table: a
+// patches/pg18/0005. It is long because it is the format's one table: a
 // key per entry, in file order, each with when it must appear and how its
 // value is read; split, the order of the keys would be lost to the reader.
 func specV1() *formatSpec {

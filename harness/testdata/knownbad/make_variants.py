@@ -3,8 +3,8 @@
 Usage: make_variants.py PG18_TREE OUT_DIR [NAME...]
 
 PG18_TREE is a git checkout of the 18.6 release tree whose HEAD has the series
-of patches/pg18 applied as commits (0001-0005); each variant becomes one
-commit on a branch bad-NAME and one patch, numbered after the series (0006),
+of patches/pg18 applied as commits (0001-0007); each variant becomes one
+commit on a branch bad-NAME and one patch, numbered after the series (0008),
 in OUT_DIR/NAME.  Given NAMEs, only those variants are remade; otherwise
 every one is, and a directory of OUT_DIR holding only KNOWN-BAD patches
 that is no longer a variant is removed.
@@ -15,7 +15,7 @@ out = os.path.abspath(sys.argv[2])
 pbc = 'src/bin/pg_basebackup/pg_basebackup.c'
 fu = 'src/common/file_utils.c'
 # The number of the variant's patch: the one after the series's last.
-START = 6
+START = 8
 FINAL = '''	if (status_path != NULL)
 	{
 		status_phase = "finishing";
@@ -185,7 +185,7 @@ def _():
    'Errors met during the final sync are only a warning, as before 0001:\na file that could not be opened is never synced, yet the backup is\nreported as completed and durable.')
 def _():
     edit(pbc, '''		if (sync_result != 0)
-			pg_fatal("could not synchronize backup to disk");
+			exit(1);
 ''', '''		if (sync_result != 0)
 			pg_log_warning("some files of the backup could not be synchronized to disk");
 ''')
@@ -227,23 +227,30 @@ def _():
    'The fsync pass of the final sync no longer opens a file that it cannot\nopen for writing read-only, and, since 0001 made every error of the pass\nfatal, no longer skips it either: a file that is read-only in the source\n(a server key, say, of mode 0400) makes every plain-format backup of\nthat server fail after all its data has arrived.')
 def _():
     edit(fu, '''	fd = open(fname, flags, 0);
+#ifndef WIN32
 	if (fd < 0 && errno == EACCES && !isdir && readonly_too)
 	{
-		flags = PG_BINARY | O_RDONLY;
-		fd = open(fname, flags, 0);
+		fd = open(fname, PG_BINARY | O_RDONLY, 0);
+		readonly = true;
 	}
+#endif
 ''', '''	fd = open(fname, flags, 0);
 ''')
 
 @v('no-signal-handler', 'Leave SIGINT and SIGTERM to their default action',
    'No handler for SIGINT and SIGTERM is installed: a run stopped with\nSIGTERM (timeout, an orchestrator, kill PID) dies at once, its status\nfile still says "in progress", and its directories stay behind.')
 def _():
-    edit(pbc, '''	pqsignal(SIGINT, terminate_handler);
-	pqsignal(SIGTERM, terminate_handler);
+    edit(pbc, '''		setup_cancel_handler_with_sigterm(interrupt_callback);
+		status_start_time = time(NULL);''', '''		status_start_time = time(NULL);''')
+    edit(pbc, '''	if (status_path == NULL)
+		setup_cancel_handler_with_sigterm(interrupt_callback);
+	SetCancelConn(conn);
+	sync_cancel_flag = &CancelRequested;
 ''', '')
     # The handler is never written either (unused, it would draw a warning).
     cut('''/*
- * SIGINT and SIGTERM end the backup like an error: the exit handlers stop''', '''	errno = save_errno;
+ * Called by the SIGINT and SIGTERM handler of fe_utils/cancel.c, after it''', '''		_exit(1);
+#endif
 }
 ''')
 
