@@ -26,6 +26,11 @@ type Coverage struct {
 	// OtherUser counts trials judged also by pgbb-status run as another
 	// OS user.
 	OtherUser int `json:"other_user"`
+	// OtherNamespace counts trials judged also by pgbb-status run in a
+	// PID namespace of its own; NamespaceErrors those where it could not
+	// be run there.
+	OtherNamespace  int `json:"other_namespace"`
+	NamespaceErrors int `json:"namespace_errors,omitempty"`
 	// Progress counts trials whose progress lines were judged against
 	// the server (BYTES RECEIVED; cadence when the run was long enough),
 	// ProgressVersions the versions judged.
@@ -64,6 +69,13 @@ func (c *Coverage) cover(r *trial.Record) {
 	if r.Fault.Stop != nil && r.Fault.Stop.OtherUser != nil {
 		c.OtherUser++
 	}
+	if r.Fault.Stop != nil && r.Fault.Stop.OtherNamespace != nil {
+		if r.Fault.Stop.OtherNamespace.Error == "" {
+			c.OtherNamespace++
+		} else {
+			c.NamespaceErrors++
+		}
+	}
 	if r.ProgressJudged > 0 {
 		c.Progress++
 		c.ProgressVersions += r.ProgressJudged
@@ -86,6 +98,9 @@ func WriteCoverage(w io.Writer, c Coverage) {
 	fmt.Fprintf(w, "covered: %d trials with tablespaces, %d with --waldir; --remove-if-dead removed after %d, a retry ran after %d\n",
 		c.Tablespaces, c.WALDir, c.Removed, c.Retried)
 	fmt.Fprintf(w, "covered: time zones of pg_basebackup: %s; of the built pgbb-status: %s\n", zones(c.Zones), zones(c.ReaderZones))
-	fmt.Fprintf(w, "covered: %d trials judged also as another OS user; %d with progress lines judged against the server (%d versions)\n",
-		c.OtherUser, c.Progress, c.ProgressVersions)
+	fmt.Fprintf(w, "covered: %d trials judged also as another OS user, %d also from another PID namespace", c.OtherUser, c.OtherNamespace)
+	if c.NamespaceErrors > 0 {
+		fmt.Fprintf(w, " (%d could not be)", c.NamespaceErrors)
+	}
+	fmt.Fprintf(w, "; %d with progress lines judged against the server (%d versions)\n", c.Progress, c.ProgressVersions)
 }

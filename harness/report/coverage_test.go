@@ -13,7 +13,10 @@ func TestCoverage(t *testing.T) {
 	recs := []*trial.Record{
 		{ID: "a/0", Plan: "kill", TZ: "Asia/Kathmandu", Args: []string{"--tablespace-mapping=/a=/b", "--waldir=/w"},
 			Cleanup: &trial.Cleanup{RetryExit: 0}, ProgressJudged: 3},
-		{ID: "a/1", Plan: "stop", TZ: "UTC", Fault: fault.Injection{Stop: &fault.StopObservation{OtherUser: &fault.UserReader{}}}},
+		{ID: "a/1", Plan: "stop", TZ: "UTC", Fault: fault.Injection{Stop: &fault.StopObservation{OtherUser: &fault.UserReader{},
+			OtherNamespace: &fault.NamespaceReader{}}}},
+		{ID: "a/3", Plan: "stop", TZ: "UTC", Fault: fault.Injection{Stop: &fault.StopObservation{
+			OtherNamespace: &fault.NamespaceReader{Error: "unshare: operation not permitted"}}}},
 		{ID: "a/2", Plan: "kill", TZ: "Asia/Kathmandu", Cleanup: &trial.Cleanup{Exit: 1, Refused: "alive", RetryExit: -1}},
 	}
 	c := Summarize(recs).Coverage
@@ -21,12 +24,12 @@ func TestCoverage(t *testing.T) {
 		Zones: map[string]int{"Asia/Kathmandu": 2, "UTC": 1}}
 	if c.Tablespaces != want.Tablespaces || c.WALDir != want.WALDir || c.Removed != want.Removed || c.Retried != want.Retried ||
 		c.OtherUser != want.OtherUser || c.Progress != want.Progress || c.ProgressVersions != want.ProgressVersions ||
-		len(c.Zones) != 2 || c.Zones["Asia/Kathmandu"] != 2 {
+		c.OtherNamespace != 1 || c.NamespaceErrors != 1 || len(c.Zones) != 2 || c.Zones["Asia/Kathmandu"] != 2 {
 		t.Fatalf("coverage %+v, want %+v", c, want)
 	}
 	var b strings.Builder
 	WriteCoverage(&b, c)
-	for _, s := range []string{"1 trials with tablespaces", "Asia/Kathmandu 2, UTC 1", "1 with progress lines judged against the server (3 versions)"} {
+	for _, s := range []string{"1 trials with tablespaces", "Asia/Kathmandu 2, UTC 2", "1 also from another PID namespace (1 could not be)", "1 with progress lines judged against the server (3 versions)"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("coverage lines %q lack %q", b.String(), s)
 		}
