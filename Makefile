@@ -19,7 +19,7 @@ FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := install
 
-.PHONY: help install build test vet unit fuzz integration taskflow test-knownbad bench-build bench-overhead bench-overhead-long bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
+.PHONY: help install build test vet unit fuzz integration taskflow test-knownbad knownbad-default bench-build bench-overhead bench-overhead-long bench-powerfs bench-crash bench-powerloss bench-knownbad crash crash-merge explore compare clean
 
 help: ## list the targets
 	@echo "pgbb: durable completion status for pg_basebackup, with a Go harness"
@@ -53,6 +53,9 @@ integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream 
 
 test-knownbad: ## build each known-bad variant of the patch and assert its campaign finds a violation (KNOWNBAD=a,b for some)
 	PGBB_INTEGRATION=1 PGBB_KNOWNBAD=$(KNOWNBAD) $(GO) test -count=1 -v -timeout 90m -run 'TestIntegrationKnownBad' ./harness/campaign
+
+knownbad-default: ## every known-bad variant against the default campaign (scenarios/smoke) instead of its own scenario, until its first violation (KNOWNBAD=a,b for some)
+	PGBB_INTEGRATION=1 PGBB_KNOWNBAD=$(KNOWNBAD) PGBB_KNOWNBAD_SCENARIOS=$(or $(SCENARIOS),scenarios/smoke) $(GO) test -count=1 -v -timeout 180m -run 'TestIntegrationKnownBad' ./harness/campaign
 
 bench-build: ## cold and warm build times per backend (removes the project's images first)
 	PGBB_BENCH=1 $(GO) test -count=1 -run '^$$' -bench BenchmarkBuild -benchtime 1x -timeout 90m ./harness/build

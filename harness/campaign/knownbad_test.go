@@ -133,9 +133,33 @@ func (k *knownBad) target(ctx context.Context, name string) (Target, error) {
 	return tgt, nil
 }
 
-// run runs the variant's scenario with seed until the first violation.
+// scenariosFor returns the scenarios that must expose the variant: its
+// own, or, with PGBB_KNOWNBAD_SCENARIOS set (make knownbad-default), those
+// paths (comma-separated, relative to the repository), the same for every
+// variant.
+func scenariosFor(name string) ([]string, error) {
+	paths := os.Getenv("PGBB_KNOWNBAD_SCENARIOS")
+	if paths == "" {
+		return []string{filepath.Join(knownBadScenarios, name+".json")}, nil
+	}
+	var rel []string
+	for _, p := range strings.Split(paths, ",") {
+		if filepath.IsAbs(p) {
+			return nil, fmt.Errorf("PGBB_KNOWNBAD_SCENARIOS: %s: give paths relative to the repository", p)
+		}
+		rel = append(rel, filepath.Join("../..", p))
+	}
+	return rel, nil
+}
+
+// run runs the variant's scenarios (scenariosFor) with seed until the
+// first violation.
 func (k *knownBad) run(ctx context.Context, tgt Target, name string, seed int64, runDir string) (*Result, error) {
-	scs, err := scenario.LoadPaths(filepath.Join(knownBadScenarios, name+".json"))
+	paths, err := scenariosFor(name)
+	if err != nil {
+		return nil, err
+	}
+	scs, err := scenario.LoadPaths(paths...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +184,13 @@ func TestIntegrationKnownBad(t *testing.T) {
 	if os.Getenv("PGBB_INTEGRATION") != "1" {
 		t.Skip("set PGBB_INTEGRATION=1 to build the known-bad variants and run their campaigns")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(80 * time.Minute)
+	}
+	// A minute before go test's own timeout, so that the log says which
+	// variant was running.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-time.Minute))
 	defer cancel()
 	k := newKnownBad(t, ctx)
 	for _, name := range selectedKnownBad(t) {
@@ -188,8 +218,9 @@ func TestIntegrationKnownBad(t *testing.T) {
 			}
 			v := res.FirstViolation
 			if v == nil {
-				t.Fatalf("%s: no invariant violation in %d records (%s) with seed 1 nor seed 2: the harness cannot expose this mistake with scenarios/knownbad/%s.json",
-					name, len(res.Records), res.Elapsed.Round(time.Second), name)
+				paths, _ := scenariosFor(name)
+				t.Fatalf("%s: no invariant violation in %d records (%s) with seed 1 nor seed 2: the harness cannot expose this mistake with %s",
+					name, len(res.Records), res.Elapsed.Round(time.Second), strings.Join(paths, ", "))
 			}
 			t.Logf("%s: build %s; first violation after %s and %d records: %s %s (%s): %s",
 				name, built.Round(time.Second), res.ToFirstViolation.Round(time.Second), res.RecordsToFirstViolation,
