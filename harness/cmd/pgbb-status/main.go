@@ -133,6 +133,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		switch {
 		case o.remove == "":
 			return nil, usagef(stderr, "--remove-if-dead needs a FILE")
+		case strings.HasPrefix(o.remove, "-"):
+			return nil, usagef(stderr, "--remove-if-dead takes the status file as its value, not %q: put the other options first (--dry-run --remove-if-dead FILE)", o.remove)
 		case len(paths) != 0:
 			return nil, usagef(stderr, "--remove-if-dead FILE takes no other path, got %q", paths)
 		case o.wait || set["timeout"] || set["interval"] || set["pid"]:

@@ -152,6 +152,12 @@ func TestUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}
+	// An option after --remove-if-dead is taken for its FILE: say so,
+	// rather than that FILE is one path too many.
+	code, _, errs := runCmd(t, "--remove-if-dead", "--dry-run", file)
+	if code != exitUsage || !strings.Contains(errs, "put the other options first (--dry-run --remove-if-dead FILE)") {
+		t.Errorf("--remove-if-dead --dry-run FILE: exit %d, stderr %q", code, errs)
+	}
 }
 
 func TestWaitTimeout(t *testing.T) {
