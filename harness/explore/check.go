@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 
 	"github.com/pgbb/pgbb/harness/powerfs"
@@ -46,6 +47,12 @@ const (
 	// RuleDurableAtExit: once the run exited, having written "completed"
 	// and "DURABLE: yes", a power loss leaves a completed status file.
 	RuleDurableAtExit = "durable-at-exit"
+	// RuleFirstVersionDurable: once the run's first version of the status
+	// file is in place and the run has gone on to other work, a power
+	// loss never takes the file back to what was there before (an
+	// earlier run's, maybe "completed", at a reused status path), even
+	// with --no-sync: every later state holds a status file.
+	RuleFirstVersionDurable = "first-version-durable"
 )
 
 // Checker judges crash states without a server: it reads the status file
@@ -54,7 +61,14 @@ const (
 // completed state with the completed run's final state.
 type Checker struct {
 	status string
-	differ *powerfs.Differ
+	// noSync says the run was made with --no-sync (its final status
+	// says SYNC: off): nothing but the first version is promised to
+	// survive a power loss.
+	noSync bool
+	// firstDone is the number of the operation after which the run's
+	// first version must be durable (FirstVersionDone; 0: never).
+	firstDone int
+	differ    *powerfs.Differ
 	parsed map[string]parsed
 	// whole are the contents written whole to the status file or its
 	// temporary file by one write.
@@ -84,8 +98,40 @@ func NewChecker(statusRel string, ref *powerfs.Snapshot) (*Checker, error) {
 	if st.State != status.StateCompleted {
 		return nil, fmt.Errorf("the run's final status file %s says %s, not completed", statusRel, st.State)
 	}
+	c.noSync = !st.Sync
 	c.differ = powerfs.NewDiffer(ref, c.isStatus)
 	return c, nil
+}
+
+// FirstVersionDone returns the number (Seq) of the first operation of the
+// run that wrote the status file at statusRel, after its first rename
+// onto statusRel, that touches neither the status file, nor a temporary
+// file of it, nor their directory: by then the writer's first version
+// has returned, and must be durable. 0 when the journal has no such
+// operation.
+func FirstVersionDone(j *powerfs.Journal, statusRel string) int {
+	dir := path.Dir(statusRel)
+	renamed := -1
+	for i, op := range j.Log {
+		if op.Kind == powerfs.OpRename && op.Errno == 0 && op.NewPath == statusRel {
+			renamed = i
+			break
+		}
+	}
+	if renamed < 0 {
+		return 0
+	}
+	pid := j.Log[renamed].PID
+	for _, op := range j.Log[renamed+1:] {
+		if op.PID != pid {
+			continue
+		}
+		_, tmp := status.ParseTempPath(statusRel, op.Path)
+		if op.Path != statusRel && !tmp && op.Path != dir {
+			return op.Seq
+		}
+	}
+	return 0
 }
 
 // isStatus says whether rel is the status file or one of its temporary
@@ -114,8 +160,17 @@ func (c *Checker) NoteWrite(op powerfs.Op) {
 // Check judges a state; torn says a write of the status file in it was
 // cut short. The message says what is wrong, or what was found.
 func (c *Checker) Check(s *powerfs.Snapshot, torn bool) (Verdict, string, string) {
+	return c.checkAt(s, torn, 0)
+}
+
+// checkAt is Check for a state after the operation numbered prefix (0:
+// not known).
+func (c *Checker) checkAt(s *powerfs.Snapshot, torn bool, prefix int) (Verdict, string, string) {
 	data, err := s.ReadFile(c.status)
 	if errors.Is(err, fs.ErrNotExist) {
+		if c.firstDone > 0 && prefix >= c.firstDone {
+			return Broken, RuleFirstVersionDurable, fmt.Sprintf("no status file after operation %d, although the run's first version had returned before operation %d: at a reused status path, the earlier run's file would be back", prefix, c.firstDone)
+		}
 		return NothingClaimed, "", "no status file"
 	}
 	if err != nil {
@@ -126,6 +181,13 @@ func (c *Checker) Check(s *powerfs.Snapshot, torn bool) (Verdict, string, string
 		p.st, p.err = status.Parse(data)
 		c.parsed[string(data)] = p
 	}
+	if p.err != nil && c.noSync {
+		// --no-sync renames each later version into place unsynced: after
+		// a power loss the name may be there without the bytes. A reader
+		// refuses such a file (not complete); the first version, the one
+		// that replaces an earlier run's file, is synced.
+		return NothingClaimed, "", fmt.Sprintf("a status file that does not parse (%d bytes), unsynced with --no-sync: the reader says not complete", len(data))
+	}
 	if p.err != nil {
 		return Broken, RuleNotTorn, fmt.Sprintf("the status file (%d bytes) does not parse: %v", len(data), p.err)
 	}
@@ -134,6 +196,11 @@ func (c *Checker) Check(s *powerfs.Snapshot, torn bool) (Verdict, string, string
 	}
 	if p.st.State != status.StateCompleted {
 		return NothingClaimed, "", "status " + p.st.State.String()
+	}
+	if !p.st.Durable {
+		// DURABLE: no (--no-sync): the reader says "completed but not
+		// durable", which promises nothing after a power loss.
+		return NothingClaimed, "", "status completed, DURABLE: no"
 	}
 	d := c.differ.Diff(s, 8)
 	if len(d.Missing)+len(d.Changed) > 0 {
@@ -155,7 +222,17 @@ func (c *Checker) Check(s *powerfs.Snapshot, torn bool) (Verdict, string, string
 // CheckExit judges the durable state once the run is over: it must read
 // completed over the whole final state.
 func (c *Checker) CheckExit(s *powerfs.Snapshot) (Verdict, string, string) {
-	v, rule, msg := c.Check(s, false)
+	return c.checkExitAt(s, 0)
+}
+
+// checkExitAt is CheckExit for the state after the last operation, the
+// one numbered last (0: not known).
+func (c *Checker) checkExitAt(s *powerfs.Snapshot, last int) (Verdict, string, string) {
+	v, rule, msg := c.checkAt(s, false, last)
+	if v == NothingClaimed && c.noSync {
+		// --no-sync: only the first version was made durable.
+		return v, rule, msg + " (--no-sync: nothing but the first version is durable)"
+	}
 	if v == NothingClaimed {
 		return Broken, RuleDurableAtExit, "the run is over and reported completion, but after a power loss: " + msg
 	}

@@ -63,6 +63,12 @@ type Result struct {
 	// exploration started; Prefixes the prefixes from there, Changing
 	// those that changed the model (the others repeat the state before).
 	Ops, From, Prefixes, Changing int
+	// StartFrom and StartTo bound, for a clean run explored from its
+	// finishing part, the operations explored at its start as well (log
+	// indexes, StartTo included): from the first rename of the status
+	// file into place to StartOps operations after its first version
+	// returned (FirstVersionDone). Both 0 when there was none.
+	StartFrom, StartTo int
 	// K is the bound used.
 	K int
 	// States counts the states built: Pessimistic (one per changing
@@ -146,12 +152,12 @@ type stateJudge interface {
 
 func (c *Checker) step(*powerfs.Replayer, powerfs.Op) {}
 
-func (c *Checker) judgeState(s *powerfs.Snapshot, torn bool, _ int) (Verdict, string, string) {
-	return c.Check(s, torn)
+func (c *Checker) judgeState(s *powerfs.Snapshot, torn bool, prefix int) (Verdict, string, string) {
+	return c.checkAt(s, torn, prefix)
 }
 
-func (c *Checker) judgeExit(s *powerfs.Snapshot, _ int) (Verdict, string, string) {
-	return c.CheckExit(s)
+func (c *Checker) judgeExit(s *powerfs.Snapshot, last int) (Verdict, string, string) {
+	return c.checkExitAt(s, last)
 }
 
 // Explore builds and checks every crash state of the journal's run from
@@ -182,15 +188,21 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 		if from < 0 {
 			from = FailStart(j)
 		}
-	} else {
-		if chk, err = NewChecker(cfg.Status, ref); err != nil {
+	}
+	res := &Result{Ops: len(j.Log), K: cfg.K, ByRule: map[string]int{}}
+	if cfg.Failing == nil {
+		c, err := NewChecker(cfg.Status, ref)
+		if err != nil {
 			return nil, fmt.Errorf("explore: %w", err)
 		}
+		c.firstDone = FirstVersionDone(j, cfg.Status)
+		chk = c
 		if from < 0 {
 			from = FinishingStart(j, "finishing")
+			res.StartFrom, res.StartTo = startWindow(j, cfg.Status, c.firstDone)
 		}
 	}
-	res := &Result{Ops: len(j.Log), From: from, K: cfg.K, ByRule: map[string]int{}, Replay: time.Since(start)}
+	res.From, res.Replay = from, time.Since(start)
 	w := &walker{cfg: cfg, chk: chk, res: res, start: start}
 	if w.rp, err = powerfs.NewReplayer(j); err != nil {
 		return nil, fmt.Errorf("explore: %w", err)
@@ -199,7 +211,8 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		explore := w.rp.Next() >= from
+		next := w.rp.Next()
+		explore := next >= from || res.StartTo > 0 && next >= res.StartFrom && next <= res.StartTo
 		op, err := w.rp.Step()
 		if err != nil {
 			return res, fmt.Errorf("explore: %w", err)
@@ -234,6 +247,32 @@ func Explore(ctx context.Context, j *powerfs.Journal, cfg Config) (*Result, erro
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// StartOps is how many operations after its first version returned the
+// start of a clean run is explored (Result.StartTo).
+const StartOps = 32
+
+// startWindow returns the log indexes of the first rename of the status
+// file at statusRel into place and of the StartOps-th operation after the
+// one numbered firstDone (FirstVersionDone); both 0 without them.
+func startWindow(j *powerfs.Journal, statusRel string, firstDone int) (int, int) {
+	if firstDone == 0 {
+		return 0, 0
+	}
+	from := -1
+	for i, op := range j.Log {
+		if op.Kind == powerfs.OpRename && op.Errno == 0 && op.NewPath == statusRel {
+			from = i
+			break
+		}
+	}
+	for i, op := range j.Log {
+		if op.Seq == firstDone && from >= 0 {
+			return from, min(i+StartOps, len(j.Log)-1)
+		}
+	}
+	return 0, 0
 }
 
 // changes says whether an applied operation changed the model: a state

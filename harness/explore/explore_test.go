@@ -91,12 +91,65 @@ func (w *writer) writeStatus(data []byte, mistake string) {
 		return
 	}
 	w.create(w.tmp, data)
-	if mistake != "no-fsync-tmp" {
+	if mistake != "no-fsync-tmp" && mistake != "not-durable" {
 		w.fsync(w.tmp)
 	}
 	w.rename(w.tmp, "target/backup_status")
-	if mistake != "no-dir-fsync" {
+	if mistake != "no-dir-fsync" && mistake != "not-durable" {
 		w.fsync("target")
+	}
+}
+
+// noSyncRun journals a --no-sync run: its first version of the status
+// file is made durable (unless firstDurable is false, the mistake), then
+// nothing: the data, the later versions, the final "completed" with SYNC:
+// off and DURABLE: no are written and renamed, never synced.
+func noSyncRun(t *testing.T, firstDurable bool) *powerfs.Journal {
+	w := &writer{t: t, fs: powerfs.New(powerfs.Journaled()), c: powerfs.Caller{PID: 7}, tmp: status.TempPath("target/backup_status", 7)}
+	w.fs.MkdirAll("target", 0o700)
+	first := ""
+	if !firstDurable {
+		first = "not-durable"
+	}
+	w.writeStatus(readStatus(t, "in_progress_killed"), first)
+	w.create("target/base.tar", []byte("the data"))
+	w.create("target/backup_manifest.tmp", []byte("manifest"))
+	w.fs.Mark("finishing")
+	w.rename("target/backup_manifest.tmp", "target/backup_manifest")
+	w.writeStatus(readStatus(t, "completed_nosync_tar_nointerval"), "not-durable")
+	j, err := w.fs.Journal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// TestExploreFirstVersionDurable: once the first version of the status
+// file has returned, no crash state is without it (at a reused path, an
+// earlier run's file would be back), with --no-sync too; a run that does
+// not make it durable breaks the rule, in its start and in its finishing
+// part.
+func TestExploreFirstVersionDurable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		j    *powerfs.Journal
+		want bool
+	}{
+		{"the right order", backupRun(t, ""), false},
+		{"first version not durable", backupRun(t, "first-not-durable"), true},
+		{"--no-sync", noSyncRun(t, true), false},
+		{"--no-sync, first version not durable", noSyncRun(t, false), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Explore(context.Background(), tc.j, Config{Status: "target/backup_status", K: 2, From: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			broke := res.ByRule[RuleFirstVersionDurable] > 0
+			if broke != tc.want || !tc.want && res.ViolationCount > 0 {
+				t.Fatalf("violations %v, want %s: %t", res.ByRule, RuleFirstVersionDurable, tc.want)
+			}
+		})
 	}
 }
 
@@ -120,7 +173,11 @@ func backupRunThrough(t *testing.T, mistake, tmp string) *powerfs.Journal {
 	w := &writer{t: t, fs: powerfs.New(powerfs.Journaled()), c: powerfs.Caller{PID: 7}, tmp: tmp}
 	w.fs.MkdirAll("target", 0o700)
 	w.fs.MkdirAll("ts1", 0o700)
-	w.writeStatus(readStatus(t, "in_progress_killed"), "")
+	first := ""
+	if mistake == "first-not-durable" {
+		first = "not-durable"
+	}
+	w.writeStatus(readStatus(t, "in_progress_killed"), first)
 	w.mkdir("target/base")
 	w.mkdir("target/pg_wal")
 	w.create("target/base/1", []byte("relation one"))
@@ -212,7 +269,13 @@ func TestExploreStartsAtTheFinishingPart(t *testing.T) {
 	}
 	all, _ := Explore(context.Background(), j, Config{Status: "target/backup_status", K: 1, From: 0})
 	fin, _ := Explore(context.Background(), j, Config{Status: "target/backup_status", K: 1, From: -1})
-	if fin.Prefixes != len(j.Log)-from || all.Prefixes != len(j.Log) || fin.States >= all.States {
+	// The start is explored too: from the first rename of the status
+	// file to StartOps operations after its first version returned.
+	want := len(j.Log) - from
+	for i := fin.StartFrom; i <= fin.StartTo && i < from; i++ {
+		want++
+	}
+	if fin.StartTo == 0 || j.Log[fin.StartFrom].Kind != powerfs.OpRename || fin.Prefixes != want || all.Prefixes != len(j.Log) || fin.States >= all.States {
 		t.Fatalf("from the start %+v; from the finishing part %+v", all, fin)
 	}
 }
