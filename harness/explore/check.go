@@ -69,7 +69,7 @@ type Checker struct {
 	// first version must be durable (FirstVersionDone; 0: never).
 	firstDone int
 	differ    *powerfs.Differ
-	parsed map[string]parsed
+	parsed    map[string]parsed
 	// whole are the contents written whole to the status file or its
 	// temporary file by one write.
 	whole map[string]bool
