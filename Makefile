@@ -128,7 +128,7 @@ crash-merge: ## merge the run directories of a sharded campaign (MERGE=dir,dir,.
 # `make explore`: EXPLORE_SCENARIOS (a clean run each on the power-loss
 # layer, then every crash state of its finishing part), PATCHES as for
 # crash, EXPLORE_FLAGS (e.g. -k 6 -ksweep 1-6 -scale 5 -oracle 4).
-EXPLORE_SCENARIOS ?= scenarios/smoke/powerloss.json,scenarios/power/tar-powerloss.json
+EXPLORE_SCENARIOS ?= scenarios/smoke/powerloss.json,scenarios/power/tar-powerloss.json,scenarios/smoke/nosync-powerloss.json
 EXPLORE_FLAGS ?=
 EXPLORE_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-explore
 

@@ -110,9 +110,15 @@ func NewChecker(statusRel string, ref *powerfs.Snapshot) (*Checker, error) {
 // has returned, and must be durable. 0 when the journal has no such
 // operation.
 func FirstVersionDone(j *powerfs.Journal, statusRel string) int {
+	return FirstVersionDoneLog(j.Log, statusRel)
+}
+
+// FirstVersionDoneLog is FirstVersionDone over a layer's log of
+// operations (powerfs.FS.Log), journaled or not.
+func FirstVersionDoneLog(log []powerfs.Op, statusRel string) int {
 	dir := path.Dir(statusRel)
 	renamed := -1
-	for i, op := range j.Log {
+	for i, op := range log {
 		if op.Kind == powerfs.OpRename && op.Errno == 0 && op.NewPath == statusRel {
 			renamed = i
 			break
@@ -121,8 +127,8 @@ func FirstVersionDone(j *powerfs.Journal, statusRel string) int {
 	if renamed < 0 {
 		return 0
 	}
-	pid := j.Log[renamed].PID
-	for _, op := range j.Log[renamed+1:] {
+	pid := log[renamed].PID
+	for _, op := range log[renamed+1:] {
 		if op.PID != pid {
 			continue
 		}

@@ -37,11 +37,22 @@ const (
 )
 
 // DiskPlans lists the fault plans that run on the power-loss storage
-// layer. They need root and /dev/fuse, and sync on.
+// layer. They need root and /dev/fuse, and sync on (NoSyncPlan: some not).
 func DiskPlans() []string {
 	return []string{PlanPowerLoss, PlanPowerLossFsync, PlanPowerLossFsyncDir, PlanPowerLossRename,
 		PlanPowerLossWrite, PlanEIOOpenSync, PlanEIOFsync, PlanEIOFsyncDir, PlanEIORename, PlanENOSPC,
 		PlanStatusFileIOError}
+}
+
+// noSyncPlans are the disk plans that also go with sync off: power cuts
+// at renames and writes or at a random time. With --no-sync only the first
+// version of the status file is made durable (it replaces an earlier
+// run's), so a power cut checks that nothing brings that one back.
+var noSyncPlans = []string{PlanPowerLoss, PlanPowerLossRename, PlanPowerLossWrite}
+
+// NoSyncPlan says whether a disk plan goes with sync off.
+func NoSyncPlan(name string) bool {
+	return contains(noSyncPlans, name)
 }
 
 // IsDiskPlan says whether a plan runs on the power-loss storage layer.

@@ -487,8 +487,8 @@ func (s *Scenario) Check() error {
 		if p == PlanKillWALChild && s.WALMethod != "stream" {
 			return fmt.Errorf("fault plan %s needs wal_method stream, not %s", p, s.WALMethod)
 		}
-		if IsDiskPlan(p) && !s.Sync {
-			return fmt.Errorf("fault plan %s needs sync on: without it nothing is ever durable", p)
+		if IsDiskPlan(p) && !s.Sync && !NoSyncPlan(p) {
+			return fmt.Errorf("fault plan %s needs sync on: without it nothing of the backup is ever durable (with sync off, only %s)", p, strings.Join(noSyncPlans, ", "))
 		}
 		if IsDiskPlan(p) && s.WALDir {
 			return fmt.Errorf("fault plan %s does not put a --waldir on the power-loss layer: use waldir with process and server plans", p)

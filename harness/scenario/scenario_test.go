@@ -60,6 +60,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"bad name", "{\"name\": \"Has Space\"}", "names are lower case", 1},
 		{"bad rate", "{\"max_rate\": \"fast\"}", "not a rate", 1},
 		{"waldir with tar", "{\"format\": \"tar\", \"waldir\": true}", "waldir needs format plain", 1},
+		{"a sync fault without sync", "{\"sync\": false, \"faults\": [\"powerloss\", \"eio-on-fsync\"]}", "with sync off, only powerloss, powerloss-at-nth-rename, powerloss-at-nth-write", 1},
 		{"waldir on the power-loss layer", "{\"waldir\": true, \"faults\": [\"powerloss\"]}", "does not put a --waldir", 1},
 		{"stdout with plain", "{\"stdout\": true}", "stdout needs format tar", 1},
 		{"stdout streaming", "{\"stdout\": true, \"format\": \"tar\"}", "stdout needs wal_method fetch or none", 1},

@@ -2,10 +2,13 @@ package trial
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/pgbb/pgbb/harness/explore"
 	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
 )
@@ -24,6 +27,11 @@ type DiskResult struct {
 	// TornCompleted lists torn states in which the status file reads
 	// completed, with the oracle's verdict on that state's backup.
 	TornCompleted []TornCheck `json:"torn_completed,omitempty"`
+	// FirstVersionLost says why the power cut took the status file away
+	// although the run's first version of it had returned before
+	// (explore.FirstVersionDoneLog): at a reused status path an earlier
+	// run's file would be back.
+	FirstVersionLost string `json:"first_version_lost,omitempty"`
 }
 
 // TornCheck is the reading of one torn state.
@@ -49,6 +57,9 @@ func checkTorn(ctx context.Context, s Spec, rec *Record, d *fault.Disk) error {
 	}
 	rel, err := filepath.Rel(d.Mountpoint, d.StatusFile)
 	if err != nil {
+		return err
+	}
+	if err := checkFirstVersion(rec, d, filepath.ToSlash(rel)); err != nil {
 		return err
 	}
 	views := d.StatusViews(filepath.ToSlash(rel))
@@ -84,6 +95,25 @@ func checkTorn(ctx context.Context, s Spec, rec *Record, d *fault.Disk) error {
 			}
 			rec.Disk.TornCompleted = append(rec.Disk.TornCompleted, c)
 		}
+	}
+	return nil
+}
+
+// checkFirstVersion records in rec.Disk that the durable state after the
+// power cut has no status file, although the run had gone on to other
+// work after its first version of it (at rel, relative to the layer's
+// root) returned.
+func checkFirstVersion(rec *Record, d *fault.Disk, rel string) error {
+	first := explore.FirstVersionDoneLog(d.FS.Log(), rel)
+	if first == 0 || rec.Disk.Ops < first {
+		return nil
+	}
+	_, err := os.Lstat(d.StatusFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rec.Disk.FirstVersionLost = fmt.Sprintf("the power was cut after operation %d, and the run's first version of the status file had returned before operation %d, yet no status file survived", rec.Disk.Ops, first)
+	case err != nil:
+		return fmt.Errorf("first status version: %w", err)
 	}
 	return nil
 }
@@ -124,6 +154,9 @@ func checkDisk(r *Record) []Violation {
 			msg = "torn state " + c.State + ": torn status file reads \"STATUS: completed\": " + c.Status.Error
 		}
 		vs = append(vs, Violation{Invariant: InvNotTorn, Message: msg})
+	}
+	if r.Disk.FirstVersionLost != "" {
+		vs = append(vs, Violation{Invariant: InvFirstVersionDurable, Message: r.Disk.FirstVersionLost})
 	}
 	for _, c := range r.Disk.TornCompleted {
 		switch {

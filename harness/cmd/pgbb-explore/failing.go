@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -168,8 +169,15 @@ func failingRuns(ctx context.Context, o options, tgt campaign.Target, s scenario
 // runs used.
 func exploreFailingRuns(ctx context.Context, o options, tgt campaign.Target, s scenario.Scenario, stdout, stderr io.Writer) (int, error) {
 	kinds, err := parseFailing(o.failing)
-	if err != nil || len(kinds) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if !s.Sync {
+		// --no-sync: there is no final sync to fail.
+		kinds = slices.DeleteFunc(slices.Clone(kinds), func(k failKind) bool { return k.needsSync })
+	}
+	if len(kinds) == 0 {
+		return 0, nil
 	}
 	runs, broken, err := failingRuns(ctx, o, tgt, s, kinds, stderr)
 	if err != nil {

@@ -71,7 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var ksweep string
 	fs := flag.NewFlagSet("pgbb-explore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.scenarios, "scenarios", "scenarios/smoke/powerloss.json,scenarios/power/tar-powerloss.json", "scenario files, comma-separated: their format, tablespaces and scale (the fault plans are not run)")
+	fs.StringVar(&o.scenarios, "scenarios", "scenarios/smoke/powerloss.json,scenarios/power/tar-powerloss.json,scenarios/smoke/nosync-powerloss.json", "scenario files, comma-separated: their format, tablespaces and scale (the fault plans are not run)")
 	fs.StringVar(&o.pg, "pg", "18", "PostgreSQL major version")
 	fs.StringVar(&o.variant, "variant", "patched", "patched or stock")
 	fs.StringVar(&o.patches, "patches", "", "patch series directories, colon-separated (default patches/pg<version>)")

@@ -311,6 +311,12 @@ def _():
 ''' + FIRST_WRITE + '''	}
 ''')
 
+@v('first-version-not-durable', 'Sync the first status version only when the backup is synced',
+   'The first version of the status file is written with do_sync, like the\nothers, instead of always durably: with --no-sync, a power loss after the\nrun has started can bring back what an earlier run left at the same\nstatus path, "completed" included, or nothing at all.')
+def _():
+    edit(pbc, '''		if (!write_backup_status("in progress", NULL, NULL, true) &&''',
+         '''		if (!write_backup_status("in progress", NULL, NULL, do_sync) &&''')
+
 @v('no-pid-identity', 'Leave the boot ID and PID namespace out of the status file',
    'The boot ID and PID namespace are never recorded (record_pid_identity()\nis gone): the status file names the pid without the boot and PID\nnamespace it belongs to, and a reader in a container cannot tell that\nthe pid is not its own.')
 def _():
