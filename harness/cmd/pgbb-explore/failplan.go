@@ -24,13 +24,11 @@ type failKind struct {
 	reason string
 	// plan makes the run's fault plan.
 	plan func() fault.Fault
-	// needsSync says the fault needs the final sync (not --no-sync).
-	needsSync bool
 }
 
 // failKinds are the failing runs the explorer can journal.
 var failKinds = []failKind{
-	{name: "eio-sync", reason: "syncing", plan: func() fault.Fault { return eioSyncPlan{} }, needsSync: true},
+	{name: "eio-sync", reason: "syncing", plan: func() fault.Fault { return eioSyncPlan{} }},
 	{name: "sigterm", reason: "SIGTERM", plan: func() fault.Fault { return sigtermPlan{} }},
 }
 
