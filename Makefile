@@ -26,7 +26,8 @@ help: ## list the targets
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{ printf "  make %-15s %s\n", $$1, $$2 }'
 	@echo
-	@echo "Variables: PG=18|15 (build), VARIANT=patched|stock (build), BACKEND=auto|container|native,"
+	@echo "Variables: PG=18|15 (build), VARIANT=patched|stock (build; make crash also VARIANT=wrapper: stock under pgbb-run),"
+	@echo "           BACKEND=auto|container|native,"
 	@echo "           PGSRC=path (own source tree or tarball), PGBB_CACHE=dir, BASE_IMAGE=image"
 
 install: ## install the status reader pgbb-status and the stock pg_basebackup wrapper pgbb-run into BINDIR (default ./bin); the default target
@@ -69,10 +70,13 @@ bench-overhead-long: ## the same on runs of a minute: ~1.5 GB throttled to 24 MB
 bench-powerfs: ## power-loss cycles per minute of the powerfs layer (mount, write+sync ~10 MB, power loss, materialise; root, /dev/fuse)
 	$(GO) test -count=1 -run '^$$' -bench 'Cycle$$' -benchtime 20x ./harness/powerfs
 
-# `make crash`: SCENARIOS (files or directories, comma-separated), PATCHES
-# (a patch series directory, default patches/pg$(PG)), CRASH_FLAGS (more
-# pgbb-crash flags, e.g. -parallel 1 -seed 42 -keep).
-SCENARIOS ?= scenarios/smoke
+# `make crash`: SCENARIOS (files or directories, comma-separated; with
+# VARIANT=wrapper, scenarios/wrapper too by default), PATCHES (a patch
+# series directory, default patches/pg$(PG)), CRASH_FLAGS (more pgbb-crash
+# flags, e.g. -parallel 1 -seed 42 -keep). VARIANT=wrapper runs the stock
+# build's pg_basebackup under pgbb-run and judges its status file.
+SCENARIOS ?= scenarios/smoke$(if $(filter wrapper,$(VARIANT)),$(comma)scenarios/wrapper)
+comma := ,
 PATCHES   ?=
 CRASH_FLAGS ?=
 
@@ -103,7 +107,7 @@ EXPLORE_AFTER_CRASH ?= 1
 # campaign in a container (a second build when the explorer follows).
 CRASH_BACKEND = $(if $(filter auto,$(BACKEND)),native,$(BACKEND))
 
-crash: ## the crash campaign on patched 18, natively unless BACKEND=container (PG=, VARIANT=stock, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
+crash: ## the crash campaign on patched 18, natively unless BACKEND=container (PG=, VARIANT=stock|wrapper, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
 	$(GO) build -o $(CRASH_BIN) ./harness/cmd/pgbb-crash
 	$(GO) build -o $(EXPLORE_BIN) ./harness/cmd/pgbb-explore
 	$(CRASH_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(SCENARIOS) -backend $(CRASH_BACKEND) $(CRASH_FLAGS); \

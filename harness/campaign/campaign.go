@@ -44,6 +44,10 @@ type Config struct {
 	// the build writes a status file.
 	Variant    string
 	StatusFile bool
+	// WrapperBin is a pgbb-run binary (BuildTool) for the wrapper
+	// variant: every run, the clean ones included, is pg_basebackup
+	// under it, which writes the status file; empty: none.
+	WrapperBin string
 	// Parallel is the number of workers (each with its own cluster).
 	Parallel int
 	// Seed is the campaign seed.
@@ -326,7 +330,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 	spec := func(id string, index int, f fault.Fault) trial.Spec {
 		return trial.Spec{
 			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
-			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser,
+			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, Wrapper: c.cfg.WrapperBin, ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser,
 			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: src.cl, Workload: src.wl,
 		}
 	}

@@ -33,11 +33,16 @@ import (
 
 // Target is the run a fault is injected into.
 type Target struct {
-	// PID is the pg_basebackup process (leader of its own process
-	// group); Done is closed when it has exited. Both are set once the
-	// run started (not yet in Prepare and Launch).
+	// PID is the process the trial started, leader of its own process
+	// group: pg_basebackup, or with Wrapped the wrapper (pgbb-run) whose
+	// child pg_basebackup is (BackupPID); Done is closed when it has
+	// exited. Both are set once the run started (not yet in Prepare and
+	// Launch).
 	PID  int
 	Done <-chan struct{}
+	// Wrapped says PID is a wrapper that runs pg_basebackup as its child,
+	// in PID's process group (the wrapper variant).
+	Wrapped bool
 	// Phases follows the run.
 	Phases *Tracker
 	// Cluster is the source cluster.
@@ -126,9 +131,13 @@ func ByName(name string) (Fault, error) {
 // plans make the fault plans by name: every name scenario knows has one.
 var plans = map[string]func() Fault{
 	scenario.PlanNone:               func() Fault { return none{} },
-	scenario.PlanKill:               func() Fault { return signalFault{name: scenario.PlanKill, sig: syscall.SIGKILL} },
-	scenario.PlanTerm:               func() Fault { return signalFault{name: scenario.PlanTerm, sig: syscall.SIGTERM} },
-	scenario.PlanInt:                func() Fault { return signalFault{name: scenario.PlanInt, sig: syscall.SIGINT} },
+	scenario.PlanKill:               func() Fault { return signalFault{name: scenario.PlanKill, sig: syscall.SIGKILL, to: ToPID} },
+	scenario.PlanTerm:               func() Fault { return signalFault{name: scenario.PlanTerm, sig: syscall.SIGTERM, to: ToPID} },
+	scenario.PlanInt:                func() Fault { return signalFault{name: scenario.PlanInt, sig: syscall.SIGINT, to: ToPID} },
+	scenario.PlanKillBackup:         func() Fault { return signalFault{name: scenario.PlanKillBackup, sig: syscall.SIGKILL, to: ToBackup} },
+	scenario.PlanTermBackup:         func() Fault { return signalFault{name: scenario.PlanTermBackup, sig: syscall.SIGTERM, to: ToBackup} },
+	scenario.PlanKillGroup:          func() Fault { return signalFault{name: scenario.PlanKillGroup, sig: syscall.SIGKILL, to: ToGroup} },
+	scenario.PlanTermGroup:          func() Fault { return signalFault{name: scenario.PlanTermGroup, sig: syscall.SIGTERM, to: ToGroup} },
 	scenario.PlanKillWALChild:       func() Fault { return walChildKill{} },
 	scenario.PlanTerminateWalsender: func() Fault { return walsenderTerminate{} },
 	scenario.PlanServerStop:         func() Fault { return serverStop{} },
@@ -238,12 +247,15 @@ func (none) Inject(ctx context.Context, t *Target) (Injection, error) {
 	return Injection{Plan: scenario.PlanNone}, nil
 }
 
-// signalFault sends a signal to the pg_basebackup process (not its group:
-// an orchestrator's timeout signals the process it started) at a random
-// time.
+// signalFault sends a signal at a random time to the processes of the
+// run that to names: the process the trial started (pg_basebackup or the
+// wrapper) alone, never its group, as an orchestrator's timeout signals
+// the process it started; pg_basebackup alone (with a wrapper, its
+// child); or the whole process group.
 type signalFault struct {
 	name string
 	sig  syscall.Signal
+	to   SignalTo
 }
 
 func (f signalFault) Name() string     { return f.name }
@@ -255,13 +267,24 @@ func (f signalFault) Inject(ctx context.Context, t *Target) (Injection, error) {
 		return inj, ctx.Err()
 	}
 	fired(&inj, t)
-	if err := syscall.Kill(t.PID, f.sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return inj, fmt.Errorf("%s: kill %d: %w", f.name, t.PID, err)
+	detail, err := t.Signal(f.to, f.sig)
+	if f.to != ToPID || t.Wrapped {
+		inj.Detail = detail
+	}
+	if errors.Is(err, errNoProcess) {
+		// A wrapper's pg_basebackup not started yet, or gone.
+		inj.Fired = false
+		inj.Detail = detail + ": " + err.Error()
+		return inj, nil
+	}
+	if err != nil {
+		return inj, fmt.Errorf("%s: %w", f.name, err)
 	}
 	return inj, nil
 }
 
-// walChildKill kills only the WAL streaming child of pg_basebackup.
+// walChildKill kills only the WAL streaming child of pg_basebackup (with
+// a wrapper, the child of the wrapper's pg_basebackup child).
 type walChildKill struct{}
 
 func (walChildKill) Name() string     { return scenario.PlanKillWALChild }
@@ -273,7 +296,10 @@ func (f walChildKill) Inject(ctx context.Context, t *Target) (Injection, error) 
 	if !wait(ctx, t, anchor, off) {
 		return inj, ctx.Err()
 	}
-	kids := proc.Children(t.PID)
+	var kids []int
+	if pid := t.BackupPID(); pid != 0 {
+		kids = proc.Children(pid)
+	}
 	if len(kids) == 0 {
 		inj.Detail = "no WAL child alive at the scheduled time"
 		return inj, nil

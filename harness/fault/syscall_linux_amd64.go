@@ -147,7 +147,10 @@ func attach(pid int) (*syscall.WaitStatus, error) {
 	if !ws.Stopped() {
 		return &ws, fmt.Errorf("ptrace: child did not stop after exec (%v)", ws)
 	}
-	opts := syscall.PTRACE_O_TRACESYSGOOD | syscall.PTRACE_O_TRACEFORK | syscall.PTRACE_O_TRACEVFORK | syscall.PTRACE_O_TRACECLONE | ptraceOExitKill
+	// TRACEEXEC: a tracee that execs (a wrapper's pg_basebackup child)
+	// stops with an event, not with a SIGTRAP that would kill it.
+	opts := syscall.PTRACE_O_TRACESYSGOOD | syscall.PTRACE_O_TRACEFORK | syscall.PTRACE_O_TRACEVFORK | syscall.PTRACE_O_TRACECLONE |
+		syscall.PTRACE_O_TRACEEXEC | ptraceOExitKill
 	if err := syscall.PtraceSetOptions(pid, opts); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		return nil, fmt.Errorf("ptrace: set options: %w", err)
@@ -213,6 +216,8 @@ func (t *Traced) loop() error {
 			if entering {
 				t.syscallEntry(wpid)
 			}
+		case sig == syscall.SIGTRAP && ws.TrapCause() == syscall.PTRACE_EVENT_EXEC:
+			// An exec: the same process goes on, traced.
 		case sig == syscall.SIGTRAP && ws.TrapCause() > 0:
 			// A fork, vfork or clone: the new process is traced already
 			// and will report a SIGSTOP of its own.

@@ -31,6 +31,16 @@ const (
 	PlanTerm = "term"
 	// PlanInt is SIGINT of pg_basebackup at a random time.
 	PlanInt = "int"
+	// PlanKillBackup and PlanTermBackup are SIGKILL and SIGTERM of the
+	// pg_basebackup process alone at a random time: with a wrapper
+	// (pgbb-run), its pg_basebackup child, else the same as PlanKill and
+	// PlanTerm.
+	PlanKillBackup = "kill-backup"
+	PlanTermBackup = "term-backup"
+	// PlanKillGroup and PlanTermGroup are SIGKILL and SIGTERM of the
+	// run's whole process group at a random time (kill -- -PID).
+	PlanKillGroup = "kill-group"
+	PlanTermGroup = "term-group"
 	// PlanKillWALChild is SIGKILL of the WAL streaming child only.
 	PlanKillWALChild = "kill-wal-child"
 	// PlanTerminateWalsender is pg_terminate_backend of the backup's
@@ -44,7 +54,8 @@ const (
 
 // Plans lists every fault plan name a scenario may use.
 func Plans() []string {
-	return append([]string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillWALChild, PlanTerminateWalsender, PlanServerStop},
+	return append([]string{PlanNone, PlanKill, PlanSyscallKill, PlanTerm, PlanInt, PlanKillBackup, PlanTermBackup, PlanKillGroup, PlanTermGroup,
+		PlanKillWALChild, PlanTerminateWalsender, PlanServerStop},
 		append(DiskPlans(), PlanStop, PlanStatusDirReadOnly)...)
 }
 

@@ -107,7 +107,7 @@ func TestCheckProgress(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := checkProgress(tc.r.samples(tc.versions), time.Second, tc.until)
+			got := checkProgress(tc.r.samples(tc.versions), time.Second, tc.until, true)
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
@@ -125,7 +125,7 @@ func TestCheckProgress(t *testing.T) {
 func TestCheckProgressUnknownServer(t *testing.T) {
 	t0 := time.Now()
 	st := &status.Status{State: status.StateInProgress, Progress: true, UpdateTime: t0, BytesReceived: 1 << 40}
-	got := checkProgress(fault.StatusSamples{Versions: []fault.StatusVersion{{At: t0, Status: st, Streamed: -1}}}, time.Second, time.Time{})
+	got := checkProgress(fault.StatusSamples{Versions: []fault.StatusVersion{{At: t0, Status: st, Streamed: -1}}}, time.Second, time.Time{}, true)
 	if len(got) != 0 {
 		t.Fatalf("judged without the server: %q", got)
 	}
@@ -137,4 +137,25 @@ func inPhase(v fault.StatusVersion, p status.Phase) fault.StatusVersion {
 	st.Phase = p
 	v.Status = &st
 	return v
+}
+
+// TestCheckProgressWithoutByteCount: a writer that does not count the
+// bytes it receives (the wrapper without -P, by design) is not asked to
+// reach the server's count once the data has ended, but still may never
+// claim more than the server sent; the patched writer is asked both.
+func TestCheckProgressWithoutByteCount(t *testing.T) {
+	const rate = 4 << 20
+	t0 := time.Now()
+	short := run{t0: t0, rate: rate, dur: 2 * time.Second}
+	ended := []fault.StatusVersion{short.version(0, 0, 0), inPhase(short.version(2, 1, 0), status.PhaseWaitingForWAL)}
+	if got := checkProgress(short.samples(ended), time.Second, time.Time{}, false); len(got) != 0 {
+		t.Errorf("uncounted bytes judged after the data: %q", got)
+	}
+	if got := checkProgress(short.samples(ended), time.Second, time.Time{}, true); len(got) != 1 || !strings.Contains(got[0], "after the data") {
+		t.Errorf("counted bytes: got %q, want the after-the-data violation", got)
+	}
+	beyond := []fault.StatusVersion{short.version(0, 0, 0), short.version(1, 1, 3*rate)}
+	if got := checkProgress(short.samples(beyond), time.Second, time.Time{}, false); len(got) != 1 || !strings.Contains(got[0], "but the server had sent") {
+		t.Errorf("uncounted bytes beyond the server's: got %q", got)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/proc"
+	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/status"
 )
 
@@ -34,7 +35,7 @@ func Run(ctx context.Context, s Spec) (*Record, error) {
 	t := &trialRun{s: s, rng: rand.New(rand.NewPCG(s.Seed, 0x9bb))}
 	t.rec = &Record{
 		ID: s.ID, Scenario: s.Scenario.Name, Index: s.Index, Plan: s.Fault.Name(), Seed: s.Seed,
-		Variant: s.Variant, StatusFile: s.StatusFile,
+		Variant: s.Variant, StatusFile: s.StatusFile, Wrapped: s.Wrapper != "",
 		Dir: s.Dir, Start: time.Now().UTC(),
 	}
 	defer t.close()
@@ -106,7 +107,8 @@ func (t *trialRun) layOut(ctx context.Context) error {
 		return err
 	}
 	t.tgt = &fault.Target{Cluster: s.Cluster, Calibration: s.Calibration, Rand: t.rng,
-		Dir: s.Dir, Acct: s.Acct, Tablespaces: len(s.Cluster.Tablespaces), ReaderBin: s.ReaderBin, OtherUser: s.OtherUser}
+		Dir: s.Dir, Acct: s.Acct, Tablespaces: len(s.Cluster.Tablespaces), ReaderBin: s.ReaderBin, OtherUser: s.OtherUser,
+		Wrapped: s.Wrapper != ""}
 	t.target = filepath.Join(s.Dir, "target")
 	// The status file goes into a directory of its own next to the
 	// target, outside every directory the run writes.
@@ -157,21 +159,43 @@ func (t *trialRun) layOut(ctx context.Context) error {
 	return nil
 }
 
-// args returns pg_basebackup's command line writing to dest, and notes in
-// t.truth the directories it gives the run.
+// args returns pg_basebackup's command line writing to dest, under the
+// wrapper when the spec has one (wrapArgs), and notes in t.truth the
+// directories it gives the run.
 func (t *trialRun) args(dest string) []string {
 	s := t.s
 	args := []string{filepath.Join(s.BinDir, "pg_basebackup"), "-D", dest,
 		"-h", s.Cluster.Host(), "-p", fmt.Sprint(s.Cluster.Port), "-U", "postgres",
 		"--label=pgbb " + s.ID}
 	args = append(args, s.Scenario.Args()...)
-	if t.statusPath != "" {
+	if t.statusPath != "" && s.Wrapper == "" {
 		args = append(args, s.Scenario.StatusArgs(t.statusPath)...)
 	}
 	t.truth = fieldTruth{target: t.target, stdout: s.Scenario.Stdout}
-	if s.Scenario.Format != "plain" {
-		return args
+	if s.Scenario.Format == "plain" {
+		args = append(args, t.dirArgs()...)
 	}
+	if s.Wrapper != "" {
+		return wrapArgs(s.Wrapper, t.statusPath, s.Scenario, args)
+	}
+	return args
+}
+
+// wrapArgs returns the wrapper's command line that runs pg_basebackup
+// with args and writes the status file at statusPath: the scenario's
+// status options become the wrapper's own (pgbb-run --status-file=FILE
+// [--status-file-refresh=N] -- pg_basebackup ARGS...).
+func wrapArgs(wrapper, statusPath string, sc scenario.Scenario, args []string) []string {
+	out := append([]string{wrapper}, sc.StatusArgs(statusPath)...)
+	out = append(out, "--")
+	return append(out, args...)
+}
+
+// dirArgs returns the options of a plain backup's other directories
+// (the tablespaces' mappings, a --waldir), and notes them in t.truth.
+func (t *trialRun) dirArgs() []string {
+	s := t.s
+	var args []string
 	for i, ts := range s.Cluster.Tablespaces {
 		m := filepath.Join(s.Dir, fmt.Sprintf("ts%d", i+1))
 		if d := t.tgt.Disk; d != nil {
@@ -244,7 +268,12 @@ func (t *trialRun) startRun(ctx context.Context) error {
 	// forward and nothing follows "completed" or "failed"; its progress
 	// lines agree with the server (progress.go).
 	if t.sampled() {
-		t.sampler = fault.StartStatusSampler(t.statusPath, t.done, fault.Probes{Streamed: streamed, Written: writtenProbe(t.pid)})
+		written := writtenProbe(func() int { return t.pid })
+		if s.Wrapper != "" {
+			// What pg_basebackup wrote, not the wrapper.
+			written = writtenProbe(func() int { return fault.BackupChild(t.pid) })
+		}
+		t.sampler = fault.StartStatusSampler(t.statusPath, t.done, fault.Probes{Streamed: streamed, Written: written})
 	}
 	return nil
 }
@@ -391,7 +420,9 @@ func (t *trialRun) judge(ctx context.Context) error {
 		if rec.Fault.Fired {
 			firedAt = t.start.Add(rec.Fault.At)
 		}
-		rec.WrongFields = append(rec.WrongFields, checkProgress(t.samples, t.s.Scenario.UpdateInterval(), firedAt)...)
+		// The wrapper counts bytes only from -P's progress lines.
+		countsBytes := t.s.Wrapper == "" || t.s.Scenario.Progress
+		rec.WrongFields = append(rec.WrongFields, checkProgress(t.samples, t.s.Scenario.UpdateInterval(), firedAt, countsBytes)...)
 	}
 	if err := t.askOracle(ctx); err != nil {
 		return err

@@ -17,11 +17,17 @@ import (
 // file (its handler not yet installed) leaves none.
 const InvSignalFailsRun = "signal-fails-run"
 
-// signalOfPlan names the signal a plan sends to pg_basebackup alone, ""
-// for other plans.
+// The same holds for the plans that send SIGTERM to pg_basebackup alone
+// (term-backup: with a wrapper, its pg_basebackup child; the wrapper sees
+// its child end by the signal) and to the whole process group
+// (term-group).
+
+// signalOfPlan names the signal a plan sends to pg_basebackup alone (or,
+// with a wrapper, to the wrapper or its pg_basebackup child alone) or to
+// the run's process group, "" for other plans.
 func signalOfPlan(plan string) string {
 	switch plan {
-	case scenario.PlanTerm:
+	case scenario.PlanTerm, scenario.PlanTermBackup, scenario.PlanTermGroup:
 		return "SIGTERM"
 	case scenario.PlanInt:
 		return "SIGINT"

@@ -57,6 +57,22 @@ func TestCheckStop(t *testing.T) {
 		{"another user could not run", true, func(o *fault.StopObservation, r *Record) {
 			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "fork/exec: permission denied"}
 		}, []string{InvOtherUserAgrees}},
+		{"a wrapper's first version, not yet group-readable", true, func(o *fault.StopObservation, r *Record) {
+			r.Wrapped, o.Phase = true, "starting"
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "open status file: open /t/status/backup_status: permission denied"}
+		}, nil},
+		{"the patched build's first version, not readable", true, func(o *fault.StopObservation, r *Record) {
+			o.Phase = "starting"
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "open status file: open /t/status/backup_status: permission denied"}
+		}, []string{InvOtherUserAgrees}},
+		{"a wrapper's later version, not readable", true, func(o *fault.StopObservation, r *Record) {
+			r.Wrapped, o.Phase = true, "receiving data"
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "open status file: open /t/status/backup_status: permission denied"}
+		}, []string{InvOtherUserAgrees}},
+		{"a wrapper's reader that could not run", true, func(o *fault.StopObservation, r *Record) {
+			r.Wrapped, o.Phase = true, "starting"
+			o.OtherUser = &fault.UserReader{User: "pgbbreader", Error: "fork/exec: permission denied"}
+		}, []string{InvOtherUserAgrees}},
 		{"another namespace said dead after completion", true, func(o *fault.StopObservation, r *Record) {
 			o.State, o.Verdict, o.ExitCode, o.RemoveRefused = "completed", "completed", 0, "completed"
 			o.OtherNamespace = &fault.NamespaceReader{Verdict: "completed", Final: true, RemoveExit: 1}

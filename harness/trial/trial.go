@@ -45,6 +45,10 @@ type Spec struct {
 	// writes a status file (invariants on it apply only then).
 	Variant    string
 	StatusFile bool
+	// Wrapper is a pgbb-run binary (the wrapper variant): every run is
+	// then `Wrapper --status-file=FILE -- pg_basebackup ARGS...`, the
+	// status file the wrapper's; empty: pg_basebackup runs itself.
+	Wrapper string
 	// Dir is the trial's scratch directory (created; the caller removes it).
 	Dir string
 	// Cluster is the started source cluster; Workload writes to it.
@@ -93,7 +97,11 @@ type Record struct {
 	Seed       uint64 `json:"seed"`
 	Variant    string `json:"variant"`
 	StatusFile bool   `json:"status_file_expected"`
-	// Args is pg_basebackup's command line; TZ its time zone.
+	// Wrapped says the run was pg_basebackup under the wrapper
+	// (pgbb-run), whose pid is the run's and whose status file it is.
+	Wrapped bool `json:"wrapped,omitempty"`
+	// Args is pg_basebackup's command line (with a wrapper, the
+	// wrapper's, pg_basebackup's after its "--"); TZ its time zone.
 	Args []string `json:"args"`
 	TZ   string   `json:"tz"`
 	// ReaderTZ is the time zone of the built pgbb-status the stop plan

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -118,4 +119,45 @@ func removeCreated(dirs []*dirState) error {
 		return fmt.Errorf("remove what the run wrote: %w", err)
 	}
 	return nil
+}
+
+// groupReadable says whether pg_basebackup gives the backup's files
+// group read access, as it does when the source cluster allows group
+// access (it takes the server's data_directory_mode): a regular file it
+// wrote at the top of a recorded directory is group-readable or, before
+// it wrote any, a directory it created is. false while neither can be
+// told.
+func groupReadable(dirs []*dirState) bool {
+	for _, d := range dirs {
+		if !d.recorded {
+			continue
+		}
+		if m, ok := firstFileMode(d.path); ok {
+			return m&0o040 != 0
+		}
+		if fi, err := os.Stat(d.path); err == nil && d.missing {
+			return fi.Mode().Perm()&0o040 != 0
+		}
+	}
+	return false
+}
+
+// firstFileMode returns the permissions of a regular file among the first
+// entries of dir.
+func firstFileMode(dir string) (fs.FileMode, bool) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	entries, _ := f.ReadDir(32)
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			return fi.Mode().Perm(), true
+		}
+	}
+	return 0, false
 }

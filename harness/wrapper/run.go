@@ -240,12 +240,17 @@ func (r *run) refresh() {
 	if !changed {
 		return
 	}
-	r.st.Phase, r.st.BytesReceived = o.Phase, o.BytesReceived
-	r.st.BytesTotal = o.BytesTotal
+	r.st.Phase = o.Phase
+	r.progress(o)
+	r.write()
+}
+
+// progress takes the bytes of -P's last progress line into the status.
+func (r *run) progress(o Observed) {
+	r.st.BytesReceived, r.st.BytesTotal = o.BytesReceived, o.BytesTotal
 	if r.st.BytesTotal < r.st.BytesReceived {
 		r.st.BytesTotal = 0 // an estimate below what arrived says nothing
 	}
-	r.write()
 }
 
 // active says whether pg_basebackup read or wrote anything since the last
@@ -260,8 +265,19 @@ func (r *run) active() bool {
 	return moved
 }
 
+// followMode makes the status file group-readable once pg_basebackup is
+// seen to make the backup's files so (groupReadable): a reader in the
+// owner's group may then read it, as it may the patched pg_basebackup's
+// (written with the backup's file mode). It never goes back.
+func (r *run) followMode() {
+	if !r.w.GroupRead && groupReadable(r.dirs) {
+		r.w.GroupRead = true
+	}
+}
+
 // write rewrites the in-progress file; a failure only warns.
 func (r *run) write() {
+	r.followMode()
 	r.st.UpdateTime = time.Now().UTC().Truncate(time.Second)
 	r.st.Directories = directoryLines(r.dirs)
 	if err := r.w.Write(r.st); err != nil {
@@ -355,6 +371,7 @@ func (r *run) waitGone(deadline time.Time) (gone bool, again os.Signal) {
 
 // fail writes the final failed version.
 func (r *run) fail(reason string) {
+	r.followMode()
 	r.st.State = status.StateFailed
 	r.st.EndTime = time.Now().UTC().Truncate(time.Second)
 	r.st.Reason = Clean(reason)
@@ -366,10 +383,16 @@ func (r *run) fail(reason string) {
 
 // finish judges pg_basebackup's exit once it and its WAL child are done.
 func (r *run) finish(ps *os.ProcessState) int {
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		// Someone else's signal ended pg_basebackup alone: a stock WAL
+		// child does not watch its parent and would stream on into the
+		// directories about to be removed. Stop what is left of the run.
+		r.stopLeft()
+	}
 	r.drain()
 	o := r.watch.Observed()
 	notice(r.dirs)
-	ws, _ := ps.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():
 		r.clean()
@@ -389,18 +412,46 @@ func (r *run) finish(ps *os.ProcessState) int {
 // error, which its WAL child holds too, and for the rest of the group,
 // so that every message it printed is taken into account.
 func (r *run) drain() {
-	deadline := time.After(r.cfg.Grace)
+	// One deadline for both waits: a timer's channel fires once.
+	deadline := time.NewTimer(r.cfg.Grace)
+	defer deadline.Stop()
 	select {
 	case <-r.eof:
-	case <-deadline:
+	case <-deadline.C:
 		r.warn("pg_basebackup exited, but its standard error is still open (its WAL streaming child?)")
+		if r.cfg.Group > 0 && len(groupMembers(r.cfg.Group, status.WriterName)) > 0 {
+			r.warn("a pg_basebackup is still running in the process group")
+		}
+		return
 	}
 	for r.cfg.Group > 0 && len(groupMembers(r.cfg.Group, status.WriterName)) > 0 {
 		select {
-		case <-deadline:
+		case <-deadline.C:
 			r.warn("a pg_basebackup is still running in the process group")
 			return
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stopLeft stops the members of the run's process group left once
+// pg_basebackup is gone: SIGTERM, then SIGKILL after Grace.
+func (r *run) stopLeft() {
+	if r.cfg.Group <= 0 {
+		return
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		left := groupMembers(r.cfg.Group, "")
+		if len(left) == 0 {
+			return
+		}
+		signalAll(left, sig)
+		wait := r.cfg.Grace
+		if sig == syscall.SIGKILL {
+			wait = 2 * time.Second
+		}
+		for end := time.Now().Add(wait); len(groupMembers(r.cfg.Group, "")) > 0 && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }
@@ -423,6 +474,9 @@ func (r *run) complete(o Observed) int {
 		// The sync pass comes after all pg_basebackup did; the phase
 		// never goes back (after "finishing", it stays there).
 		r.st.Phase = later(later(o.Phase, r.st.Phase), status.PhaseSyncing)
+		// What pg_basebackup printed since the last look (it may have
+		// finished within one) counts: after the data, all of it.
+		r.progress(o)
 		r.write()
 		res := make(chan error, 1)
 		go func() { res <- SyncPass(r.cfg.SyncFS, recordedPaths(r.dirs)) }()
@@ -442,6 +496,7 @@ func (r *run) complete(o Observed) int {
 		r.unsaid(err)
 		return 0
 	}
+	r.followMode()
 	if err := r.w.Write(r.st); err != nil {
 		r.unsaid(err)
 	}

@@ -316,3 +316,57 @@ func TestEmptyTargetRecordedExisting(t *testing.T) {
 		t.Fatalf("first %+v (%v), want directories %+v", first, err, want)
 	}
 }
+
+// TestStatusFileModeFollowsBackup: the status file is group-readable
+// exactly when pg_basebackup makes the backup's files so (a source
+// cluster with group access: umask 0027), as the patched pg_basebackup's
+// is, so that a reader in the owner's group can read it; else 0600.
+func TestStatusFileModeFollowsBackup(t *testing.T) {
+	for _, tc := range []struct {
+		umask string
+		want  fs.FileMode
+	}{
+		{"0027", 0o640},
+		{"0077", 0o600},
+	} {
+		t.Run(tc.umask, func(t *testing.T) {
+			f := newFake(t, "ok")
+			t.Setenv("FAKE_UMASK", tc.umask)
+			if code := f.run(t, nil); code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, f.stderr.String())
+			}
+			if s := f.final(t); s.State != status.StateCompleted {
+				t.Fatalf("final state %v", s.State)
+			}
+			fi, err := os.Stat(f.statusFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Perm(); got != tc.want {
+				t.Errorf("status file mode %o, want %o", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFinishingVersionHasLastProgress: the versions written once
+// pg_basebackup is done (the sync pass's, in progress) carry the bytes of
+// its last progress line, not those of the wrapper's last look before it:
+// after the data, BYTES RECEIVED is all that was received.
+func TestFinishingVersionHasLastProgress(t *testing.T) {
+	f := newFake(t, "ok")
+	t.Setenv("FAKE_PROGRESS", "1")
+	t.Setenv("FAKE_SEEN", "") // pg_basebackup exits as soon as it is done
+	w := &watchingFS{statusFile: f.statusFile}
+	if code := f.run(t, w); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, f.stderr.String())
+	}
+	if len(w.samples) == 0 {
+		t.Fatal("no version read during the sync pass")
+	}
+	for i, s := range w.samples {
+		if s.State == status.StateInProgress && s.BytesReceived != 200<<10 {
+			t.Fatalf("sync %d: in phase %q BYTES RECEIVED %d, want %d (the last progress line)", i, s.Phase, s.BytesReceived, 200<<10)
+		}
+	}
+}

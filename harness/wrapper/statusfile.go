@@ -23,6 +23,10 @@ type Writer struct {
 	PID int
 	// Sync says later versions are synced too; the first one always is.
 	Sync bool
+	// GroupRead makes the versions written from then on group-readable
+	// (0640, else 0600), as pg_basebackup's own files are when the
+	// source cluster allows group access (run.followMode).
+	GroupRead bool
 	// written counts the versions written.
 	written int
 }
@@ -38,7 +42,11 @@ func (w *Writer) Write(s *status.Status) error {
 	}
 	sync := w.Sync || w.written == 0
 	tmp := status.TempPath(w.Path, w.PID)
-	if err := writeFileSynced(tmp, data, sync); err != nil {
+	mode := os.FileMode(0o600)
+	if w.GroupRead {
+		mode = 0o640
+	}
+	if err := writeFileSynced(tmp, data, mode, sync); err != nil {
 		return errors.Join(err, removeIfThere(tmp))
 	}
 	if err := os.Rename(tmp, w.Path); err != nil {
@@ -60,14 +68,18 @@ func (w *Writer) Remove() error {
 	return errors.Join(removeIfThere(w.Path), removeIfThere(status.TempPath(w.Path, w.PID)))
 }
 
-// writeFileSynced writes data to path, created or truncated, mode 0600,
-// and syncs it if asked.
-func writeFileSynced(path string, data []byte, sync bool) error {
+// writeFileSynced writes data to path, created or truncated, of mode
+// (whatever the umask, and whatever mode a truncated leftover had), and
+// syncs it if asked.
+func writeFileSynced(path string, data []byte, mode os.FileMode, sync bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("status file: %w", err)
 	}
-	_, err = f.Write(data)
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil && sync {
 		err = f.Sync()
 	}

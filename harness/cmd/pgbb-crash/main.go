@@ -13,7 +13,11 @@
 // prints, per fault plan, how each operator signal did in each of their
 // builds, side by side, and writes comparison.json and comparison.html.
 //
-//	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock] [-patches DIR]
+// With -variant wrapper it runs the stock build's pg_basebackup under the
+// wrapper pgbb-run (built from this repository), which writes the status
+// file, and judges that file as the patched build's.
+//
+//	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock|wrapper] [-patches DIR]
 //	           [-backend auto|native|container] [-parallel N] [-seed N] [-replay ID] [-keep]
 //	           [-trials N] [-times K] [-keep-failing N] [-shard i/n]
 //	pgbb-crash -merge RUNDIR,RUNDIR[,RUNDIR...] [-out DIR]
@@ -101,7 +105,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	var compare, merge, shard string
 	fs.StringVar(&o.scenarios, "scenarios", "scenarios/smoke", "scenario files or directories, comma-separated")
 	fs.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
-	fs.StringVar(&o.variant, "variant", string(build.Patched), "patched or stock")
+	fs.StringVar(&o.variant, "variant", string(build.Patched), "patched, stock, or wrapper (stock pg_basebackup under pgbb-run, which writes the status file)")
 	fs.StringVar(&o.patches, "patches", "", "patch series directory (default patches/pg<version>)")
 	fs.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
 	fs.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
@@ -250,7 +254,7 @@ func checkCampaign(o *options, stderr io.Writer) (major int, spec build.Spec, la
 	if major, err = pgsrc.ParseMajor(o.pg); err != nil {
 		return
 	}
-	variant, err := build.ParseVariant(o.variant)
+	variant, err := parseVariant(o.variant)
 	if err != nil {
 		return
 	}
@@ -274,7 +278,28 @@ func checkCampaign(o *options, stderr io.Writer) (major int, spec build.Spec, la
 		o.seed = time.Now().UnixNano() % 1_000_000_007
 	}
 	spec, label, err = buildSpec(major, variant, o.patches)
+	if o.variant == variantWrapper {
+		label = variantWrapper
+	}
 	return
+}
+
+// variantWrapper is the -variant that runs the stock build's
+// pg_basebackup under pgbb-run (harness/wrapper), whose status file the
+// trials judge.
+const variantWrapper = "wrapper"
+
+// parseVariant returns the build a -variant runs: the wrapper runs the
+// stock build.
+func parseVariant(s string) (build.Variant, error) {
+	if s == variantWrapper {
+		return build.Stock, nil
+	}
+	v, err := build.ParseVariant(s)
+	if err != nil {
+		return "", fmt.Errorf("%w, or %s (stock under pgbb-run)", err, variantWrapper)
+	}
+	return v, nil
 }
 
 // checkFlags checks the flags that depend on one another and settles
@@ -297,6 +322,15 @@ func checkFlags(o *options, stderr io.Writer) error {
 	case build.BackendNative, build.BackendContainer:
 	default:
 		return fmt.Errorf("unknown backend %q: auto, native or container", o.backend)
+	}
+	if o.variant == variantWrapper {
+		switch o.backend {
+		case build.BackendContainer:
+			return errors.New("-variant wrapper runs natively only: the container's agent has no pgbb-run")
+		case build.BackendAuto:
+			fmt.Fprintln(stderr, "pgbb-crash: backend: native (auto, with -variant wrapper)")
+			o.backend = build.BackendNative
+		}
 	}
 	if o.install != "" && o.backend == build.BackendContainer {
 		return errors.New("-install works with the native backend only")

@@ -250,6 +250,9 @@ func TestRunBadInput(t *testing.T) {
 		{[]string{"-backend", "cloud", "-scenarios", scen}, `unknown backend "cloud"`},
 		{[]string{"-keep-failing", "-1", "-scenarios", scen}, "-keep-failing -1"},
 		{[]string{"-variant", "stock", "-patches", "x", "-scenarios", scen}, "-patches applies to the patched variant only"},
+		{[]string{"-variant", "wrapper", "-patches", "x", "-scenarios", scen}, "-patches applies to the patched variant only"},
+		{[]string{"-variant", "wrapper", "-backend", "container", "-scenarios", scen}, "-variant wrapper runs natively only"},
+		{[]string{"-variant", "shrink-wrapped", "-scenarios", scen}, "or wrapper"},
 		{[]string{"-scenarios", "no/such/dir"}, "no/such/dir"},
 		{[]string{"-compare", "/nonexistent/run"}, "-compare"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -270,5 +273,28 @@ func TestRunBadInput(t *testing.T) {
 	var stderr strings.Builder
 	if code := run(context.Background(), []string{"-h"}, io.Discard, &stderr); code != 0 || !strings.Contains(stderr.String(), "-scenarios") {
 		t.Errorf("-h: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestWrapperVariant: -variant wrapper runs the stock build, natively,
+// labelled wrapper; its replay command names the variant again.
+func TestWrapperVariant(t *testing.T) {
+	o := options{pg: "18", variant: "wrapper", scenarios: "../../../scenarios/smoke/plain-stream.json", backend: "auto", times: 1, seed: 3}
+	var stderr strings.Builder
+	major, spec, label, _, err := checkCampaign(&o, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if major != 18 || spec.Variant != "stock" || spec.PatchDir != "" || label != "wrapper" || o.backend != "native" {
+		t.Errorf("wrapper: major %d, spec %+v, label %q, backend %q", major, spec, label, o.backend)
+	}
+	if got := replayCommand(o, major, "plain-stream/1"); !strings.Contains(got, "-variant wrapper") {
+		t.Errorf("replay command %q does not name the wrapper variant", got)
+	}
+	for _, v := range []string{"stock", "patched"} {
+		o := options{pg: "18", variant: v, scenarios: "../../../scenarios/smoke/plain-stream.json", backend: "native", times: 1, seed: 3}
+		if _, spec, label, _, err := checkCampaign(&o, io.Discard); err != nil || string(spec.Variant) != v || label != v {
+			t.Errorf("%s: spec %+v, label %q, %v", v, spec, label, err)
+		}
 	}
 }

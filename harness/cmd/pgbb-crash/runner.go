@@ -62,6 +62,8 @@ type nativeRunner struct {
 	ownScratch bool
 	reader     string
 	otherUser  *osuser.Account
+	// wrapper is the pgbb-run binary of the wrapper variant, "" otherwise.
+	wrapper string
 }
 
 func newNativeRunner(ctx context.Context, b *build.Builder, j job) (*nativeRunner, error) {
@@ -87,6 +89,12 @@ func newNativeRunner(ctx context.Context, b *build.Builder, j job) (*nativeRunne
 		}
 		r.ownScratch = true
 	}
+	if j.o.variant == variantWrapper {
+		if r.wrapper, err = buildWrapper(ctx); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
 	if r.reader, err = readerForPlans(ctx, j.scs); err != nil {
 		r.close()
 		return nil, err
@@ -106,14 +114,22 @@ func (r *nativeRunner) version() string { return r.tgt.Build.Version }
 func (r *nativeRunner) label() string   { return r.lbl }
 
 func (r *nativeRunner) describe() string {
-	return fmt.Sprintf("PostgreSQL %s %s (native), status file %t, scratch %s (%s)",
-		r.version(), r.lbl, r.tgt.StatusFile, r.scratch, r.scratchWhy)
+	wrapped := ""
+	if r.wrapper != "" {
+		wrapped = ", under " + r.wrapper
+	}
+	return fmt.Sprintf("PostgreSQL %s %s (native%s), status file %t, scratch %s (%s)",
+		r.version(), r.lbl, wrapped, r.statusFile(), r.scratch, r.scratchWhy)
 }
+
+// statusFile says whether the runs write a status file: the build's
+// pg_basebackup, or the wrapper.
+func (r *nativeRunner) statusFile() bool { return r.tgt.StatusFile || r.wrapper != "" }
 
 func (r *nativeRunner) run(ctx context.Context, finish func(*trial.Record)) (*campaign.Result, error) {
 	o := r.j.o
 	return campaign.Run(ctx, campaign.Config{
-		Scenarios: r.j.scs, BinDir: r.tgt.Build.BinDir, Acct: r.tgt.Acct, Variant: r.lbl, StatusFile: r.tgt.StatusFile,
+		Scenarios: r.j.scs, BinDir: r.tgt.Build.BinDir, Acct: r.tgt.Acct, Variant: r.lbl, StatusFile: r.statusFile(), WrapperBin: r.wrapper,
 		Parallel: o.parallel, Seed: o.seed, Scratch: r.scratch, Keep: o.keep || o.replay != "",
 		KeepFailing: o.keepFailing, Shard: o.shard, Replay: o.replay, Log: r.j.stderr, OnRecord: finish,
 		ReaderBin: r.reader, OtherUser: r.otherUser,
@@ -121,6 +137,9 @@ func (r *nativeRunner) run(ctx context.Context, finish func(*trial.Record)) (*ca
 }
 
 func (r *nativeRunner) close() {
+	if r.wrapper != "" {
+		os.RemoveAll(filepath.Dir(r.wrapper))
+	}
 	if r.reader != "" {
 		os.RemoveAll(filepath.Dir(r.reader))
 	}
@@ -231,6 +250,28 @@ func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error
 		return "", err
 	}
 	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-status")
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return bin, nil
+}
+
+// buildWrapper builds pgbb-run into a temporary directory that the
+// build's account may enter (it runs the wrapper) and returns its path.
+func buildWrapper(ctx context.Context) (string, error) {
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "pgbb-wrapper-")
+	if err != nil {
+		return "", err
+	}
+	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-run")
+	if err == nil {
+		err = os.Chmod(tmp, 0o755)
+	}
 	if err != nil {
 		os.RemoveAll(tmp)
 		return "", err

@@ -247,3 +247,54 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestPgBasebackupKilledAlone: pg_basebackup ended by a signal someone
+// else sent it alone (an OOM kill, `pkill pg_basebackup`) while its WAL
+// child lives on (this one ignores SIGTERM). pgbb-run must not wait for
+// the WAL child forever: it stops what is left of the run's group
+// (SIGTERM, then SIGKILL after --stop-timeout), removes what the run
+// created and writes failed, naming the signal.
+func TestPgBasebackupKilledAlone(t *testing.T) {
+	l := newLayout(t, "sleep")
+	c := l.command(t, "--stop-timeout=1s")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := l.waitRunning(t)
+	t.Cleanup(func() { killGroup(s.PID) })
+	b, err := os.ReadFile(l.pidFile + ".sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(main, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	var code int
+	select {
+	case err := <-exited:
+		code = exitCode(err)
+	case <-time.After(20 * time.Second):
+		killGroup(s.PID)
+		<-exited
+		t.Fatal("pgbb-run still running 20 s after pg_basebackup was killed (waiting for the WAL child?)")
+	}
+	if code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit %d, want 143", code)
+	}
+	if m := groupMembers(s.PID); len(m) != 0 {
+		t.Errorf("processes left in the run's group: %v", m)
+	}
+	if _, err := os.Stat(l.target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("target not removed: %v", err)
+	}
+	f, err := status.ReadFile(l.statusFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.State != status.StateFailed || !strings.Contains(f.Reason, "pg_basebackup terminated by signal SIGTERM") {
+		t.Errorf("status %v, reason %q", f.State, f.Reason)
+	}
+}
