@@ -8,8 +8,8 @@ import (
 
 	"github.com/pgbb/pgbb/harness/explore"
 	"github.com/pgbb/pgbb/harness/fault"
-	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/oracle"
+	"github.com/pgbb/pgbb/harness/powerfs"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
 
