@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/trial"
 )
 
 // keptTrials are the trial directories a campaign kept (failing trials,
@@ -56,6 +57,27 @@ func keepOnDisk(scratch string, own bool, dest string) (*keptTrials, error) {
 	}
 	k.Bytes, err = diskUsage(k.Dir)
 	return k, err
+}
+
+// relocate points the records whose trial directory was moved out of
+// memory (k.From) at where it is now (k.Dir), and returns them.
+func (k *keptTrials) relocate(recs []*trial.Record) []*trial.Record {
+	if k == nil || k.From == "" {
+		return nil
+	}
+	var moved []*trial.Record
+	for _, rec := range recs {
+		rel, err := filepath.Rel(k.From, rec.Dir)
+		if rec.Dir == "" || err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(k.Dir, rel)); err != nil {
+			continue // not kept
+		}
+		rec.Dir = filepath.Join(k.Dir, rel)
+		moved = append(moved, rec)
+	}
+	return moved
 }
 
 // inMemory says whether dir lies in campaign.MemoryDir.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/trial"
 )
 
 // TestKeepOnDisk: the trials a campaign kept in its own scratch in memory
@@ -22,14 +23,14 @@ func TestKeepOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(scratch)
-	trial := filepath.Join(scratch, "plain", "w0", "t5")
-	if err := os.MkdirAll(filepath.Join(trial, "target"), 0o700); err != nil {
+	trialDir := filepath.Join(scratch, "plain", "w0", "t5")
+	if err := os.MkdirAll(filepath.Join(trialDir, "target"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(trial, "target", "PG_VERSION"), []byte("18\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(trialDir, "target", "PG_VERSION"), []byte("18\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("../wal", filepath.Join(trial, "target", "pg_wal")); err != nil {
+	if err := os.Symlink("../wal", filepath.Join(trialDir, "target", "pg_wal")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(scratch, "plain", "w1", "empty"), 0o700); err != nil {
@@ -53,6 +54,14 @@ func TestKeepOnDisk(t *testing.T) {
 	k.write(&out)
 	if !strings.Contains(out.String(), "moved out of memory, from "+scratch) {
 		t.Errorf("summary line %q", out.String())
+	}
+	// The records of kept trials then name where they are now; the others
+	// are left alone.
+	keptRec := &trial.Record{Dir: trialDir}
+	goneRec := &trial.Record{Dir: filepath.Join(scratch, "plain", "w1", "t6")}
+	if moved := k.relocate([]*trial.Record{keptRec, goneRec, {}}); len(moved) != 1 || moved[0] != keptRec ||
+		keptRec.Dir != filepath.Join(dest, "plain", "w0", "t5") || goneRec.Dir != filepath.Join(scratch, "plain", "w1", "t6") {
+		t.Errorf("relocate: moved %v; kept %q, gone %q", moved, keptRec.Dir, goneRec.Dir)
 	}
 	if k, err := keepOnDisk(scratch, true, dest); err != nil || k != nil {
 		t.Errorf("empty scratch: %+v, %v; want nothing", k, err)

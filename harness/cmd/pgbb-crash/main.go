@@ -219,13 +219,20 @@ func runCampaign(ctx context.Context, o options, stdout, stderr io.Writer) (int,
 		}
 		prog.record(rec)
 	})
-	sum := report.Summarize(result.Records)
-	writeSummary(stdout, result, sum)
+	// The kept trials move out of memory first, so that the summary,
+	// the records and the reports name where they are now.
 	scratch, own := r.keptIn()
 	kept, err := keepOnDisk(scratch, own, filepath.Join(runDir, "kept"))
 	if err != nil {
 		fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
 	}
+	for _, rec := range kept.relocate(result.Records) {
+		if err := campaign.SaveRecord(runDir, rec); err != nil {
+			fmt.Fprintf(stderr, "pgbb-crash: %v\n", err)
+		}
+	}
+	sum := report.Summarize(result.Records)
+	writeSummary(stdout, result, sum)
 	kept.write(stdout)
 	title := campaignTitle(r.version(), r.label(), o.backend, o.seed)
 	if !o.shard.Whole() {
