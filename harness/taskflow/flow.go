@@ -130,8 +130,12 @@ type Outcome struct {
 	// sender to the first "stalled" reading (0: never seen).
 	StallSeenAfter time.Duration `json:"stall_seen_after_ns,omitempty"`
 	// MaxUpdateGap is the longest time between two successive UPDATE
-	// TIMEs of one live run in a heartbeat phase, outside a stall.
-	MaxUpdateGap time.Duration `json:"max_update_gap_ns,omitempty"`
+	// TIMEs of one live run in a heartbeat phase, outside a stall, over
+	// which the run wrote at least cadenceData (or an unknown amount);
+	// SlowUpdateGap the longest over which it wrote less: the server was
+	// slow, the writer had little to rewrite on.
+	MaxUpdateGap  time.Duration `json:"max_update_gap_ns,omitempty"`
+	SlowUpdateGap time.Duration `json:"slow_update_gap_ns,omitempty"`
 	// Problems are the writer's broken promises the flow saw (exit 0
 	// without "completed", say).
 	Problems []string `json:"problems,omitempty"`

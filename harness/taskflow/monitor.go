@@ -3,6 +3,9 @@ package taskflow
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -25,6 +28,10 @@ type monitor struct {
 	stalledAt, contAt  time.Time
 	lastPID            int
 	lastUpdate, lastAt time.Time
+	// lastWritten is what the run had written (procWritten) when its
+	// current version was first read; lastKnown says it could be read.
+	lastWritten int64
+	lastKnown   bool
 }
 
 func newMonitor(r *flowRun) *monitor { return &monitor{r: r, done: make(chan struct{})} }
@@ -113,14 +120,50 @@ func (m *monitor) cadence(rd Reading) {
 		m.lastPID = 0
 		return
 	}
+	written, known := procWritten(st.PID)
 	if st.PID == m.lastPID && st.UpdateTime.After(m.lastUpdate) {
-		if gap := st.UpdateTime.Sub(m.lastUpdate); gap > m.r.out.MaxUpdateGap {
+		gap := st.UpdateTime.Sub(m.lastUpdate)
+		switch {
+		case !dataFlowed(written-m.lastWritten, known && m.lastKnown):
+			m.r.out.SlowUpdateGap = max(m.r.out.SlowUpdateGap, gap)
+		case gap > m.r.out.MaxUpdateGap:
 			m.r.out.MaxUpdateGap = gap
 		}
 	}
 	if st.PID != m.lastPID || st.UpdateTime.After(m.lastUpdate) {
 		m.lastPID, m.lastUpdate, m.lastAt = st.PID, st.UpdateTime, rd.At
+		m.lastWritten, m.lastKnown = written, known
 	}
+}
+
+// cadenceData is how much a run must have written between the readings
+// of two successive versions for the gap between their UPDATE TIMEs to
+// count against the refresh promise. The writer rewrites the file at the
+// first chunk of data after the interval: a long gap over little data is
+// a slow server on a loaded machine, not a missed rewrite; 1 MB is some
+// thirty of the server's chunks.
+const cadenceData = 1 << 20
+
+// dataFlowed says whether a gap between two versions counts against the
+// cadence: when what the run wrote meanwhile is not known, it does.
+func dataFlowed(written int64, known bool) bool {
+	return !known || written >= cadenceData
+}
+
+// procWritten returns what the process pid has written so far (wchar of
+// /proc/PID/io), if this machine shows it.
+func procWritten(pid int) (int64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // startStall stops the base backup sender serving the flow's run.

@@ -524,3 +524,30 @@ func TestDecideLook(t *testing.T) {
 		t.Errorf("exit 0 and completed-unconfirmed: converged %t, problem %q; want not taken, a problem", converged, problem)
 	}
 }
+
+// TestCadenceCountsOnlyWhenDataFlowed: a gap between two UPDATE TIMEs
+// counts against the refresh promise when the run wrote at least
+// cadenceData meanwhile, or when that is not known; over less, a slow
+// server on a loaded machine is no broken promise.
+func TestCadenceCountsOnlyWhenDataFlowed(t *testing.T) {
+	for _, tc := range []struct {
+		written int64
+		known   bool
+		want    bool
+	}{
+		{cadenceData, true, true},
+		{cadenceData - 1, true, false},
+		{0, true, false},
+		{0, false, true},
+	} {
+		if got := dataFlowed(tc.written, tc.known); got != tc.want {
+			t.Errorf("dataFlowed(%d, %t) = %t, want %t", tc.written, tc.known, got, tc.want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(t.TempDir(), "x"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := procWritten(os.Getpid()); !ok || w < 4096 {
+		t.Errorf("procWritten of this process: %d, %t", w, ok)
+	}
+}
