@@ -124,7 +124,9 @@ func (m *monitor) cadence(rd Reading) {
 	if st.PID == m.lastPID && st.UpdateTime.After(m.lastUpdate) {
 		gap := st.UpdateTime.Sub(m.lastUpdate)
 		switch {
-		case !dataFlowed(written-m.lastWritten, known && m.lastKnown):
+		// While it waits for the WAL streaming process the writer
+		// rewrites on a timer; while data arrives, at its chunks.
+		case st.Phase == "receiving data" && !dataFlowed(written-m.lastWritten, known && m.lastKnown):
 			m.r.out.SlowUpdateGap = max(m.r.out.SlowUpdateGap, gap)
 		case gap > m.r.out.MaxUpdateGap:
 			m.r.out.MaxUpdateGap = gap
