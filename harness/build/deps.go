@@ -20,6 +20,7 @@ func BuildDeps() []string {
 		"tzdata",      // crash trials run pg_basebackup in time zones other than UTC
 		"strace",      // 012_status_file.pl injects I/O errors on the status file's fsync
 		"libfaketime", // ... and sets the wall clock back under a running backup
+		"procps",      // 013_wal_child.pl finds the WAL streaming process with ps
 	}
 }
 
