@@ -203,10 +203,12 @@ func (c *Checker) checkAt(s *powerfs.Snapshot, torn bool, prefix int) (Verdict, 
 	if p.st.State != status.StateCompleted {
 		return NothingClaimed, "", "status " + p.st.State.String()
 	}
-	if !p.st.Durable {
-		// DURABLE: no (--no-sync): the reader says "completed but not
-		// durable", which promises nothing after a power loss.
-		return NothingClaimed, "", "status completed, DURABLE: no"
+	if !p.st.Durable && c.noSync {
+		// DURABLE: no of a --no-sync run: the reader says "completed but
+		// not durable", which promises nothing after a power loss. (With
+		// sync on, a completed file stands for its backup, DURABLE: no
+		// or not: writing it before the sync is the mistake.)
+		return NothingClaimed, "", "status completed, DURABLE: no, with --no-sync"
 	}
 	d := c.differ.Diff(s, 8)
 	if len(d.Missing)+len(d.Changed) > 0 {

@@ -2,6 +2,8 @@ package explore
 
 import (
 	"context"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -310,5 +312,34 @@ func TestStateIDsAndMaterialise(t *testing.T) {
 	}
 	if _, err := Build(j, StateID{Prefix: 100000}); err == nil {
 		t.Fatal("a state past the log's end was built")
+	}
+}
+
+// TestExploreCompletedNotDurableWithSyncOn: a run with sync on that says
+// "completed" (DURABLE: no, as a completed status written before the
+// sync does) over a backup not yet on disk breaks completed-is-complete;
+// only a --no-sync run's DURABLE: no promises nothing.
+func TestExploreCompletedNotDurableWithSyncOn(t *testing.T) {
+	w := &writer{t: t, fs: powerfs.New(powerfs.Journaled()), c: powerfs.Caller{PID: 7}, tmp: status.TempPath("target/backup_status", 7)}
+	w.fs.MkdirAll("target", 0o700)
+	w.writeStatus(readStatus(t, "in_progress_killed"), "")
+	w.create("target/base.tar", []byte("the data"))
+	w.fs.Mark("finishing")
+	notDurable := strings.Replace(string(readStatus(t, "completed_plain_tablespace_waldir")), "DURABLE: yes", "DURABLE: no", 1)
+	body := notDurable[:strings.LastIndex(notDurable, "CHECKSUM: ")]
+	notDurable = body + fmt.Sprintf("CHECKSUM: %08X\n", crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	w.writeStatus([]byte(notDurable), "")
+	w.fsync("target/base.tar")
+	w.fsync("target")
+	j, err := w.fs.Journal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Explore(context.Background(), j, Config{Status: "target/backup_status", K: 1, From: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ByRule[RuleCompletedIsComplete] == 0 {
+		t.Fatalf("no %s violation: %v", RuleCompletedIsComplete, res.ByRule)
 	}
 }
