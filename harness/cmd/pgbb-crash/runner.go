@@ -241,36 +241,29 @@ func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error
 	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return fault.RunsReader(s.Faults) }) {
 		return "", nil
 	}
-	root, err := build.FindRepoRoot(".")
-	if err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp("", "pgbb-reader-")
-	if err != nil {
-		return "", err
-	}
-	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-status")
-	if err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
-	return bin, nil
+	return buildTool(ctx, "pgbb-status", 0o700)
 }
 
 // buildWrapper builds pgbb-run into a temporary directory that the
 // build's account may enter (it runs the wrapper) and returns its path.
 func buildWrapper(ctx context.Context) (string, error) {
+	return buildTool(ctx, "pgbb-run", 0o755)
+}
+
+// buildTool builds the command harness/cmd/name of this tree into a new
+// temporary directory of the given mode and returns the binary's path.
+func buildTool(ctx context.Context, name string, mode os.FileMode) (string, error) {
 	root, err := build.FindRepoRoot(".")
 	if err != nil {
 		return "", err
 	}
-	tmp, err := os.MkdirTemp("", "pgbb-wrapper-")
+	tmp, err := os.MkdirTemp("", name+"-")
 	if err != nil {
 		return "", err
 	}
-	bin, err := campaign.BuildTool(ctx, root, tmp, "pgbb-run")
+	bin, err := campaign.BuildTool(ctx, root, tmp, name)
 	if err == nil {
-		err = os.Chmod(tmp, 0o755)
+		err = os.Chmod(tmp, mode)
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
