@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -206,15 +207,69 @@ func TestFailedWithReason(t *testing.T) {
 	}
 }
 
+// TestSyncErrorInStderr: a stock pg_basebackup logs some errors of its
+// final sync walk and goes on (src/common/file_utils.c: walkdir,
+// fsync_fname, pre_sync_fname, get_dirent_type, as of 13 to 18), exiting
+// 0 over a file it never synced. The stand-in prints each of those lines,
+// word for word, and exits 0 with every file of its backup intact, so the
+// wrapper's own sync pass succeeds: only the watch on its standard error
+// can fail the run, and must, with the line as REASON and never DURABLE.
+// The fsync lines are fatal in 13 to 18 (exit 1); the stand-in exits 0 on
+// them too, for a pg_basebackup that would only log them.
 func TestSyncErrorInStderr(t *testing.T) {
-	f := newFake(t, "syncerr")
-	if code := f.run(t, nil); code != ExitSyncFailed {
-		t.Fatalf("exit %d, want %d", code, ExitSyncFailed)
+	for _, tc := range []struct {
+		name string
+		line string // printed during the sync; %s is the target
+	}{
+		// fsync_fname (and pre_sync_fname) on a file, 13-18: EIO on open.
+		{"open", `pg_basebackup: error: could not open file "%s/base/1/123": Input/output error`},
+		// walkdir, 13-18: opendir and readdir.
+		{"opendir", `pg_basebackup: error: could not open directory "%s/base/1": Input/output error`},
+		{"readdir", `pg_basebackup: error: could not read directory "%s/base/1": Input/output error`},
+		// get_dirent_type (15-18) and walkdir's lstat (13, 14).
+		{"stat", `pg_basebackup: error: could not stat file "%s/base/1/123": Input/output error`},
+		// fsync_fname's fsync: pg_log_error and exit in 15-18,
+		// pg_log_fatal and exit in 13 and 14.
+		{"fsync", `pg_basebackup: error: could not fsync file "%s/base/1/123": Input/output error`},
+		{"fsync-13", `pg_basebackup: fatal: could not fsync file "%s/base/1/123": Input/output error`},
+		// do_syncfs, --sync-method=syncfs (17, 18): open, then syncfs.
+		{"syncfs", `pg_basebackup: error: could not synchronize file system for file "%s": Input/output error`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, "ok")
+			line := fmt.Sprintf(tc.line, f.target)
+			t.Setenv("FAKE_SYNC_LINE", line)
+			w := &watchingFS{statusFile: f.statusFile}
+			if code := f.run(t, w); code != ExitSyncFailed {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitSyncFailed, f.stderr.String())
+			}
+			s := f.final(t)
+			_, msg, _ := strings.Cut(line, "pg_basebackup: ")
+			_, msg, _ = strings.Cut(msg, ": ")
+			want := "error while syncing: pg_basebackup reported: " + msg
+			if s.State != status.StateFailed || s.Reason != want || s.Durable {
+				t.Fatalf("status %v, reason %q, durable %v; want failed, reason %q, not durable", s.State, s.Reason, s.Durable, want)
+			}
+			if r := status.Check(f.statusFile); r.Verdict != status.Failed || r.ExitCode != 2 {
+				t.Errorf("pgbb-status verdict %v exit %d, want failed, exit 2", r.Verdict, r.ExitCode)
+			}
+			if !strings.Contains(f.stderr.String(), line+"\n") {
+				t.Errorf("pg_basebackup's line is not passed on unchanged; stderr:\n%s", f.stderr.String())
+			}
+		})
 	}
-	s := f.final(t)
-	if s.State != status.StateFailed || !strings.Contains(s.Reason, "Input/output error") {
-		t.Fatalf("status %v reason %q, want failed naming the sync error", s.State, s.Reason)
-	}
+	// The control: the same stand-in without the line completes, its
+	// backup synced by the wrapper's own pass, which found nothing wrong.
+	t.Run("none", func(t *testing.T) {
+		f := newFake(t, "ok")
+		w := &watchingFS{statusFile: f.statusFile}
+		if code := f.run(t, w); code != 0 {
+			t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
+		}
+		if s := f.final(t); s.State != status.StateCompleted || !s.Durable || len(w.states) == 0 {
+			t.Fatalf("status %v durable %v after %d syncs; want completed and durable after the sync pass", s.State, s.Durable, len(w.states))
+		}
+	})
 }
 
 func TestNoSyncNotDurable(t *testing.T) {
