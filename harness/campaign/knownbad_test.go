@@ -21,12 +21,27 @@ import (
 // stacked on patches/pg18, and scenarios/knownbad/NAME.json is the
 // campaign that must expose it. Their builds are derived from the real
 // series' build (build.Builder rebuilds only what the extra patch touches).
+//
+// The known-bad variants of the wrapper pgbb-run, named wrapper/NAME, are
+// patches to this tree's Go code in harness/testdata/knownbad/wrapper/NAME:
+// pgbb-run is built from a copy of the tree with them applied
+// (BuildPatchedTool) and runs the stock build's pg_basebackup, and the
+// campaign that must expose each is the wrapper's default one
+// (wrapperCampaign, that of make crash VARIANT=wrapper).
 
 const (
-	knownBadDir       = "../testdata/knownbad/pg18"
-	knownBadScenarios = "../../scenarios/knownbad"
-	realSeries        = "../../patches/pg18"
+	knownBadDir        = "../testdata/knownbad/pg18"
+	knownBadScenarios  = "../../scenarios/knownbad"
+	realSeries         = "../../patches/pg18"
+	knownBadWrapperDir = "../testdata/knownbad/wrapper"
+	// wrapperPrefix begins the name of a wrapper variant.
+	wrapperPrefix = "wrapper/"
 )
+
+// wrapperCampaign is the default campaign of the wrapper variant, which
+// must expose every known-bad variant of pgbb-run; PGBB_KNOWNBAD_WRAPPER_SCENARIOS
+// (comma-separated, relative to the repository) replaces it.
+var wrapperCampaign = []string{"scenarios/smoke", "scenarios/wrapper"}
 
 // knownBadVariants lists the variants; a variant without a scenario, or a
 // scenario without a variant, is an error.
@@ -65,11 +80,36 @@ func knownBadVariants(tb testing.TB) []string {
 	return names
 }
 
+// knownBadWrapperVariants lists the variants of pgbb-run, wrapper/NAME
+// for each directory NAME holding patches.
+func knownBadWrapperVariants(tb testing.TB) []string {
+	tb.Helper()
+	ents, err := os.ReadDir(knownBadWrapperDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := PatchFiles(filepath.Join(knownBadWrapperDir, e.Name())); err != nil {
+			tb.Errorf("known-bad variant %s%s: %v", wrapperPrefix, e.Name(), err)
+		}
+		names = append(names, wrapperPrefix+e.Name())
+	}
+	if len(names) == 0 {
+		tb.Fatalf("no known-bad variants in %s", knownBadWrapperDir)
+	}
+	return names
+}
+
 // selectedKnownBad returns the variants PGBB_KNOWNBAD names
-// (comma-separated), or all of them; an unknown name is an error.
+// (comma-separated), or all of them, the wrapper's after the series'; an
+// unknown name is an error.
 func selectedKnownBad(tb testing.TB) []string {
 	tb.Helper()
-	all := knownBadVariants(tb)
+	all := append(knownBadVariants(tb), knownBadWrapperVariants(tb)...)
 	only := os.Getenv("PGBB_KNOWNBAD")
 	if only == "" {
 		return all
@@ -93,11 +133,45 @@ func TestKnownBadVariantsHaveScenarios(t *testing.T) {
 	}
 }
 
+// TestKnownBadWrapperVariantsBuild runs in the unit tests: every variant
+// of pgbb-run still applies to this tree and builds, so that a change to
+// harness/wrapper that one no longer fits is seen at once, not in the
+// next make test-knownbad.
+func TestKnownBadWrapperVariantsBuild(t *testing.T) {
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range knownBadWrapperVariants(t) {
+		patches, err := PatchFiles(filepath.Join(knownBadWrapperDir, strings.TrimPrefix(name, wrapperPrefix)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := BuildPatchedTool(t.Context(), root, t.TempDir(), "pgbb-run", patches); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 // knownBad builds (or reuses) one variant and runs its scenario until the
 // first violation.
 type knownBad struct {
 	bld *build.Builder
 	log strings.Builder
+}
+
+// variant is a built known-bad variant: the PostgreSQL build its runs use,
+// and for a variant of pgbb-run the wrapper binary they run under.
+type variant struct {
+	tgt     Target
+	wrapper string
+}
+
+// close removes the variant's wrapper binary.
+func (v variant) close() {
+	if v.wrapper != "" {
+		os.RemoveAll(filepath.Dir(v.wrapper))
+	}
 }
 
 func newKnownBad(tb testing.TB, ctx context.Context) *knownBad {
@@ -112,40 +186,83 @@ func newKnownBad(tb testing.TB, ctx context.Context) *knownBad {
 }
 
 // target builds the variant: the real series with the variant's patch on
-// top.
-func (k *knownBad) target(ctx context.Context, name string) (Target, error) {
+// top, or, for a variant of pgbb-run, the stock build and pgbb-run with
+// the variant's patches.
+func (k *knownBad) target(ctx context.Context, name string) (variant, error) {
+	if w, ok := strings.CutPrefix(name, wrapperPrefix); ok {
+		return k.wrapperTarget(ctx, w)
+	}
 	series, err := filepath.Abs(realSeries)
 	if err != nil {
-		return Target{}, err
+		return variant{}, err
 	}
-	variant, err := filepath.Abs(filepath.Join(knownBadDir, name))
+	dir, err := filepath.Abs(filepath.Join(knownBadDir, name))
 	if err != nil {
-		return Target{}, err
+		return variant{}, err
 	}
-	spec := build.Spec{Major: 18, Variant: build.Patched, PatchDir: series + string(filepath.ListSeparator) + variant, Name: "knownbad-" + name}
+	spec := build.Spec{Major: 18, Variant: build.Patched, PatchDir: series + string(filepath.ListSeparator) + dir, Name: "knownbad-" + name}
 	tgt, err := Prepare(ctx, k.bld, spec, &k.log)
 	if err != nil {
-		return Target{}, fmt.Errorf("build %s: %w\n%s", name, err, k.log.String())
+		return variant{}, fmt.Errorf("build %s: %w\n%s", name, err, k.log.String())
 	}
 	if !tgt.StatusFile {
-		return Target{}, fmt.Errorf("the %s build writes no status file", name)
+		return variant{}, fmt.Errorf("the %s build writes no status file", name)
 	}
-	return tgt, nil
+	return variant{tgt: tgt}, nil
+}
+
+// wrapperTarget builds the stock 18 build and pgbb-run with the patches
+// of wrapper variant name, in a directory the build's account may enter
+// (it runs the wrapper).
+func (k *knownBad) wrapperTarget(ctx context.Context, name string) (variant, error) {
+	tgt, err := Prepare(ctx, k.bld, build.Spec{Major: 18, Variant: build.Stock}, &k.log)
+	if err != nil {
+		return variant{}, fmt.Errorf("build stock 18: %w\n%s", err, k.log.String())
+	}
+	patches, err := PatchFiles(filepath.Join(knownBadWrapperDir, name))
+	if err != nil {
+		return variant{}, err
+	}
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		return variant{}, err
+	}
+	dir, err := os.MkdirTemp("", "pgbb-run-")
+	if err != nil {
+		return variant{}, err
+	}
+	bin, err := BuildPatchedTool(ctx, root, dir, "pgbb-run", patches)
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return variant{}, fmt.Errorf("known-bad variant %s%s: %w", wrapperPrefix, name, err)
+	}
+	return variant{tgt: tgt, wrapper: bin}, nil
 }
 
 // scenariosFor returns the scenarios that must expose the variant: its
 // own, or, with PGBB_KNOWNBAD_SCENARIOS set (make knownbad-default), those
 // paths (comma-separated, relative to the repository), the same for every
-// variant.
+// variant of the series. A variant of pgbb-run runs wrapperCampaign, or
+// PGBB_KNOWNBAD_WRAPPER_SCENARIOS.
 func scenariosFor(name string) ([]string, error) {
-	paths := os.Getenv("PGBB_KNOWNBAD_SCENARIOS")
-	if paths == "" {
+	env := "PGBB_KNOWNBAD_SCENARIOS"
+	if strings.HasPrefix(name, wrapperPrefix) {
+		env = "PGBB_KNOWNBAD_WRAPPER_SCENARIOS"
+	}
+	paths := os.Getenv(env)
+	switch {
+	case paths == "" && env == "PGBB_KNOWNBAD_WRAPPER_SCENARIOS":
+		paths = strings.Join(wrapperCampaign, ",")
+	case paths == "":
 		return []string{filepath.Join(knownBadScenarios, name+".json")}, nil
 	}
 	var rel []string
 	for _, p := range strings.Split(paths, ",") {
 		if filepath.IsAbs(p) {
-			return nil, fmt.Errorf("PGBB_KNOWNBAD_SCENARIOS: %s: give paths relative to the repository", p)
+			return nil, fmt.Errorf("%s: %s: give paths relative to the repository", env, p)
 		}
 		rel = append(rel, filepath.Join("../..", p))
 	}
@@ -154,7 +271,7 @@ func scenariosFor(name string) ([]string, error) {
 
 // run runs the variant's scenarios (scenariosFor) with seed until the
 // first violation.
-func (k *knownBad) run(ctx context.Context, tgt Target, name string, seed int64, runDir string) (*Result, error) {
+func (k *knownBad) run(ctx context.Context, v variant, name string, seed int64, runDir string) (*Result, error) {
 	paths, err := scenariosFor(name)
 	if err != nil {
 		return nil, err
@@ -169,8 +286,8 @@ func (k *knownBad) run(ctx context.Context, tgt Target, name string, seed int64,
 	}
 	defer os.RemoveAll(scratch)
 	return Run(ctx, Config{
-		Scenarios: scs, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: "knownbad-" + name,
-		StatusFile: true, Parallel: 2, Seed: seed, Scratch: scratch, RunDir: runDir, StopAtViolation: true,
+		Scenarios: scs, BinDir: v.tgt.Build.BinDir, Acct: v.tgt.Acct, Variant: "knownbad-" + strings.ReplaceAll(name, "/", "-"),
+		StatusFile: true, WrapperBin: v.wrapper, Parallel: 2, Seed: seed, Scratch: scratch, RunDir: runDir, StopAtViolation: true,
 	})
 }
 
@@ -196,12 +313,13 @@ func TestIntegrationKnownBad(t *testing.T) {
 	for _, name := range selectedKnownBad(t) {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			tgt, err := k.target(ctx, name)
+			kb, err := k.target(ctx, name)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer kb.close()
 			built := time.Since(start)
-			res, err := k.run(ctx, tgt, name, 1, t.TempDir())
+			res, err := k.run(ctx, kb, name, 1, t.TempDir())
 			if err != nil {
 				t.Fatalf("campaign: %v", err)
 			}
@@ -212,7 +330,7 @@ func TestIntegrationKnownBad(t *testing.T) {
 				// calibrated anew with another seed, before the variant
 				// is called unexposed. The log says so.
 				t.Logf("%s: no invariant violation in %d records with seed 1; once more with seed 2", name, len(res.Records))
-				if res, err = k.run(ctx, tgt, name, 2, t.TempDir()); err != nil {
+				if res, err = k.run(ctx, kb, name, 2, t.TempDir()); err != nil {
 					t.Fatalf("campaign: %v", err)
 				}
 			}
@@ -244,17 +362,18 @@ func BenchmarkKnownBad(b *testing.B) {
 	k := newKnownBad(b, ctx)
 	for _, name := range selectedKnownBad(b) {
 		b.Run(name, func(b *testing.B) {
-			tgt, err := k.target(ctx, name)
+			v, err := k.target(ctx, name)
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer v.close()
 			for i := 0; i < b.N; i++ {
 				var times []time.Duration
 				var records []int
 				var found []string
 				missed := 0
 				for seed := int64(1); seed <= int64(seeds); seed++ {
-					res, err := k.run(ctx, tgt, name, seed, b.TempDir())
+					res, err := k.run(ctx, v, name, seed, b.TempDir())
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -15,9 +15,12 @@
 //
 // With -variant wrapper it runs the stock build's pg_basebackup under the
 // wrapper pgbb-run (built from this repository), which writes the status
-// file, and judges that file as the patched build's.
+// file, and judges that file as the patched build's. -wrapper-patches DIR
+// builds that pgbb-run from a copy of this tree with DIR's patches applied:
+// a known-bad variant of the wrapper (harness/testdata/knownbad/wrapper).
 //
 //	pgbb-crash [-scenarios scenarios/smoke] [-pg 18] [-variant patched|stock|wrapper] [-patches DIR]
+//	           [-wrapper-patches DIR]
 //	           [-backend auto|native|container] [-parallel N] [-seed N] [-replay ID] [-keep]
 //	           [-trials N] [-times K] [-keep-failing N] [-shard i/n]
 //	pgbb-crash -merge RUNDIR,RUNDIR[,RUNDIR...] [-out DIR]
@@ -77,17 +80,20 @@ type options struct {
 	pg        string
 	variant   string
 	patches   string
-	backend   string
-	parallel  int
-	seed      int64
-	trials    int
-	times     int
-	replay    string
-	keep      bool
-	out       string
-	scratch   string
-	install   string
-	image     string
+	// wrapperPatches is a directory of patches to the tree's Go code
+	// that the wrapper variant's pgbb-run is built with.
+	wrapperPatches string
+	backend        string
+	parallel       int
+	seed           int64
+	trials         int
+	times          int
+	replay         string
+	keep           bool
+	out            string
+	scratch        string
+	install        string
+	image          string
 	// keepFailing bounds the failing trials kept per invariant and plan.
 	keepFailing int
 	// shard is the share of the trials to run (-shard).
@@ -107,6 +113,7 @@ func parseOptions(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.pg, "pg", "18", "PostgreSQL major version: "+pgsrc.SupportedMajors())
 	fs.StringVar(&o.variant, "variant", string(build.Patched), "patched, stock, or wrapper (stock pg_basebackup under pgbb-run, which writes the status file)")
 	fs.StringVar(&o.patches, "patches", "", "patch series directory (default patches/pg<version>)")
+	fs.StringVar(&o.wrapperPatches, "wrapper-patches", "", "with -variant wrapper: build pgbb-run from a copy of this tree with this directory's *.patch applied, in name order (a known-bad variant: harness/testdata/knownbad/wrapper/NAME)")
 	fs.StringVar(&o.backend, "backend", envOr("BACKEND", build.BackendAuto), "auto, native or container (env BACKEND)")
 	fs.IntVar(&o.parallel, "parallel", runtime.GOMAXPROCS(0), "trials run in parallel (one source cluster each)")
 	fs.Int64Var(&o.seed, "seed", 0, "campaign seed (0: from the clock, printed)")
@@ -269,6 +276,10 @@ func checkCampaign(o *options, stderr io.Writer) (major int, spec build.Spec, la
 		err = errors.New("-patches applies to the patched variant only")
 		return
 	}
+	if o.wrapperPatches != "" && o.variant != variantWrapper {
+		err = errors.New("-wrapper-patches applies to -variant wrapper only")
+		return
+	}
 	if scs, err = scenario.LoadPaths(splitList(o.scenarios)...); err != nil {
 		return
 	}
@@ -286,9 +297,18 @@ func checkCampaign(o *options, stderr io.Writer) (major int, spec build.Spec, la
 	}
 	spec, label, err = buildSpec(major, variant, o.patches)
 	if o.variant == variantWrapper {
-		label = variantWrapper
+		label = wrapperLabel(o.wrapperPatches)
 	}
 	return
+}
+
+// wrapperLabel labels the wrapper variant: "wrapper", or
+// "wrapper-NAME" for pgbb-run built with the patches of directory NAME.
+func wrapperLabel(patches string) string {
+	if patches == "" {
+		return variantWrapper
+	}
+	return variantWrapper + "-" + filepath.Base(filepath.Clean(patches))
 }
 
 // variantWrapper is the -variant that runs the stock build's
@@ -456,6 +476,9 @@ func replayCommand(o options, major int, id string) string {
 	parts := []string{"go run ./harness/cmd/pgbb-crash", "-backend", "native", "-pg", fmt.Sprint(major), "-variant", o.variant}
 	if o.patches != "" {
 		parts = append(parts, "-patches", o.patches)
+	}
+	if o.wrapperPatches != "" {
+		parts = append(parts, "-wrapper-patches", o.wrapperPatches)
 	}
 	if o.install != "" {
 		parts = append(parts, "-install", o.install)

@@ -252,6 +252,8 @@ func TestRunBadInput(t *testing.T) {
 		{[]string{"-variant", "stock", "-patches", "x", "-scenarios", scen}, "-patches applies to the patched variant only"},
 		{[]string{"-variant", "wrapper", "-patches", "x", "-scenarios", scen}, "-patches applies to the patched variant only"},
 		{[]string{"-variant", "wrapper", "-backend", "container", "-scenarios", scen}, "-variant wrapper runs natively only"},
+		{[]string{"-variant", "stock", "-wrapper-patches", "x", "-scenarios", scen}, "-wrapper-patches applies to -variant wrapper only"},
+		{[]string{"-wrapper-patches", "x", "-scenarios", scen}, "-wrapper-patches applies to -variant wrapper only"},
 		{[]string{"-variant", "shrink-wrapped", "-scenarios", scen}, "or wrapper"},
 		{[]string{"-scenarios", "no/such/dir"}, "no/such/dir"},
 		{[]string{"-compare", "/nonexistent/run"}, "-compare"},
@@ -277,7 +279,8 @@ func TestRunBadInput(t *testing.T) {
 }
 
 // TestWrapperVariant: -variant wrapper runs the stock build, natively,
-// labelled wrapper; its replay command names the variant again.
+// labelled wrapper (wrapper-NAME with -wrapper-patches .../NAME); its
+// replay command names the variant and the patches again.
 func TestWrapperVariant(t *testing.T) {
 	o := options{pg: "18", variant: "wrapper", scenarios: "../../../scenarios/smoke/plain-stream.json", backend: "auto", times: 1, seed: 3}
 	var stderr strings.Builder
@@ -290,6 +293,13 @@ func TestWrapperVariant(t *testing.T) {
 	}
 	if got := replayCommand(o, major, "plain-stream/1"); !strings.Contains(got, "-variant wrapper") {
 		t.Errorf("replay command %q does not name the wrapper variant", got)
+	}
+	o.wrapperPatches = "../../testdata/knownbad/wrapper/ignore-exit-code/"
+	if _, spec, label, _, err := checkCampaign(&o, io.Discard); err != nil || spec.Variant != "stock" || label != "wrapper-ignore-exit-code" {
+		t.Errorf("-wrapper-patches: spec %+v, label %q, %v; want stock, labelled wrapper-ignore-exit-code", spec, label, err)
+	}
+	if got := replayCommand(o, 18, "plain-stream/1"); !strings.Contains(got, "-wrapper-patches "+o.wrapperPatches) {
+		t.Errorf("replay command %q does not name the wrapper's patches", got)
 	}
 	for _, v := range []string{"stock", "patched"} {
 		o := options{pg: "18", variant: v, scenarios: "../../../scenarios/smoke/plain-stream.json", backend: "native", times: 1, seed: 3}

@@ -90,7 +90,7 @@ func newNativeRunner(ctx context.Context, b *build.Builder, j job) (*nativeRunne
 		r.ownScratch = true
 	}
 	if j.o.variant == variantWrapper {
-		if r.wrapper, err = buildWrapper(ctx); err != nil {
+		if r.wrapper, err = buildWrapper(ctx, j.o.wrapperPatches); err != nil {
 			r.close()
 			return nil, err
 		}
@@ -245,14 +245,25 @@ func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error
 }
 
 // buildWrapper builds pgbb-run into a temporary directory that the
-// build's account may enter (it runs the wrapper) and returns its path.
-func buildWrapper(ctx context.Context) (string, error) {
-	return buildTool(ctx, "pgbb-run", 0o755)
+// build's account may enter (it runs the wrapper) and returns its path;
+// with patches (-wrapper-patches), from a copy of the tree with that
+// directory's patches applied.
+func buildWrapper(ctx context.Context, patches string) (string, error) {
+	if patches == "" {
+		return buildTool(ctx, "pgbb-run", 0o755)
+	}
+	files, err := campaign.PatchFiles(patches)
+	if err != nil {
+		return "", fmt.Errorf("-wrapper-patches: %w", err)
+	}
+	return buildTool(ctx, "pgbb-run", 0o755, files...)
 }
 
-// buildTool builds the command harness/cmd/name of this tree into a new
-// temporary directory of the given mode and returns the binary's path.
-func buildTool(ctx context.Context, name string, mode os.FileMode) (string, error) {
+// buildTool builds the command harness/cmd/name of this tree, with
+// patches applied to a copy of it if any (campaign.BuildPatchedTool), into
+// a new temporary directory of the given mode and returns the binary's
+// path.
+func buildTool(ctx context.Context, name string, mode os.FileMode, patches ...string) (string, error) {
 	root, err := build.FindRepoRoot(".")
 	if err != nil {
 		return "", err
@@ -261,7 +272,12 @@ func buildTool(ctx context.Context, name string, mode os.FileMode) (string, erro
 	if err != nil {
 		return "", err
 	}
-	bin, err := campaign.BuildTool(ctx, root, tmp, name)
+	var bin string
+	if len(patches) > 0 {
+		bin, err = campaign.BuildPatchedTool(ctx, root, tmp, name, patches)
+	} else {
+		bin, err = campaign.BuildTool(ctx, root, tmp, name)
+	}
 	if err == nil {
 		err = os.Chmod(tmp, mode)
 	}

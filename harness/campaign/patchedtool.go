@@ -1,0 +1,124 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// PatchFiles lists the patches of a directory, the files ending in
+// .patch, in name order; a directory without one is an error.
+func PatchFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("patches: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".patch") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("patches: no *.patch in %s", dir)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// BuildPatchedTool builds the command harness/cmd/NAME as BuildTool does,
+// but from a copy of the module at root (go.mod, go.sum and harness/)
+// with patches applied in order (unified diffs against the repository,
+// paths a/... and b/..., as git diff writes them): a known-bad variant of
+// a tool, such as those of pgbb-run in harness/testdata/knownbad/wrapper,
+// is built so. The tree at root is never changed, and the binary has no
+// switch of its own: what it does wrong is in its code. The copy is
+// removed before it returns.
+func BuildPatchedTool(ctx context.Context, root, dir, name string, patches []string) (string, error) {
+	src, err := os.MkdirTemp("", "pgbb-patched-"+name+"-")
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	defer os.RemoveAll(src)
+	if err := copyModule(root, src); err != nil {
+		return "", fmt.Errorf("build %s: copy the module: %w", name, err)
+	}
+	for _, p := range patches {
+		if err := applyPatch(ctx, src, p); err != nil {
+			return "", fmt.Errorf("build %s: %w", name, err)
+		}
+	}
+	return BuildTool(ctx, src, dir, name)
+}
+
+// applyPatch applies the patch file p to the tree at dir, all of it or
+// nothing.
+func applyPatch(ctx context.Context, dir, p string) error {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	// git apply takes no fuzz: a patch that no longer fits the code fails
+	// here rather than building something else. The ceiling keeps a
+	// repository around the copy from being taken for its own.
+	cmd := exec.CommandContext(ctx, "git", "apply", "--whitespace=nowarn", abs)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CEILING_DIRECTORIES="+filepath.Dir(dir))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apply %s: %w\n%s", p, err, out)
+	}
+	return nil
+}
+
+// copyModule copies go.mod, go.sum and the harness directory of the
+// module at root into dst, regular files and directories only.
+func copyModule(root, dst string) error {
+	for _, f := range []string{"go.mod", "go.sum"} {
+		if err := copyFile(filepath.Join(root, f), filepath.Join(dst, f), 0o644); err != nil {
+			return err
+		}
+	}
+	return filepath.WalkDir(filepath.Join(root, "harness"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		case d.Type().IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return copyFile(path, filepath.Join(dst, rel), info.Mode().Perm())
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
+}
