@@ -52,10 +52,10 @@ fuzz: ## fuzz the status file parser (FuzzParse) for FUZZTIME (default 20s), the
 integration: ## real builds (broken/trivial patch, 18 and 15 patched), upstream TAP suites, short crash campaigns (both backends), the known-bad variants, the short task flow
 	PGBB_INTEGRATION=1 $(GO) test -p 1 -count=1 -v -timeout $(INTEGRATION_TIMEOUT) -run 'TestRealTree|TestIntegration' ./harness/...
 
-test-knownbad: ## build each known-bad variant of the patch and assert its campaign finds a violation (KNOWNBAD=a,b for some)
+test-knownbad: ## build each known-bad variant of the patch, and of pgbb-run (wrapper/NAME, on the wrapper's default campaign), and assert its campaign finds a violation (KNOWNBAD=a,wrapper/b for some)
 	PGBB_INTEGRATION=1 PGBB_KNOWNBAD=$(KNOWNBAD) $(GO) test -count=1 -v -timeout 90m -run 'TestIntegrationKnownBad' ./harness/campaign
 
-knownbad-default: ## every known-bad variant against the default campaign (scenarios/smoke) instead of its own scenario, until its first violation (KNOWNBAD=a,b for some)
+knownbad-default: ## every known-bad variant against the default campaign (scenarios/smoke; pgbb-run's: scenarios/smoke and scenarios/wrapper) instead of its own scenario, until its first violation (KNOWNBAD=a,b for some)
 	PGBB_INTEGRATION=1 PGBB_KNOWNBAD=$(KNOWNBAD) PGBB_KNOWNBAD_SCENARIOS=$(or $(SCENARIOS),scenarios/smoke) $(GO) test -count=1 -v -timeout 180m -run 'TestIntegrationKnownBad' ./harness/campaign
 
 bench-build: ## cold and warm build times per backend (removes the project's images first)
