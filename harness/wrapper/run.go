@@ -166,6 +166,7 @@ func (r *run) start() error {
 		return fmt.Errorf("starting pg_basebackup: %w", err)
 	}
 	c := exec.Command(r.cmd.Program, r.cmd.RunArgs()...)
+	c.Env = untranslated(os.Environ())
 	c.Stdin, c.Stdout, c.Stderr = r.cfg.Stdin, r.cfg.Stdout, pw
 	c.SysProcAttr = childAttr()
 	r.child = c
@@ -193,6 +194,36 @@ func (r *run) start() error {
 		close(r.eof)
 	}()
 	return nil
+}
+
+// untranslated returns env with pg_basebackup's messages set to be
+// untranslated (LC_MESSAGES=C): the watcher reads the phases, the WAL
+// locations and the sync's errors from them, and a pg_basebackup built
+// with NLS prints them in the user's language otherwise. LC_ALL would
+// override LC_MESSAGES, so its value becomes LANG's and the other LC_*
+// variables it overrode are dropped; LANGUAGE is dropped too.
+func untranslated(env []string) []string {
+	all := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "LC_ALL="); ok {
+			all = v
+		}
+	}
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "LC_ALL" || name == "LC_MESSAGES" || name == "LANGUAGE":
+			continue
+		case all != "" && (name == "LANG" || strings.HasPrefix(name, "LC_")):
+			continue
+		}
+		out = append(out, kv)
+	}
+	if all != "" {
+		out = append(out, "LANG="+all)
+	}
+	return append(out, "LC_MESSAGES=C")
 }
 
 // wait waits for pg_basebackup, rewriting the status file meanwhile. On

@@ -425,3 +425,43 @@ func TestFinishingVersionHasLastProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesUntranslated runs pg_basebackup in a user's German locale:
+// it must get LC_MESSAGES=C, since the watcher reads its English messages
+// (a pg_basebackup built with NLS would otherwise print "konnte Datei ...
+// nicht öffnen" for the sync error that fails the run), and keep the
+// user's locale for everything else.
+func TestMessagesUntranslated(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"LANG", map[string]string{"LANG": "de_DE.UTF-8", "LANGUAGE": "de", "LC_MESSAGES": "de_DE.UTF-8"},
+			"LC_ALL= LC_MESSAGES=C LANGUAGE= LANG=de_DE.UTF-8"},
+		{"LC_ALL", map[string]string{"LC_ALL": "de_DE.UTF-8", "LANG": "fr_FR.UTF-8"},
+			"LC_ALL= LC_MESSAGES=C LANGUAGE= LANG=de_DE.UTF-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake(t, "ok")
+			for _, k := range []string{"LC_ALL", "LC_MESSAGES", "LANGUAGE", "LANG"} {
+				t.Setenv(k, tc.env[k])
+				if tc.env[k] == "" {
+					os.Unsetenv(k)
+				}
+			}
+			seen := filepath.Join(f.dir, "locale")
+			t.Setenv("FAKE_LOCALE", seen)
+			if code := f.run(t, nil); code != 0 {
+				t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
+			}
+			got, err := os.ReadFile(seen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(got)) != tc.want {
+				t.Errorf("pg_basebackup ran with %q, want %q", strings.TrimSpace(string(got)), tc.want)
+			}
+		})
+	}
+}
