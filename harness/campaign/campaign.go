@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := c.prepare(); err != nil {
 		return c.res, err
 	}
+	c.checkReaders(ctx)
 	err := c.run(ctx)
 	c.res.Elapsed = time.Since(c.start)
 	return c.res, err
@@ -201,6 +203,28 @@ func (c *campaign) prepare() error {
 		}
 	}
 	return checkSpace(c.cfg.Scratch, c.cfg.Scenarios, c.cfg.Parallel)
+}
+
+// checkReaders finds out, when a scenario has a plan that runs the built
+// reader, whether it can run from another PID namespace here (a container
+// may not allow it), and says on the log what the stop plan's reader will
+// not run as, and why: the records say it again, for the summary.
+func (c *campaign) checkReaders(ctx context.Context) {
+	if !slices.ContainsFunc(c.cfg.Scenarios, func(s scenario.Scenario) bool { return fault.RunsReader(s.Faults) }) {
+		return
+	}
+	if c.cfg.ReaderBin != "" {
+		if err := fault.CheckOtherNamespace(ctx); err != nil {
+			c.readerGaps.OtherNamespace = err.Error()
+		}
+	}
+	g := fault.ReadersNotRun(&fault.Target{ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser, ReaderGaps: c.readerGaps})
+	if g.OtherUser != "" {
+		c.logf("the stop plan's reader does not run as another OS user: %s", g.OtherUser)
+	}
+	if g.OtherNamespace != "" {
+		c.logf("the stop plan's reader does not run from another PID namespace: %s", g.OtherNamespace)
+	}
 }
 
 // run runs the trials of each scenario that has any to run.
@@ -264,6 +288,9 @@ type campaign struct {
 	kept map[[2]string]int
 	// work runs a worker's trials (c.worker).
 	work workFunc
+	// readerGaps says why the built reader cannot run as another user or
+	// from another PID namespace here (checkReaders).
+	readerGaps fault.ReaderGaps
 }
 
 func (c *campaign) logf(format string, args ...any) {
@@ -331,7 +358,7 @@ func (c *campaign) worker(ctx context.Context, s scenario.Scenario, seed int64, 
 		return trial.Spec{
 			ID: id, Index: index, Scenario: s, Fault: f, Seed: TrialSeed(seed, s.Name, index),
 			BinDir: c.cfg.BinDir, Acct: c.cfg.Acct, Variant: c.cfg.Variant, StatusFile: c.cfg.StatusFile, Wrapper: c.cfg.WrapperBin, ReaderBin: c.cfg.ReaderBin, OtherUser: c.cfg.OtherUser,
-			Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: src.cl, Workload: src.wl,
+			ReaderGaps: c.readerGaps, Dir: filepath.Join(dir, fmt.Sprintf("t%d", index)), Cluster: src.cl, Workload: src.wl,
 		}
 	}
 	cal, err := c.calibrate(ctx, s, w, dir, src, spec)

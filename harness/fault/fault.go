@@ -72,6 +72,10 @@ type Target struct {
 	// ReaderTZ is the time zone (TZ) ReaderBin runs in, another than the
 	// run's: what it says must not depend on it.
 	ReaderTZ string
+	// ReaderGaps says why ReaderBin cannot run as another user or from
+	// another PID namespace where the campaign knows (a failed probe);
+	// the stop plan adds what the fields above show (ReadersNotRun).
+	ReaderGaps ReaderGaps
 }
 
 // Injection records what a fault did.

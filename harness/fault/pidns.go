@@ -1,9 +1,12 @@
 package fault
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
@@ -97,4 +100,51 @@ func readAsUser(ctx context.Context, acct osuser.Account, bin, statusFile, tz st
 		ur.Error = err.Error()
 	}
 	return ur
+}
+
+// ReaderGaps says why the stop plan's built reader does not also run as
+// another OS user or from another PID namespace; "" where it does. A
+// record carries it (StopObservation.NotRun), so that the summary says
+// what was not covered and why.
+type ReaderGaps struct {
+	// OtherUser says why it does not run as another user.
+	OtherUser string `json:"other_user,omitempty"`
+	// OtherNamespace says why it does not run from another PID
+	// namespace.
+	OtherNamespace string `json:"other_namespace,omitempty"`
+}
+
+// Reasons the stop plan gives in ReaderGaps when the target shows them.
+const (
+	NoReaderBin = "no built pgbb-status was given to the campaign"
+	NoOtherUser = "no other OS user to run it as (there is one only when the campaign runs as root)"
+)
+
+// Any says whether the reader misses a run.
+func (g ReaderGaps) Any() bool { return g.OtherUser != "" || g.OtherNamespace != "" }
+
+// ReadersNotRun is t.ReaderGaps completed with what t itself shows: no
+// reader binary, no other user.
+func ReadersNotRun(t *Target) ReaderGaps {
+	g := t.ReaderGaps
+	if t.ReaderBin == "" {
+		g.OtherUser = cmp.Or(g.OtherUser, NoReaderBin)
+		g.OtherNamespace = cmp.Or(g.OtherNamespace, NoReaderBin)
+	}
+	if t.OtherUser == nil {
+		g.OtherUser = cmp.Or(g.OtherUser, NoOtherUser)
+	}
+	return g
+}
+
+// CheckOtherNamespace says whether this process can run a program as the
+// stop plan runs the reader: in a new PID and mount namespace with a /proc
+// of its own (unshare(1)). That takes CAP_SYS_ADMIN, and in a container a
+// seccomp and AppArmor profile that let it unshare and mount.
+func CheckOtherNamespace(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "unshare", "--pid", "--fork", "--mount-proc", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("unshare --pid --fork --mount-proc: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

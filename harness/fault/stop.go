@@ -51,6 +51,9 @@ type StopObservation struct {
 	// OtherUser is what pgbb-status said run as another user of the
 	// owner's group; nil when it was not run.
 	OtherUser *UserReader `json:"other_user,omitempty"`
+	// NotRun says why OtherNamespace or OtherUser was not run; nil when
+	// both were.
+	NotRun *ReaderGaps `json:"not_run,omitempty"`
 	// Continued says SIGCONT was sent and the process ran again.
 	Continued bool `json:"continued"`
 	// PhaseOrder is empty when the status file samples taken from the
@@ -166,11 +169,15 @@ func readWhileStopped(ctx context.Context, t *Target, obs *StopObservation) {
 	}
 	rm := RemoveIfDead(ctx, statusPath, false, own)
 	obs.RemoveExit, obs.RemoveRefused = rm.ExitCode, rm.Refused
-	if t.ReaderBin != "" {
+	gaps := ReadersNotRun(t)
+	if gaps.OtherNamespace == "" {
 		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath, t.ReaderTZ)
-		if t.OtherUser != nil {
-			obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath, t.ReaderTZ)
-		}
+	}
+	if gaps.OtherUser == "" {
+		obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath, t.ReaderTZ)
+	}
+	if gaps.Any() {
+		obs.NotRun = &gaps
 	}
 	after, err := os.ReadFile(statusPath)
 	obs.TargetIntact = err == nil && bytes.Equal(before, after)

@@ -104,6 +104,12 @@ func TestStopPlan(t *testing.T) {
 	if o.PhaseOrder != "" || o.Samples < 3 {
 		t.Errorf("samples %d, phase order %q", o.Samples, o.PhaseOrder)
 	}
+	// No built reader was given: the record says the other readers did
+	// not run, and why.
+	if o.OtherUser != nil || o.OtherNamespace != nil || o.NotRun == nil ||
+		o.NotRun.OtherUser != NoReaderBin || o.NotRun.OtherNamespace != NoReaderBin {
+		t.Errorf("without a reader binary: other user %+v, other namespace %+v, not run %+v", o.OtherUser, o.OtherNamespace, o.NotRun)
+	}
 	if _, err := os.Stat(statusFile); err != nil {
 		t.Errorf("status file: %v", err)
 	}

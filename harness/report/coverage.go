@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -31,6 +32,10 @@ type Coverage struct {
 	// be run there.
 	OtherNamespace  int `json:"other_namespace"`
 	NamespaceErrors int `json:"namespace_errors,omitempty"`
+	// NotCovered counts, per reader that did not run and why (for
+	// example "from another PID namespace: unshare ..."), the trials whose
+	// stop plan went without it.
+	NotCovered map[string]int `json:"not_covered,omitempty"`
 	// Progress counts trials whose progress lines were judged against
 	// the server (BYTES RECEIVED; cadence when the run was long enough),
 	// ProgressVersions the versions judged.
@@ -76,13 +81,31 @@ func (c *Coverage) cover(r *trial.Record) {
 			c.NamespaceErrors++
 		}
 	}
+	if r.Fault.Stop != nil && r.Fault.Stop.NotRun != nil {
+		c.notCovered("as another OS user", r.Fault.Stop.NotRun.OtherUser)
+		c.notCovered("from another PID namespace", r.Fault.Stop.NotRun.OtherNamespace)
+	}
 	if r.ProgressJudged > 0 {
 		c.Progress++
 		c.ProgressVersions += r.ProgressJudged
 	}
 }
 
-// WriteCoverage prints the coverage in a few lines.
+// notCovered counts a trial whose reader did not run as what says (as
+// another user, from another namespace), for the reason why ("" if it
+// did).
+func (c *Coverage) notCovered(what, why string) {
+	if why == "" {
+		return
+	}
+	if c.NotCovered == nil {
+		c.NotCovered = map[string]int{}
+	}
+	c.NotCovered[what+": "+why]++
+}
+
+// WriteCoverage prints the coverage in a few lines, and a line for each
+// reader the stop plan went without, with the reason.
 func WriteCoverage(w io.Writer, c Coverage) {
 	zones := func(m map[string]int) string {
 		var zs []string
@@ -103,4 +126,7 @@ func WriteCoverage(w io.Writer, c Coverage) {
 		fmt.Fprintf(w, " (%d could not be)", c.NamespaceErrors)
 	}
 	fmt.Fprintf(w, "; %d with progress lines judged against the server (%d versions)\n", c.Progress, c.ProgressVersions)
+	for _, g := range slices.Sorted(maps.Keys(c.NotCovered)) {
+		fmt.Fprintf(w, "not covered in %d trials: pgbb-status %s\n", c.NotCovered[g], g)
+	}
 }

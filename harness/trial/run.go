@@ -108,7 +108,7 @@ func (t *trialRun) layOut(ctx context.Context) error {
 	}
 	t.tgt = &fault.Target{Cluster: s.Cluster, Calibration: s.Calibration, Rand: t.rng,
 		Dir: s.Dir, Acct: s.Acct, Tablespaces: len(s.Cluster.Tablespaces), ReaderBin: s.ReaderBin, OtherUser: s.OtherUser,
-		Wrapped: s.Wrapper != ""}
+		ReaderGaps: s.ReaderGaps, Wrapped: s.Wrapper != ""}
 	t.target = filepath.Join(s.Dir, "target")
 	// The status file goes into a directory of its own next to the
 	// target, outside every directory the run writes.

@@ -67,6 +67,9 @@ type Spec struct {
 	// OtherUser is another user in Acct's group that the stop plan runs
 	// ReaderBin as (see fault.Target); nil: none.
 	OtherUser *osuser.Account
+	// ReaderGaps says why ReaderBin cannot run as another user or from
+	// another PID namespace (see fault.Target).
+	ReaderGaps fault.ReaderGaps
 }
 
 // Exit is how pg_basebackup ended.
