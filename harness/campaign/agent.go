@@ -34,6 +34,11 @@ type Job struct {
 	// trials it keeps outlive the container, under the paths its records
 	// name.
 	Scratch string `json:"scratch,omitempty"`
+	// ReaderBin, if set, is the built pgbb-status in the container
+	// (RunContainer copies it in there): the agent passes it on as
+	// Config.ReaderBin, with another OS user it makes as
+	// Config.OtherUser, as the native backend does.
+	ReaderBin string `json:"reader_bin,omitempty"`
 }
 
 // Agent protocol: the agent writes one line per record and a last line

@@ -58,21 +58,29 @@ func (a agentLogs) Accept(l testcontainers.Log) {
 // containerShmSize is the size of the agent container's /dev/shm.
 const containerShmSize = 4 << 30
 
+// Paths of the programs RunContainer copies into the agent's container.
+const (
+	containerAgent  = "/tmp/pgbb-agent"
+	containerJob    = "/tmp/pgbb-job.json"
+	containerReader = "/tmp/pgbb-status"
+)
+
 // RunContainer runs the campaign of job inside one container from image
 // (the container build, which has the installation and its
 // build tree), by copying the agent binary in and starting it as the
-// image's user. Records arrive as the agent writes them. The container is
-// removed in every case, also when ctx is cancelled.
-func RunContainer(ctx context.Context, image, agent string, job Job, onRecord func(*trial.Record), log io.Writer) (res *Result, err error) {
+// image's user. When reader is set (a pgbb-status built by BuildTool), it
+// is copied in too and the job's ReaderBin names it there. Records arrive
+// as the agent writes them. The container is removed in every case, also
+// when ctx is cancelled.
+func RunContainer(ctx context.Context, image, agent, reader string, job Job, onRecord func(*trial.Record), log io.Writer) (res *Result, err error) {
 	build.DisableRyuk()
 	res = &Result{Skipped: map[string]int{}}
 	start := time.Now()
-	jobData, err := json.Marshal(job)
+	pr, pw := io.Pipe()
+	req, err := agentRequest(image, agent, reader, job, agentLogs{pw, log})
 	if err != nil {
 		return res, err
 	}
-	pr, pw := io.Pipe()
-	req := agentRequest(image, agent, job, jobData, agentLogs{pw, log})
 	type readResult struct {
 		done *AgentDone
 		err  error
@@ -144,16 +152,31 @@ func RunContainer(ctx context.Context, image, agent string, job Job, onRecord fu
 	return res, nil
 }
 
-// agentRequest is the container that runs the agent with job (jobData)
-// in image, its output going to logs.
-func agentRequest(image, agent string, job Job, jobData []byte, logs testcontainers.LogConsumer) testcontainers.ContainerRequest {
+// agentRequest is the container that runs the agent with job in image,
+// with the reader when set (the job then names it), its output going to
+// logs.
+func agentRequest(image, agent, reader string, job Job, logs testcontainers.LogConsumer) (testcontainers.ContainerRequest, error) {
+	if reader != "" {
+		job.ReaderBin = containerReader
+	}
+	jobData, err := json.Marshal(job)
+	if err != nil {
+		return testcontainers.ContainerRequest{}, fmt.Errorf("agent job: %w", err)
+	}
+	files := []testcontainers.ContainerFile{
+		{HostFilePath: agent, ContainerFilePath: containerAgent, FileMode: 0o755},
+		{Reader: bytes.NewReader(jobData), ContainerFilePath: containerJob, FileMode: 0o644},
+	}
+	if reader != "" {
+		// Mode 0755: the agent runs it as another user too.
+		files = append(files, testcontainers.ContainerFile{HostFilePath: reader, ContainerFilePath: containerReader, FileMode: 0o755})
+	}
+	_, err = os.Stat("/dev/fuse")
+	fuse := err == nil
 	return testcontainers.ContainerRequest{
 		Image: image,
-		Cmd:   []string{"/tmp/pgbb-agent", "-job", "/tmp/pgbb-job.json"},
-		Files: []testcontainers.ContainerFile{
-			{HostFilePath: agent, ContainerFilePath: "/tmp/pgbb-agent", FileMode: 0o755},
-			{Reader: bytes.NewReader(jobData), ContainerFilePath: "/tmp/pgbb-job.json", FileMode: 0o644},
-		},
+		Cmd:   []string{containerAgent, "-job", containerJob},
+		Files: files,
 		// The agent runs as root, as the native campaign does: it mounts
 		// the power-loss layer (FUSE) and runs PostgreSQL as the image's
 		// user.
@@ -161,14 +184,20 @@ func agentRequest(image, agent string, job Job, jobData []byte, logs testcontain
 		HostConfigModifier: func(hc *container.HostConfig) {
 			// ptrace (kill-syscall) of the agent's own children.
 			hc.CapAdd = append(hc.CapAdd, "SYS_PTRACE")
-			if _, err := os.Stat("/dev/fuse"); err == nil {
+			if fuse || reader != "" {
 				// The power-loss and disk-fault plans mount a FUSE
-				// file system: the device, the capability to mount,
-				// and no AppArmor profile that forbids mounting.
+				// file system, and the stop plan runs the reader in
+				// a new PID and mount namespace with a /proc of its
+				// own (unshare --pid --mount-proc): the capability
+				// to unshare and mount (the default seccomp profile
+				// then allows both), and no AppArmor profile that
+				// forbids mounting.
 				hc.CapAdd = append(hc.CapAdd, "SYS_ADMIN")
+				hc.SecurityOpt = append(hc.SecurityOpt, "apparmor:unconfined")
+			}
+			if fuse {
 				hc.Resources.Devices = append(hc.Resources.Devices, container.DeviceMapping{
 					PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"})
-				hc.SecurityOpt = append(hc.SecurityOpt, "apparmor:unconfined")
 			}
 			// Room for the scratch directory in /dev/shm (MakeScratch);
 			// memory is only taken as it is used.
@@ -180,5 +209,5 @@ func agentRequest(image, agent string, job Job, jobData []byte, logs testcontain
 		LogConsumerCfg: &testcontainers.LogConsumerConfig{
 			Consumers: []testcontainers.LogConsumer{logs},
 		},
-	}
+	}, nil
 }

@@ -143,7 +143,7 @@ func TestIntegrationCrashContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	result, err := RunContainer(ctx, res.Image, agent, Job{Scenarios: []scenario.Scenario{sc}, Seed: 42, Parallel: 1,
+	result, err := RunContainer(ctx, res.Image, agent, "", Job{Scenarios: []scenario.Scenario{sc}, Seed: 42, Parallel: 1,
 		Variant: "patched", Prefix: res.Prefix, BuildTree: res.BuildTree}, nil, &out)
 	if err != nil {
 		t.Fatalf("container campaign: %v\n%s", err, out.String())
@@ -183,7 +183,7 @@ func TestIntegrationCrashContainer(t *testing.T) {
 	if err := os.Chmod(scratch, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	result, err = RunContainer(ctx, res.Image, agent, Job{Scenarios: []scenario.Scenario{power}, Seed: 42, Parallel: 1,
+	result, err = RunContainer(ctx, res.Image, agent, "", Job{Scenarios: []scenario.Scenario{power}, Seed: 42, Parallel: 1,
 		Variant: "patched", Prefix: res.Prefix, BuildTree: res.BuildTree, Scratch: scratch}, nil, &out)
 	if err != nil {
 		t.Fatalf("container power-loss campaign: %v\n%s", err, out.String())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgbb/pgbb/harness/build"
 	"github.com/pgbb/pgbb/harness/campaign"
+	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
@@ -70,11 +71,16 @@ func run(jobPath string) error {
 	if err != nil {
 		return err
 	}
+	other, err := otherUser(ctx, job, tgt.Acct)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	result, err := campaign.Run(ctx, campaign.Config{
 		Scenarios: job.Scenarios, BinDir: tgt.Build.BinDir, Acct: tgt.Acct, Variant: job.Variant, StatusFile: tgt.StatusFile,
 		Parallel: job.Parallel, Seed: job.Seed, Scratch: scratch, RunDir: runDir, Keep: job.Keep, Replay: job.Replay,
 		KeepFailing: job.KeepFailing, Shard: job.Shard, Log: os.Stderr,
+		ReaderBin: job.ReaderBin, OtherUser: other,
 		OnRecord: func(r *trial.Record) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -86,6 +92,20 @@ func run(jobPath string) error {
 		d.Error = err.Error()
 	}
 	return campaign.WriteDone(os.Stdout, d)
+}
+
+// otherUser returns, when the job has a reader, the other OS user in
+// owner's group that the stop plan runs it as (osuser.EnsureReader makes
+// it in the container), as the native backend does; nil otherwise.
+func otherUser(ctx context.Context, job campaign.Job, owner osuser.Account) (*osuser.Account, error) {
+	if job.ReaderBin == "" || os.Geteuid() != 0 || !owner.Switch {
+		return nil, nil
+	}
+	u, err := osuser.EnsureReader(ctx, owner, osuser.DefaultReaderUser)
+	if err != nil {
+		return nil, fmt.Errorf("the reader's other user: %w", err)
+	}
+	return &u, nil
 }
 
 func hasAmcheck(prefix string) bool {

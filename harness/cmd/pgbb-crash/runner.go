@@ -151,12 +151,14 @@ func (r *nativeRunner) close() {
 // containerRunner runs the trials in a container of the build's image,
 // through the agent (campaign.RunContainer). Its scratch is a directory of
 // the host, bind-mounted, so that the failing trials it keeps outlive the
-// container.
+// container. The reader the stop plan runs goes into the container with
+// the agent, which runs it as the native runner does.
 type containerRunner struct {
 	j       job
 	res     build.Result
 	tmp     string
 	agent   string
+	reader  string
 	scratch string
 }
 
@@ -176,6 +178,10 @@ func newContainerRunner(ctx context.Context, b *build.Builder, j job) (*containe
 		return nil, err
 	}
 	if r.agent, err = campaign.BuildAgent(ctx, root, r.tmp); err != nil {
+		r.close()
+		return nil, err
+	}
+	if r.reader, err = readerForPlans(ctx, j.scs); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -204,12 +210,15 @@ func (r *containerRunner) run(ctx context.Context, finish func(*trial.Record)) (
 	o := r.j.o
 	job := campaign.Job{Scenarios: r.j.scs, Seed: o.seed, Parallel: o.parallel, Replay: o.replay, Keep: o.keep, Variant: r.j.label,
 		Prefix: r.res.Prefix, BuildTree: r.res.BuildTree, KeepFailing: o.keepFailing, Shard: o.shard, Scratch: r.scratch}
-	return campaign.RunContainer(ctx, r.res.Image, r.agent, job, finish, r.j.stderr)
+	return campaign.RunContainer(ctx, r.res.Image, r.agent, r.reader, job, finish, r.j.stderr)
 }
 
 func (r *containerRunner) close() {
 	if r.tmp != "" {
 		os.RemoveAll(r.tmp)
+	}
+	if r.reader != "" {
+		os.RemoveAll(filepath.Dir(r.reader))
 	}
 	if r.scratch != "" {
 		removeEmpty(r.scratch, true)
@@ -234,9 +243,10 @@ func readerUser(ctx context.Context, owner osuser.Account, bin string) (*osuser.
 	return &u, nil
 }
 
-// readerForPlans builds pgbb-status into a temporary directory when a
-// scenario has a plan that runs it (fault.ReaderUser: the stop plan runs
-// it in a PID namespace of its own); it returns "" otherwise.
+// readerForPlans builds pgbb-status statically into a temporary
+// directory when a scenario has a plan that runs it (fault.ReaderUser: the
+// stop plan runs it in a PID namespace of its own); it returns ""
+// otherwise. The container runner copies it into the container.
 func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error) {
 	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return fault.RunsReader(s.Faults) }) {
 		return "", nil
