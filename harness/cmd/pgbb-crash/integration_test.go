@@ -124,6 +124,59 @@ func TestIntegrationShards(t *testing.T) {
 	}
 }
 
+// TestIntegrationContainerReaders runs a few stop trials with the
+// container backend, as `make crash BACKEND=container` does, and checks
+// that the stop plan's reader ran there as on the native backend: as
+// another OS user, from another PID namespace, in a time zone of its own,
+// with nothing left uncovered. It runs when a Docker engine answers
+// (BACKEND=auto) or is required (BACKEND=container); BACKEND=native leaves
+// it out. Opt in with PGBB_INTEGRATION=1.
+func TestIntegrationContainerReaders(t *testing.T) {
+	if os.Getenv("PGBB_INTEGRATION") != "1" {
+		t.Skip("set PGBB_INTEGRATION=1 to run real crash trials")
+	}
+	backend := os.Getenv("BACKEND")
+	if backend == build.BackendNative {
+		t.Skip("BACKEND=native: the container backend is not wanted")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	if _, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendContainer))...); err != nil {
+		if backend == build.BackendContainer {
+			t.Fatalf("BACKEND=container but no container backend: %v", err)
+		}
+		t.Skipf("no Docker engine, the container backend is not available: %v", err)
+	}
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"-backend", "container", "-pg", "18", "-variant", "patched",
+		"-scenarios", filepath.Join(root, "scenarios", "smoke", "plain-stop.json"),
+		"-seed", "42", "-parallel", "1", "-trials", "3", "-out", dir}
+	var stderr strings.Builder
+	code := run(ctx, args, os.Stdout, io.MultiWriter(os.Stderr, &stderr))
+	if code > 1 {
+		t.Fatalf("pgbb-crash %s: exit %d: %s", strings.Join(args, " "), code, lastLine(stderr.String()))
+	}
+	recs, err := report.LoadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := report.Summarize(recs)
+	if len(sum.Violations) > 0 {
+		t.Errorf("invariant violations:\n%s", strings.Join(sum.Violations, "\n"))
+	}
+	c := sum.Coverage
+	var b strings.Builder
+	report.WriteCoverage(&b, c)
+	if c.OtherUser == 0 || c.OtherNamespace == 0 || c.NamespaceErrors > 0 || len(c.ReaderZones) == 0 || len(c.NotCovered) > 0 {
+		t.Fatalf("in the container the stop plan's reader did not run as another user, from another namespace and in its own time zone:\n%s", b.String())
+	}
+	t.Logf("\n%s", b.String())
+}
+
 // lastLine is the last line of s, where a command says why it failed.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
