@@ -101,10 +101,10 @@ EXPLORE_AFTER_CRASH ?= 1
 
 # `make crash` runs natively unless BACKEND names a backend: the explorer
 # that follows uses the native build (its power-loss layer is FUSE on the
-# host), so campaign and explorer share one build, and the native campaign
-# runs every reader invariant (another OS user, another PID namespace, the
-# reader's time zone) at the native rate. BACKEND=container runs the
-# campaign in a container (a second build when the explorer follows).
+# host), so campaign and explorer share one build, at the native rate.
+# BACKEND=container runs the campaign in a container (a second build when
+# the explorer follows), with the same reader invariants (another OS user,
+# another PID namespace, the reader's time zone).
 CRASH_BACKEND = $(if $(filter auto,$(BACKEND)),native,$(BACKEND))
 
 crash: ## the crash campaign on patched 18, natively unless BACKEND=container (PG=, VARIANT=stock|wrapper, PATCHES=dir, SCENARIOS=), then the explorer (EXPLORE_AFTER_CRASH=0: not); make exits 2 on any failure, .ci/crash 1 on invariant violations and 2 when it could not run
