@@ -7,17 +7,23 @@ import (
 )
 
 // Flows returns the flows of sc: one per variant and policy, the stall
-// flow if sc asks for one, and one fresh flow per variant and fresh
-// policy.
+// flow of each variant with a status file (the stall is seen only
+// through one) if sc asks for it, and one fresh flow per fresh policy,
+// stock and patched only (each fresh flow's attempts leave whole copies
+// of the source on disk; the wrapper's are not measured).
 func (sc Scenario) Flows() []Flow {
 	var fs []Flow
 	for _, p := range sc.Policies {
-		for _, v := range []Variant{Stock, Patched} {
+		for _, v := range Variants() {
 			fs = append(fs, Flow{Variant: v, Policy: p})
 		}
 	}
 	if sc.Stall > 0 {
-		fs = append(fs, Flow{Variant: Patched, Policy: Leave, Stall: true})
+		for _, v := range Variants() {
+			if v.HasStatusFile() {
+				fs = append(fs, Flow{Variant: v, Policy: Leave, Stall: true})
+			}
+		}
 	}
 	for _, p := range sc.FreshPolicies {
 		for _, v := range []Variant{Stock, Patched} {
@@ -32,7 +38,7 @@ func (sc Scenario) Flows() []Flow {
 // once only measure the server.
 const StartSpacing = 2 * time.Second
 
-// RunScenario runs the unfaulted run of each variant and every flow of sc
+// RunScenario runs the unfaulted run of each variant (Variants) and every flow of sc
 // side by side, so that the unfaulted runs share the machine as the flows
 // do (the runs are throttled: they do not starve one another), and judges
 // the outcomes.
@@ -41,7 +47,12 @@ func (e *Env) RunScenario(ctx context.Context, sc Scenario) *Result {
 	if e.oracle == nil {
 		e.oracle = make(chan struct{}, 1)
 	}
-	flows := append([]Flow{{Variant: Stock, Unfaulted: true}, {Variant: Patched, Unfaulted: true}}, sc.Flows()...)
+	var flows []Flow
+	for _, v := range Variants() {
+		flows = append(flows, Flow{Variant: v, Unfaulted: true})
+	}
+	base := len(flows)
+	flows = append(flows, sc.Flows()...)
 	out := make([]Outcome, len(flows))
 	var wg sync.WaitGroup
 	for i, f := range flows {
@@ -54,7 +65,7 @@ func (e *Env) RunScenario(ctx context.Context, sc Scenario) *Result {
 		}()
 	}
 	wg.Wait()
-	res.Unfaulted, res.Flows = out[:2], out[2:]
+	res.Unfaulted, res.Flows = out[:base], out[base:]
 	res.Judge()
 	return res
 }

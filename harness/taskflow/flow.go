@@ -29,7 +29,19 @@ const (
 	// Patched writes a status file: the flow judges with pgbb-status and
 	// cleans up with --remove-if-dead.
 	Patched Variant = "patched"
+	// Wrapper is the stock pg_basebackup under pgbb-run, which writes the
+	// status file: the flow judges and cleans up as a patched one does.
+	// The pid the scheduler holds, and signals at a deadline, is then
+	// pgbb-run's.
+	Wrapper Variant = "wrapper"
 )
+
+// Variants lists the variants in the order of the table.
+func Variants() []Variant { return []Variant{Stock, Patched, Wrapper} }
+
+// HasStatusFile says whether runs of v write a status file, which the
+// flow then judges with pgbb-status and cleans up with --remove-if-dead.
+func (v Variant) HasStatusFile() bool { return v == Patched || v == Wrapper }
 
 // The time zones pg_basebackup and pgbb-status run in: neither UTC nor
 // each other's, and not whole hours off, so that a time written or read
@@ -73,10 +85,14 @@ type Env struct {
 	Server *cluster.Cluster
 	// Owner runs pg_basebackup and owns what it writes.
 	Owner osuser.Account
-	// Reader judges status files (patched flows).
+	// Reader judges status files (patched and wrapper flows).
 	Reader Reader
-	// BinDirs holds each variant's PostgreSQL programs.
+	// BinDirs holds each variant's PostgreSQL programs (Wrapper: the
+	// stock build's).
 	BinDirs map[Variant]string
+	// WrapperBin is the pgbb-run program that Wrapper flows run
+	// pg_basebackup under.
+	WrapperBin string
 	// Dir receives a directory per flow.
 	Dir string
 	// Mark returns the source's canary position (nil: no workload).
@@ -94,7 +110,7 @@ type Attempt struct {
 	N  int           `json:"n"`
 	At time.Duration `json:"at_ns"`
 	// Found is what the attempt found before starting anything: the
-	// reader's verdict (patched), or "manifest", "directory" or
+	// reader's verdict (patched, wrapper), or "manifest", "directory" or
 	// "nothing" (stock).
 	Found string `json:"found,omitempty"`
 	// Action is what it did: "started", "waited", "took-complete",
@@ -174,7 +190,7 @@ func (e *Env) Run(ctx context.Context, sc Scenario, f Flow) Outcome {
 		return r.out
 	}
 	before := e.mark()
-	if f.Variant == Patched && !f.Fresh {
+	if f.Variant.HasStatusFile() && !f.Fresh {
 		r.mon = newMonitor(r)
 		go r.mon.run(ctx)
 	}
@@ -263,7 +279,8 @@ func (r *flowRun) logf(format string, args ...any) {
 	}
 }
 
-// args is the pg_basebackup command line.
+// args is the pg_basebackup command line; a Wrapper flow's runs it under
+// pgbb-run, which is given the status file.
 func (r *flowRun) args() []string {
 	s := r.env.Server
 	a := []string{filepath.Join(r.env.BinDirs[r.flow.Variant], "pg_basebackup"),
@@ -275,8 +292,15 @@ func (r *flowRun) args() []string {
 	if r.sc.WALDir {
 		a = append(a, "--waldir="+r.walDir())
 	}
-	if r.flow.Variant == Patched {
-		a = append(a, "--status-file="+r.statusFile(), fmt.Sprintf("--status-file-refresh=%d", r.sc.Refresh))
+	status := []string{"--status-file=" + r.statusFile(), fmt.Sprintf("--status-file-refresh=%d", r.sc.Refresh)}
+	switch r.flow.Variant {
+	case Patched:
+		a = append(a, status...)
+	case Wrapper:
+		// -P: pgbb-run counts BYTES RECEIVED only from its progress
+		// lines, and the stall starts once a tenth of the data arrived.
+		a = append(a, "-P")
+		a = append(append(append([]string{r.env.WrapperBin}, status...), "--"), a...)
 	}
 	return a
 }
@@ -396,7 +420,8 @@ func (r *flowRun) stopAtDeadline(ctx context.Context, a *Attempt, b *backupRun) 
 }
 
 // tookComplete records a run that exited 0, having printed out. Stock
-// takes that as complete; patched asks the reader (judgeExit0).
+// takes that as complete; a variant with a status file asks the reader
+// (judgeExit0).
 func (r *flowRun) tookComplete(ctx context.Context, a *Attempt, out string) {
 	if r.flow.Variant == Stock {
 		r.out.Converged = true
@@ -423,12 +448,13 @@ func isCompleted(verdict string) bool {
 	return verdict == verdictCompleted || verdict == verdictNotDurable
 }
 
-// judgeExit0 judges what the reader said, rd, after a patched run that
-// exited 0, having printed out: the backup is taken when the reader says
-// completed, or when the run warned that the backup is complete but the
-// status file could not say so (status.WarnCompleteUnsaid: the writer
-// then removes the status file, or leaves one that does not say
-// completed, and the exit code is the signal). Anything else is the
+// judgeExit0 judges what the reader said, rd, after a run with a status
+// file (patched, or under the wrapper) that exited 0, having printed out:
+// the backup is taken when the reader says completed, or when the run
+// warned that the backup is complete but the status file could not say
+// so (status.WarnCompleteUnsaid: the writer then removes the status
+// file, or leaves one that does not say completed, and the exit code is
+// the signal). Anything else is the
 // writer's broken promise, returned as problem.
 func judgeExit0(rd Reading, out string) (converged bool, problem string) {
 	switch {
@@ -451,7 +477,7 @@ func (r *flowRun) lookBefore(ctx context.Context, a *Attempt, deadline time.Time
 	if r.flow.Variant == Stock {
 		return r.lookStock(a)
 	}
-	return r.lookPatched(ctx, a, deadline)
+	return r.lookStatus(ctx, a, deadline)
 }
 
 // lookStock does what a stock user can: backup_manifest means complete;
@@ -519,12 +545,12 @@ func decideLook(rd Reading) look {
 	return lookWait
 }
 
-// lookPatched judges the status file with pgbb-status: completed ends the
-// flow, running or stalled is waited for until the deadline, failed or
-// dead is removed with --remove-if-dead before a new run starts, and a
-// completed file that its directories do not bear out is neither taken
-// nor removed (see lookRefuse).
-func (r *flowRun) lookPatched(ctx context.Context, a *Attempt, deadline time.Time) (bool, error) {
+// lookStatus judges the status file (patched, wrapper) with pgbb-status:
+// completed ends the flow, running or stalled is waited for until the
+// deadline, failed or dead is removed with --remove-if-dead before a new
+// run starts, and a completed file that its directories do not bear out
+// is neither taken nor removed (see lookRefuse).
+func (r *flowRun) lookStatus(ctx context.Context, a *Attempt, deadline time.Time) (bool, error) {
 	for {
 		rd, err := r.env.Reader.Read(ctx, r.statusFile())
 		if err != nil {

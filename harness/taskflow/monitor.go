@@ -13,11 +13,12 @@ import (
 // maxStallNotes bounds the false stalls an outcome describes.
 const maxStallNotes = 3
 
-// monitor reads a patched flow's status file every second, as an
-// orchestrator's sensor or dashboard does, for the whole flow: it counts
-// "stalled" readings of a healthy run, measures the cadence of UPDATE
-// TIME, and, in a stall flow, stops the run's base backup sender once
-// data flows and measures how soon the reader sees it.
+// monitor reads the status file of a patched or wrapper flow every
+// second, as an orchestrator's sensor or dashboard does, for the whole
+// flow: it counts "stalled" readings of a healthy run, measures the
+// cadence of UPDATE TIME, and, in a stall flow, stops the run's base
+// backup sender once data flows and measures how soon the reader sees
+// it.
 type monitor struct {
 	r      *flowRun
 	cancel context.CancelFunc
@@ -120,7 +121,7 @@ func (m *monitor) cadence(rd Reading) {
 		m.lastPID = 0
 		return
 	}
-	written, known := procWritten(st.PID)
+	written, known := procWritten(m.writer(st.PID))
 	if st.PID == m.lastPID && st.UpdateTime.After(m.lastUpdate) {
 		gap := st.UpdateTime.Sub(m.lastUpdate)
 		switch {
@@ -150,6 +151,35 @@ const cadenceData = 1 << 20
 // cadence: when what the run wrote meanwhile is not known, it does.
 func dataFlowed(written int64, known bool) bool {
 	return !known || written >= cadenceData
+}
+
+// writer is the pg_basebackup that receives the data of the run whose
+// status file records pid: pid itself, or under the wrapper its child
+// pg_basebackup (0 when there is none), since pgbb-run writes nothing but
+// the status file.
+func (m *monitor) writer(pid int) int {
+	if m.r.flow.Variant != Wrapper {
+		return pid
+	}
+	// pgbb-run starts pg_basebackup from a thread of its own: look at
+	// the children of every thread.
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child)); err == nil && strings.TrimSpace(string(comm)) == "pg_basebackup" {
+				return child
+			}
+		}
+	}
+	return 0
 }
 
 // procWritten returns what the process pid has written so far (wchar of

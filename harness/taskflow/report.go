@@ -18,8 +18,8 @@ type Result struct {
 	Unfaulted []Outcome `json:"unfaulted"`
 	// Flows are the task flows.
 	Flows []Outcome `json:"flows"`
-	// Violations are the patched flows' broken promises; Errors the
-	// flows that could not run.
+	// Violations are the broken promises of the flows with a status file
+	// (patched, wrapper); Errors the flows that could not run.
 	Violations []string `json:"violations,omitempty"`
 	Errors     []string `json:"errors,omitempty"`
 }
@@ -50,8 +50,9 @@ func cadenceLimit(sc Scenario) time.Duration {
 	return r + max(2*time.Second, r)
 }
 
-// Judge fills in Violations and Errors: what a patched flow must never
-// do, and what only the stock flows are allowed to show.
+// Judge fills in Violations and Errors: what a flow with a status file
+// (patched, or stock under the wrapper) must never do, and what only the
+// stock flows are allowed to show.
 func (res *Result) Judge() {
 	res.Violations, res.Errors = nil, nil
 	for _, o := range append(append([]Outcome{}, res.Unfaulted...), res.Flows...) {
@@ -59,7 +60,7 @@ func (res *Result) Judge() {
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: %s", o.ID(), o.Err))
 			continue
 		}
-		if o.Variant != Patched {
+		if !o.Variant.HasStatusFile() {
 			continue
 		}
 		bad := func(format string, args ...any) {
@@ -131,7 +132,7 @@ func (res *Result) writeClassic(w io.Writer) {
 			continue
 		}
 		ratio, stall, gap, stalls := res.ratio(o), "-", "-", "n/a"
-		if o.Variant == Patched {
+		if o.Variant.HasStatusFile() {
 			stalls = fmt.Sprintf("%d/%d", o.FalseStalls, o.Samples)
 			gap = o.MaxUpdateGap.Round(time.Second).String()
 			if o.Stall {
@@ -142,7 +143,7 @@ func (res *Result) writeClassic(w io.Writer) {
 			o.Wall.Round(time.Second), ratio, yesNo(o.TakenIncomplete), o.LiveRemoved, stalls, stall, gap)
 	}
 	tw.Flush()
-	for _, v := range []Variant{Stock, Patched} {
+	for _, v := range Variants() {
 		conv, flows, taken, live := 0, 0, 0, 0
 		for _, o := range res.Flows {
 			if o.Variant != v || o.Fresh {
@@ -156,6 +157,9 @@ func (res *Result) writeClassic(w io.Writer) {
 				taken++
 			}
 			live += o.LiveRemoved
+		}
+		if flows == 0 {
+			continue
 		}
 		fmt.Fprintf(w, "%s: %d of %d flows ended with a complete backup; %d took an incomplete one as complete; %d clean-ups removed a live run\n",
 			v, conv, flows, taken, live)

@@ -70,14 +70,16 @@ func (r *backupRun) output() string {
 	return r.out.String()
 }
 
-// pid is pg_basebackup's pid, and its process group's id.
+// pid is the pid the run was started as, and its process group's id:
+// pg_basebackup's, or under the wrapper pgbb-run's.
 func (r *backupRun) pid() int { return r.cmd.Process.Pid }
 
 // alive says whether any process of the run's group lives: pg_basebackup
-// or a WAL streaming child that outlived it.
+// (and pgbb-run over it), or a WAL streaming child that outlived it.
 func (r *backupRun) alive() bool { return len(proc.GroupMembers(r.pid())) > 0 }
 
-// exited says whether pg_basebackup itself has exited, and its code.
+// exited says whether the process started (pg_basebackup, or pgbb-run)
+// has exited, and its code.
 func (r *backupRun) exited() (bool, int) {
 	select {
 	case <-r.done:

@@ -7,12 +7,14 @@
 //
 // The same flow runs with a patched pg_basebackup, judged by pgbb-status
 // (run as another OS user than pg_basebackup, as an orchestrator often
-// is), and with a stock one, judged only by what a stock user has: the exit
-// code, backup_manifest, rm -rf and retry. Every backup a flow takes as
-// complete goes to the oracle. The outcome table sets the two side by
-// side: flows that converged, attempts, wall time against an unfaulted
-// run, incomplete backups taken as complete, live runs removed, healthy
-// runs called stalled, and how soon a stalled run was seen.
+// is), with a stock one under pgbb-run, judged and cleaned up the same
+// way, and with a stock one alone, judged only by what a stock user has:
+// the exit code, backup_manifest, rm -rf and retry. Every backup a flow
+// takes as complete goes to the oracle. The outcome table sets the three
+// side by side: flows that converged, attempts, wall time against an
+// unfaulted run, incomplete backups taken as complete, live runs
+// removed, healthy runs called stalled, and how soon a stalled run was
+// seen.
 package taskflow
 
 import (
@@ -37,13 +39,15 @@ const (
 	// Leave abandons the task and leaves pg_basebackup running (a
 	// detached run, systemd KillMode=none, a worker that lost its lease).
 	Leave Policy = "leave"
-	// TermPID sends SIGTERM to pg_basebackup alone (kill PID, Go's
+	// TermPID sends SIGTERM to the pid the scheduler started alone:
+	// pg_basebackup, or pgbb-run over it (kill PID, Go's
 	// exec.CommandContext, systemd KillMode=process).
 	TermPID Policy = "term-pid"
 	// TermGroup sends SIGTERM to its process group (kill -- -PGID, a
 	// shell's job control, KillMode=control-group).
 	TermGroup Policy = "term-group"
-	// Kill sends SIGKILL to pg_basebackup alone (kill -9 PID).
+	// Kill sends SIGKILL to the pid the scheduler started alone (kill -9
+	// PID): pg_basebackup, or pgbb-run over it.
 	Kill Policy = "kill"
 )
 
@@ -99,16 +103,17 @@ type Scenario struct {
 	Attempts int      `json:"attempts"`
 	Backoff  Duration `json:"backoff"`
 	// Policies are the scheduler's ways to stop a run at the deadline:
-	// one flow per policy and variant.
+	// one flow per policy and variant (Variants).
 	Policies []Policy `json:"policies"`
 	// FreshPolicies adds, per policy, a stock and a patched fresh flow: a
 	// scheduler that never runs the reader and never cleans up, each
 	// attempt into a directory of its own with the same --status-file
 	// (see Flow.Fresh).
 	FreshPolicies []Policy `json:"fresh_policies"`
-	// Stall, if set, adds a patched flow (policy leave) whose base backup
-	// sender on the server is stopped (SIGSTOP) this long once data
-	// flows: the run is alive but stalled, and must be seen so.
+	// Stall, if set, adds a patched and a wrapper flow (policy leave)
+	// whose base backup sender on the server is stopped (SIGSTOP) this
+	// long once data flows: the run is alive but stalled, and must be
+	// seen so.
 	Stall Duration `json:"stall"`
 }
 

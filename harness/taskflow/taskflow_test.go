@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,9 +58,9 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-// TestJudge: each broken promise of a patched flow is a violation; the
-// same numbers in a stock flow are not (they are what the table shows);
-// a flow that could not run is an error.
+// TestJudge: each broken promise of a patched or wrapper flow is a
+// violation; the same numbers in a stock flow are not (they are what the
+// table shows); a flow that could not run is an error.
 func TestJudge(t *testing.T) {
 	sc := Scenario{Name: "t", Refresh: 2, Stall: Duration(10 * time.Second)}
 	good := func(f Flow) Outcome {
@@ -80,7 +81,7 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, v := range []Variant{Patched, Stock} {
+			for _, v := range Variants() {
 				o := good(Flow{Variant: v, Policy: Leave})
 				tc.modify(&o)
 				res := &Result{Scenario: sc, Flows: []Outcome{o}}
@@ -97,17 +98,20 @@ func TestJudge(t *testing.T) {
 		})
 	}
 	stall := good(Flow{Variant: Patched, Policy: Leave, Stall: true})
-	res := &Result{Scenario: sc, Flows: []Outcome{stall, {Flow: Flow{Variant: Stock, Policy: Kill}, Err: "start pg_basebackup: no such file"}}}
+	wrapperStall := good(Flow{Variant: Wrapper, Policy: Leave, Stall: true})
+	wrapperStall.StallSeenAfter = 30 * time.Second
+	res := &Result{Scenario: sc, Flows: []Outcome{stall, wrapperStall, {Flow: Flow{Variant: Stock, Policy: Kill}, Err: "start pg_basebackup: no such file"}}}
 	res.Judge()
-	if len(res.Violations) != 1 || !strings.Contains(res.Violations[0], "stall seen after 0s") {
-		t.Errorf("an unseen stall: %q", res.Violations)
+	if len(res.Violations) != 2 || !strings.Contains(res.Violations[0], "stall seen after 0s") ||
+		!strings.HasPrefix(res.Violations[1], "wrapper-stall: stall seen after 30s") {
+		t.Errorf("an unseen stall and a late one: %q", res.Violations)
 	}
 	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "stock-kill") {
 		t.Errorf("errors %q, want the stock-kill flow's", res.Errors)
 	}
 	var b strings.Builder
 	res.WriteTable(&b)
-	for _, want := range []string{"patched-stall", "VIOLATION", "ERROR stock-kill"} {
+	for _, want := range []string{"patched-stall", "wrapper-stall", "VIOLATION", "ERROR stock-kill", "wrapper: 1 of 1 flows ended with a complete backup"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
@@ -549,5 +553,98 @@ func TestCadenceCountsOnlyWhenDataFlowed(t *testing.T) {
 	}
 	if w, ok := procWritten(os.Getpid()); !ok || w < 4096 {
 		t.Errorf("procWritten of this process: %d, %t", w, ok)
+	}
+}
+
+// TestFlowsPerVariant: every policy runs as a stock, a patched and a
+// wrapper flow, the stall as a patched and a wrapper flow, the fresh
+// flows stock and patched only; no two flows share an ID (their
+// directories).
+func TestFlowsPerVariant(t *testing.T) {
+	sc := Scenario{Policies: []Policy{Leave, Kill}, Stall: Duration(time.Minute), FreshPolicies: []Policy{Leave}}
+	var ids []string
+	seen := map[string]bool{}
+	for _, f := range sc.Flows() {
+		if seen[f.ID()] {
+			t.Errorf("flow %s twice", f.ID())
+		}
+		seen[f.ID()] = true
+		ids = append(ids, f.ID())
+	}
+	want := "stock-leave patched-leave wrapper-leave stock-kill patched-kill wrapper-kill patched-stall wrapper-stall stock-fresh-leave patched-fresh-leave"
+	if got := strings.Join(ids, " "); got != want {
+		t.Errorf("flows\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestArgsPerVariant: a stock run gets no status file, a patched one
+// --status-file, and a wrapper one is pgbb-run with the status file and
+// -P, then "--" and the stock pg_basebackup, so that the scheduler's pid
+// is pgbb-run's.
+func TestArgsPerVariant(t *testing.T) {
+	env := &Env{Server: &cluster.Cluster{TCP: true, Port: 5432}, Dir: "/flows", WrapperBin: "/tools/pgbb-run",
+		BinDirs: map[Variant]string{Stock: "/stock/bin", Patched: "/patched/bin", Wrapper: "/stock/bin"}}
+	sc := Scenario{MaxRate: "9M", Refresh: 5}
+	for _, tc := range []struct {
+		v      Variant
+		prefix []string
+		status bool
+	}{
+		{Stock, []string{"/stock/bin/pg_basebackup"}, false},
+		{Patched, []string{"/patched/bin/pg_basebackup"}, true},
+		{Wrapper, []string{"/tools/pgbb-run", "--status-file=/flows/wrapper-kill/status/backup_status", "--status-file-refresh=5", "--", "/stock/bin/pg_basebackup"}, true},
+	} {
+		f := Flow{Variant: tc.v, Policy: Kill}
+		r := &flowRun{env: env, sc: sc, flow: f, dir: filepath.Join(env.Dir, f.ID())}
+		r.base = r.dir
+		args := r.args()
+		if len(args) < len(tc.prefix) || strings.Join(args[:len(tc.prefix)], " ") != strings.Join(tc.prefix, " ") {
+			t.Errorf("%s: %q, want it to start with %q", tc.v, args, tc.prefix)
+			continue
+		}
+		rest := strings.Join(args[len(tc.prefix):], " ")
+		if got := strings.Contains(rest, "--status-file="); got != (tc.v == Patched) {
+			t.Errorf("%s: pg_basebackup's own --status-file %t: %q", tc.v, got, rest)
+		}
+		if got := strings.HasSuffix(rest, " -P"); got != (tc.v == Wrapper) {
+			t.Errorf("%s: -P %t: %q", tc.v, got, rest)
+		}
+		if tc.v.HasStatusFile() != tc.status {
+			t.Errorf("%s: HasStatusFile %t", tc.v, tc.v.HasStatusFile())
+		}
+	}
+}
+
+// TestMonitorWriter: the cadence check counts what pg_basebackup wrote:
+// the recorded pid itself, or under the wrapper that pid's child
+// pg_basebackup, started from any of its threads (this test process
+// stands for pgbb-run).
+func TestMonitorWriter(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip(err)
+	}
+	name := filepath.Join(t.TempDir(), "pg_basebackup")
+	if err := os.Symlink(sleep, name); err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(name, "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	pid := os.Getpid()
+	for _, tc := range []struct {
+		v    Variant
+		want int
+	}{{Patched, pid}, {Wrapper, child.Process.Pid}} {
+		m := newMonitor(&flowRun{flow: Flow{Variant: tc.v}})
+		if got := m.writer(pid); got != tc.want {
+			t.Errorf("%s: writer(%d) = %d, want %d", tc.v, pid, got, tc.want)
+		}
+	}
+	m := newMonitor(&flowRun{flow: Flow{Variant: Wrapper}})
+	if got := m.writer(child.Process.Pid); got != 0 {
+		t.Errorf("wrapper without a pg_basebackup child: writer = %d, want 0", got)
 	}
 }

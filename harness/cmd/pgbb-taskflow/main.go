@@ -1,9 +1,10 @@
 // Command pgbb-taskflow runs the task-flow campaigns of scenarios/taskflow:
 // a scheduler's attempts with a deadline shorter than the backup, against
-// a live server under load, with a stock and a patched PostgreSQL 18.6
-// side by side (see package taskflow). It prints the table, writes it with
-// report.json into the run directory, and exits 1 when a patched flow
-// broke a promise, 2 when the campaign could not run.
+// a live server under load, with a stock PostgreSQL 18.6, the same under
+// pgbb-run (built from this tree), and a patched 18.6 side by side (see
+// package taskflow). It prints the table, writes it with report.json into
+// the run directory, and exits 1 when a flow with a status file (patched
+// or wrapper) broke a promise, 2 when the campaign could not run.
 //
 //	pgbb-taskflow [-scenarios scenarios/taskflow/seed.json] [-out DIR]
 package main
@@ -90,8 +91,9 @@ func phase(log io.Writer, name string, fn func() error) error {
 	return nil
 }
 
-// campaignRun builds stock and patched 18, makes the accounts, the reader
-// and a server per scenario, and runs the scenarios' flows.
+// campaignRun builds stock and patched 18, makes the accounts, builds the
+// reader and the wrapper, starts a server per scenario, and runs the
+// scenarios' flows.
 func campaignRun(ctx context.Context, scs []taskflow.Scenario, out string, stdout, log io.Writer) ([]*taskflow.Result, error) {
 	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendNative), build.WithLog(log))...)
 	if err != nil {
@@ -130,13 +132,19 @@ func campaignRun(ctx context.Context, scs []taskflow.Scenario, out string, stdou
 	if err != nil {
 		return nil, err
 	}
+	wrapperBin, err := campaign.BuildTool(ctx, root, out, "pgbb-run")
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(log, "pgbb-taskflow: run directory %s; pg_basebackup runs as %s, pgbb-status judges as %s (uid %d)\n",
 		out, owner.Name, reader.Name, reader.UID)
+	stock := targets[taskflow.Stock].Build.BinDir
 	env := taskflow.Env{
-		Owner:   owner,
-		Reader:  taskflow.Reader{Bin: readerBin, Judge: reader, Remove: owner},
-		BinDirs: map[taskflow.Variant]string{taskflow.Stock: targets[taskflow.Stock].Build.BinDir, taskflow.Patched: targets[taskflow.Patched].Build.BinDir},
-		Log:     log,
+		Owner:      owner,
+		Reader:     taskflow.Reader{Bin: readerBin, Judge: reader, Remove: owner},
+		BinDirs:    map[taskflow.Variant]string{taskflow.Stock: stock, taskflow.Wrapper: stock, taskflow.Patched: targets[taskflow.Patched].Build.BinDir},
+		WrapperBin: wrapperBin,
+		Log:        log,
 	}
 	var results []*taskflow.Result
 	for _, sc := range scs {
@@ -197,7 +205,7 @@ func runScenario(ctx context.Context, env taskflow.Env, sc taskflow.Scenario, di
 		env.Mark = wl.Mark
 	}
 	var res *taskflow.Result
-	err = phase(log, fmt.Sprintf("%s: %d flows and 2 unfaulted runs, started %s apart", sc.Name, len(sc.Flows()), taskflow.StartSpacing), func() error {
+	err = phase(log, fmt.Sprintf("%s: %d flows and %d unfaulted runs, started %s apart", sc.Name, len(sc.Flows()), len(taskflow.Variants()), taskflow.StartSpacing), func() error {
 		res = env.RunScenario(ctx, sc)
 		return ctx.Err()
 	})
