@@ -140,26 +140,33 @@ explore: ## every crash state of the finishing part of one clean run per scenari
 	$(GO) build -o $(EXPLORE_BIN) ./harness/cmd/pgbb-explore
 	$(EXPLORE_BIN) -pg $(PG) -variant $(VARIANT) $(if $(PATCHES),-patches $(PATCHES)) -scenarios $(EXPLORE_SCENARIOS) $(EXPLORE_FLAGS)
 
-# `make compare`: the same SCENARIOS (and CRASH_FLAGS, BACKEND) on stock 15,
-# stock 18 and patched 18, with one seed (a -seed in CRASH_FLAGS wins), into
-# COMPARE_DIR/{15-stock,18-stock,18-patched}, then `pgbb-crash -compare` over
-# the three. A campaign that found violations (1) does not stop the others,
-# one that could not run (2) does. The recipe fails after the comparison
-# when any campaign found violations.
+# `make compare`: the same scenarios (and CRASH_FLAGS) on each build of
+# COMPARE_RUNS (PG-VARIANT, default stock 18, stock 18 under pgbb-run and
+# patched 18; add 15-stock for the older release), with one seed (a -seed
+# in CRASH_FLAGS wins), natively unless BACKEND names a backend (the
+# wrapper runs natively only), into COMPARE_DIR/<run>, then
+# `pgbb-crash -compare` over them. The scenarios are SCENARIOS when given,
+# else scenarios/smoke and scenarios/wrapper for every build, so that each
+# column counts the same trials. A campaign that found violations (1) does
+# not stop the others, one that could not run (2) does. The recipe fails
+# after the comparison when any campaign found violations.
 COMPARE_DIR ?= $(or $(PGBB_CACHE),.cache)/crash/compare-$$(date -u +%Y%m%d-%H%M%S)
+COMPARE_RUNS ?= 18-stock 18-wrapper 18-patched
+COMPARE_SCENARIOS = $(if $(filter file,$(origin SCENARIOS)),scenarios/smoke$(comma)scenarios/wrapper,$(SCENARIOS))
 
-compare: ## stock 15, stock 18 and patched 18 on the same SCENARIOS, then how each operator signal did per build and fault plan, side by side
+compare: ## stock 18, stock 18 under pgbb-run and patched 18 (COMPARE_RUNS=) on the same scenarios, then how each operator signal did per build and fault plan, and what the runs left alive, side by side
 	@set -u; dir=$(COMPARE_DIR); bin=$(CRASH_BIN); \
-	seed=$$(( $$(date +%s) % 1000000007 )); worst=0; \
+	seed=$$(( $$(date +%s) % 1000000007 )); worst=0; dirs=; \
 	$(GO) build -o $$bin ./harness/cmd/pgbb-crash || exit 2; \
-	for run in 15-stock 18-stock 18-patched; do \
-		echo "make compare: $$run, scenarios $(SCENARIOS): $$dir/$$run"; \
-		$$bin -pg $${run%%-*} -variant $${run#*-} -scenarios $(SCENARIOS) -backend $(BACKEND) -seed $$seed $(CRASH_FLAGS) -out $$dir/$$run; \
+	for run in $(COMPARE_RUNS); do \
+		echo "make compare: $$run, scenarios $(COMPARE_SCENARIOS): $$dir/$$run"; \
+		$$bin -pg $${run%%-*} -variant $${run#*-} -scenarios $(COMPARE_SCENARIOS) -backend $(CRASH_BACKEND) -seed $$seed $(CRASH_FLAGS) -out $$dir/$$run; \
 		rc=$$?; \
 		if [ $$rc -gt 1 ]; then echo "make compare: the $$run campaign could not run (exit $$rc); stopping" >&2; exit $$rc; fi; \
 		if [ $$rc -eq 1 ]; then worst=1; echo "make compare: the $$run campaign found invariant violations; going on" >&2; fi; \
+		dirs=$${dirs:+$$dirs,}$$dir/$$run; \
 	done; \
-	$$bin -compare $$dir/15-stock,$$dir/18-stock,$$dir/18-patched -out $$dir || exit $$?; \
+	$$bin -compare $$dirs -out $$dir || exit $$?; \
 	exit $$worst
 
 # `make taskflow`: TASKFLOW_SCENARIOS (files or directories of

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgbb/pgbb/harness/status"
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
@@ -277,5 +278,111 @@ func TestSaveComparison(t *testing.T) {
 	}
 	if !strings.Contains(string(html), "<h1>pgbb &lt;compare&gt;</h1>") || !strings.Contains(string(html), "<table") {
 		t.Errorf("comparison.html:\n%s", html)
+	}
+}
+
+// TestCompareProcesses: per plan and build, the trials, those whose run
+// left a process alive after the one started, and those whose clean-up
+// removed a live run: a stock orphan that neither exited 0 nor left
+// backup_manifest is removed by rm -rf; a build with a status file
+// removed one only when --remove-if-dead did not refuse while the run
+// lived. A plan whose fault differs between builds is marked and
+// explained.
+func TestCompareProcesses(t *testing.T) {
+	refused, removable := status.ExitRefused, status.ExitRemoved
+	orphan := func(r *trial.Record, exit *int) *trial.Record {
+		r.Orphans = trial.Orphans{Alive: true, PIDs: []int{9}, RemoveExit: exit}
+		return r
+	}
+	yes := true
+	stockRecs := stock(
+		rec("w/0", "kill", -1, "", false, nil, "receiving"),
+		rec("w/1", "kill", -1, "", false, nil, "receiving"),
+		// Killed after the manifest rename: taken, so not removed.
+		rec("w/2", "kill-backup", -1, "", true, &yes, "rename"),
+		rec("w/3", "kill-group", -1, "", false, nil, "receiving"),
+	)
+	orphan(stockRecs[0], nil)
+	orphan(stockRecs[2], nil)
+	wrapped := []*trial.Record{
+		orphan(rec("w/0", "kill", -1, "in progress", false, nil, "receiving"), &refused),
+		orphan(rec("w/1", "kill", -1, "in progress", false, nil, "receiving"), &removable),
+		orphan(rec("w/2", "kill-backup", -1, "in progress", false, nil, "receiving"), nil),
+		rec("w/3", "kill-group", -1, "in progress", false, nil, "receiving"),
+	}
+	for _, r := range wrapped {
+		r.Wrapped, r.Variant = true, "wrapper"
+	}
+	c := Compare([]Build{{Label: "18.6 stock", Records: stockRecs}, {Label: "18.6 wrapper", Records: wrapped}})
+	want := map[string][2]ProcessCell{
+		"all":         {{Trials: 4, Orphaned: 2, LiveRemoved: 1}, {Trials: 4, Orphaned: 3, LiveRemoved: 1}},
+		"kill":        {{Trials: 2, Orphaned: 1, LiveRemoved: 1}, {Trials: 2, Orphaned: 2, LiveRemoved: 1}},
+		"kill-backup": {{Trials: 1, Orphaned: 1}, {Trials: 1, Orphaned: 1}},
+		"kill-group":  {{Trials: 1}, {Trials: 1}},
+	}
+	if len(c.Processes) != len(want) {
+		t.Fatalf("process rows %+v", c.Processes)
+	}
+	for _, r := range c.Processes {
+		for i, cell := range r.Cells {
+			w := want[r.Plan][i]
+			w.Build = c.Builds[i].Label
+			if cell != w {
+				t.Errorf("%s / %s: %+v, want %+v", r.Plan, w.Build, cell, w)
+			}
+		}
+	}
+	if _, ok := c.Scoped["kill-backup"]; !ok || len(c.Scoped) != 1 {
+		t.Errorf("scoped plans %v, want kill-backup alone", c.Scoped)
+	}
+
+	var b strings.Builder
+	WriteComparison(&b, c)
+	text := b.String()
+	for _, want := range []string{"trials/orphaned/live runs removed", "kill-backup*", "kill-backup* SIGKILL to pg_basebackup alone"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	var killLine string
+	for _, l := range strings.Split(text, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "kill" {
+			killLine = l
+		}
+	}
+	if f := strings.Fields(killLine); len(f) != 3 || f[1] != "2/1/1" || f[2] != "2/2/1" {
+		t.Errorf("kill process row %q in:\n%s", killLine, text)
+	}
+	html := CompareHTML(c)
+	for _, want := range []string{"live runs removed</th>", "kill-backup*</td>", `colspan="3">18.6 wrapper</th>`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("no %q in the HTML:\n%s", want, html)
+		}
+	}
+}
+
+// TestLiveRemovedStock: a stock operator removes, once the process
+// started exited, what neither exited 0 nor left backup_manifest; that
+// removes a live run when an orphan lived.
+func TestLiveRemovedStock(t *testing.T) {
+	yes := true
+	for _, c := range []struct {
+		name string
+		rec  *trial.Record
+		want bool
+	}{
+		{"killed, orphan", rec("s/0", "kill", -1, "", false, nil, "receiving"), true},
+		{"exit 0, orphan", rec("s/1", "kill", 0, "", true, &yes, "sync"), false},
+		{"killed, manifest, orphan", rec("s/2", "kill", -1, "", true, &yes, "rename"), false},
+	} {
+		r := stock(c.rec)[0]
+		r.Orphans.Alive = true
+		if got := LiveRemoved(r); got != c.want {
+			t.Errorf("%s: %t, want %t", c.name, got, c.want)
+		}
+		r.Orphans.Alive = false
+		if LiveRemoved(r) {
+			t.Errorf("%s without an orphan: removed a live run", c.name)
+		}
 	}
 }

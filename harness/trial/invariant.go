@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 )
 
 // Invariant names.
@@ -41,12 +42,18 @@ const (
 	// status file says then is exit0-is-completed's (completed, or not
 	// with the writer's warning that it could not say so).
 	InvStatusFaultHarmless = "status-fault-harmless"
+	// InvOrphanNotRemoved: while processes of the run's group outlive the
+	// process the trial started (a stock WAL child after its parent's
+	// SIGKILL, pg_basebackup after its wrapper's), --remove-if-dead
+	// --dry-run on the status file refuses: it would never remove a run
+	// that is still writing.
+	InvOrphanNotRemoved = "orphan-not-removed"
 )
 
 // Invariants lists every invariant.
 func Invariants() []string {
 	return append([]string{InvCompletedVerified, InvExit0Completed, InvErrorNotCompleted, InvNotTorn, InvFirstVersionDurable, InvDurable, InvFieldsTrue,
-		InvSignalFailsRun, InvProgressNotFatal, InvStatusFaultHarmless},
+		InvSignalFailsRun, InvProgressNotFatal, InvStatusFaultHarmless, InvOrphanNotRemoved},
 		stopAndCleanupInvariants()...)
 }
 
@@ -111,6 +118,10 @@ func Check(r *Record, s scenario.Scenario) []Violation {
 	vs = append(vs, checkStatusFault(r)...)
 	// What the status reader said while the run was stopped (stop.go).
 	vs = append(vs, checkStop(r)...)
+	if x := r.Orphans.RemoveExit; x != nil && *x != status.ExitRefused {
+		add(InvOrphanNotRemoved, "while pids %v of the run's group were alive, --remove-if-dead --dry-run exited %d, not %d (refused)",
+			r.Orphans.PIDs, *x, status.ExitRefused)
+	}
 	// The status file followed over the whole run (other plans).
 	if r.PhaseOrder != "" {
 		add(InvPhasesForward, "status file samples over the run: %s", r.PhaseOrder)

@@ -8,9 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgbb/pgbb/harness/fault"
 	"github.com/pgbb/pgbb/harness/oracle"
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 )
+
+func ptr(n int) *int { return &n }
 
 func completed(durable string) StatusFile {
 	return StatusFile{Present: true, Valid: true, State: "completed", Durable: durable, ClaimsCompleted: true}
@@ -70,6 +74,12 @@ func TestCheckFlagsViolations(t *testing.T) {
 		{"exit 0 warned, invalid", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Error: "checksum"}, Oracle: good}, synced, []string{InvNotTorn}},
 		{"exit 0 not warned, in progress", Record{StatusFile: true, Exit: Exit{Code: 0}, Status: StatusFile{Present: true, Valid: true, State: "in progress"}, Oracle: good}, synced, []string{InvExit0Completed}},
 		{"error exit warned, no file", Record{StatusFile: true, StatusUnsaid: true, Exit: Exit{Code: 1}}, synced, nil},
+		// --remove-if-dead --dry-run while the run's group outlived the
+		// process started: it must refuse.
+		{"orphans, removal refused", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, Valid: true, State: "in progress"},
+			Orphans: Orphans{Alive: true, PIDs: []int{7}, RemoveExit: ptr(status.ExitRefused)}}, synced, nil},
+		{"orphans, removal allowed", Record{StatusFile: true, Exit: Exit{Code: -1, Signal: "killed"}, Status: StatusFile{Present: true, Valid: true, State: "in progress"},
+			Orphans: Orphans{Alive: true, PIDs: []int{7}, RemoveExit: ptr(status.ExitRemoved)}}, synced, []string{InvOrphanNotRemoved}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -175,5 +185,33 @@ func TestCheckStatusFault(t *testing.T) {
 				t.Errorf("violations %+v, want %d of %s", vs, c.want, InvStatusFaultHarmless)
 			}
 		})
+	}
+}
+
+// TestLiveRemoved: a build with a status file removed a live run when
+// --remove-if-dead did not refuse while orphans lived, or while the stop
+// plan held the run stopped (or changed the file); a stock record never
+// says so (its clean-up is rm -rf, counted by the report).
+func TestLiveRemoved(t *testing.T) {
+	stop := func(exit int, intact bool) fault.Injection {
+		return fault.Injection{Stop: &fault.StopObservation{Stopped: true, RemoveExit: exit, TargetIntact: intact}}
+	}
+	for _, c := range []struct {
+		name string
+		rec  Record
+		want bool
+	}{
+		{"nothing asked", Record{StatusFile: true}, false},
+		{"orphans, refused", Record{StatusFile: true, Orphans: Orphans{Alive: true, RemoveExit: ptr(status.ExitRefused)}}, false},
+		{"orphans, removable", Record{StatusFile: true, Orphans: Orphans{Alive: true, RemoveExit: ptr(status.ExitRemoved)}}, true},
+		{"orphans, removal failed half way", Record{StatusFile: true, Orphans: Orphans{Alive: true, RemoveExit: ptr(status.ExitRemoveFailed)}}, true},
+		{"stopped, refused", Record{StatusFile: true, Fault: stop(status.ExitRefused, true)}, false},
+		{"stopped, removed", Record{StatusFile: true, Fault: stop(status.ExitRemoved, false)}, true},
+		{"stopped, refused but changed", Record{StatusFile: true, Fault: stop(status.ExitRefused, false)}, true},
+		{"stock, stopped", Record{Fault: stop(0, true)}, false},
+	} {
+		if got := c.rec.LiveRemoved(); got != c.want {
+			t.Errorf("%s: LiveRemoved %t, want %t", c.name, got, c.want)
+		}
 	}
 }

@@ -378,6 +378,7 @@ func (t *trialRun) settle(ctx context.Context) error {
 	// notice, then record and kill whatever of the group is left.
 	if alive := survivors(t.pid, orphanGrace); len(alive) > 0 {
 		rec.Orphans = Orphans{Alive: true, PIDs: alive}
+		t.removeWhileOrphans(ctx)
 	}
 	if _, err := proc.KillGroup(t.pid, 10*time.Second); err != nil {
 		return err
@@ -403,6 +404,25 @@ func (t *trialRun) settle(ctx context.Context) error {
 	}
 	t.took("plan")
 	return nil
+}
+
+// removeWhileOrphans asks --remove-if-dead --dry-run, while processes of
+// the run's group outlive the one the trial started, what it would do
+// (rec.Orphans.RemoveExit): an operator who cleans up as soon as the pid
+// is gone. An answer counts only if some of them were still alive after
+// it; with no status file, or on the power-loss layer, it is not asked.
+func (t *trialRun) removeWhileOrphans(ctx context.Context) {
+	if t.statusPath == "" || t.tgt.Disk != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rm := fault.RemoveIfDead(ctx, t.statusPath, true, status.WithProcesses(fault.WritersNamespace()))
+	if len(proc.GroupMembers(t.pid)) == 0 {
+		return
+	}
+	code := rm.ExitCode
+	t.rec.Orphans.RemoveExit, t.rec.Orphans.RemoveRefused = &code, rm.Refused
 }
 
 // judge records what an operator sees, checks the status file against

@@ -23,6 +23,7 @@ import (
 	"github.com/pgbb/pgbb/harness/osuser"
 	"github.com/pgbb/pgbb/harness/proc"
 	"github.com/pgbb/pgbb/harness/scenario"
+	"github.com/pgbb/pgbb/harness/status"
 	"github.com/pgbb/pgbb/harness/workload"
 )
 
@@ -89,6 +90,31 @@ type Orphans struct {
 	Alive bool `json:"alive"`
 	// PIDs lists them.
 	PIDs []int `json:"pids,omitempty"`
+	// RemoveExit is what `pgbb-status --remove-if-dead --dry-run` on the
+	// run's status file said while they were alive (status.ExitRefused,
+	// as it must; status.ExitRemoved: it would have removed a live run),
+	// RemoveRefused why it refused; nil when not asked (no status file,
+	// the power-loss layer) or when they were gone before it answered.
+	RemoveExit    *int   `json:"remove_exit,omitempty"`
+	RemoveRefused string `json:"remove_refused,omitempty"`
+}
+
+// LiveRemoved says the build's clean-up would have removed the
+// directories of a run while a process of it was alive: --remove-if-dead
+// that did not refuse while orphans lived, or while the stop plan held
+// the run stopped. A build without a status file has no such clean-up:
+// see report.LiveRemoved for what a stock operator does.
+func (r *Record) LiveRemoved() bool {
+	if !r.StatusFile {
+		return false
+	}
+	if x := r.Orphans.RemoveExit; x != nil && *x != status.ExitRefused {
+		return true
+	}
+	if s := r.Fault.Stop; s != nil && s.Stopped && (s.RemoveExit != status.ExitRefused || !s.TargetIntact) {
+		return true
+	}
+	return false
 }
 
 // Record is the evidence of one trial, saved as JSON.
