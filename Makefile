@@ -175,7 +175,7 @@ TASKFLOW_SCENARIOS ?= scenarios/taskflow/seed.json
 TASKFLOW_FLAGS ?=
 TASKFLOW_BIN = $(or $(PGBB_CACHE),.cache)/bin/pgbb-taskflow
 
-taskflow: ## the seed's task flow: attempts with a deadline shorter than the backup, stock and patched 18 side by side (TASKFLOW_SCENARIOS=); exit 1 on a broken promise
+taskflow: ## the seed's task flow: attempts with a deadline shorter than the backup, stock 18, stock 18 under pgbb-run and patched 18 side by side (TASKFLOW_SCENARIOS=); exit 1 on a broken promise
 	$(GO) build -o $(TASKFLOW_BIN) ./harness/cmd/pgbb-taskflow
 	$(TASKFLOW_BIN) -scenarios $(TASKFLOW_SCENARIOS) $(TASKFLOW_FLAGS)
 

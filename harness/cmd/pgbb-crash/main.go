@@ -11,7 +11,9 @@
 //
 // With -compare it runs nothing: it loads the given run directories and
 // prints, per fault plan, how each operator signal did in each of their
-// builds, side by side, and writes comparison.json and comparison.html.
+// builds, and how often a run left a process alive and a clean-up removed
+// a live run, side by side, and writes comparison.json and
+// comparison.html.
 //
 // With -variant wrapper it runs the stock build's pg_basebackup under the
 // wrapper pgbb-run (built from this repository), which writes the status
