@@ -292,15 +292,15 @@ func (r *flowRun) args() []string {
 	if r.sc.WALDir {
 		a = append(a, "--waldir="+r.walDir())
 	}
-	status := []string{"--status-file=" + r.statusFile(), fmt.Sprintf("--status-file-refresh=%d", r.sc.Refresh)}
+	statusArgs := []string{"--status-file=" + r.statusFile(), fmt.Sprintf("--status-file-refresh=%d", r.sc.Refresh)}
 	switch r.flow.Variant {
 	case Patched:
-		a = append(a, status...)
+		a = append(a, statusArgs...)
 	case Wrapper:
 		// -P: pgbb-run counts BYTES RECEIVED only from its progress
 		// lines, and the stall starts once a tenth of the data arrived.
 		a = append(a, "-P")
-		a = append(append(append([]string{r.env.WrapperBin}, status...), "--"), a...)
+		a = append(append(append([]string{r.env.WrapperBin}, statusArgs...), "--"), a...)
 	}
 	return a
 }
@@ -454,8 +454,8 @@ func isCompleted(verdict string) bool {
 // warned that the backup is complete but the status file could not say
 // so (status.WarnCompleteUnsaid: the writer then removes the status
 // file, or leaves one that does not say completed, and the exit code is
-// the signal). Anything else is the
-// writer's broken promise, returned as problem.
+// the signal). Anything else is the writer's broken promise, returned as
+// problem.
 func judgeExit0(rd Reading, out string) (converged bool, problem string) {
 	switch {
 	case isCompleted(rd.Verdict):
