@@ -69,7 +69,12 @@ type run struct {
 	done  chan *os.ProcessState
 	eof   chan struct{}
 	last  time.Time // of the last write
-	io    uint64    // pg_basebackup's I/O counters at the last write
+	// io and bytes are pg_basebackup's I/O counters and -P's byte count
+	// when last looked at; progressAt is when either was last seen to
+	// move.
+	io         uint64
+	bytes      uint64
+	progressAt time.Time
 }
 
 // Run runs pg_basebackup as cfg says, writing the status file, and
@@ -256,16 +261,25 @@ func (r *run) phase() status.Phase {
 // refresh rewrites the status file when a directory appeared, the phase
 // changed, or, in a phase with periodic updates, the interval passed
 // and the run made progress (waiting for WAL: always).
+//
+// A periodic rewrite while data arrives says when pg_basebackup was last
+// seen making progress (UPDATE TIME), which may be up to an interval
+// before the rewrite: a run that stopped making progress then turns
+// stalled for a reader as soon as it would with the patched
+// pg_basebackup, which rewrites when data arrives.
 func (r *run) refresh() {
 	o := r.watch.Observed()
+	r.watchProgress(o)
 	due := r.cfg.Refresh > 0 && time.Since(r.last) >= r.cfg.Refresh
 	changed := notice(r.dirs) || o.Phase != r.st.Phase
+	stamp := time.Now()
 	if !changed && due {
 		switch o.Phase {
 		case status.PhaseWaitingForWAL:
 			changed = true
 		case status.PhaseReceiving:
-			changed = o.BytesReceived != r.st.BytesReceived || r.active()
+			changed = r.progressAt.After(r.last)
+			stamp = r.progressAt
 		}
 	}
 	if !changed {
@@ -273,7 +287,18 @@ func (r *run) refresh() {
 	}
 	r.st.Phase = o.Phase
 	r.progress(o)
-	r.write()
+	r.writeAt(stamp)
+}
+
+// watchProgress notes when pg_basebackup was last seen making progress:
+// its I/O counters or -P's byte count moved since the last look (always,
+// if the counters cannot be read).
+func (r *run) watchProgress(o Observed) {
+	n, ok := ioCounter(r.child.Process.Pid)
+	if !ok || n != r.io || o.BytesReceived != r.bytes {
+		r.progressAt = time.Now()
+	}
+	r.io, r.bytes = n, o.BytesReceived
 }
 
 // progress takes the bytes of -P's last progress line into the status.
@@ -282,18 +307,6 @@ func (r *run) progress(o Observed) {
 	if r.st.BytesTotal < r.st.BytesReceived {
 		r.st.BytesTotal = 0 // an estimate below what arrived says nothing
 	}
-}
-
-// active says whether pg_basebackup read or wrote anything since the last
-// write (its I/O counters moved); true if that cannot be told.
-func (r *run) active() bool {
-	n, ok := ioCounter(r.child.Process.Pid)
-	if !ok {
-		return true
-	}
-	moved := n != r.io
-	r.io = n
-	return moved
 }
 
 // followMode makes the status file group-readable once pg_basebackup is
@@ -307,9 +320,13 @@ func (r *run) followMode() {
 }
 
 // write rewrites the in-progress file; a failure only warns.
-func (r *run) write() {
+func (r *run) write() { r.writeAt(time.Now()) }
+
+// writeAt rewrites the in-progress file with UPDATE TIME at; a failure
+// only warns.
+func (r *run) writeAt(at time.Time) {
 	r.followMode()
-	r.st.UpdateTime = time.Now().UTC().Truncate(time.Second)
+	r.st.UpdateTime = at.UTC().Truncate(time.Second)
 	r.st.Directories = directoryLines(r.dirs)
 	if err := r.w.Write(r.st); err != nil {
 		r.warn("could not write the status file: %v", err)

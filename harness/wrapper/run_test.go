@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,7 @@ const fakeSystemID = 7441234567890123456
 type fake struct {
 	dir, statusFile, target, seen string
 	stderr                        bytes.Buffer
+	refresh                       time.Duration // default: a second
 }
 
 // newFake lays out a run in mode (FAKE_MODE of the stand-in).
@@ -55,8 +57,12 @@ func (f *fake) run(t *testing.T, fsys SyncFS, extra ...string) int {
 		t.Fatal(err)
 	}
 	argv := append([]string{prog, "-D", f.target}, extra...)
+	refresh := f.refresh
+	if refresh == 0 {
+		refresh = time.Second
+	}
 	return Run(t.Context(), Config{
-		StatusFile: f.statusFile, Refresh: time.Second, Argv: argv,
+		StatusFile: f.statusFile, Refresh: refresh, Argv: argv,
 		Stdout: &bytes.Buffer{}, Stderr: &f.stderr, SyncFS: fsys, Grace: 2 * time.Second,
 	})
 }
@@ -463,5 +469,44 @@ func TestMessagesUntranslated(t *testing.T) {
 				t.Errorf("pg_basebackup ran with %q, want %q", strings.TrimSpace(string(got)), tc.want)
 			}
 		})
+	}
+}
+
+// TestUpdateTimeIsLastProgress stops the stand-in's I/O a second after a
+// periodic rewrite fell due: the file's UPDATE TIME must be when the run
+// was last seen making progress, not when the next rewrite noticed it
+// had, or a reader sees the stall up to an interval late.
+func TestUpdateTimeIsLastProgress(t *testing.T) {
+	f := newFake(t, "stall")
+	f.refresh = 5 * time.Second
+	stalled := filepath.Join(f.dir, "stalled")
+	t.Setenv("FAKE_BUSY", "6")
+	t.Setenv("FAKE_STALL", "6")
+	t.Setenv("FAKE_STALLED", stalled)
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
+	}
+	data, err := os.ReadFile(stalled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(string(data)), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Unix(0, int64(secs*float64(time.Second)))
+	seen, err := os.ReadFile(stalled + ".status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := status.Parse(seen)
+	if err != nil {
+		t.Fatalf("status file during the stall: %v", err)
+	}
+	// The I/O counters are looked at five times a second; a loaded
+	// machine may look late, so a second and a half is allowed.
+	if late := s.UpdateTime.Sub(stoppedAt); s.Phase != status.PhaseReceiving || late > 1500*time.Millisecond {
+		t.Errorf("during the stall: phase %s, UPDATE TIME %s, %s after the run stopped writing at %s",
+			s.Phase, s.UpdateTime.Format(time.TimeOnly), late.Round(time.Millisecond), stoppedAt.Format("15:04:05.000"))
 	}
 }
