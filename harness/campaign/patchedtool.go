@@ -69,7 +69,8 @@ func applyPatch(ctx context.Context, dir, p string) error {
 	// repository around the copy from being taken for its own.
 	cmd := exec.CommandContext(ctx, "git", "apply", "--whitespace=nowarn", abs)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CEILING_DIRECTORIES="+filepath.Dir(dir))
+	// LC_ALL=C: its messages in English, whatever the user's locale.
+	cmd.Env = append(os.Environ(), "GIT_CEILING_DIRECTORIES="+filepath.Dir(dir), "LC_ALL=C")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("apply %s: %w\n%s", p, err, out)
 	}

@@ -173,7 +173,7 @@ func readWhileStopped(ctx context.Context, t *Target, obs *StopObservation) {
 	if gaps.OtherNamespace == "" {
 		obs.OtherNamespace = readFromOtherNamespace(ctx, t.ReaderBin, statusPath, t.ReaderTZ)
 	}
-	if gaps.OtherUser == "" {
+	if gaps.OtherUser == "" && t.OtherUser != nil {
 		obs.OtherUser = readAsUser(ctx, *t.OtherUser, t.ReaderBin, statusPath, t.ReaderTZ)
 	}
 	if gaps.Any() {

@@ -147,7 +147,8 @@ type Outcome struct {
 	StallSeenAfter time.Duration `json:"stall_seen_after_ns,omitempty"`
 	// MaxUpdateGap is the longest time between two successive UPDATE
 	// TIMEs of one live run in a heartbeat phase, outside a stall, over
-	// which the run wrote at least cadenceData (or an unknown amount);
+	// which the run wrote at least cadenceData (or an unknown amount),
+	// less the time its writer waited for a CPU meanwhile (cpuGap);
 	// SlowUpdateGap the longest over which it wrote less: the server was
 	// slow, the writer had little to rewrite on.
 	MaxUpdateGap  time.Duration `json:"max_update_gap_ns,omitempty"`

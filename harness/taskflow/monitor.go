@@ -33,6 +33,10 @@ type monitor struct {
 	// current version was first read; lastKnown says it could be read.
 	lastWritten int64
 	lastKnown   bool
+	// lastWaited is how long the run's writer had waited for a CPU
+	// (procWaited) then; lastWaitKnown says it could be read.
+	lastWaited    time.Duration
+	lastWaitKnown bool
 }
 
 func newMonitor(r *flowRun) *monitor { return &monitor{r: r, done: make(chan struct{})} }
@@ -121,9 +125,20 @@ func (m *monitor) cadence(rd Reading) {
 		m.lastPID = 0
 		return
 	}
-	written, known := procWritten(m.writer(st.PID))
+	w := m.writer(st.PID)
+	if w == 0 {
+		// Under the wrapper, no pg_basebackup to look at (not started
+		// yet, or gone): nothing to count the gap against.
+		m.lastPID = 0
+		return
+	}
+	written, known := procWritten(w)
+	waited, waitKnown := procWaited(w)
 	if st.PID == m.lastPID && st.UpdateTime.After(m.lastUpdate) {
 		gap := st.UpdateTime.Sub(m.lastUpdate)
+		if waitKnown && m.lastWaitKnown {
+			gap = cpuGap(gap, waited-m.lastWaited)
+		}
 		switch {
 		// While it waits for the WAL streaming process the writer
 		// rewrites on a timer; while data arrives, at its chunks.
@@ -136,7 +151,33 @@ func (m *monitor) cadence(rd Reading) {
 	if st.PID != m.lastPID || st.UpdateTime.After(m.lastUpdate) {
 		m.lastPID, m.lastUpdate, m.lastAt = st.PID, st.UpdateTime, rd.At
 		m.lastWritten, m.lastKnown = written, known
+		m.lastWaited, m.lastWaitKnown = waited, waitKnown
 	}
+}
+
+// cpuGap is the part of a gap between two UPDATE TIMEs in which the
+// writer was not waiting for a CPU: on a loaded machine a runnable
+// pg_basebackup may wait seconds for one, and cannot rewrite its file
+// meanwhile; that is the machine, not a missed rewrite. The gap is
+// whole seconds, so one is kept at least.
+func cpuGap(gap, waited time.Duration) time.Duration {
+	return max(gap-waited, min(gap, time.Second))
+}
+
+// procWaited returns how long the process pid has waited on a run queue
+// for a CPU so far (the second field of /proc/PID/schedstat, in
+// nanoseconds), if this machine shows it.
+func procWaited(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(f[1], 10, 64)
+	return time.Duration(ns), err == nil
 }
 
 // cadenceData is how much a run must have written between the readings

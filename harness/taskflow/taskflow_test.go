@@ -648,3 +648,22 @@ func TestMonitorWriter(t *testing.T) {
 		t.Errorf("wrapper without a pg_basebackup child: writer = %d, want 0", got)
 	}
 }
+
+// TestCadenceLessCPUWait: the time the writer waited for a CPU does not
+// count against the refresh promise (a loaded machine), but a gap is
+// never counted as less than a second; procWaited reads this process's.
+func TestCadenceLessCPUWait(t *testing.T) {
+	for _, tc := range []struct{ gap, waited, want time.Duration }{
+		{5 * time.Second, 3 * time.Second, 2 * time.Second},
+		{5 * time.Second, 0, 5 * time.Second},
+		{5 * time.Second, 9 * time.Second, time.Second},
+		{0, 0, 0},
+	} {
+		if got := cpuGap(tc.gap, tc.waited); got != tc.want {
+			t.Errorf("cpuGap(%s, %s) = %s, want %s", tc.gap, tc.waited, got, tc.want)
+		}
+	}
+	if _, ok := procWaited(os.Getpid()); !ok {
+		t.Errorf("procWaited of this process: not readable")
+	}
+}

@@ -265,8 +265,8 @@ func (r *run) phase() status.Phase {
 // A periodic rewrite while data arrives says when pg_basebackup was last
 // seen making progress (UPDATE TIME), which may be up to an interval
 // before the rewrite: a run that stopped making progress then turns
-// stalled for a reader as soon as it would with the patched
-// pg_basebackup, which rewrites when data arrives.
+// stalled for a reader when its last progress is the stall age old, not
+// up to an interval later.
 func (r *run) refresh() {
 	o := r.watch.Observed()
 	r.watchProgress(o)

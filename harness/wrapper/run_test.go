@@ -481,7 +481,7 @@ func TestUpdateTimeIsLastProgress(t *testing.T) {
 	f.refresh = 5 * time.Second
 	stalled := filepath.Join(f.dir, "stalled")
 	t.Setenv("FAKE_BUSY", "6")
-	t.Setenv("FAKE_STALL", "6")
+	t.Setenv("FAKE_STALL", "9") // the rewrite due after the stop is done by then
 	t.Setenv("FAKE_STALLED", stalled)
 	if code := f.run(t, nil); code != 0 {
 		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
@@ -503,10 +503,50 @@ func TestUpdateTimeIsLastProgress(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status file during the stall: %v", err)
 	}
-	// The I/O counters are looked at five times a second; a loaded
-	// machine may look late, so a second and a half is allowed.
-	if late := s.UpdateTime.Sub(stoppedAt); s.Phase != status.PhaseReceiving || late > 1500*time.Millisecond {
+	// The I/O counters are looked at five times a second and UPDATE
+	// TIME is whole seconds; a loaded machine may look late, so a second
+	// and a half is allowed after the stop, and 1.2 s before it.
+	late := s.UpdateTime.Sub(stoppedAt)
+	if s.Phase != status.PhaseReceiving || late > 1500*time.Millisecond || late < -1200*time.Millisecond {
 		t.Errorf("during the stall: phase %s, UPDATE TIME %s, %s after the run stopped writing at %s",
 			s.Phase, s.UpdateTime.Format(time.TimeOnly), late.Round(time.Millisecond), stoppedAt.Format("15:04:05.000"))
+	}
+}
+
+// TestUpdateTimeAdvancesWithProgress keeps the stand-in writing for
+// several intervals: the file is rewritten meanwhile, its UPDATE TIME
+// never older than an interval and a bit, or a reader calls a healthy
+// run stalled.
+func TestUpdateTimeAdvancesWithProgress(t *testing.T) {
+	f := newFake(t, "stall")
+	f.refresh = 2 * time.Second
+	stalled := filepath.Join(f.dir, "stalled")
+	t.Setenv("FAKE_BUSY", "9")
+	t.Setenv("FAKE_STALL", "0")
+	t.Setenv("FAKE_STALLED", stalled)
+	if code := f.run(t, nil); code != 0 {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
+	}
+	data, err := os.ReadFile(stalled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(string(data)), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Unix(0, int64(secs*float64(time.Second)))
+	seen, err := os.ReadFile(stalled + ".status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := status.Parse(seen)
+	if err != nil {
+		t.Fatalf("status file at the end of the writing: %v", err)
+	}
+	// Due every 2 s: at most 2 s, a look and the truncation behind.
+	if age := stoppedAt.Sub(s.UpdateTime); s.Phase != status.PhaseReceiving || age > 3500*time.Millisecond {
+		t.Errorf("after 9 s of writing: phase %s, UPDATE TIME %s, %s before the last write at %s",
+			s.Phase, s.UpdateTime.Format(time.TimeOnly), age.Round(time.Millisecond), stoppedAt.Format("15:04:05.000"))
 	}
 }
