@@ -157,6 +157,8 @@ COMPARE_SCENARIOS = $(if $(filter file,$(origin SCENARIOS)),scenarios/smoke$(com
 compare: ## stock 18, stock 18 under pgbb-run and patched 18 (COMPARE_RUNS=) on the same scenarios, then how each operator signal did per build and fault plan, and what the runs left alive, side by side
 	@set -u; dir=$(COMPARE_DIR); bin=$(CRASH_BIN); \
 	seed=$$(( $$(date +%s) % 1000000007 )); worst=0; dirs=; \
+	case "$(CRASH_BACKEND) $(COMPARE_RUNS) " in container*-wrapper\ *) \
+		echo "make compare: the wrapper runs natively only: leave its runs out of COMPARE_RUNS with BACKEND=container" >&2; exit 2;; esac; \
 	$(GO) build -o $$bin ./harness/cmd/pgbb-crash || exit 2; \
 	for run in $(COMPARE_RUNS); do \
 		echo "make compare: $$run, scenarios $(COMPARE_SCENARIOS): $$dir/$$run"; \

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/scenario"
 	"github.com/pgbb/pgbb/harness/trial"
 )
 
@@ -172,7 +174,7 @@ func agentRequest(image, agent, reader string, job Job, logs testcontainers.LogC
 		files = append(files, testcontainers.ContainerFile{HostFilePath: reader, ContainerFilePath: containerReader, FileMode: 0o755})
 	}
 	_, err = os.Stat("/dev/fuse")
-	fuse := err == nil
+	priv := containerPrivileges(job.Scenarios, reader != "", err == nil)
 	return testcontainers.ContainerRequest{
 		Image: image,
 		Cmd:   []string{containerAgent, "-job", containerJob},
@@ -182,20 +184,9 @@ func agentRequest(image, agent, reader string, job Job, logs testcontainers.LogC
 		// user.
 		ConfigModifier: func(c *container.Config) { c.User = "root" },
 		HostConfigModifier: func(hc *container.HostConfig) {
-			// ptrace (kill-syscall) of the agent's own children.
-			hc.CapAdd = append(hc.CapAdd, "SYS_PTRACE")
-			if fuse || reader != "" {
-				// The power-loss and disk-fault plans mount a FUSE
-				// file system, and the stop plan runs the reader in
-				// a new PID and mount namespace with a /proc of its
-				// own (unshare --pid --mount-proc): the capability
-				// to unshare and mount (the default seccomp profile
-				// then allows both), and no AppArmor profile that
-				// forbids mounting.
-				hc.CapAdd = append(hc.CapAdd, "SYS_ADMIN")
-				hc.SecurityOpt = append(hc.SecurityOpt, "apparmor:unconfined")
-			}
-			if fuse {
+			hc.CapAdd = append(hc.CapAdd, priv.caps...)
+			hc.SecurityOpt = append(hc.SecurityOpt, priv.securityOpt...)
+			if priv.fuse {
 				hc.Resources.Devices = append(hc.Resources.Devices, container.DeviceMapping{
 					PathOnHost: "/dev/fuse", PathInContainer: "/dev/fuse", CgroupPermissions: "rwm"})
 			}
@@ -210,4 +201,33 @@ func agentRequest(image, agent, reader string, job Job, logs testcontainers.LogC
 			Consumers: []testcontainers.LogConsumer{logs},
 		},
 	}, nil
+}
+
+// privileges is what the agent's container gets beyond Docker's
+// defaults.
+type privileges struct {
+	caps, securityOpt []string
+	// fuse: the host's /dev/fuse is passed in.
+	fuse bool
+}
+
+// containerPrivileges returns what a job needs: ptrace of the agent's own
+// children (kill-syscall) always; /dev/fuse for plans on the power-loss
+// layer, when the host has it (hostFUSE); and for those, or for the
+// stop plan's reader (reader: it runs in a new PID and mount namespace
+// with a /proc of its own, unshare --pid --mount-proc), the capability
+// to unshare and mount (the default seccomp profile then allows both)
+// and no AppArmor profile that forbids mounting. With SYS_ADMIN and no
+// AppArmor profile the container is no security boundary: a job that
+// needs neither does not get them.
+func containerPrivileges(scs []scenario.Scenario, reader, hostFUSE bool) privileges {
+	p := privileges{caps: []string{"SYS_PTRACE"}}
+	p.fuse = hostFUSE && slices.ContainsFunc(scs, func(s scenario.Scenario) bool {
+		return slices.ContainsFunc(s.Faults, scenario.IsDiskPlan)
+	})
+	if p.fuse || reader {
+		p.caps = append(p.caps, "SYS_ADMIN")
+		p.securityOpt = []string{"apparmor:unconfined"}
+	}
+	return p
 }

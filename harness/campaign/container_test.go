@@ -92,3 +92,30 @@ func TestAgentRequestReader(t *testing.T) {
 		t.Fatalf("no reader given, but the job names %q", sent.ReaderBin)
 	}
 }
+
+// TestContainerPrivileges: SYS_ADMIN, no AppArmor profile and /dev/fuse
+// only for a job that needs them.
+func TestContainerPrivileges(t *testing.T) {
+	kills := []scenario.Scenario{{Name: "k", Faults: []string{scenario.PlanKill}}}
+	disk := []scenario.Scenario{{Name: "d", Faults: []string{scenario.PlanKill, scenario.PlanPowerLoss}}}
+	for _, tc := range []struct {
+		name             string
+		scs              []scenario.Scenario
+		reader, hostFUSE bool
+		admin, fuse      bool
+	}{
+		{"kills only", kills, false, true, false, false},
+		{"kills, the reader", kills, true, true, true, false},
+		{"power loss", disk, false, true, true, true},
+		{"power loss, no /dev/fuse", disk, false, false, false, false},
+		{"power loss and the reader", disk, true, true, true, true},
+	} {
+		p := containerPrivileges(tc.scs, tc.reader, tc.hostFUSE)
+		admin := slices.Contains(p.caps, "SYS_ADMIN")
+		unconfined := slices.Contains(p.securityOpt, "apparmor:unconfined")
+		if admin != tc.admin || unconfined != tc.admin || p.fuse != tc.fuse || !slices.Contains(p.caps, "SYS_PTRACE") {
+			t.Errorf("%s: caps %v, security %v, fuse %t; want SYS_ADMIN and unconfined %t, fuse %t",
+				tc.name, p.caps, p.securityOpt, p.fuse, tc.admin, tc.fuse)
+		}
+	}
+}
