@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/build/buildtest"
 	"github.com/pgbb/pgbb/harness/report"
 	"github.com/pgbb/pgbb/harness/scenario"
 )
@@ -109,20 +110,10 @@ func TestIntegrationCrashContainer(t *testing.T) {
 	if os.Getenv("PGBB_INTEGRATION") != "1" {
 		t.Skip("set PGBB_INTEGRATION=1 to run real crash trials")
 	}
-	backend := os.Getenv("BACKEND")
-	if backend == build.BackendNative {
-		t.Skip("BACKEND=native: the container backend is not wanted")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	var log strings.Builder
-	b, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendContainer), build.WithLog(&log))...)
-	if err != nil {
-		if backend == build.BackendContainer {
-			t.Fatalf("BACKEND=container but no container backend: %v", err)
-		}
-		t.Skipf("no Docker engine, the container backend is not available: %v", err)
-	}
+	b := buildtest.Container(ctx, t, build.WithLog(&log))
 	res, err := b.Build(ctx, build.Spec{Major: 18, Variant: build.Patched})
 	if err != nil {
 		t.Fatalf("container build of patched 18: %v\n%s", err, log.String())

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pgbb/pgbb/harness/build"
+	"github.com/pgbb/pgbb/harness/build/buildtest"
 	"github.com/pgbb/pgbb/harness/report"
 )
 
@@ -135,18 +136,9 @@ func TestIntegrationContainerReaders(t *testing.T) {
 	if os.Getenv("PGBB_INTEGRATION") != "1" {
 		t.Skip("set PGBB_INTEGRATION=1 to run real crash trials")
 	}
-	backend := os.Getenv("BACKEND")
-	if backend == build.BackendNative {
-		t.Skip("BACKEND=native: the container backend is not wanted")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	if _, err := build.New(ctx, append(build.FromEnv(), build.WithBackend(build.BackendContainer))...); err != nil {
-		if backend == build.BackendContainer {
-			t.Fatalf("BACKEND=container but no container backend: %v", err)
-		}
-		t.Skipf("no Docker engine, the container backend is not available: %v", err)
-	}
+	buildtest.Container(ctx, t)
 	root, err := build.FindRepoRoot(".")
 	if err != nil {
 		t.Fatal(err)
