@@ -472,16 +472,16 @@ func TestMessagesUntranslated(t *testing.T) {
 	}
 }
 
-// TestUpdateTimeIsLastProgress stops the stand-in's I/O a second after a
-// periodic rewrite fell due: the file's UPDATE TIME must be when the run
-// was last seen making progress, not when the next rewrite noticed it
-// had, or a reader sees the stall up to an interval late.
-func TestUpdateTimeIsLastProgress(t *testing.T) {
+// runStall runs the stand-in in mode stall (writing for busy seconds,
+// then idle for idle seconds) at refresh, and returns when it stopped
+// writing and what the status file said at the end of the idle time.
+func runStall(t *testing.T, refresh time.Duration, busy, idle int) (time.Time, *status.Status) {
+	t.Helper()
 	f := newFake(t, "stall")
-	f.refresh = 5 * time.Second
+	f.refresh = refresh
 	stalled := filepath.Join(f.dir, "stalled")
-	t.Setenv("FAKE_BUSY", "6")
-	t.Setenv("FAKE_STALL", "9") // the rewrite due after the stop is done by then
+	t.Setenv("FAKE_BUSY", strconv.Itoa(busy))
+	t.Setenv("FAKE_STALL", strconv.Itoa(idle))
 	t.Setenv("FAKE_STALLED", stalled)
 	if code := f.run(t, nil); code != 0 {
 		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
@@ -494,15 +494,24 @@ func TestUpdateTimeIsLastProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stoppedAt := time.Unix(0, int64(secs*float64(time.Second)))
 	seen, err := os.ReadFile(stalled + ".status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := status.Parse(seen)
 	if err != nil {
-		t.Fatalf("status file during the stall: %v", err)
+		t.Fatalf("status file at the end of the idle time: %v", err)
 	}
+	return time.Unix(0, int64(secs*float64(time.Second))), s
+}
+
+// TestUpdateTimeIsLastProgress stops the stand-in's I/O a second after a
+// periodic rewrite fell due: the file's UPDATE TIME must be when the run
+// was last seen making progress, not when the next rewrite noticed it
+// had, or a reader sees the stall up to an interval late.
+func TestUpdateTimeIsLastProgress(t *testing.T) {
+	// The rewrite due after the stop is done by the end of the idle time.
+	stoppedAt, s := runStall(t, 5*time.Second, 6, 9)
 	// The I/O counters are looked at five times a second and UPDATE
 	// TIME is whole seconds; a loaded machine may look late, so a second
 	// and a half is allowed after the stop, and 1.2 s before it.
@@ -518,32 +527,7 @@ func TestUpdateTimeIsLastProgress(t *testing.T) {
 // never older than an interval and a bit, or a reader calls a healthy
 // run stalled.
 func TestUpdateTimeAdvancesWithProgress(t *testing.T) {
-	f := newFake(t, "stall")
-	f.refresh = 2 * time.Second
-	stalled := filepath.Join(f.dir, "stalled")
-	t.Setenv("FAKE_BUSY", "9")
-	t.Setenv("FAKE_STALL", "0")
-	t.Setenv("FAKE_STALLED", stalled)
-	if code := f.run(t, nil); code != 0 {
-		t.Fatalf("exit %d, want 0; stderr:\n%s", code, f.stderr.String())
-	}
-	data, err := os.ReadFile(stalled)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secs, err := strconv.ParseFloat(strings.TrimSpace(string(data)), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stoppedAt := time.Unix(0, int64(secs*float64(time.Second)))
-	seen, err := os.ReadFile(stalled + ".status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := status.Parse(seen)
-	if err != nil {
-		t.Fatalf("status file at the end of the writing: %v", err)
-	}
+	stoppedAt, s := runStall(t, 2*time.Second, 9, 0)
 	// Due every 2 s: at most 2 s, a look and the truncation behind.
 	if age := stoppedAt.Sub(s.UpdateTime); s.Phase != status.PhaseReceiving || age > 3500*time.Millisecond {
 		t.Errorf("after 9 s of writing: phase %s, UPDATE TIME %s, %s before the last write at %s",
