@@ -3,8 +3,6 @@ package campaign
 import (
 	"context"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,48 +76,17 @@ func applyPatch(ctx context.Context, dir, p string) error {
 }
 
 // copyModule copies go.mod, go.sum and the harness directory of the
-// module at root into dst, regular files and directories only.
+// module at root into dst (os.CopyFS: regular files and directories; the
+// tree holds no symbolic link).
 func copyModule(root, dst string) error {
 	for _, f := range []string{"go.mod", "go.sum"} {
-		if err := copyFile(filepath.Join(root, f), filepath.Join(dst, f), 0o644); err != nil {
-			return err
-		}
-	}
-	return filepath.WalkDir(filepath.Join(root, "harness"), func(path string, d fs.DirEntry, err error) error {
+		data, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(root, path)
-		if err != nil {
+		if err := os.WriteFile(filepath.Join(dst, f), data, 0o644); err != nil {
 			return err
 		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		case d.Type().IsRegular():
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			return copyFile(path, filepath.Join(dst, rel), info.Mode().Perm())
-		}
-		return nil
-	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Close()
+	return os.CopyFS(filepath.Join(dst, "harness"), os.DirFS(filepath.Join(root, "harness")))
 }
