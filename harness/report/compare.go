@@ -419,44 +419,10 @@ func CompareHTML(c Comparison) string {
 	for _, n := range c.Notes {
 		fmt.Fprintf(&b, "<p><b>Note:</b> %s</p>\n", htmlEscape(n))
 	}
-	b.WriteString(`<table style="border-collapse:collapse">` + "\n")
-	fmt.Fprintf(&b, "<tr><th %s rowspan=\"2\">plan</th><th %s rowspan=\"2\">signal</th>", thStyle, thStyle)
-	for _, bi := range c.Builds {
-		fmt.Fprintf(&b, "<th %s colspan=\"4\">%s</th>", thStyle, htmlEscape(bi.Label))
-	}
-	b.WriteString("</tr>\n<tr>")
-	for range c.Builds {
-		fmt.Fprintf(&b, "<th %[1]s>checked</th><th %[1]s>claims</th><th %[1]s>false claims</th><th %[1]s>misses</th>", thStyle)
-	}
-	b.WriteString("</tr>\n")
-	for _, r := range c.Rows {
-		fmt.Fprintf(&b, "<tr><td %s>%s</td><td %s>%s</td>", thStyle, htmlEscape(c.planLabel(r.Plan)), thStyle, htmlEscape(r.Signal))
-		for _, cell := range r.Cells {
-			b.WriteString(cellHTML(cell))
-		}
-		b.WriteString("</tr>\n")
-	}
-	b.WriteString("</table>\n")
+	signalTableHTML(&b, c)
 	b.WriteString("<h2>Processes left and clean-ups across builds</h2>\n")
 	fmt.Fprintf(&b, "<p>Over every trial; %s.</p>\n", htmlEscape(processKey))
-	b.WriteString(`<table style="border-collapse:collapse">` + "\n")
-	fmt.Fprintf(&b, "<tr><th %s rowspan=\"2\">plan</th>", thStyle)
-	for _, bi := range c.Builds {
-		fmt.Fprintf(&b, "<th %s colspan=\"3\">%s</th>", thStyle, htmlEscape(bi.Label))
-	}
-	b.WriteString("</tr>\n<tr>")
-	for range c.Builds {
-		fmt.Fprintf(&b, "<th %[1]s>trials</th><th %[1]s>orphaned</th><th %[1]s>live runs removed</th>", thStyle)
-	}
-	b.WriteString("</tr>\n")
-	for _, r := range c.Processes {
-		fmt.Fprintf(&b, "<tr><td %s>%s</td>", thStyle, htmlEscape(c.planLabel(r.Plan)))
-		for _, cell := range r.Cells {
-			b.WriteString(processCellHTML(cell))
-		}
-		b.WriteString("</tr>\n")
-	}
-	b.WriteString("</table>\n")
+	processTableHTML(&b, c)
 	if notes := c.scopeNotes(); len(notes) > 0 {
 		fmt.Fprintf(&b, "<p>%s: the plan's fault differs between builds (every build runs the same trials):</p>\n<ul>\n", scopeMark)
 		for _, n := range notes {
@@ -467,19 +433,67 @@ func CompareHTML(c Comparison) string {
 	return b.String()
 }
 
+// signalTableHTML writes the table of operator signals: per plan and
+// signal, each build's four cells.
+func signalTableHTML(b *strings.Builder, c Comparison) {
+	b.WriteString(`<table style="border-collapse:collapse">` + "\n")
+	fmt.Fprintf(b, "<tr><th %s rowspan=\"2\">plan</th><th %s rowspan=\"2\">signal</th>", thStyle, thStyle)
+	for _, bi := range c.Builds {
+		fmt.Fprintf(b, "<th %s colspan=\"4\">%s</th>", thStyle, htmlEscape(bi.Label))
+	}
+	b.WriteString("</tr>\n<tr>")
+	for range c.Builds {
+		fmt.Fprintf(b, "<th %[1]s>checked</th><th %[1]s>claims</th><th %[1]s>false claims</th><th %[1]s>misses</th>", thStyle)
+	}
+	b.WriteString("</tr>\n")
+	for _, r := range c.Rows {
+		fmt.Fprintf(b, "<tr><td %s>%s</td><td %s>%s</td>", thStyle, htmlEscape(c.planLabel(r.Plan)), thStyle, htmlEscape(r.Signal))
+		for _, cell := range r.Cells {
+			b.WriteString(cellHTML(cell))
+		}
+		b.WriteString("</tr>\n")
+	}
+	b.WriteString("</table>\n")
+}
+
+// processTableHTML writes the table of processes left and clean-ups: per
+// plan, each build's three cells.
+func processTableHTML(b *strings.Builder, c Comparison) {
+	b.WriteString(`<table style="border-collapse:collapse">` + "\n")
+	fmt.Fprintf(b, "<tr><th %s rowspan=\"2\">plan</th>", thStyle)
+	for _, bi := range c.Builds {
+		fmt.Fprintf(b, "<th %s colspan=\"3\">%s</th>", thStyle, htmlEscape(bi.Label))
+	}
+	b.WriteString("</tr>\n<tr>")
+	for range c.Builds {
+		fmt.Fprintf(b, "<th %[1]s>trials</th><th %[1]s>orphaned</th><th %[1]s>live runs removed</th>", thStyle)
+	}
+	b.WriteString("</tr>\n")
+	for _, r := range c.Processes {
+		fmt.Fprintf(b, "<tr><td %s>%s</td>", thStyle, htmlEscape(c.planLabel(r.Plan)))
+		for _, cell := range r.Cells {
+			b.WriteString(processCellHTML(cell))
+		}
+		b.WriteString("</tr>\n")
+	}
+	b.WriteString("</table>\n")
+}
+
 // processCellHTML is one build's three cells of a process row, or one
 // cell spanning them.
 func processCellHTML(c ProcessCell) string {
 	if c.Missing != "" {
 		return fmt.Sprintf("<td %s colspan=\"3\" title=\"%s\">-</td>", noneStyle, htmlEscape(c.Missing))
 	}
-	mark := func(n int, color string) string {
-		if n == 0 {
-			return fmt.Sprintf("<td %s>0</td>", tdStyle)
-		}
-		return fmt.Sprintf("<td %s><b style=\"color:%s\">%d</b></td>", tdStyle, color, n)
+	return fmt.Sprintf("<td %s>%d</td>", tdStyle, c.Trials) + markedCell(c.Orphaned, outcomeColors["failed"]) + markedCell(c.LiveRemoved, outcomeColors["violation"])
+}
+
+// markedCell is a cell holding n, in bold of color when it is not 0.
+func markedCell(n int, color string) string {
+	if n == 0 {
+		return fmt.Sprintf("<td %s>0</td>", tdStyle)
 	}
-	return fmt.Sprintf("<td %s>%d</td>", tdStyle, c.Trials) + mark(c.Orphaned, outcomeColors["failed"]) + mark(c.LiveRemoved, outcomeColors["violation"])
+	return fmt.Sprintf("<td %s><b style=\"color:%s\">%d</b></td>", tdStyle, color, n)
 }
 
 // cellHTML is one build's four cells of a row, or one cell spanning them.
@@ -487,14 +501,8 @@ func cellHTML(c Cell) string {
 	if c.Missing != "" {
 		return fmt.Sprintf("<td %s colspan=\"4\" title=\"%s\">%s</td>", noneStyle, htmlEscape(c.Missing), htmlEscape(c.String()))
 	}
-	mark := func(n int, color string) string {
-		if n == 0 {
-			return fmt.Sprintf("<td %s>0</td>", tdStyle)
-		}
-		return fmt.Sprintf("<td %s><b style=\"color:%s\">%d</b></td>", tdStyle, color, n)
-	}
 	return fmt.Sprintf("<td %s>%d</td><td %s>%d</td>", tdStyle, c.Checked, tdStyle, c.Claims) +
-		mark(c.FalseClaims, outcomeColors["violation"]) + mark(c.Misses, outcomeColors["failed"])
+		markedCell(c.FalseClaims, outcomeColors["violation"]) + markedCell(c.Misses, outcomeColors["failed"])
 }
 
 // SaveComparison writes comparison.json and comparison.html into dir,
