@@ -223,20 +223,8 @@ func (k *knownBad) wrapperTarget(ctx context.Context, name string) (variant, err
 	if err != nil {
 		return variant{}, err
 	}
-	root, err := build.FindRepoRoot(".")
+	bin, err := BuildToolDir(ctx, "pgbb-run", 0o755, patches...)
 	if err != nil {
-		return variant{}, err
-	}
-	dir, err := os.MkdirTemp("", "pgbb-run-")
-	if err != nil {
-		return variant{}, err
-	}
-	bin, err := BuildPatchedTool(ctx, root, dir, "pgbb-run", patches)
-	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err != nil {
-		os.RemoveAll(dir)
 		return variant{}, fmt.Errorf("known-bad variant %s%s: %w", wrapperPrefix, name, err)
 	}
 	return variant{tgt: tgt, wrapper: bin}, nil

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/pgbb/pgbb/harness/build"
 )
 
 // PatchFiles lists the patches of a directory, the files ending in
@@ -89,4 +91,33 @@ func copyModule(root, dst string) error {
 		}
 	}
 	return os.CopyFS(filepath.Join(dst, "harness"), os.DirFS(filepath.Join(root, "harness")))
+}
+
+// BuildToolDir builds the command harness/cmd/NAME of the repository this
+// process runs in, with patches applied to a copy of it if any
+// (BuildPatchedTool), into a new temporary directory of the given mode,
+// and returns the binary's path; the caller removes its directory.
+func BuildToolDir(ctx context.Context, name string, mode os.FileMode, patches ...string) (string, error) {
+	root, err := build.FindRepoRoot(".")
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", name+"-")
+	if err != nil {
+		return "", err
+	}
+	var bin string
+	if len(patches) > 0 {
+		bin, err = BuildPatchedTool(ctx, root, tmp, name, patches)
+	} else {
+		bin, err = BuildTool(ctx, root, tmp, name)
+	}
+	if err == nil {
+		err = os.Chmod(tmp, mode)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return bin, nil
 }

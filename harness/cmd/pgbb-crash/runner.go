@@ -251,7 +251,7 @@ func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error
 	if !slices.ContainsFunc(scs, func(s scenario.Scenario) bool { return fault.RunsReader(s.Faults) }) {
 		return "", nil
 	}
-	return buildTool(ctx, "pgbb-status", 0o700)
+	return campaign.BuildToolDir(ctx, "pgbb-status", 0o700)
 }
 
 // buildWrapper builds pgbb-run into a temporary directory that the
@@ -260,42 +260,13 @@ func readerForPlans(ctx context.Context, scs []scenario.Scenario) (string, error
 // directory's patches applied.
 func buildWrapper(ctx context.Context, patches string) (string, error) {
 	if patches == "" {
-		return buildTool(ctx, "pgbb-run", 0o755)
+		return campaign.BuildToolDir(ctx, "pgbb-run", 0o755)
 	}
 	files, err := campaign.PatchFiles(patches)
 	if err != nil {
 		return "", fmt.Errorf("-wrapper-patches: %w", err)
 	}
-	return buildTool(ctx, "pgbb-run", 0o755, files...)
-}
-
-// buildTool builds the command harness/cmd/name of this tree, with
-// patches applied to a copy of it if any (campaign.BuildPatchedTool), into
-// a new temporary directory of the given mode and returns the binary's
-// path.
-func buildTool(ctx context.Context, name string, mode os.FileMode, patches ...string) (string, error) {
-	root, err := build.FindRepoRoot(".")
-	if err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp("", name+"-")
-	if err != nil {
-		return "", err
-	}
-	var bin string
-	if len(patches) > 0 {
-		bin, err = campaign.BuildPatchedTool(ctx, root, tmp, name, patches)
-	} else {
-		bin, err = campaign.BuildTool(ctx, root, tmp, name)
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
-	return bin, nil
+	return campaign.BuildToolDir(ctx, "pgbb-run", 0o755, files...)
 }
 
 // scratchRoot is where the container backend's scratch goes: -scratch if
